@@ -1,0 +1,49 @@
+"""Digests: xxh3-128 of bytes, files and canonical msgpack encodings of key material."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import xxhash
+
+CHUNK = 1 << 20
+
+
+def digest_bytes(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def digest_file(path: Path) -> str:
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    """Sorted dicts, tuples as lists, paths as posix text: one encoding per meaning."""
+    if isinstance(value, dict):
+        return [[str(k), _canonical(value[k])] for k in sorted(value, key=str)]
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Path):
+        return value.as_posix()
+    if isinstance(value, float) and value.is_integer():
+        return value  # keep 1.0 and 1 distinct: msgpack encodes them differently anyway
+    return value
+
+
+def canonical_bytes(value: Any) -> bytes:
+    return msgpack.packb(_canonical(value), use_bin_type=True)
+
+
+def digest_value(value: Any) -> str:
+    """The key of a structure: xxh3-128 over its canonical msgpack encoding."""
+    return digest_bytes(canonical_bytes(value))
+
+
+def tree_digest(files: dict[str, str]) -> str:
+    """One digest for a set of output files (relative name -> content digest)."""
+    return digest_value(sorted(files.items()))

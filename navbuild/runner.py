@@ -1,0 +1,113 @@
+"""One interface for every runner (Polygraphy's shape): activate, infer, deactivate.
+
+A runner loads one artifact on one device and runs it on numpy feeds. The base class checks the
+feed once for all runners; subclasses implement the ``*_impl`` hooks and import their framework
+lazily inside them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from navbuild.rule import ModelSpec, Needs
+
+
+class RunnerError(RuntimeError):
+    pass
+
+
+class Runner:
+    """Base class. Subclasses set ``name`` and implement the hooks.
+
+    Profiling uses ``prepare`` (place the inputs on the device once) and ``run_prepared``
+    (the timed call, which must not copy inputs back and forth) and ``synchronize``.
+    """
+
+    name: str = "runner"
+    devices: tuple[str, ...] = ("cpu",)
+    needs: Needs = Needs()
+
+    def __init__(self, artifact_dir: Path | None, model: ModelSpec, device: str = "cpu",
+                 precision: str = "fp32") -> None:
+        self.artifact_dir = artifact_dir
+        self.model = model
+        self.device = device
+        self.precision = precision
+        self.active = False
+
+    # -- public interface -------------------------------------------------------------------
+    def activate(self) -> "Runner":
+        if not self.active:
+            self.activate_impl()
+            self.active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.active:
+            self.deactivate_impl()
+            self.active = False
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.deactivate()
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.active:
+            raise RunnerError(f"{self.name}: call activate() before infer()")
+        self._check_feed(feed)
+        outputs = self.infer_impl(dict(feed))
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+    def prepare(self, feed: Mapping[str, np.ndarray]) -> Any:
+        """Inputs converted and placed on the device, ready for ``run_prepared``."""
+        self._check_feed(feed)
+        return self.prepare_impl(dict(feed))
+
+    def run_prepared(self, prepared: Any) -> Any:
+        return self.run_prepared_impl(prepared)
+
+    def synchronize(self) -> None:
+        self.synchronize_impl()
+
+    # -- hooks ------------------------------------------------------------------------------
+    def activate_impl(self) -> None:
+        raise NotImplementedError
+
+    def deactivate_impl(self) -> None:
+        pass
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
+        raise NotImplementedError
+
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
+        return feed
+
+    def run_prepared_impl(self, prepared: Any) -> Any:
+        return self.infer_impl(prepared)
+
+    def synchronize_impl(self) -> None:
+        pass
+
+    # -- checks -----------------------------------------------------------------------------
+    def _check_feed(self, feed: Mapping[str, np.ndarray]) -> None:
+        expected = list(self.model.inputs)
+        if expected and sorted(feed) != sorted(expected):
+            raise RunnerError(
+                f"{self.name}: inputs {sorted(feed)} do not match the model's inputs {sorted(expected)}")
+
+
+def output_names(model: ModelSpec, count: int) -> list[str]:
+    """The declared output names, or Triton's default ``output__<i>`` names."""
+    if model.outputs:
+        if len(model.outputs) != count:
+            raise RunnerError(
+                f"model {model.name} declares outputs {list(model.outputs)} but returned {count}")
+        return list(model.outputs)
+    return [f"output__{i}" for i in range(count)]
+
+
+RunnerFactory = Callable[..., Runner]
