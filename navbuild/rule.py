@@ -63,7 +63,10 @@ class Rule:
                   may return metadata (JSON-able) that goes into the manifest
     consumes      ``SOURCE`` or the name of the upstream format whose files it reads
     frameworks    frameworks whose models it accepts when it consumes SOURCE ("torch", ...)
-    params        names of the target parameters that change its output (the rest never enter its key)
+    params        parameters that change its output, name -> default (only these enter its key).
+                  The engine fills them from ``[models.<m>.targets.<format>]`` tables, except two it
+                  supplies itself when declared: ``max_batch_size`` (the model's) and ``normalize``
+                  (make the output byte-reproducible; default True, a per-target option)
     tools         distributions whose installed version enters its key ("torch", "onnx")
     precisions    precisions it can build; the first is its default
     device_bound  output only valid on the device that built it (keyed by the device fingerprint)
@@ -80,7 +83,7 @@ class Rule:
     build: Callable[["BuildContext"], Mapping[str, Any] | None]
     consumes: str = SOURCE
     frameworks: tuple[str, ...] = ()
-    params: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
     tools: tuple[str, ...] = ()
     precisions: tuple[str, ...] = ("fp32",)
     device_bound: bool = False
