@@ -28,6 +28,7 @@ class Runner:
     name: str = "runner"
     devices: tuple[str, ...] = ("cpu",)
     needs: Needs = Needs()
+    tools: tuple[str, ...] = ()  # distributions whose version can change its outputs
 
     def __init__(self, artifact_dir: Path | None, model: ModelSpec, device: str = "cpu",
                  precision: str = "fp32") -> None:

@@ -1,0 +1,60 @@
+"""The ``navbuild`` command line: ``navbuild [options] [command | target | alias ...]``.
+
+Exit codes CI can use: 0 everything built or cached (skips are not errors), 1 a target failed,
+2 a usage or configuration error (nothing was built).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "list": ("navbuild.commands.list_cmd", "every target with its rule, device binding and whether this machine can build it"),
+    "status": ("navbuild.commands.status_cmd", "what is built, stale or missing, and why"),
+    "explain": ("navbuild.commands.status_cmd", "which inputs changed since a target's last build"),
+    "clean": ("navbuild.commands.clean_cmd", "delete materialized outputs (the store keeps every build)"),
+    "gc": ("navbuild.commands.clean_cmd", "delete store objects that no manifest reaches"),
+}
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parser() -> argparse.ArgumentParser:
+    commands = "\n".join(f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items())
+    p = argparse.ArgumentParser(
+        prog="navbuild", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build, check and package deep-learning model deployments.",
+        epilog=f"commands:\n  all       build every target (the default)\n  TARGET    build targets or aliases "
+               f"(cnn:onnx, onnx, trt-fp16, fp16, cnn)\n{commands}")
+    p.add_argument("words", nargs="*", help="a command, or targets and aliases to build")
+    p.add_argument("-c", "--config", help="path of navbuild.toml (default: found from the current folder up)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="targets built in parallel (processes)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every target and each build's output")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
+    p.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from navbuild.config import ConfigError
+    from navbuild.graph import GraphError
+    from navbuild.registry import RegistryError
+
+    try:
+        if args.words and args.words[0] in COMMANDS:
+            module = importlib.import_module(COMMANDS[args.words[0]][0])
+            return module.main(args)
+        from navbuild.commands import build_cmd
+
+        return build_cmd.main(args)
+    except (ConfigError, GraphError, RegistryError) as exc:
+        print(f"navbuild: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("navbuild: interrupted; the store is consistent, run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""``navbuild status`` and ``navbuild explain TARGET``: diffs between the last build and now.
+
+Like ``dvc status``: the key material of each target's last build (kept in the store) against the
+material its inputs give now; nothing is guessed and nothing is built.
+"""
+from __future__ import annotations
+
+import argparse
+
+from navbuild import keys
+from navbuild.commands import console
+from navbuild.graph import CHECK
+from navbuild.project import open_project
+from navbuild.session import Session
+
+
+def state(session: Session, name: str) -> tuple[str, str]:
+    """(state, why) of one target: built, stale, missing, skipped, or waiting on an upstream."""
+    target = session.graph.targets[name]
+    reason = session._unmet_needs(target)
+    if reason:
+        return "skipped", reason
+    try:
+        key, material = session.key(name)
+    except keys.Pending as pending:
+        return "stale", f"waits for {pending.upstream}"
+    manifest = session.store.get_manifest(key)
+    if manifest is not None and session.store.manifest_intact(manifest):
+        if target.kind == CHECK and not manifest.get("metadata", {}).get("passed", False):
+            return "failed", (manifest["metadata"].get("failures") or ["correctness failed"])[0]
+        return "built", ""
+    last = session.store.get_target_record(name)
+    if last is None:
+        return "missing", "never built"
+    changes = keys.diff(last.get("material", {}), material)
+    if not changes:
+        return "stale", "its build is no longer in the store"
+    return "stale", "; ".join(changes[:3]) + (f" (+{len(changes) - 3} more)" if len(changes) > 3 else "")
+
+
+def main(args: argparse.Namespace) -> int:
+    command, names = args.words[0], args.words[1:]
+    session = open_project(args.config)
+    if command == "explain":
+        if not names:
+            print("usage: navbuild explain TARGET...")
+            return 2
+        return _explain(session, session.graph.resolve(names))
+    return _status(session, session.graph.resolve(names or ["all"]))
+
+
+def _status(session: Session, names: list[str]) -> int:
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    table.add_column("target")
+    table.add_column("state")
+    table.add_column("why")
+    style = {"built": "green", "stale": "yellow", "missing": "yellow", "skipped": "dim", "failed": "red"}
+    for name in session.graph.closure(names):
+        current, why = state(session, name)
+        table.add_row(name, f"[{style[current]}]{current}[/]", why)
+    console().print(table)
+    session.close()
+    return 0
+
+
+def _explain(session: Session, names: list[str]) -> int:
+    out = console()
+    for name in names:
+        current, why = state(session, name)
+        out.print(f"[bold]{name}[/]: {current}" + (f" ({why})" if why else ""))
+        last = session.store.get_target_record(name)
+        try:
+            key, material = session.key(name)
+        except keys.Pending as pending:
+            out.print(f"  its key depends on {pending.upstream}, which is not built yet")
+            continue
+        if last is None:
+            out.print("  no earlier build recorded")
+            continue
+        changes = keys.diff(last.get("material", {}), material)
+        if not changes:
+            out.print(f"  inputs unchanged since the last build (key {key[:12]})")
+        for line in changes:
+            out.print(f"  changed: {line}", highlight=False)
+    session.close()
+    return 0

@@ -1,0 +1,367 @@
+"""navbuild.toml: parse, validate, and resolve into plain dataclasses.
+
+Every problem is a ConfigError naming the file, the key, what is wrong and how to fix it; the CLI
+turns it into exit code 2 before anything is built. Validation never imports a framework: entry
+points are checked by parsing their file with ``ast``.
+"""
+from __future__ import annotations
+
+import ast
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from navbuild.rule import ModelSpec
+
+CONFIG_NAME = "navbuild.toml"
+DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Looser tolerances for reduced precisions unless the project sets its own.
+DEFAULT_TOLERANCES = {
+    "fp32": {"atol": 1e-4, "rtol": 1e-3},
+    "fp16": {"atol": 1e-2, "rtol": 1e-2},
+    "bf16": {"atol": 5e-2, "rtol": 5e-2},
+    "int8": {"atol": 1e-1, "rtol": 1e-1},
+}
+
+
+class ConfigError(Exception):
+    def __init__(self, path: Path | str, key: str, problem: str, fix: str = "") -> None:
+        self.path, self.key, self.problem, self.fix = str(path), key, problem, fix
+        text = f"{self.path}: {key}: {problem}" if key else f"{self.path}: {problem}"
+        super().__init__(text + (f"\n  fix: {fix}" if fix else ""))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+
+
+@dataclass
+class CorrectnessConfig:
+    """Tolerances: per precision, overridden per model and per output."""
+
+    by_precision: dict[str, Tolerance]
+    by_output: dict[str, dict[str, Tolerance]] = field(default_factory=dict)  # precision -> output
+
+    def tolerance(self, precision: str, output: str) -> Tolerance:
+        per_output = self.by_output.get(precision, {}).get(output) or self.by_output.get("*", {}).get(output)
+        return per_output or self.by_precision[precision]
+
+    def as_key(self, precision: str, outputs: list[str]) -> dict[str, list[float]]:
+        return {name: [self.tolerance(precision, name).atol, self.tolerance(precision, name).rtol]
+                for name in outputs}
+
+
+@dataclass
+class TargetsConfig:
+    formats: list[str]
+    precisions: list[str]
+    device: str
+    normalize: bool
+    format_options: dict[str, dict[str, Any]]  # format -> rule params from [targets.<format>]
+
+
+@dataclass
+class ModelConfig:
+    spec: ModelSpec
+    samples: str  # "file.py:function" or a path to a .tensors/.npz file
+    sources: list[str]  # globs relative to the root
+    targets: TargetsConfig
+    correctness: CorrectnessConfig
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class ProjectConfig:
+    path: Path
+    root: Path
+    name: str
+    device: str
+    store: Path
+    out: Path
+    models: dict[str, ModelConfig]
+    profile: dict[str, Any] = field(default_factory=dict)
+
+
+# -- small typed readers ----------------------------------------------------------------------
+class _Reader:
+    def __init__(self, path: Path, table: Mapping[str, Any], where: str) -> None:
+        self.path, self.table, self.where = path, table, where
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., fix: str = "") -> Any:
+        self.used.add(name)
+        if name not in self.table:
+            if default is ...:
+                raise ConfigError(self.path, self.key(name), "is required", fix)
+            return default
+        value = self.table[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise ConfigError(self.path, self.key(name), f"must be {_kind_word(names)}, not "
+                              f"{type(value).__name__} {value!r}", fix)
+        return value
+
+    def str_list(self, name: str, default: Any = ...) -> list[str]:
+        value = self.get(name, list, default)
+        if any(not isinstance(v, str) for v in value):
+            raise ConfigError(self.path, self.key(name), "must be a list of strings")
+        return list(value)
+
+    def table_(self, name: str) -> dict[str, Any]:
+        return self.get(name, dict, {})
+
+    def reject_unknown(self, allowed_extra: set[str] = frozenset()) -> None:
+        unknown = sorted(set(self.table) - self.used - set(allowed_extra))
+        if unknown:
+            known = ", ".join(sorted(self.used | set(allowed_extra)))
+            raise ConfigError(self.path, self.key(unknown[0]), "unknown key",
+                              f"remove it or use one of: {known}")
+
+
+def _kind_word(names: str) -> str:
+    words = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+             "list": "a list", "dict": "a table"}
+    return " or ".join(words.get(n, n) for n in names.split(" or "))
+
+
+# -- loading ------------------------------------------------------------------------------------
+def find_config(start: Path) -> Path:
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(start / CONFIG_NAME, "", "no navbuild.toml here or in any parent folder",
+                      "run navbuild from a project folder, or pass --config PATH")
+
+
+def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectConfig:
+    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation."""
+    path = Path(path).resolve()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found")
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}", "fix the syntax at the position shown")
+    root = path.parent
+    top = _Reader(path, data, "")
+    project = _Reader(path, top.table_("project"), "project")
+    name = project.get("name", str, root.name)
+    device = _device(path, project, "device", "cpu")
+    store = root / project.get("store", str, ".navbuild")
+    out = root / project.get("out", str, "navbuild-out")
+    project.reject_unknown()
+    correctness = _correctness(path, top.table_("correctness"), "correctness", None)
+    profile = top.table_("profile")
+    models_table = top.get("models", dict, fix="declare at least one [models.<name>] table")
+    if not models_table:
+        raise ConfigError(path, "models", "declares no model", "add a [models.<name>] table")
+    models = {}
+    for model_name, table in models_table.items():
+        if not isinstance(table, dict):
+            raise ConfigError(path, f"models.{model_name}", "must be a table")
+        if not model_name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(path, f"models.{model_name}", "a model name may hold letters, digits, "
+                              "'-' and '_' only")
+        models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats)
+    top.reject_unknown()
+    return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
+                         models=models, profile=profile)
+
+
+def _device(path: Path, reader: _Reader, key: str, default: str) -> str:
+    value = reader.get(key, str, default)
+    if value not in DEVICES:
+        raise ConfigError(path, reader.key(key), f"unknown device {value!r}", f"use one of {DEVICES}")
+    return value
+
+
+def _tolerance(path: Path, table: Mapping[str, Any], where: str, base: Tolerance) -> Tolerance:
+    reader = _Reader(path, table, where)
+    atol = reader.get("atol", float, base.atol)
+    rtol = reader.get("rtol", float, base.rtol)
+    if atol < 0 or rtol < 0:
+        raise ConfigError(path, where, "tolerances must not be negative")
+    return Tolerance(atol, rtol)
+
+
+def _correctness(path: Path, table: Mapping[str, Any], where: str,
+                 parent: CorrectnessConfig | None) -> CorrectnessConfig:
+    reader = _Reader(path, table, where)
+    reader.get("atol", float, 0.0)
+    reader.get("rtol", float, 0.0)
+    outputs = reader.table_("outputs")
+    precision_tables = reader.table_("precision")
+    reader.reject_unknown()
+    by_precision = {}
+    for precision in PRECISIONS:
+        if parent is not None:
+            base = parent.by_precision[precision]
+        else:
+            base = Tolerance(**DEFAULT_TOLERANCES[precision])
+        # [correctness] atol/rtol set fp32 (and stricter reduced-precision values are kept loose)
+        if precision == "fp32":
+            base = _tolerance(path, {k: table[k] for k in ("atol", "rtol") if k in table}, where, base)
+        per = precision_tables.get(precision)
+        by_precision[precision] = _tolerance(path, per, f"{where}.precision.{precision}", base) if per else base
+    unknown = sorted(set(precision_tables) - set(PRECISIONS))
+    if unknown:
+        raise ConfigError(path, f"{where}.precision.{unknown[0]}", "unknown precision", f"use one of {PRECISIONS}")
+    by_output = {p: dict(v) for p, v in parent.by_output.items()} if parent else {}
+    for output, spec in outputs.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(path, f"{where}.outputs.{output}", "must be a table with atol and/or rtol")
+        by_output.setdefault("*", {})[output] = _tolerance(path, spec, f"{where}.outputs.{output}",
+                                                           by_precision["fp32"])
+    return CorrectnessConfig(by_precision=by_precision, by_output=by_output)
+
+
+def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
+           correctness: CorrectnessConfig, known_formats: Mapping[str, Any] | None) -> ModelConfig:
+    where = f"models.{name}"
+    reader = _Reader(path, table, where)
+    framework = reader.get("framework", str, fix='e.g. framework = "torch"')
+    entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model"')
+    _check_entry(path, root, reader.key("entry"), entry)
+    samples = reader.get("samples", str, fix='a function ("model.py:make_samples") or a .tensors/.npz file')
+    if ":" in samples and samples.rsplit(":", 1)[0].endswith(".py"):
+        _check_entry(path, root, reader.key("samples"), samples)
+    elif not (root / samples).is_file():
+        raise ConfigError(path, reader.key("samples"), f"file {samples} does not exist",
+                          "give an existing file or a 'file.py:function' that returns samples")
+    entry_file = entry.rsplit(":", 1)[0]
+    sources = reader.str_list("sources", [entry_file])
+    for pattern in sources:
+        if not any(root.glob(pattern)):
+            raise ConfigError(path, reader.key("sources"), f"{pattern!r} matches no file",
+                              "list the model's files relative to the folder of navbuild.toml")
+    inputs = reader.str_list("inputs", [])
+    outputs = reader.str_list("outputs", [])
+    batch_dim = reader.get("batch_dim", int, 0)
+    if batch_dim != 0:
+        raise ConfigError(path, reader.key("batch_dim"), "only batch_dim = 0 is supported",
+                          "put the batch dimension first")
+    max_batch_size = reader.get("max_batch_size", int, 1)
+    if max_batch_size < 1:
+        raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
+    dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
+    device = _device(path, reader, "device", project_device)
+    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, known_formats)
+    model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
+    reader.reject_unknown()
+    spec = ModelSpec(name=name, framework=framework, entry=entry, root=root, inputs=tuple(inputs),
+                     outputs=tuple(outputs), batch_dim=batch_dim, max_batch_size=max_batch_size,
+                     dynamic_axes=dynamic_axes)
+    return ModelConfig(spec=spec, samples=samples, sources=sources, targets=targets,
+                       correctness=model_correctness)
+
+
+def _dynamic_axes(path: Path, where: str, table: Mapping[str, Any]) -> dict[str, dict[int, str]]:
+    axes: dict[str, dict[int, str]] = {}
+    for input_name, spec in table.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(path, f"{where}.{input_name}", 'must be a table like {1 = "seq"}')
+        try:
+            axes[input_name] = {int(axis): str(label) for axis, label in spec.items()}
+        except ValueError:
+            raise ConfigError(path, f"{where}.{input_name}", "axis numbers must be integers")
+    return axes
+
+
+def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
+             known_formats: Mapping[str, Any] | None) -> TargetsConfig:
+    reader = _Reader(path, table, where)
+    if "formats" not in table:
+        raise ConfigError(path, reader.key("formats"), "is required", 'e.g. formats = ["onnx", "torchscript-trace"]')
+    formats = reader.str_list("formats")
+    precisions = reader.str_list("precisions", ["fp32"])
+    target_device = _device(path, reader, "device", device)
+    normalize = reader.get("normalize", bool, True)
+    options = {}
+    for fmt in formats:
+        if known_formats is not None and fmt not in known_formats:
+            raise ConfigError(path, f"{where}.formats", f"unknown format {fmt!r}",
+                              f"use one of: {', '.join(sorted(known_formats))}")
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise ConfigError(path, f"{where}.precisions", f"unknown precision {precision!r}",
+                              f"use one of {PRECISIONS}")
+    for key, value in table.items():
+        if key in reader.used:
+            continue
+        if key not in formats:
+            raise ConfigError(path, f"{where}.{key}", "unknown key",
+                              "use formats, precisions, device, normalize, or a table named after a "
+                              "declared format holding its options")
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"{where}.{key}", "format options must be a table")
+        options[key] = dict(value)
+    if known_formats is not None:
+        _check_format_options(path, where, formats, precisions, options, known_formats)
+    return TargetsConfig(formats=formats, precisions=precisions, device=target_device,
+                         normalize=normalize, format_options=options)
+
+
+ENGINE_PARAMS = ("max_batch_size", "normalize")
+
+
+def _check_format_options(path: Path, where: str, formats: list[str], precisions: list[str],
+                          options: Mapping[str, dict[str, Any]], known_formats: Mapping[str, Any]) -> None:
+    for fmt, values in options.items():
+        rule = known_formats[fmt]
+        allowed = set(getattr(rule, "params", {})) - set(ENGINE_PARAMS)
+        for key in values:
+            if key not in allowed:
+                raise ConfigError(path, f"{where}.{fmt}.{key}", f"format {fmt} has no option {key!r}",
+                                  f"its options are: {', '.join(sorted(allowed)) or 'none'}")
+    for fmt in formats:
+        rule = known_formats[fmt]
+        validate = getattr(rule, "validate", None)
+        for precision in precisions:
+            if precision not in rule.precisions:
+                continue
+            problem = validate(options.get(fmt, {}), precision) if validate else None
+            if problem:
+                raise ConfigError(path, f"{where}.{fmt}", problem)
+        if not any(p in rule.precisions for p in precisions):
+            raise ConfigError(path, f"{where}.precisions", f"format {fmt} builds none of {precisions}",
+                              f"it supports {list(rule.precisions)}")
+
+
+def _check_entry(path: Path, root: Path, key: str, entry: str) -> None:
+    """``file.py:function``: the file exists and defines that name (checked without importing)."""
+    file_text, sep, func = entry.rpartition(":")
+    if not sep or not file_text or not func:
+        raise ConfigError(path, key, f"{entry!r} is not of the form 'path/file.py:function'")
+    source = root / file_text
+    if not source.is_file():
+        raise ConfigError(path, key, f"file {file_text} does not exist",
+                          "paths are relative to the folder holding navbuild.toml")
+    try:
+        tree = ast.parse(source.read_text(), filename=str(source))
+    except SyntaxError as exc:
+        raise ConfigError(path, key, f"{file_text} has a syntax error at line {exc.lineno}: {exc.msg}")
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    if func not in defined:
+        raise ConfigError(path, key, f"{file_text} defines no {func!r}",
+                          f"define {func}() there or point to an existing function")

@@ -1,0 +1,185 @@
+"""The target graph: what navbuild.toml declares, expanded into named targets and aliases.
+
+Per model ``m``:
+    m:samples            sample inputs (from a function or a file)
+    m:reference          the source model's outputs on the samples (the correctness reference)
+    m:<format>[-<prec>]  one artifact per declared format and precision the rule supports
+    m:<artifact>.check   correctness of that artifact against the reference
+Aliases: ``all``, the model name, a format (``onnx``), a format with precision (``trt-fp16``),
+a rule name (``trt``: every precision), a precision (``fp16``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from navbuild.config import ENGINE_PARAMS, ModelConfig, ProjectConfig
+from navbuild.registry import Registry
+from navbuild.rule import SOURCE, ModelSpec, Rule
+
+ARTIFACT, CHECK, PROFILE = "artifact", "check", "profile"
+SAMPLES, REFERENCE = "samples", "reference"
+
+
+@dataclass
+class Target:
+    name: str
+    kind: str  # ARTIFACT (also samples, reference) or CHECK
+    model: ModelConfig
+    rule: Rule | None
+    precision: str = "fp32"
+    device: str = "cpu"
+    params: dict[str, Any] = field(default_factory=dict)
+    upstream: str | None = None  # the target whose files this one reads
+    deps: list[str] = field(default_factory=list)  # every target it waits for
+    artifact: str | None = None  # for CHECK: the artifact it checks
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.model.spec
+
+    @property
+    def short(self) -> str:
+        return self.name.split(":", 1)[1]
+
+
+class GraphError(ValueError):
+    pass
+
+
+@dataclass
+class Graph:
+    targets: dict[str, Target]
+    aliases: dict[str, list[str]]
+
+    def resolve(self, names: list[str]) -> list[str]:
+        """Target names selected by names or aliases, with the checks of selected artifacts."""
+        selected: list[str] = []
+        for name in names or ["all"]:
+            if name in self.targets:
+                found = [name]
+            elif name in self.aliases:
+                found = self.aliases[name]
+            else:
+                raise GraphError(f"unknown target or alias {name!r}; try `navbuild list`")
+            for target in found:
+                for item in (target, f"{target}.check"):
+                    if item in self.targets and item not in selected:
+                        selected.append(item)
+        return selected
+
+    def closure(self, names: list[str]) -> list[str]:
+        """The selected targets and everything they depend on, in dependency order."""
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in seen:
+                return
+            seen.add(name)
+            for dep in self.targets[name].deps:
+                visit(dep)
+            order.append(name)
+
+        for name in names:
+            visit(name)
+        return order
+
+
+def resolve_device(device: str, gpu_present: bool) -> str:
+    if device == "auto":
+        return "cuda" if gpu_present else "cpu"
+    return device
+
+
+def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = False) -> Graph:
+    targets: dict[str, Target] = {}
+    aliases: dict[str, list[str]] = {"all": []}
+
+    def add(target: Target, *alias_names: str) -> None:
+        targets[target.name] = target
+        for alias in alias_names:
+            if alias in targets:
+                raise GraphError(f"alias {alias!r} clashes with a target name")
+            aliases.setdefault(alias, [])
+            if target.name not in aliases[alias]:
+                aliases[alias].append(target.name)
+
+    for model_name, model in project.models.items():
+        if model_name in registry.rules or model_name in ("all", "fp32", "fp16", "bf16", "int8"):
+            raise GraphError(f"model name {model_name!r} clashes with a format or alias name; rename it")
+        device = resolve_device(model.targets.device, gpu_present)
+        samples_rule = registry.rule(SAMPLES)
+        samples = Target(f"{model_name}:{SAMPLES}", ARTIFACT, model, samples_rule, device="cpu")
+        add(samples)
+        reference_rule = registry.source_rule(REFERENCE, model.spec.framework)
+        if reference_rule is None:
+            raise GraphError(f"model {model_name}: no rule gives reference outputs for framework "
+                             f"{model.spec.framework!r}; is its rule family installed?")
+        reference = Target(f"{model_name}:{REFERENCE}", ARTIFACT, model, reference_rule, device="cpu",
+                           params=_params(reference_rule, model, {}), deps=[samples.name])
+        add(reference)
+        for fmt in model.targets.formats:
+            rule = registry.rule(fmt)
+            if rule.consumes == SOURCE and rule.frameworks and model.spec.framework not in rule.frameworks:
+                raise GraphError(f"model {model_name}: format {fmt} takes {', '.join(rule.frameworks)} "
+                                 f"models, not {model.spec.framework}")
+            for precision in model.targets.precisions:
+                if precision not in rule.precisions:
+                    continue
+                artifact = _artifact(model, rule, precision, device, samples.name, registry)
+                add(artifact, "all", model_name, rule.name, artifact.short, precision)
+                check = Target(f"{artifact.name}.check", CHECK, model, None, precision=precision,
+                               device=device, deps=[artifact.name, reference.name, samples.name],
+                               artifact=artifact.name)
+                add(check)
+    _add_upstreams(targets, registry)
+    return Graph(targets=targets, aliases=aliases)
+
+
+def _params(rule: Rule, model: ModelConfig, options: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, default in rule.params.items():
+        if name == "max_batch_size":
+            params[name] = model.spec.max_batch_size
+        elif name == "normalize":
+            params[name] = options.get("normalize", model.targets.normalize)
+        else:
+            params[name] = options.get(name, default)
+    return params
+
+
+def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, samples: str,
+              registry: Registry) -> Target:
+    options = model.targets.format_options.get(rule.name, {})
+    params = _params(rule, model, options)
+    name = f"{model.name}:{rule.target_suffix(precision)}"
+    upstream = None
+    if rule.consumes != SOURCE:
+        upstream_rule = registry.rule(rule.consumes)
+        upstream = f"{model.name}:{upstream_rule.target_suffix(upstream_rule.precisions[0])}"
+    deps = [samples] + ([upstream] if upstream else [])
+    return Target(name, ARTIFACT, model, rule, precision=precision, device=device, params=params,
+                  upstream=upstream, deps=deps)
+
+
+def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
+    """A conversion whose upstream format was not declared gets it as an implicit target."""
+    pending = [t for t in targets.values() if t.upstream and t.upstream not in targets]
+    while pending:
+        target = pending.pop()
+        if target.upstream in targets:
+            continue
+        model, fmt = target.upstream.split(":", 1)
+        rule = registry.rule(target.rule.consumes)
+        device = target.device
+        implicit = _artifact(target.model, rule, rule.precisions[0], device, f"{model}:{SAMPLES}", registry)
+        targets[implicit.name] = implicit
+        targets[f"{implicit.name}.check"] = Target(
+            f"{implicit.name}.check", CHECK, target.model, None, precision=implicit.precision, device=device,
+            deps=[implicit.name, f"{model}:{REFERENCE}", f"{model}:{SAMPLES}"], artifact=implicit.name)
+        if implicit.upstream and implicit.upstream not in targets:
+            pending.append(implicit)
+
+
+__all__ = ["Target", "Graph", "GraphError", "build_graph", "ENGINE_PARAMS", "ARTIFACT", "CHECK"]

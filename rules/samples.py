@@ -1,0 +1,82 @@
+"""The `samples` rule: the model's sample inputs, written once in a deterministic file.
+
+``samples`` in navbuild.toml is either ``file.py:function`` (returns an iterable of samples: a
+tensor, a tuple/list of tensors, or a dict name -> tensor) or a ``.tensors``/``.npz`` file.
+The samples are checked here, once, so every later step can trust them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from navbuild import tensors
+from navbuild.rule import BuildContext, Rule, call_entry
+
+OUTPUT = "samples.tensors"
+
+
+def _load(ctx: BuildContext) -> list[dict[str, Any]]:
+    source = ctx.params["samples"]
+    root = ctx.model.root
+    if source.endswith(".tensors"):
+        return tensors.load(root / source)
+    if source.endswith(".npz"):
+        import numpy as np
+
+        with np.load(root / source) as data:
+            return [{name: data[name] for name in data.files}]
+    produced = call_entry(root, source)
+    if produced is None:
+        raise ValueError(f"{source} returned None; it must return an iterable of samples")
+    return [tensors.as_named(sample, ctx.model.inputs) for sample in produced]
+
+
+def check_samples(model_name: str, samples: list[dict[str, Any]], inputs: tuple[str, ...],
+                  max_batch_size: int, dynamic_axes: dict[str, dict[int, str]]) -> None:
+    """Samples that contradict each other or the declared model are refused with the reason."""
+    if not samples:
+        raise ValueError(f"model {model_name}: the samples are empty")
+    names = list(samples[0])
+    if inputs and sorted(names) != sorted(inputs):
+        raise ValueError(f"model {model_name}: samples have inputs {names} but navbuild.toml declares {list(inputs)}")
+    for index, sample in enumerate(samples):
+        if list(sample) != names:
+            raise ValueError(f"model {model_name}: sample {index} has inputs {list(sample)}, sample 0 has {names}")
+        batch = None
+        for name, array in sample.items():
+            if array.ndim == 0:
+                raise ValueError(f"model {model_name}: input {name} of sample {index} has no batch dimension")
+            if batch is None:
+                batch = array.shape[0]
+            elif array.shape[0] != batch:
+                raise ValueError(f"model {model_name}: sample {index} has batch {batch} for one input and "
+                                 f"{array.shape[0]} for {name}")
+            reference = samples[0][name]
+            if array.dtype != reference.dtype:
+                raise ValueError(f"model {model_name}: input {name} is {array.dtype} in sample {index} "
+                                 f"but {reference.dtype} in sample 0")
+            dynamic = set(dynamic_axes.get(name, {})) | {0}
+            if array.ndim != reference.ndim or any(
+                    a != b for axis, (a, b) in enumerate(zip(array.shape, reference.shape)) if axis not in dynamic):
+                raise ValueError(f"model {model_name}: input {name} has shape {list(array.shape)} in sample "
+                                 f"{index} but {list(reference.shape)} in sample 0; declare the axis in "
+                                 f"dynamic_axes if it varies")
+        if batch > max_batch_size:
+            raise ValueError(f"model {model_name}: sample {index} has batch {batch}, over max_batch_size "
+                             f"{max_batch_size}")
+
+
+def build(ctx: BuildContext) -> dict[str, Any]:
+    samples = _load(ctx)
+    spec = ctx.model
+    check_samples(spec.name, samples, spec.inputs, spec.max_batch_size, dict(spec.dynamic_axes))
+    tensors.save(ctx.out_dir / OUTPUT, samples)
+    first = samples[0]
+    return {"count": len(samples),
+            "inputs": [{"name": n, "dtype": str(a.dtype), "shape": [-1, *a.shape[1:]]} for n, a in first.items()],
+            "batch_sizes": [int(next(iter(s.values())).shape[0]) for s in samples]}
+
+
+RULES = [Rule(name="samples", version="1", build=build, params={"samples": None},
+              description="sample inputs, checked and stored deterministically")]
+RUNNERS: list = []
