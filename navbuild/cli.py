@@ -32,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show every target and each build's output")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
     p.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
+    p.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
     return p
 
 

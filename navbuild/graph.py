@@ -19,6 +19,7 @@ from navbuild.rule import SOURCE, ModelSpec, Rule
 
 ARTIFACT, CHECK, PROFILE = "artifact", "check", "profile"
 SAMPLES, REFERENCE = "samples", "reference"
+INTERNAL_RULES = (SAMPLES, REFERENCE)  # every model gets them; never declared as formats
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from navbuild import config as config_module
-from navbuild.graph import build_graph
+from navbuild.graph import INTERNAL_RULES, build_graph
 from navbuild.registry import default_registry
 from navbuild.session import Options, Session
 
@@ -12,7 +12,8 @@ from navbuild.session import Options, Session
 def open_project(config_path: str | Path | None = None, options: Options | None = None) -> Session:
     path = Path(config_path) if config_path else config_module.find_config(Path.cwd())
     registry = default_registry()
-    project = config_module.load(path, registry.rules)
+    formats = {name: rule for name, rule in registry.rules.items() if name not in INTERNAL_RULES}
+    project = config_module.load(path, formats)
     gpu = False
     if any(m.targets.device == "auto" for m in project.models.values()):
         from navbuild import fingerprint

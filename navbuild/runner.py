@@ -7,11 +7,12 @@ lazily inside them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from navbuild.rule import ModelSpec, Needs
+
+if TYPE_CHECKING:  # numpy is imported where runners run, not on the no-op path
+    import numpy as np
 
 
 class RunnerError(RuntimeError):
@@ -60,6 +61,8 @@ class Runner:
         if not self.active:
             raise RunnerError(f"{self.name}: call activate() before infer()")
         self._check_feed(feed)
+        import numpy as np
+
         outputs = self.infer_impl(dict(feed))
         return {name: np.asarray(value) for name, value in outputs.items()}
 

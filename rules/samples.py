@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from navbuild import tensors
 from navbuild.rule import BuildContext, Rule, call_entry
 
 OUTPUT = "samples.tensors"
 
 
 def _load(ctx: BuildContext) -> list[dict[str, Any]]:
+    from navbuild import tensors
+
     source = ctx.params["samples"]
     root = ctx.model.root
     if source.endswith(".tensors"):
@@ -67,6 +68,8 @@ def check_samples(model_name: str, samples: list[dict[str, Any]], inputs: tuple[
 
 
 def build(ctx: BuildContext) -> dict[str, Any]:
+    from navbuild import tensors
+
     samples = _load(ctx)
     spec = ctx.model
     check_samples(spec.name, samples, spec.inputs, spec.max_batch_size, dict(spec.dynamic_axes))

@@ -7,4 +7,7 @@ from typing import Any
 def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = Console(stderr=stderr, highlight=False)
+    if not stream.is_terminal:  # logs and CI: wide enough that target names are not folded
+        stream = Console(stderr=stderr, highlight=False, width=max(stream.width, 140))
+    return stream

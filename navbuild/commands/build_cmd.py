@@ -34,6 +34,8 @@ def main(args: argparse.Namespace) -> int:
                                or records[d].status == FAILED]
                 records[name] = Record(name, FAILED, reason=f"not run: {', '.join(failed_deps) or 'a dependency'} failed")
         shown = {name: records[name] for name in closure if name in records}
+        if args.json:
+            _write_json(args.json, shown)
         if not args.quiet:
             summary.print_summary(out, session, shown)
         else:
@@ -43,6 +45,14 @@ def main(args: argparse.Namespace) -> int:
         session.close()
         clear_run_dir(run_dir)
         run_dir.rmdir()
+
+
+def _write_json(path: str, records) -> None:
+    import json
+    from pathlib import Path
+
+    data = {name: record.to_dict() for name, record in records.items()}
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _print_failures(out, records) -> None:

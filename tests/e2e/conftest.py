@@ -1,0 +1,104 @@
+"""A small real project (the example CNN and encoder, two exports each) built with the real CLI.
+
+The cold build runs once per test session; every test gets its own copy of the project and of the
+warm store, so each edit-and-rebuild test starts from the same, already built state.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from navbuild.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+FORMATS = '["torchscript-trace", "onnx"]'
+
+CONFIG = f"""
+[project]
+name = "e2e"
+
+[correctness]
+atol = 1e-4
+rtol = 1e-3
+
+[models.cnn]
+framework = "torch"
+entry = "vision/model.py:build_model"
+samples = "vision/model.py:make_samples"
+sources = ["vision/model.py", "vision/weights.pt"]
+inputs = ["image"]
+outputs = ["logits"]
+max_batch_size = 16
+
+[models.cnn.targets]
+formats = {FORMATS}
+
+[models.encoder]
+framework = "torch"
+entry = "text/model.py:build_model"
+samples = "text/model.py:make_samples"
+sources = ["text/model.py", "text/weights.pt"]
+inputs = ["tokens"]
+outputs = ["logits"]
+max_batch_size = 8
+
+[models.encoder.targets]
+formats = {FORMATS}
+"""
+
+
+class Project:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config = root / "navbuild.toml"
+
+    def build(self, *words: str, expect: int = 0) -> dict[str, dict]:
+        """Run ``navbuild`` in this process; returns the records by target."""
+        report = self.root / "last-run.json"
+        report.unlink(missing_ok=True)
+        code = main(["--config", str(self.config), "--json", str(report), "-q", *words])
+        assert code == expect, f"navbuild {' '.join(words)} exited {code}, expected {expect}"
+        return json.loads(report.read_text()) if report.exists() else {}
+
+    def build_subprocess(self, *words: str) -> subprocess.Popen:
+        report = self.root / f"run-{len(list(self.root.glob('run-*.json')))}.json"
+        return subprocess.Popen([sys.executable, "-m", "navbuild.cli", "--config", str(self.config), "--json",
+                                 str(report), "-q", *words], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True), report
+
+    def out(self, target: str) -> Path:
+        model, short = target.split(":", 1)
+        return self.root / "navbuild-out" / model / short
+
+
+def statuses(records: dict[str, dict]) -> dict[str, str]:
+    return {name: record["status"] for name, record in records.items()}
+
+
+def make_project(root: Path) -> Project:
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("vision", "text"):
+        shutil.copytree(REPO / "examples" / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "navbuild.toml").write_text(CONFIG)
+    return Project(root)
+
+
+@pytest.fixture(scope="session")
+def warm_project(tmp_path_factory) -> tuple[Project, dict[str, dict]]:
+    project = make_project(tmp_path_factory.mktemp("warm") / "project")
+    records = project.build()
+    return project, records
+
+
+@pytest.fixture
+def project(warm_project, tmp_path) -> Project:
+    """A copy of the warm project (files and store) in a folder of its own."""
+    source, _ = warm_project
+    dest = tmp_path / "project"
+    shutil.copytree(source.root, dest, symlinks=True)
+    return Project(dest)

@@ -1,0 +1,109 @@
+"""Every config error gives one message naming file, key and fix, and exit code 2; nothing is built."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from navbuild.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD = """
+[project]
+name = "t"
+
+[models.cnn]
+framework = "torch"
+entry = "vision/model.py:build_model"
+samples = "vision/model.py:make_samples"
+sources = ["vision/model.py", "vision/weights.pt"]
+inputs = ["image"]
+max_batch_size = 16
+
+[models.cnn.targets]
+formats = ["onnx"]
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "examples" / "vision", tmp_path / "vision")
+    return tmp_path
+
+
+def run(root: Path, text: str, capsys) -> tuple[int, str]:
+    (root / "navbuild.toml").write_text(text)
+    code = main(["--config", str(root / "navbuild.toml"), "all"])
+    captured = capsys.readouterr()
+    return code, captured.err + captured.out
+
+
+CASES = [
+    ("malformed toml", GOOD + "\n[[[", "not valid TOML"),
+    ("unknown top-level key", GOOD + "\nbogus = 1\n", "bogus: unknown key"),
+    ("unknown model key", GOOD.replace('inputs = ["image"]', 'inputs = ["image"]\ncolour = "red"'),
+     "models.cnn.colour: unknown key"),
+    ("wrong type", GOOD.replace("max_batch_size = 16", 'max_batch_size = "16"'),
+     "models.cnn.max_batch_size: must be an integer"),
+    ("missing entry file", GOOD.replace("vision/model.py:build_model", "vision/nope.py:build_model"),
+     "models.cnn.entry: file vision/nope.py does not exist"),
+    ("missing entry function", GOOD.replace("build_model", "no_such_function"),
+     "models.cnn.entry: vision/model.py defines no 'no_such_function'"),
+    ("entry without function", GOOD.replace("vision/model.py:build_model", "vision/model.py"),
+     "is not of the form"),
+    ("unknown format", GOOD.replace('formats = ["onnx"]', 'formats = ["onix"]'),
+     "models.cnn.targets.formats: unknown format 'onix'"),
+    ("unknown precision", GOOD.replace('formats = ["onnx"]', 'formats = ["onnx"]\nprecisions = ["fp8"]'),
+     "unknown precision 'fp8'"),
+    ("missing formats", GOOD.replace('formats = ["onnx"]', ""), "models.cnn.targets.formats: is required"),
+    ("no models", '[project]\nname = "x"\n', "models: is required"),
+    ("source glob matches nothing", GOOD.replace('"vision/weights.pt"', '"vision/*.bin"'),
+     "'vision/*.bin' matches no file"),
+    ("bad device", GOOD.replace('name = "t"', 'name = "t"\ndevice = "tpu"'), "unknown device 'tpu'"),
+    ("unknown format option", GOOD + "\n[models.cnn.targets.onnx]\nopsett = 17\n", "format onnx has no option 'opsett'"),
+    ("negative tolerance", GOOD + "\n[correctness]\natol = -1.0\n", "tolerances must not be negative"),
+    ("bad max batch", GOOD.replace("max_batch_size = 16", "max_batch_size = 0"), "must be at least 1"),
+]
+
+
+@pytest.mark.parametrize("name,text,message", CASES, ids=[c[0] for c in CASES])
+def test_config_error(root, capsys, name, text, message):
+    code, output = run(root, text, capsys)
+    assert code == 2, output
+    assert message in output, output
+    assert str(root / "navbuild.toml") in output
+    assert not (root / "navbuild-out").exists()
+
+
+def test_error_carries_a_fix(root, capsys):
+    code, output = run(root, GOOD.replace('formats = ["onnx"]', 'formats = ["onix"]'), capsys)
+    assert code == 2 and "fix: use one of:" in output
+
+
+def test_int8_without_calibration_is_a_config_error(root, capsys):
+    text = GOOD.replace('formats = ["onnx"]', 'formats = ["trt"]\nprecisions = ["int8"]')
+    code, output = run(root, text, capsys)
+    assert code == 2, output
+    assert "calibration" in output
+
+
+def test_missing_config_is_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["all"]) == 2
+    assert "no navbuild.toml" in capsys.readouterr().err
+
+
+def test_unknown_target_is_exit_2(root, capsys):
+    (root / "navbuild.toml").write_text(GOOD)
+    assert main(["--config", str(root / "navbuild.toml"), "cnn:nothing"]) == 2
+    assert "unknown target or alias 'cnn:nothing'" in capsys.readouterr().err
+
+
+def test_repository_config_is_valid():
+    from navbuild import config
+    from navbuild.registry import default_registry
+
+    project = config.load(REPO / "navbuild.toml", default_registry().rules)
+    assert set(project.models) == {"cnn", "encoder"}
