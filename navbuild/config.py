@@ -78,6 +78,13 @@ class ModelConfig:
 
 
 @dataclass
+class ProfileSettings:
+    enabled: bool
+    strategies: list[str]
+    options: dict[str, Any]  # navbuild.profiling.ProfileConfig fields
+
+
+@dataclass
 class ProjectConfig:
     path: Path
     root: Path
@@ -86,7 +93,7 @@ class ProjectConfig:
     store: Path
     out: Path
     models: dict[str, ModelConfig]
-    profile: dict[str, Any] = field(default_factory=dict)
+    profile: "ProfileSettings" = None  # type: ignore[assignment]
 
 
 # -- small typed readers ----------------------------------------------------------------------
@@ -165,7 +172,7 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
     out = root / project.get("out", str, "navbuild-out")
     project.reject_unknown()
     correctness = _correctness(path, top.table_("correctness"), "correctness", None)
-    profile = top.table_("profile")
+    profile = _profile(path, top.table_("profile"))
     models_table = top.get("models", dict, fix="declare at least one [models.<name>] table")
     if not models_table:
         raise ConfigError(path, "models", "declares no model", "add a [models.<name>] table")
@@ -180,6 +187,28 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
     top.reject_unknown()
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
                          models=models, profile=profile)
+
+
+def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
+    reader = _Reader(path, table, "profile")
+    enabled = reader.get("enabled", bool, True)
+    strategies = reader.str_list("strategies", ["max-throughput", "min-latency"])
+    options = {k: v for k, v in table.items() if k not in reader.used}
+    if not table:
+        return ProfileSettings(enabled=enabled, strategies=strategies, options={})
+    from navbuild.profiling import ProfileConfig  # imports numpy: only when there is something to check
+    from navbuild.selection import parse_strategy
+
+    try:
+        ProfileConfig.from_dict(options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(path, "profile", str(exc), "see docs/profiling.md for the options")
+    for strategy in strategies:
+        try:
+            parse_strategy(strategy)
+        except ValueError as exc:
+            raise ConfigError(path, "profile.strategies", str(exc))
+    return ProfileSettings(enabled=enabled, strategies=strategies, options=dict(options))
 
 
 def _device(path: Path, reader: _Reader, key: str, default: str) -> str:

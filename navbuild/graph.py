@@ -5,6 +5,7 @@ Per model ``m``:
     m:reference          the source model's outputs on the samples (the correctness reference)
     m:<format>[-<prec>]  one artifact per declared format and precision the rule supports
     m:<artifact>.check   correctness of that artifact against the reference
+    m:<artifact>.profile latency and throughput of its runner (when [profile] is enabled)
 Aliases: ``all``, the model name, a format (``onnx``), a format with precision (``trt-fp16``),
 a rule name (``trt``: every precision), a precision (``fp16``).
 """
@@ -25,7 +26,7 @@ INTERNAL_RULES = (SAMPLES, REFERENCE)  # every model gets them; never declared a
 @dataclass
 class Target:
     name: str
-    kind: str  # ARTIFACT (also samples, reference) or CHECK
+    kind: str  # ARTIFACT (also samples, reference), CHECK or PROFILE
     model: ModelConfig
     rule: Rule | None
     precision: str = "fp32"
@@ -33,7 +34,7 @@ class Target:
     params: dict[str, Any] = field(default_factory=dict)
     upstream: str | None = None  # the target whose files this one reads
     deps: list[str] = field(default_factory=list)  # every target it waits for
-    artifact: str | None = None  # for CHECK: the artifact it checks
+    artifact: str | None = None  # for CHECK and PROFILE: the artifact it checks or measures
 
     @property
     def spec(self) -> ModelSpec:
@@ -64,7 +65,7 @@ class Graph:
             else:
                 raise GraphError(f"unknown target or alias {name!r}; try `navbuild list`")
             for target in found:
-                for item in (target, f"{target}.check"):
+                for item in (target, f"{target}.check", f"{target}.profile"):
                     if item in self.targets and item not in selected:
                         selected.append(item)
         return selected
@@ -134,8 +135,16 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
                                device=device, deps=[artifact.name, reference.name, samples.name],
                                artifact=artifact.name)
                 add(check)
+                if project.profile.enabled:
+                    add(_profile_target(artifact, samples.name))
     _add_upstreams(targets, registry)
     return Graph(targets=targets, aliases=aliases)
+
+
+def _profile_target(artifact: Target, samples: str) -> Target:
+    return Target(f"{artifact.name}.profile", PROFILE, artifact.model, None, precision=artifact.precision,
+                  device=artifact.device, deps=[artifact.name, f"{artifact.name}.check", samples],
+                  artifact=artifact.name)
 
 
 def _params(rule: Rule, model: ModelConfig, options: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from navbuild.hashing import digest_value
 from navbuild.rule import SOURCE
 
 CHECK_VERSION = "1"
+PROFILE_VERSION = "1"
 
 
 class Pending(Exception):
@@ -75,6 +76,17 @@ def check_material(target: Target, *, artifact: Target, artifact_digest: str, re
     if artifact.rule.device_bound or target.device == "cuda":
         material["device_fingerprint"] = fingerprint.device(target.device)
     return material
+
+
+def profile_material(target: Target, *, artifact: Target, artifact_digest: str, samples_digest: str, runner: str,
+                     runner_tools: tuple[str, ...], config: dict[str, Any]) -> dict[str, Any]:
+    """Figures are only true of the machine that measured them: always keyed by its fingerprint."""
+    return {
+        "kind": "profile", "version": PROFILE_VERSION,
+        "artifact": {"target": artifact.short, "digest": artifact_digest}, "samples": samples_digest,
+        "runner": runner, "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
+        "precision": target.precision, "config": config, "device_fingerprint": fingerprint.device(target.device),
+    }
 
 
 def key_of(material: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ import msgpack
 
 from navbuild import fingerprint, keys
 from navbuild.config import ProjectConfig
-from navbuild.graph import CHECK, Graph, Target
+from navbuild.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
 from navbuild.hashing import digest_value, tree_digest
 from navbuild.registry import Registry
 from navbuild.rule import BuildContext, MachineInfo, Skip
@@ -31,6 +31,8 @@ from navbuild.store import Store, atomic_write, is_disk_full, safe_name
 BUILT, CACHED, SKIPPED, FAILED = "built", "cached", "skipped", "failed"
 LOG_NAME = "build.log"
 CHECK_FILE = "correctness.json"
+PROFILE_FILE = "profile.json"
+LOG_NAMES = {ARTIFACT: LOG_NAME, CHECK: "check.log", PROFILE: "profile.log"}
 
 
 @dataclass
@@ -71,7 +73,7 @@ class Session:
 
     # -- paths ------------------------------------------------------------------------------------
     def out_dir(self, target: Target) -> Path:
-        name = target.artifact if target.kind == CHECK else target.name
+        name = target.name if target.kind == ARTIFACT else target.artifact
         model, short = name.split(":", 1)
         return self.project.out / model / short
 
@@ -113,7 +115,15 @@ class Session:
             return self._keys[name]
         target = self.graph.targets[name]
         samples_name = f"{target.spec.name}:samples"
-        if target.kind == CHECK:
+        if target.kind == PROFILE:
+            artifact = self.graph.targets[target.artifact]
+            runner = self.registry.runner(artifact.rule.runner)
+            material = keys.profile_material(
+                target, artifact=artifact, artifact_digest=self._digest_of(artifact.name),
+                samples_digest=self._digest_of(samples_name), runner=runner.name,
+                runner_tools=tuple(getattr(runner, "tools", ()) or artifact.rule.tools),
+                config=self.profile_config().as_key())
+        elif target.kind == CHECK:
             artifact = self.graph.targets[target.artifact]
             runner = self.registry.runner(artifact.rule.runner)
             outputs = list(target.spec.outputs) or self._reference_outputs(target)
@@ -131,6 +141,11 @@ class Session:
         result = (keys.key_of(material), material)
         self._keys[name] = result
         return result
+
+    def profile_config(self):
+        from navbuild.profiling import ProfileConfig
+
+        return ProfileConfig.from_dict(self.project.profile.options)
 
     def _reference_outputs(self, target: Target) -> list[str]:
         manifest = self.current_manifest(f"{target.spec.name}:reference")
@@ -192,8 +207,11 @@ class Session:
         return manifest.get("status") == "ok"
 
     def _unmet_needs(self, target: Target) -> str | None:
-        if target.kind == CHECK:
+        if target.kind != ARTIFACT:
             artifact = self.graph.targets[target.artifact]
+            reason = self._unmet_needs(artifact)
+            if reason:
+                return reason
             runner = self.registry.runner(artifact.rule.runner)
             return runner.needs.unmet(target.device, self.machine)
         if target.device not in target.rule.devices:
@@ -220,19 +238,24 @@ class Session:
                 log(f"navbuild: building {target.name} (key {key[:12]})")
                 if target.kind == CHECK:
                     metadata = self._run_check(target, out_dir, log)
+                elif target.kind == PROFILE:
+                    metadata = self._run_profile(target, out_dir, log)
                 else:
                     metadata = self._run_rule(target, out_dir, scratch, log)
             files = self._store_outputs(out_dir)
             digest = self._output_digest(target, out_dir, files)
             seconds = time.perf_counter() - started
             log(f"navbuild: {target.name} done in {seconds:.2f} s, digest {digest[:12]}")
-            manifest = {"target": target.name, "rule": target.rule.name if target.rule else "check",
-                        "rule_version": target.rule.version if target.rule else keys.CHECK_VERSION,
+            step_versions = {CHECK: keys.CHECK_VERSION, PROFILE: keys.PROFILE_VERSION}
+            manifest = {"target": target.name, "rule": target.rule.name if target.rule else target.kind,
+                        "rule_version": target.rule.version if target.rule else step_versions[target.kind],
                         "files": files, "digest": digest, "log": self.store.put_bytes(log.text().encode()),
                         "seconds": seconds, "created": time.time(), "metadata": _jsonable(metadata or {}),
                         "material": material, "status": "ok"}
             self.store.put_manifest(key, manifest)
             return manifest
+        except Skip:
+            raise
         except BaseException:
             log(traceback.format_exc())
             self._write_failure_log(target, log.text())
@@ -274,6 +297,29 @@ class Session:
         (out_dir / CHECK_FILE).write_text(json.dumps(_jsonable(result), indent=2, sort_keys=True) + "\n")
         return result
 
+    def _run_profile(self, target: Target, out_dir: Path, log: "_Log") -> dict[str, Any]:
+        from navbuild import profiling, tensors
+
+        check = self.current_manifest(f"{target.artifact}.check")
+        if check is None or not check.get("metadata", {}).get("passed", False):
+            raise Skip(f"{target.artifact} did not pass its correctness check; it is not profiled")
+        artifact = self.graph.targets[target.artifact]
+        runner_cls = self.registry.runner(artifact.rule.runner)
+        samples = tensors.load(self._materialized(f"{target.spec.name}:samples") / "samples.tensors")
+        runner = runner_cls(self._materialized(artifact.name), target.spec, artifact.device, artifact.precision)
+
+        def progress(event: Any) -> None:
+            if event.kind == "point" and event.point is not None:
+                point = event.point
+                log(f"profile: batch {point.batch_size}: p50 {point.p50_ms:.3f} ms, "
+                    f"{point.throughput:.1f} samples/s{'' if point.stable else ' (not stable)'}")
+
+        result = profiling.profile_runner(runner, samples[0], self.profile_config(), device=target.device,
+                                          progress=progress)
+        data = result.to_dict()
+        (out_dir / PROFILE_FILE).write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")
+        return data
+
     def _store_outputs(self, out_dir: Path) -> dict[str, str]:
         files = {}
         for path in sorted(out_dir.rglob("*")):
@@ -295,13 +341,13 @@ class Session:
         else:
             reason = f"{type(exc).__name__}: {exc}".strip()
         first_line = reason.splitlines()[0] if reason else type(exc).__name__
-        log_path = self.out_dir(target) / (LOG_NAME if target.kind != CHECK else "check.log")
+        log_path = self.out_dir(target) / LOG_NAMES[target.kind]
         self._record(Record(target.name, FAILED, reason=first_line, seconds=time.perf_counter() - started,
                             metadata={"log": str(log_path), "rebuild": self.rebuild_command(target.name)}))
         return False
 
     def _write_failure_log(self, target: Target, text: str) -> None:
-        log_path = self.out_dir(target) / (LOG_NAME if target.kind != CHECK else "check.log")
+        log_path = self.out_dir(target) / LOG_NAMES[target.kind]
         with contextlib.suppress(OSError):
             atomic_write(log_path, text.encode())
 
@@ -320,7 +366,7 @@ class Session:
         folder = self.out_dir(target)
         files = dict(manifest["files"])
         if manifest.get("log"):
-            files[LOG_NAME if target.kind != CHECK else "check.log"] = manifest["log"]
+            files[LOG_NAMES[target.kind]] = manifest["log"]
         for relative, digest in files.items():
             dest = folder / relative
             try:
@@ -345,10 +391,11 @@ class Session:
                                     metadata={"cached": status == CACHED,
                                               "log": str(self.out_dir(target) / "check.log")}))
                 return
+        kept = {"points": metadata.get("points", [])} if target.kind == PROFILE else _small(metadata)
         self._record(Record(name, status, digest=manifest["digest"], key=key,
                             seconds=seconds if seconds is not None else 0.0,
                             correctness=correctness, metadata={"build_seconds": manifest.get("seconds", 0.0),
-                                                               **_small(metadata)}))
+                                                               **kept}))
 
     def _record(self, record: Record) -> None:
         self.records[record.target] = record

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from navbuild.graph import CHECK
+from navbuild.graph import ARTIFACT
 from navbuild.session import FAILED, Record, Session
 
 STATUS_STYLE = {"built": "green", "cached": "cyan", "skipped": "yellow", "failed": "bold red"}
@@ -13,9 +13,10 @@ def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
     table = []
     for name, record in records.items():
         target = session.graph.targets[name]
-        if target.kind == CHECK:
+        if target.kind != ARTIFACT:
             continue
         check = records.get(f"{name}.check")
+        profile = records.get(f"{name}.profile")
         status, reason = record.status, record.reason
         if check is not None and check.status == FAILED and status != FAILED:
             status, reason = FAILED, f"correctness: {check.reason}"
@@ -23,7 +24,8 @@ def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
             reason = f"check skipped: {check.reason}"
         table.append({"target": name, "status": status, "reason": reason, "digest": record.digest,
                       "seconds": record.seconds + (check.seconds if check else 0.0),
-                      "correctness": _correctness_text(check), "record": record, "check": check})
+                      "correctness": _correctness_text(check), "throughput": _throughput_text(profile),
+                      "record": record, "check": check})
     return table
 
 
@@ -39,12 +41,25 @@ def _correctness_text(check: Record | None) -> str:
     return f"{mark} abs {worst_abs:.1e} rel {worst_rel:.1e}"
 
 
+def _throughput_text(profile: Record | None) -> str:
+    if profile is None:
+        return ""
+    if profile.status == "skipped":
+        return "not profiled"
+    points = (profile.metadata or {}).get("points") or []
+    if not points:
+        return ""
+    best = max(points, key=lambda p: p.get("throughput", 0.0))
+    stable = "" if all(p.get("stable", True) for p in points) else " (unstable)"
+    return f"{best['throughput']:.4g}/s @ batch {best['batch_size']}{stable}"
+
+
 def print_summary(console: Any, session: Session, records: dict[str, Record]) -> None:
     from rich.table import Table
 
     table = Table(title="navbuild", show_lines=False, header_style="bold")
     for column, justify in (("target", "left"), ("status", "left"), ("digest", "left"), ("time", "right"),
-                            ("correctness", "left")):
+                            ("correctness", "left"), ("best throughput", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     data = rows(session, records)
     for row in data:
@@ -52,7 +67,8 @@ def print_summary(console: Any, session: Session, records: dict[str, Record]) ->
         if row["reason"]:
             status += f": {row['reason']}"
         digest = (row["digest"] or "")[:12]
-        table.add_row(row["target"], status, digest, f"{row['seconds']:.2f} s", row["correctness"])
+        table.add_row(row["target"], status, digest, f"{row['seconds']:.2f} s", row["correctness"],
+                      row["throughput"])
     console.print(table)
     for row in data:
         if row["status"] == FAILED:

@@ -22,6 +22,9 @@ CONFIG = f"""
 [project]
 name = "e2e"
 
+[profile]
+enabled = false  # profiling has its own tests; these are about what gets rebuilt
+
 [correctness]
 atol = 1e-4
 rtol = 1e-3
