@@ -15,6 +15,12 @@ COMMANDS = {
     "explain": ("navbuild.commands.status_cmd", "which inputs changed since a target's last build"),
     "clean": ("navbuild.commands.clean_cmd", "delete materialized outputs (the store keeps every build)"),
     "gc": ("navbuild.commands.clean_cmd", "delete store objects that no manifest reaches"),
+    "profile": ("navbuild.commands.profile_cmd", "measure latency and throughput of targets (--force: again)"),
+    "report": ("navbuild.commands.profile_cmd", "tables, report.json and profile.png per model"),
+    "graph": ("navbuild.commands.graph_cmd", "the target graph with each target's state, as DOT (and PNG)"),
+    "package": ("navbuild.commands.deploy_cmd", "write the .nav package (-o PATH, --all-targets)"),
+    "triton": ("navbuild.commands.deploy_cmd", "write a Triton model repository (--repo DIR)"),
+    "build": ("navbuild.commands.deploy_cmd", "build targets; --from PKG first imports a .nav package"),
 }
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -33,6 +39,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
     p.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
     p.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
+    deploy = p.add_argument_group("package, triton and build --from")
+    deploy.add_argument("-o", "--output", help="package: where to write the .nav file")
+    deploy.add_argument("--all-targets", action="store_true", help="package: every built target, not just the selected")
+    deploy.add_argument("--repo", help="triton: the model repository folder (default: model_repository)")
+    deploy.add_argument("--model", help="triton: only this model")
+    deploy.add_argument("--target", help="triton: deploy this target instead of the strategy's choice")
+    deploy.add_argument("--strategy", help="triton: max-throughput, min-latency, latency-budget:5ms")
+    deploy.add_argument("--ort-tensorrt", action="store_true", help="triton: TensorRT accelerator for ONNX models")
+    deploy.add_argument("--from", dest="from_package", metavar="PKG", help="build: import this .nav package first")
     return p
 
 

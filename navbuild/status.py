@@ -16,7 +16,7 @@ SCHEMA = "navbuild-status/1"
 
 def collect(session: Session, models: list[str] | None = None) -> dict[str, Any]:
     status: dict[str, Any] = {"schema": SCHEMA, "project": session.project.name, "machine": fingerprint.machine(),
-                              "models": {}}
+                              "root": str(session.project.root), "models": {}}
     for name, model in session.project.models.items():
         if models and name not in models:
             continue
@@ -34,7 +34,8 @@ def _model(session: Session, name: str, model: Any) -> dict[str, Any]:
         if manifest is not None:
             folder = session.out_dir(session.graph.targets[f"{name}:{internal}"])
             session._materialize(session.graph.targets[f"{name}:{internal}"], manifest)
-            entry[internal] = {"digest": manifest["digest"], "path": str(folder / f"{internal}.tensors")}
+            entry[internal] = {"digest": manifest["files"][f"{internal}.tensors"], "key": manifest["key"],
+                               "path": str(folder / f"{internal}.tensors")}
     if entry["samples"]:
         entry["inputs"] = _io_from(entry["samples"]["path"])
     if entry["reference"]:
@@ -43,7 +44,26 @@ def _model(session: Session, name: str, model: Any) -> dict[str, Any]:
         if target.kind != ARTIFACT or target.spec.name != name or target.rule.name in INTERNAL_RULES:
             continue
         entry["targets"][target.short] = _target(session, target)
+    entry["selected"], entry["selections"] = select(entry["targets"], session.project.profile.strategies)
     return entry
+
+
+def select(targets: dict[str, Any], strategies: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Each strategy's choice among the profiled, correct targets (and the figures behind it)."""
+    from navbuild.profiling import ProfileResult
+    from navbuild.selection import select as choose
+
+    candidates = {name: (ProfileResult.from_dict(t["profile"]), bool((t["correctness"] or {}).get("passed")))
+                  for name, t in targets.items() if t.get("profile")}
+    if not candidates:
+        return {}, {}
+    selected, details = {}, {}
+    for strategy in strategies:
+        selection = choose(candidates, strategy)
+        details[strategy] = selection.to_dict()
+        if selection.target:
+            selected[strategy] = selection.target
+    return selected, details
 
 
 def _io_from(path: str) -> list[dict[str, Any]]:

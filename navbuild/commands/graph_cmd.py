@@ -1,0 +1,30 @@
+"""``navbuild graph [targets]``: the target graph, each target colored by its state, as DOT
+(navbuild-out/graph.dot) and as a PNG (navbuild-out/graph.png) where Graphviz is installed."""
+from __future__ import annotations
+
+import argparse
+
+from navbuild.commands import console
+from navbuild.commands.status_cmd import state
+from navbuild.project import open_project
+
+
+def main(args: argparse.Namespace) -> int:
+    from navbuild.graph_dot import render, to_dot
+
+    session = open_project(args.config)
+    names = session.graph.closure(session.graph.resolve(args.words[1:] or ["all"]))
+    states = {}
+    for name in names:
+        current, _ = state(session, name)
+        states[name] = "skipped" if current == "skipped" else {"built": "built", "failed": "failed"}.get(current, "stale")
+    edges = [(dep, name) for name in names for dep in session.graph.targets[name].deps]
+    dot = to_dot(names, edges, states)
+    out_dir = session.project.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "graph.dot").write_text(dot)
+    drawn = render(dot, out_dir / "graph.png")
+    console().print(f"graph: {out_dir / 'graph.dot'}" + (f", {out_dir / 'graph.png'}" if drawn else
+                                                          " (install Graphviz for a PNG)"), highlight=False)
+    session.close()
+    return 0

@@ -1,0 +1,65 @@
+"""``navbuild profile [targets] [--force]`` and ``navbuild report [models]``.
+
+``profile`` builds the selected artifacts' profile targets (cached per artifact, runner, device
+and profile settings; ``--force`` measures again). ``report`` writes, per model,
+``navbuild-out/<model>/report/{report.json,profile.png}`` and prints the tables.
+"""
+from __future__ import annotations
+
+import argparse
+
+from navbuild.commands import build_cmd, console
+from navbuild.project import open_project
+from navbuild.session import Options
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.words[0] == "profile":
+        return _profile(args)
+    return _report(args)
+
+
+def _profile(args: argparse.Namespace) -> int:
+    session = open_project(args.config, Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config))
+    if not session.project.profile.enabled:
+        console(stderr=True).print("navbuild: profiling is disabled ([profile] enabled = false)")
+        return 2
+    names = [n for n in session.graph.resolve(args.words[1:] or ["all"]) if n.endswith(".profile")]
+    code = build_cmd.run(session, names, args, force=set(names) if args.force else set())
+    if code == 0 or code == 1:
+        write_reports(session, [n.split(":", 1)[0] for n in names])
+    return code
+
+
+def _report(args: argparse.Namespace) -> int:
+    session = open_project(args.config)
+    models = args.words[1:] or list(session.project.models)
+    for model in models:
+        if model not in session.project.models:
+            console(stderr=True).print(f"navbuild: unknown model {model!r}")
+            return 2
+    write_reports(session, models)
+    session.close()
+    return 0
+
+
+def write_reports(session, models: list[str]) -> None:
+    from navbuild import report, status
+    from navbuild.profiling import ProfileResult
+    from navbuild.selection import Selection
+
+    collected = status.collect(session, sorted(set(models)))
+    tables = {}
+    out = console()
+    for name, model in collected["models"].items():
+        results = {t: ProfileResult.from_dict(v["profile"]) for t, v in model["targets"].items() if v.get("profile")}
+        if not results:
+            out.print(f"{name}: no profile yet (run `navbuild profile {name}`)")
+            continue
+        strategy = session.project.profile.strategies[0]
+        selection = model["selections"].get(strategy)
+        selection = Selection.from_dict(selection) if selection else None
+        paths = report.write_report(name, results, selection, session.project.out / name / "report")
+        tables[name] = (results, selection)
+        out.print(f"{name}: " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    report.print_report(tables, out)
