@@ -1,0 +1,259 @@
+"""Selection: which correct target serves a model best, by a named strategy.
+
+Only candidates whose correctness check passed compete. A strategy scores each candidate from
+its ProfileResult (higher is better) and says which figures decided; the best is chosen, the
+next is the runner-up, and everything is JSON-able for the report and the package.
+
+Strategies, also as strings for the CLI and navbuild.toml (``parse_strategy``):
+    max-throughput                  highest throughput at any measured batch size
+    min-latency[:p50|p90|p95|p99]   lowest latency at the smallest batch size all candidates share
+    latency-budget:5ms[:p95]        highest throughput among batch sizes whose latency percentile
+                                    (p95 by default) fits the budget; units ms, us, s
+A Python callable ``fn(target, result) -> float | None`` is a strategy too (``CallableStrategy``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from navbuild.profiling import ProfilePoint, ProfileResult, round_sig
+
+SELECTION_FORMAT = "navbuild-selection/1"
+_PERCENTILES = ("p50", "p90", "p95", "p99", "mean")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A target's profile and whether its correctness check passed."""
+
+    result: ProfileResult
+    correct: bool
+
+
+@dataclass
+class Choice:
+    """One ranked candidate: its score (higher is better) and the figures behind it.
+
+    The score is the throughput (samples/s) for the throughput strategies, minus the latency in ms
+    for min-latency, and the callable's value for a CallableStrategy.
+    """
+
+    target: str
+    runner: str
+    score: float
+    batch_size: int | None
+    figures: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        figures = {k: round_sig(v) if isinstance(v, float) else v for k, v in self.figures.items()}
+        return {"target": self.target, "runner": self.runner, "score": round_sig(self.score),
+                "batch_size": self.batch_size, "figures": figures}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Choice":
+        return cls(data["target"], data.get("runner", ""), float(data["score"]),
+                   data.get("batch_size"), dict(data.get("figures", {})))
+
+
+@dataclass
+class Selection:
+    """What a strategy picked. ``chosen`` is None when no candidate qualified (see ``excluded``)."""
+
+    strategy: str
+    chosen: Choice | None
+    runner_up: Choice | None
+    ranking: list[Choice] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)  # target -> why it did not compete
+
+    @property
+    def target(self) -> str | None:
+        return self.chosen.target if self.chosen else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": SELECTION_FORMAT, "strategy": self.strategy,
+                "chosen": self.chosen.to_dict() if self.chosen else None,
+                "runner_up": self.runner_up.to_dict() if self.runner_up else None,
+                "ranking": [c.to_dict() for c in self.ranking],
+                "excluded": dict(self.excluded)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Selection":
+        ranking = [Choice.from_dict(c) for c in data.get("ranking", [])]
+        chosen = Choice.from_dict(data["chosen"]) if data.get("chosen") else None
+        runner_up = Choice.from_dict(data["runner_up"]) if data.get("runner_up") else None
+        return cls(data["strategy"], chosen, runner_up, ranking, dict(data.get("excluded", {})))
+
+
+# -- strategies ----------------------------------------------------------------------------------
+def _figures(point: ProfilePoint) -> dict[str, Any]:
+    return {"batch_size": point.batch_size, "throughput": point.throughput, "p50_ms": point.p50_ms,
+            "p95_ms": point.p95_ms, "p99_ms": point.p99_ms, "stable": point.stable}
+
+
+def _check_percentile(percentile: str) -> str:
+    percentile = percentile.lower()
+    if percentile not in _PERCENTILES:
+        raise ValueError(f"unknown latency percentile {percentile!r}; use one of {', '.join(_PERCENTILES)}")
+    return percentile
+
+
+class Strategy:
+    """Base: ``score`` returns (score, batch size, figures) or a reason string to exclude."""
+
+    name = "strategy"
+
+    def prepare(self, results: Mapping[str, ProfileResult]) -> None:
+        """Look at all competing results first (MinLatency picks a common batch size)."""
+
+    def score(self, target: str, result: ProfileResult) -> tuple[float, int | None, dict[str, Any]] | str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MaxThroughput(Strategy):
+    """Highest throughput at any measured batch size."""
+
+    name = "max-throughput"
+
+    def score(self, target: str, result: ProfileResult) -> tuple[float, int | None, dict[str, Any]] | str:
+        point = result.best_throughput()
+        if point is None:
+            return "no measurements"
+        return point.throughput, point.batch_size, _figures(point)
+
+
+class MinLatency(Strategy):
+    """Lowest latency (``percentile``) at the smallest batch size every candidate measured."""
+
+    def __init__(self, percentile: str = "p50") -> None:
+        self.percentile = _check_percentile(percentile)
+        self.batch_size: int | None = None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "min-latency" if self.percentile == "p50" else f"min-latency:{self.percentile}"
+
+    def prepare(self, results: Mapping[str, ProfileResult]) -> None:
+        sets = [set(r.batch_sizes) for r in results.values() if r.points]
+        common = set.intersection(*sets) if sets else set()
+        self.batch_size = min(common) if common else None
+
+    def score(self, target: str, result: ProfileResult) -> tuple[float, int | None, dict[str, Any]] | str:
+        if not result.points:
+            return "no measurements"
+        point = result.point(self.batch_size) if self.batch_size else None
+        point = point or min(result.points, key=lambda p: p.batch_size)
+        latency = point.latency(self.percentile)
+        figures = _figures(point) | {"latency_ms": latency, "percentile": self.percentile}
+        return -latency, point.batch_size, figures
+
+
+class MaxThroughputUnderLatencyBudget(Strategy):
+    """Highest throughput among batch sizes whose latency ``percentile`` is within ``budget_ms``."""
+
+    def __init__(self, budget_ms: float, percentile: str = "p95") -> None:
+        if budget_ms <= 0:
+            raise ValueError(f"a latency budget must be positive, got {budget_ms} ms")
+        self.budget_ms = float(budget_ms)
+        self.percentile = _check_percentile(percentile)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        suffix = "" if self.percentile == "p95" else f":{self.percentile}"
+        return f"latency-budget:{self.budget_ms:g}ms{suffix}"
+
+    def score(self, target: str, result: ProfileResult) -> tuple[float, int | None, dict[str, Any]] | str:
+        fitting = [p for p in result.points if p.latency(self.percentile) <= self.budget_ms]
+        if not fitting:
+            if not result.points:
+                return "no measurements"
+            best = min(p.latency(self.percentile) for p in result.points)
+            return (f"no batch size meets {self.percentile} <= {self.budget_ms:g} ms "
+                    f"(best {best:.4g} ms)")
+        point = max(fitting, key=lambda p: (p.throughput, -p.batch_size))
+        figures = _figures(point) | {"budget_ms": self.budget_ms, "percentile": self.percentile,
+                                     "latency_ms": point.latency(self.percentile)}
+        return point.throughput, point.batch_size, figures
+
+
+class CallableStrategy(Strategy):
+    """A user function ``fn(target, result) -> float | None``: higher wins, None excludes."""
+
+    def __init__(self, fn: Callable[[str, ProfileResult], float | None], name: str | None = None) -> None:
+        self.fn = fn
+        self.name = name or f"callable:{getattr(fn, '__name__', 'fn')}"
+
+    def score(self, target: str, result: ProfileResult) -> tuple[float, int | None, dict[str, Any]] | str:
+        value = self.fn(target, result)
+        if value is None:
+            return f"{self.name} excluded it"
+        return float(value), None, {"score": float(value)}
+
+
+_UNITS_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+_BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(ms|us|µs|s)?\s*$", re.IGNORECASE)
+
+
+def parse_strategy(text: str | Strategy | Callable[[str, ProfileResult], float | None]) -> Strategy:
+    """``max-throughput``, ``min-latency[:p95]``, ``latency-budget:5ms[:p99]``, or a Strategy/callable."""
+    if isinstance(text, Strategy):
+        return text
+    if callable(text):
+        return CallableStrategy(text)
+    parts = [p.strip() for p in str(text).strip().split(":")]
+    head = parts[0].lower().replace("_", "-")
+    if head == "max-throughput" and len(parts) == 1:
+        return MaxThroughput()
+    if head == "min-latency" and len(parts) <= 2:
+        return MinLatency(parts[1] if len(parts) == 2 else "p50")
+    if head in ("latency-budget", "max-throughput-under-latency-budget") and len(parts) in (2, 3):
+        match = _BUDGET.match(parts[1])
+        if not match:
+            raise ValueError(f"bad latency budget {parts[1]!r} in strategy {text!r}; write e.g. 5ms or 500us")
+        budget_ms = float(match.group(1)) * _UNITS_MS[(match.group(2) or "ms").lower()]
+        return MaxThroughputUnderLatencyBudget(budget_ms, parts[2] if len(parts) == 3 else "p95")
+    raise ValueError(f"unknown selection strategy {text!r}; use max-throughput, min-latency[:p95] or "
+                     "latency-budget:<time>[:p95]")
+
+
+# -- selection -----------------------------------------------------------------------------------
+def _as_candidate(value: Candidate | tuple[ProfileResult, bool]) -> Candidate:
+    if isinstance(value, Candidate):
+        return value
+    result, correct = value
+    return Candidate(result, bool(correct))
+
+
+def select(candidates: Mapping[str, Candidate | tuple[ProfileResult, bool]],
+           strategy: Strategy | str | Callable[[str, ProfileResult], float | None] = "max-throughput",
+           ) -> Selection:
+    """Rank the correct candidates with ``strategy``; ties go to the target name, sorted."""
+    strategy = parse_strategy(strategy)
+    excluded: dict[str, str] = {}
+    competing: dict[str, ProfileResult] = {}
+    for target in sorted(candidates):
+        candidate = _as_candidate(candidates[target])
+        if not candidate.correct:
+            excluded[target] = "failed its correctness check"
+        elif not candidate.result.points:
+            excluded[target] = "no measurements" + (
+                f" (out of memory at batch {candidate.result.oom_batch_size})"
+                if candidate.result.oom_batch_size else "")
+        else:
+            competing[target] = candidate.result
+    strategy.prepare(competing)
+    ranking: list[Choice] = []
+    for target, result in competing.items():
+        scored = strategy.score(target, result)
+        if isinstance(scored, str):
+            excluded[target] = scored
+            continue
+        score, batch_size, figures = scored
+        ranking.append(Choice(target, result.runner, score, batch_size, figures))
+    ranking.sort(key=lambda c: (-c.score, c.target))
+    return Selection(strategy=strategy.name, chosen=ranking[0] if ranking else None,
+                     runner_up=ranking[1] if len(ranking) > 1 else None, ranking=ranking,
+                     excluded=excluded)

@@ -1,0 +1,398 @@
+"""Profiling: stabilization, sweep stopping, OOM handling, JSON, runners and callables.
+
+The measurement logic is driven by a scripted timer (a clock with chosen latencies), so the
+window, trial and sweep rules are tested deterministically; nothing here asserts on real timings.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from navbuild.profiling import (
+    ProfileConfig, ProfileError, ProfilePoint, ProfileResult, ProgressEvent, is_out_of_memory,
+    is_stable, measure_point, profile, profile_runner, run_profile, tile_array, tile_value,
+)
+from navbuild.rule import ModelSpec
+from navbuild.runner import Runner
+
+FAST = dict(warmup_runs=1, warmup_s=0.0, window_size=5, min_window_s=0.0)
+
+
+class ScriptedTimer:
+    """A clock: each call runs the inference, then reports the latency ``script(batch, n)``."""
+
+    def __init__(self, script):
+        self.script = script
+        self.calls = 0
+        self.batch = 1
+
+    def __call__(self, run, sync):
+        run()
+        sync()
+        self.calls += 1
+        return self.script(self.batch, self.calls)
+
+
+def _fixed_point_config(**kw):
+    return ProfileConfig(**{**FAST, **kw})
+
+
+# -- stability and trials --------------------------------------------------------------------------
+def test_constant_latency_is_stable_after_min_trials():
+    config = _fixed_point_config()
+    timer = ScriptedTimer(lambda b, n: 0.002)
+    point = measure_point(lambda: None, lambda: None, 1, config, timer)
+    assert point.stable and point.windows == 3
+    assert point.runs == 3 * 5
+    assert point.p50_ms == pytest.approx(2.0) and point.mean_ms == pytest.approx(2.0)
+    assert point.throughput == pytest.approx(500.0)
+    assert timer.calls == 1 + 3 * 5  # one warm-up run, three windows
+
+
+def test_alternating_windows_never_stabilize_and_report_unstable():
+    config = _fixed_point_config(max_trials=7)
+    warmup = config.warmup_runs
+
+    def script(batch, n):  # windows alternate 1 ms and 2 ms: 33 % apart from their mean
+        window = (n - warmup - 1) // config.window_size
+        return 0.001 if window % 2 == 0 else 0.002
+
+    point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script))
+    assert not point.stable
+    assert point.windows == 7
+    assert len(point.window_means_ms) == 7
+    assert point.runs == 3 * 5  # figures from the last three windows only
+
+
+def test_stabilizes_once_noise_settles():
+    config = _fixed_point_config()
+    means = [5.0, 1.0, 3.0, 2.0, 2.05, 1.98, 9.0]  # windows 4..6 agree within 10 %
+
+    def script(batch, n):
+        if n <= config.warmup_runs:
+            return 0.05
+        return means[(n - config.warmup_runs - 1) // config.window_size] / 1e3
+
+    point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script))
+    assert point.stable and point.windows == 6
+    assert point.mean_ms == pytest.approx(np.mean([2.0, 2.05, 1.98]))
+
+
+def test_min_trials_above_stabilization_windows():
+    config = _fixed_point_config(min_trials=5, stabilization_windows=2)
+    point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(lambda b, n: 0.001))
+    assert point.stable and point.windows == 5 and point.runs == 2 * 5
+
+
+def test_window_runs_until_count_and_minimum_time():
+    config = ProfileConfig(warmup_runs=0, warmup_s=0.0, window_size=4, min_window_s=0.0095)
+    timer = ScriptedTimer(lambda b, n: 0.001)  # 1 ms: ten runs reach the 10 ms minimum
+    point = measure_point(lambda: None, lambda: None, 1, config, timer)
+    assert point.runs == 3 * 10
+
+
+def test_zero_time_timer_is_capped():
+    config = ProfileConfig(warmup_runs=0, warmup_s=1.0, window_size=2, min_window_s=1.0, max_window_runs=50)
+    point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(lambda b, n: 0.0))
+    assert point.runs == 150 and point.stable and point.throughput == 0.0
+
+
+def test_is_stable_rule():
+    assert is_stable([1.0, 1.05, 0.95], 3, 10.0)
+    assert not is_stable([1.0, 1.3, 1.0], 3, 10.0)
+    assert not is_stable([1.0, 1.0], 3, 10.0)
+    assert is_stable([9.0, 1.0, 1.0, 1.0], 3, 10.0)
+
+
+# -- batch sweep -----------------------------------------------------------------------------------
+def _profile_with(script, config, **kw):
+    """run_profile over a fake model whose latency depends on the batch size."""
+    timer = ScriptedTimer(script)
+
+    def make_call(batch_size):
+        timer.batch = batch_size
+        return lambda: None
+
+    return run_profile(make_call, lambda: None, config, timer=timer, **kw)
+
+
+def test_sweep_stops_when_throughput_saturates_twice():
+    # latency 1 ms up to batch 8 (throughput doubles), then grows with the batch (flat throughput)
+    config = _fixed_point_config(max_batch_size=256)
+    result = _profile_with(lambda b, n: 0.001 * max(1, b / 8), config)
+    assert result.batch_sizes == [1, 2, 4, 8, 16, 32]
+    assert result.stop_reason == "throughput_saturated"
+
+
+def test_sweep_continues_after_one_flat_step():
+    # one flat step (8 -> 16) then growth again: the backoff limit of 2 keeps going
+    lat = {1: 1, 2: 1, 4: 1, 8: 1, 16: 2, 32: 2, 64: 4, 128: 8}
+    config = _fixed_point_config(max_batch_size=128)
+    result = _profile_with(lambda b, n: lat[b] / 1e3, config)
+    assert result.batch_sizes == [1, 2, 4, 8, 16, 32, 64, 128]
+    assert result.stop_reason == "throughput_saturated"  # 32 -> 64 -> 128 are flat
+
+
+def test_sweep_reaches_max_batch_size_and_includes_it():
+    config = _fixed_point_config(max_batch_size=12)
+    result = _profile_with(lambda b, n: 0.001, config)
+    assert result.batch_sizes == [1, 2, 4, 8, 12]
+    assert result.stop_reason == "max_batch_size"
+
+
+def test_explicit_batch_sizes_are_all_measured():
+    config = _fixed_point_config(batch_sizes=(8, 1, 4, 4))
+    result = _profile_with(lambda b, n: 0.001 * b, config)  # flat throughput: no early stop
+    assert result.batch_sizes == [1, 4, 8]
+    assert result.stop_reason == "batch_sizes"
+
+
+def test_progress_events():
+    events: list[ProgressEvent] = []
+    config = _fixed_point_config(batch_sizes=(1, 2))
+    _profile_with(lambda b, n: 0.001, config, progress=events.append)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert kinds.count("point") == 2 and kinds.count("window") == 6
+    points = [e for e in events if e.kind == "point"]
+    assert [e.step for e in points] == [1, 2] and all(e.total == 2 for e in points)
+    assert points[0].point.batch_size == 1
+
+
+# -- out of memory ---------------------------------------------------------------------------------
+class FakeOOM(RuntimeError):
+    pass
+
+
+def _oom_above(limit):
+    def func(x):
+        if x.shape[0] > limit:
+            raise FakeOOM(f"CUDA out of memory. Tried to allocate {x.shape[0]} GiB")
+        return x
+
+    return func
+
+
+def test_is_out_of_memory_duck_typed():
+    class OutOfMemoryError(Exception):
+        pass
+
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(OutOfMemoryError("whatever"))
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(RuntimeError("[ONNXRuntimeError] Failed to allocate memory for requested buffer"))
+    try:
+        try:
+            raise RuntimeError("out of memory")
+        except RuntimeError as inner:
+            raise ValueError("wrapper") from inner
+    except ValueError as outer:
+        assert is_out_of_memory(outer)
+    assert not is_out_of_memory(ValueError("shape mismatch"))
+
+
+def test_oom_during_sweep_stops_cleanly():
+    config = ProfileConfig(**FAST, max_batch_size=64)
+    result = profile(_oom_above(8), [np.ones((1, 3), np.float32)], config, timer=ScriptedTimer(lambda b, n: 0.001))
+    assert result.batch_sizes == [1, 2, 4, 8]
+    assert result.stop_reason == "out_of_memory"
+    assert result.oom_batch_size == 16 and result.max_batch_size_found == 8
+    assert "out of memory" in result.oom_message
+
+
+def test_oom_at_first_batch_gives_an_empty_result():
+    result = profile(_oom_above(0), [np.ones((1, 3))], ProfileConfig(**FAST))
+    assert result.points == [] and result.oom_batch_size == 1 and result.max_batch_size_found is None
+    assert not result.stable
+
+
+def test_max_batch_search_on_gpu_doubles_until_oom():
+    config = ProfileConfig(**FAST, batch_sizes=(1, 2), find_max_batch_size=True)
+    result = profile(_oom_above(100), [np.ones((1, 3))], config, device="cuda", sync=lambda: None)
+    assert result.batch_sizes == [1, 2]  # the search is untimed
+    assert result.max_batch_size_found == 64 and result.oom_batch_size == 128
+    assert result.stop_reason == "batch_sizes"
+
+
+def test_max_batch_search_stops_at_its_limit_and_on_other_errors():
+    config = ProfileConfig(**FAST, batch_sizes=(1,), find_max_batch_size=True, max_batch_search_limit=16)
+    result = profile(lambda x: x, [np.ones((1, 3))], config, device="cuda", sync=lambda: None)
+    assert result.max_batch_size_found == 16 and result.oom_batch_size is None
+    assert any("limit" in note for note in result.notes)
+
+    def picky(x):
+        if x.shape[0] > 4:
+            raise ValueError("engine profile allows batch <= 4")
+        return x
+
+    result = profile(picky, [np.ones((1, 3))], config, device="cuda", sync=lambda: None)
+    assert result.max_batch_size_found == 4 and any("engine profile" in n for n in result.notes)
+
+
+def test_max_batch_search_is_skipped_on_cpu():
+    config = ProfileConfig(**FAST, batch_sizes=(1,), find_max_batch_size=True)
+    result = profile(lambda x: x, [np.ones((1, 3))], config)
+    assert result.max_batch_size_found is None and any("GPU" in n for n in result.notes)
+
+
+def test_other_errors_are_raised_with_the_batch_size():
+    def broken(x):
+        if x.shape[0] == 4:
+            raise ValueError("bad shape")
+        return x
+
+    with pytest.raises(ProfileError, match="batch size 4: ValueError: bad shape"):
+        profile(broken, [np.ones((1, 2))], ProfileConfig(**FAST, max_batch_size=8))
+
+
+# -- config and JSON -------------------------------------------------------------------------------
+def test_config_defaults_and_key():
+    config = ProfileConfig()
+    assert (config.window_size, config.stability_pct, config.stabilization_windows) == (25, 10.0, 3)
+    assert (config.min_trials, config.max_trials) == (3, 10)
+    assert (config.throughput_cutoff_pct, config.throughput_backoff_limit) == (5.0, 2)
+    key = config.as_key()
+    json.dumps(key)
+    assert ProfileConfig.from_dict(key) == config
+    assert ProfileConfig(batch_sizes=[4, 1]).as_key()["batch_sizes"] == [1, 4]
+    assert hash(ProfileConfig(batch_sizes=(1, 2)))
+
+
+@pytest.mark.parametrize("bad", [dict(window_size=0), dict(max_trials=2), dict(batch_sizes=()),
+                                 dict(batch_sizes=(0, 1)), dict(timer="sundial"), dict(stability_pct=-1)])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        ProfileConfig(**bad)
+
+
+def test_config_from_dict_names_unknown_keys():
+    with pytest.raises(ValueError, match="windw_size"):
+        ProfileConfig.from_dict({"windw_size": 3})
+
+
+def test_result_json_round_trip():
+    config = _fixed_point_config(batch_sizes=(1, 2, 4))
+    result = _profile_with(lambda b, n: 0.00123456789 * b ** 0.5, config, runner_name="fake", device="cpu")
+    data = json.loads(json.dumps(result.to_dict()))
+    back = ProfileResult.from_dict(data)
+    assert back.batch_sizes == [1, 2, 4] and back.runner == "fake"
+    assert back.point(2).p50_ms == pytest.approx(result.point(2).p50_ms, rel=1e-4)
+    assert back.config == config.as_key()
+    assert back.to_dict() == data  # rounding is idempotent
+    assert data["points"][0]["p50_ms"] == 1.2346  # five significant digits
+    with pytest.raises(ValueError):
+        ProfileResult.from_dict({"format": "something-else"})
+
+
+def test_point_latency_accessor():
+    point = ProfilePoint(1, 1.0, 0.1, 0.9, 2.0, 1.0, 1.2, 1.3, 1.5, 1000.0, 3, 30, True)
+    assert point.latency("p95") == 1.3 and point.latency("mean") == 1.0
+    with pytest.raises(ValueError):
+        point.latency("p42")
+
+
+# -- batches ---------------------------------------------------------------------------------------
+def test_tile_array_slices_and_tiles():
+    a = np.arange(6).reshape(3, 2)
+    assert tile_array(a, 2).tolist() == [[0, 1], [2, 3]]
+    assert tile_array(a, 5)[:, 0].tolist() == [0, 2, 4, 0, 2]
+    assert tile_array(a, 3) is a
+    assert tile_array(np.arange(4).reshape(2, 2), 3, batch_dim=1).shape == (2, 3)
+    assert tile_array(np.float32(3.0), 8).shape == ()
+
+
+def test_tile_value_nests_and_torch():
+    torch = pytest.importorskip("torch")
+    sample = ({"x": torch.ones(2, 3)}, [np.zeros((1, 4))], 7, "text")
+    tiled = tile_value(sample, 5)
+    assert tuple(tiled[0]["x"].shape) == (5, 3) and isinstance(tiled[0]["x"], torch.Tensor)
+    assert tiled[1][0].shape == (5, 4) and tiled[2] == 7 and tiled[3] == "text"
+
+
+# -- real models -----------------------------------------------------------------------------------
+def test_profile_torch_callable():
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    config = ProfileConfig(batch_sizes=(1, 4, 16), warmup_s=0.0, min_window_s=0.002)
+    with torch.inference_mode():
+        result = profile(lambda x: model(x), [torch.randn(4, 8)], config)
+    assert result.batch_sizes == [1, 4, 16] and result.device == "cpu"
+    for point in result.points:
+        assert 0 < point.p50_ms <= point.p90_ms <= point.p95_ms <= point.p99_ms <= point.max_ms
+        assert point.throughput > 0 and point.windows >= 3
+
+
+def test_profile_calling_convention():
+    seen = []
+
+    def func(a, b=None, *, c=None):
+        seen.append((np.shape(a), np.shape(b), c))
+
+    profile(func, [(np.ones((2, 3)), np.ones((2, 1)))], ProfileConfig(**FAST, batch_sizes=(4,)))
+    assert seen[-1] == ((4, 3), (4, 1), None)
+    profile(func, [{"a": np.ones((1, 3)), "c": 5}], ProfileConfig(**FAST, batch_sizes=(2,)))
+    assert seen[-1] == ((2, 3), (), 5)
+    with pytest.raises(ValueError, match="no sample"):
+        profile(func, [], ProfileConfig(**FAST))
+
+
+class TorchEagerRunner(Runner):
+    """A minimal runner over a live torch module (the rule families have the real ones)."""
+
+    name = "test-eager"
+
+    def __init__(self, module, model):
+        super().__init__(None, model)
+        self.module = module
+        self.prepared_batches: list[int] = []
+        self.synced = 0
+
+    def activate_impl(self):
+        self.module.eval()
+
+    def prepare_impl(self, feed):
+        import torch
+
+        self.prepared_batches.append(feed["x"].shape[0])
+        return torch.from_numpy(feed["x"])
+
+    def run_prepared_impl(self, prepared):
+        import torch
+
+        with torch.inference_mode():
+            return self.module(prepared)
+
+    def infer_impl(self, feed):
+        return {"y": self.run_prepared_impl(self.prepare_impl(feed)).numpy()}
+
+    def synchronize_impl(self):
+        self.synced += 1
+
+
+def test_profile_runner_prepares_once_per_batch_size():
+    torch = pytest.importorskip("torch")
+    spec = ModelSpec(name="mlp", framework="torch", entry="m.py:f", root=Path("."), inputs=("x",),
+                     max_batch_size=4)
+    runner = TorchEagerRunner(torch.nn.Linear(8, 2), spec)
+    events = []
+    result = profile_runner(runner, [{"x": np.random.rand(2, 8).astype(np.float32)}],
+                            ProfileConfig(**FAST), progress=events.append,
+                            timer=ScriptedTimer(lambda b, n: 0.001))  # throughput doubles: no early stop
+    assert result.batch_sizes == [1, 2, 4]  # the sweep's top is the model's max_batch_size
+    assert runner.prepared_batches == [1, 2, 4]
+    assert runner.synced > 3 * 5 * 3
+    assert result.runner == "test-eager" and result.device == "cpu"
+    assert not runner.active  # it activated the runner, so it deactivated it
+    assert events[-1].kind == "done"
+
+
+def test_profiling_modules_do_not_import_frameworks():
+    code = ("import sys, navbuild.profiling, navbuild.selection, navbuild.report, navbuild.plots, "
+            "navbuild.graph_dot; bad = [m for m in ('torch', 'tensorflow', 'jax', 'onnxruntime', 'matplotlib') "
+            "if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
