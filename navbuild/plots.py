@@ -146,7 +146,9 @@ def plot_profile(model_name: str, results: Mapping[str, ProfileResult], path: Pa
     if handles:
         legend = fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.755, 0.86), fontsize=10.5,
                             frameon=False, title="target (runner)", title_fontsize=11.5, borderaxespad=0)
-        legend._legend_box.align = "left"  # noqa: SLF001 - left-aligned title reads better
+        box = getattr(legend, "_legend_box", None)  # left-aligned title reads better (private API)
+        if box is not None:
+            box.align = "left"
     fig.text(0.755, 0.11, "hollow marker: not stable\ndotted line: excluded from selection\n"
              "\u2605: the point that won the selection", fontsize=10, color="#444444", va="bottom")
 

@@ -80,6 +80,11 @@ class ProfileConfig:
     timer: str = "wall"
 
     def __post_init__(self) -> None:
+        # one encoding per meaning in the key: `stability_pct = 10` in TOML is the default 10.0
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float", "int") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value) if f.type == "float" else int(value))
         if self.batch_sizes is not None:
             sizes = tuple(sorted({int(b) for b in self.batch_sizes}))
             if not sizes or sizes[0] < 1:

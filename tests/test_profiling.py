@@ -261,6 +261,10 @@ def test_config_defaults_and_key():
     assert ProfileConfig.from_dict(key) == config
     assert ProfileConfig(batch_sizes=[4, 1]).as_key()["batch_sizes"] == [1, 4]
     assert hash(ProfileConfig(batch_sizes=(1, 2)))
+    # a TOML integer where a float is meant gives the same key as the default
+    assert ProfileConfig.from_dict({"stability_pct": 10, "warmup_s": 0}).as_key() == \
+        ProfileConfig(warmup_s=0.0).as_key()
+    assert isinstance(ProfileConfig(stability_pct=10).as_key()["stability_pct"], float)
 
 
 @pytest.mark.parametrize("bad", [dict(window_size=0), dict(max_trials=2), dict(batch_sizes=()),
