@@ -1,0 +1,251 @@
+"""The ``.nav`` package: a byte-reproducible zip of the build status and the artifacts worth moving.
+
+Layout (every name relative, sorted, fixed timestamps and permissions: ``navbuild.ziputil``)::
+
+    status.json                   the build status (docs/status-schema.md), paths package-relative
+    <model>/samples.tensors       sample inputs
+    <model>/reference.tensors     the source model's outputs on them
+    <model>/<target>/<file>       files of each packaged target
+
+Packaged targets: the base portable formats (``BASE_FORMATS`` at their default precision: what
+other targets can be rebuilt from on another machine), the targets selected by the given strategies,
+or every built target with ``include_all``. Every target stays described in status.json; those whose
+files travel carry ``"packaged": true`` and ``"dir": "<model>/<target>"``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable, Mapping
+
+from navbuild.hashing import digest_bytes, digest_file
+from navbuild.ziputil import write_zip
+
+PACKAGE_FORMAT = "navbuild-package/1"
+STATUS_SCHEMA_PREFIX = "navbuild-status/"
+STATUS_ENTRY = "status.json"
+BASE_FORMATS = ("onnx", "torchscript-trace", "torchscript-script", "torch-export")
+BASE_PRECISIONS = (None, "fp32")
+USABLE = ("built", "cached")
+TENSOR_FILES = {"samples": "samples.tensors", "reference": "reference.tensors"}
+# an absolute POSIX path's folders inside free text (a traceback in a failed target's reason)
+_ABS_DIRS = re.compile(r"(?<![\w.:/~-])/(?:[^\s/\"'`<>|]+/)+")
+
+
+class PackageError(RuntimeError):
+    """A package that cannot be written or read; the message names the entry at fault."""
+
+
+def dumps_json(value: Any) -> bytes:
+    """Canonical JSON: sorted keys, fixed separators and indentation, trailing newline."""
+    return (json.dumps(value, sort_keys=True, indent=2, separators=(",", ": "), ensure_ascii=True)
+            + "\n").encode()
+
+
+# -- writing ------------------------------------------------------------------------------------
+def packaged_targets(model: Mapping[str, Any], strategies: Iterable[str], include_all: bool) -> list[str]:
+    """Names of the targets of one model whose files go into the package."""
+    targets = model.get("targets") or {}
+    chosen = set()
+    for name, target in targets.items():
+        if target.get("status") not in USABLE:
+            continue
+        base = target.get("format") in BASE_FORMATS and target.get("precision") in BASE_PRECISIONS
+        if include_all or base:
+            chosen.add(name)
+    for strategy in strategies:
+        name = (model.get("selected") or {}).get(strategy)
+        if name and name in targets and targets[name].get("status") in USABLE:
+            chosen.add(name)
+    return sorted(chosen)
+
+
+def _scrub(value: Any, replacements: list[tuple[str, str]]) -> Any:
+    """Strings with known absolute prefixes made relative, other absolute folders shortened."""
+    if isinstance(value, dict):
+        return {k: _scrub(v, replacements) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, replacements) for v in value]
+    if isinstance(value, str):
+        for old, new in replacements:
+            value = value.replace(old, new)
+        return _ABS_DIRS.sub(".../", value)
+    return value
+
+
+def _check_name(name: str) -> str:
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or ".." in path.parts or "\\" in name:
+        raise PackageError(f"entry name {name!r} is not a relative path inside the package")
+    return path.as_posix()
+
+
+def _read_checked(path: Path, digest: str | None, label: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PackageError(f"{label}: cannot read {path}: {exc.strerror}") from None
+    if digest and digest_bytes(data) != digest:
+        raise PackageError(f"{label}: {path} does not match its digest in the status "
+                           f"(changed after the build; rebuild it)")
+    return data
+
+
+def package_entries(status: Mapping[str, Any], *, strategies: Iterable[str] = ("max-throughput",),
+                    include_all: bool = False) -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of every entry of the package, status.json included."""
+    strategies = tuple(strategies)
+    schema = str(status.get("schema", ""))
+    if not schema.startswith(STATUS_SCHEMA_PREFIX):
+        raise PackageError(f"not a navbuild build status (schema {schema!r})")
+    packed = copy.deepcopy(dict(status))
+    root = packed.pop("root", None)
+    entries: list[tuple[str, bytes]] = []
+    replacements: list[tuple[str, str]] = []
+    for model_name, model in sorted((packed.get("models") or {}).items()):
+        _check_name(model_name)
+        for key, file_name in TENSOR_FILES.items():
+            info = model.get(key)
+            if not info or not info.get("path"):
+                continue
+            entry = f"{model_name}/{file_name}"
+            entries.append((entry, _read_checked(Path(info["path"]), info.get("digest"), f"{model_name} {key}")))
+            replacements.append((str(info["path"]), entry))
+            info["path"] = entry
+        chosen = set(packaged_targets(model, strategies, include_all))
+        for target_name, target in sorted((model.get("targets") or {}).items()):
+            folder = target.pop("dir", None)
+            target["packaged"] = target_name in chosen
+            if target_name not in chosen:
+                continue
+            prefix = f"{model_name}/{_check_name(target_name)}"
+            if folder:
+                replacements.append((str(folder), prefix))
+            for file_name, digest in sorted((target.get("files") or {}).items()):
+                if not folder:
+                    raise PackageError(f"{model_name}:{target_name} has files but no 'dir' in the status")
+                entry = f"{prefix}/{_check_name(file_name)}"
+                entries.append((entry, _read_checked(Path(folder) / file_name, digest,
+                                                     f"{model_name}:{target_name}")))
+            target["dir"] = prefix
+    if root:
+        replacements += [(str(root).rstrip("/") + "/", ""), (str(root), ".")]
+    # longest first, so a target folder wins over the project root that holds it
+    replacements.sort(key=lambda pair: -len(pair[0]))
+    packed = _scrub(packed, replacements)
+    packed["package"] = {"format": PACKAGE_FORMAT, "strategies": list(strategies), "include_all": include_all}
+    entries.append((STATUS_ENTRY, dumps_json(packed)))
+    return entries
+
+
+def write_package(status: Mapping[str, Any], dest: Path, *, strategies: Iterable[str] = ("max-throughput",),
+                  include_all: bool = False) -> Path:
+    """Write the ``.nav`` package of ``status`` to ``dest``; the same status gives the same bytes."""
+    dest = Path(dest)
+    entries = package_entries(status, strategies=strategies, include_all=include_all)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_zip(dest, entries)
+    return dest
+
+
+# -- reading ------------------------------------------------------------------------------------
+@dataclass
+class PackageContents:
+    """A read package: ``status`` (package-relative paths) and access to its entries."""
+
+    path: Path
+    status: dict[str, Any]
+    names: list[str]
+
+    def read(self, name: str) -> bytes:
+        with zipfile.ZipFile(self.path) as archive:
+            try:
+                return archive.read(name)
+            except KeyError:
+                raise PackageError(f"{self.path}: no entry {name!r}") from None
+
+    def artifacts(self) -> list[tuple[str, str, str | None]]:
+        """``(entry name, expected digest, label)`` of every file the status says is inside."""
+        found = []
+        for model_name, model in sorted((self.status.get("models") or {}).items()):
+            for key in TENSOR_FILES:
+                info = model.get(key)
+                if info and info.get("path"):
+                    found.append((info["path"], info.get("digest"), f"{model_name} {key}"))
+            for target_name, target in sorted((model.get("targets") or {}).items()):
+                if target.get("packaged"):
+                    for file_name, digest in sorted((target.get("files") or {}).items()):
+                        found.append((f"{target['dir']}/{file_name}", digest, f"{model_name}:{target_name}"))
+        return found
+
+    def extract(self, dest: Path) -> dict[str, Any]:
+        """Extract every entry under ``dest`` (digests checked); returns the status with absolute
+        paths, ready for ``write_model_repository`` or ``PyTritonAdapter``."""
+        dest = Path(dest).resolve()
+        with zipfile.ZipFile(self.path) as archive:
+            for name, digest, label in self.artifacts():
+                target = dest / _check_name(name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(name) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                _verify(digest_file(target), digest, name, label)
+        status = copy.deepcopy(self.status)
+        for model in (status.get("models") or {}).values():
+            for key in TENSOR_FILES:
+                if model.get(key) and model[key].get("path"):
+                    model[key]["path"] = str(dest / model[key]["path"])
+            for target in (model.get("targets") or {}).values():
+                if target.get("packaged"):
+                    target["dir"] = str(dest / target["dir"])
+        return status
+
+
+def _verify(actual: str, expected: str | None, name: str, label: str) -> None:
+    if expected and actual != expected:
+        raise PackageError(f"package entry {name} ({label}) has digest {actual}, "
+                           f"but status.json records {expected}")
+
+
+def read_package(path: Path) -> PackageContents:
+    """Open a ``.nav`` package: its status and entry names (nothing is extracted)."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            for name in names:
+                _check_name(name)
+            if STATUS_ENTRY not in names:
+                raise PackageError(f"{path}: no {STATUS_ENTRY}; not a navbuild package")
+            status = json.loads(archive.read(STATUS_ENTRY))
+    except zipfile.BadZipFile as exc:
+        raise PackageError(f"{path}: not a zip file ({exc})") from None
+    package = status.get("package") or {}
+    if package.get("format") != PACKAGE_FORMAT:
+        raise PackageError(f"{path}: package format {package.get('format')!r}, expected {PACKAGE_FORMAT!r}")
+    contents = PackageContents(path=path, status=status, names=names)
+    missing = [name for name, _, _ in contents.artifacts() if name not in names]
+    if missing:
+        raise PackageError(f"{path}: status.json lists entries missing from the zip: {', '.join(missing)}")
+    return contents
+
+
+def import_package(path: Path, put_file: Callable[[Path], str]) -> dict[str, Any]:
+    """Hand every packaged file to ``put_file`` (a store's, returning the content digest) and check
+    it against status.json. Returns the package's status (package-relative paths; the files are
+    found in the store by the digests it records)."""
+    contents = read_package(path)
+    with tempfile.TemporaryDirectory(prefix="navbuild-import-") as tmp, \
+            zipfile.ZipFile(contents.path) as archive:
+        for index, (name, digest, label) in enumerate(contents.artifacts()):
+            local = Path(tmp) / str(index) / PurePosixPath(name).name
+            local.parent.mkdir()
+            with archive.open(name) as src, open(local, "wb") as out:
+                shutil.copyfileobj(src, out)
+            _verify(put_file(local), digest, name, label)
+    return contents.status

@@ -1,0 +1,344 @@
+"""Triton model repository writer: ``<repo>/<name>/config.pbtxt`` + ``<repo>/<name>/1/model.*``.
+
+It reads the build status (docs/status-schema.md), picks the target that a strategy selected (or the
+one asked for), and lays it out for the backend that can run it natively: ``onnxruntime``,
+``tensorrt``, ``pytorch`` (TorchScript) or ``tensorflow`` (SavedModel). A target that no native
+backend runs (torch eager, torch.export, torch.compile, AOTInductor) goes to Triton's ``python``
+backend: ``1/model.py`` (navbuild/triton_python_model.py) loads the navbuild runner named in the
+status, with the target's files in ``1/artifact/`` and ``1/navbuild_model.json`` describing the
+model, runner and precision (``runner_spec``).
+
+Nothing here imports a framework at module import time.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from navbuild import triton_config
+from navbuild.hashing import digest_file
+
+SPEC_FORMAT = "navbuild-triton-model/1"
+SPEC_FILE = "navbuild_model.json"
+VERSION = "1"
+USABLE = ("built", "cached")
+TEMPLATE = Path(__file__).with_name("triton_python_model.py")
+SOURCE_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "navbuild-out", "model_repository")
+
+
+class DeployError(RuntimeError):
+    """A model or target cannot be deployed; the message names the model, target and cause."""
+
+
+# -- reading the status -------------------------------------------------------------------------
+def model_status(status: Mapping[str, Any], model_name: str) -> dict[str, Any]:
+    models = status.get("models") or {}
+    if model_name not in models:
+        raise DeployError(f"model {model_name!r} is not in the build status; models: "
+                          f"{', '.join(sorted(models)) or 'none'}")
+    return models[model_name]
+
+
+def deployed_target(status: Mapping[str, Any], model_name: str, *, target: str | None = None,
+                    strategy: str = "max-throughput") -> tuple[str, dict[str, Any]]:
+    """``(target name, target entry)``: ``target`` if given, else the one ``strategy`` selected.
+
+    The target must have been built (``built`` or ``cached``) and must not have failed its
+    correctness check.
+    """
+    model = model_status(status, model_name)
+    targets = model.get("targets") or {}
+    if target is None:
+        selected = model.get("selected") or {}
+        if strategy not in selected or selected[strategy] is None:
+            raise DeployError(
+                f"model {model_name}: no target selected for strategy {strategy!r} (selected: "
+                f"{json.dumps(selected, sort_keys=True)}); run the profile/select step or name a target")
+        target = selected[strategy]
+    if target not in targets:
+        raise DeployError(f"model {model_name}: no target {target!r}; targets: "
+                          f"{', '.join(sorted(targets)) or 'none'}")
+    entry = targets[target]
+    if entry.get("packaged") is False:
+        raise DeployError(f"{model_name}:{target} is described in the package but its files are not in it "
+                          f"(package it with its strategy, or with include_all)")
+    if entry.get("status") not in USABLE:
+        reason = entry.get("reason") or "no reason recorded"
+        raise DeployError(f"{model_name}:{target} is {entry.get('status')!r}, not built: {reason}")
+    correctness = entry.get("correctness")
+    if correctness is not None and not correctness.get("passed", True):
+        raise DeployError(f"{model_name}:{target} failed its correctness check; it is not deployed")
+    return target, entry
+
+
+def native_backend(target: Mapping[str, Any]) -> str | None:
+    """The Triton backend that runs the target's files natively, or None (python backend)."""
+    fmt = str(target.get("format", ""))
+    names = list(target.get("files") or {})
+    if fmt.startswith("onnx") and any(n.endswith(".onnx") for n in names):
+        return "onnxruntime"
+    if (fmt.startswith("trt") or fmt.startswith("tensorrt")) and any(
+            n.endswith((".plan", ".engine")) for n in names):
+        return "tensorrt"
+    if fmt.startswith("torchscript") and any(n.endswith(".pt") for n in names):
+        return "pytorch"
+    if "savedmodel" in fmt or any(n.rsplit("/", 1)[-1] == "saved_model.pb" for n in names):
+        return "tensorflow"
+    return None
+
+
+# -- the runner of the python backend -----------------------------------------------------------
+def _registered_runner(runner_name: str | None) -> type | None:
+    if not runner_name:
+        return None
+    from navbuild.registry import default_registry
+
+    return default_registry().runners.get(runner_name)
+
+
+def runner_class_path(runner_name: str | None) -> str | None:
+    """``module:Class`` of a registered runner, recorded so the server can import it directly."""
+    cls = _registered_runner(runner_name)
+    return f"{cls.__module__}:{cls.__qualname__}" if cls else None
+
+
+def loads_source(target: Mapping[str, Any]) -> bool | None:
+    """Whether the target's runner loads the model's own code (``model.entry``) besides its files.
+
+    A runner says so with a class attribute ``loads_source``; for one that does not say, None
+    (unknown): the writers then carry the source when they can.
+    """
+    flag = getattr(_registered_runner(target.get("runner")), "loads_source", None)
+    return None if flag is None else bool(flag)
+
+
+def _source_root(status: Mapping[str, Any], given: Path | None = None) -> Path | None:
+    if given is not None:
+        return Path(given)
+    return Path(status["root"]) if status.get("root") else None
+
+
+def runner_spec(status: Mapping[str, Any], model_name: str, target_name: str, *,
+                artifact: str | None = "artifact", source: str | None = None) -> dict[str, Any]:
+    """What a process needs to load the target's runner (the content of navbuild_model.json).
+
+    ``artifact`` and ``source`` are folders relative to the spec's own folder (None: absent).
+    """
+    model = model_status(status, model_name)
+    target = model["targets"][target_name]
+    _, outputs = triton_config.io_names(model, "python")
+    return {
+        "format": SPEC_FORMAT,
+        "model": {key: model.get(key) for key in
+                  ("framework", "entry", "inputs", "outputs", "max_batch_size", "batch_dim")}
+        | {"name": model_name},
+        "target": target_name,
+        "runner": target.get("runner"),
+        "runner_class": runner_class_path(target.get("runner")),
+        "precision": target.get("precision", "fp32"),
+        "device": target.get("device", "cpu"),
+        "artifact": artifact,
+        "source": source,
+    }
+
+
+def _runner_class(spec: Mapping[str, Any]) -> type:
+    """The class recorded in ``runner_class`` (imported directly: the server need not load every rule
+    family); if it moved, the runner registered under that name."""
+    from navbuild.registry import default_registry
+
+    path = spec.get("runner_class")
+    if path:
+        module_name, _, qualname = path.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+            return obj
+        except (ImportError, AttributeError):
+            pass
+    name = spec.get("runner")
+    runners = default_registry().runners
+    if name in runners:
+        return runners[name]
+    raise DeployError(f"runner {name!r} of {spec['model']['name']}:{spec['target']} is not registered "
+                      f"here; known: {', '.join(sorted(runners)) or 'none'}")
+
+
+def make_runner(spec: Mapping[str, Any], *, artifact_dir: Path | None, root: Path | None,
+                device: str | None = None) -> Any:
+    """A (not yet activated) navbuild runner for the spec written by ``runner_spec``."""
+    from navbuild.rule import ModelSpec
+
+    model = spec["model"]
+    model_spec = ModelSpec(
+        name=model["name"], framework=model.get("framework") or "", entry=model.get("entry") or "",
+        root=Path(root) if root else Path.cwd(),
+        inputs=tuple(t["name"] for t in model.get("inputs") or ()),
+        outputs=tuple(t["name"] for t in model.get("outputs") or ()),
+        batch_dim=model.get("batch_dim") if model.get("batch_dim") is not None else 0,
+        max_batch_size=int(model.get("max_batch_size") or 0))
+    cls = _runner_class(spec)
+    return cls(artifact_dir, model_spec, device or spec.get("device") or "cpu", spec.get("precision") or "fp32")
+
+
+# -- writing ------------------------------------------------------------------------------------
+def _target_dir(model_name: str, target_name: str, target: Mapping[str, Any]) -> Path:
+    folder = target.get("dir")
+    if not folder or not Path(folder).is_absolute():
+        raise DeployError(f"{model_name}:{target_name} has no absolute 'dir' in the status (a status "
+                          f"read from a package must be extracted first: read_package(...).extract(dest))")
+    return Path(folder)
+
+
+def _copy_checked(src: Path, dest: Path, expected: str | None, label: str) -> None:
+    if not src.is_file():
+        raise DeployError(f"{label}: file {src} is missing")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    if expected and digest_file(dest) != expected:
+        raise DeployError(f"{label}: {src} does not match its digest in the status (the output folder "
+                          f"changed after the build; rebuild it)")
+
+
+def _native_files(backend: str, files: Mapping[str, str]) -> dict[str, str]:
+    """Target file name -> name under ``1/`` for a native backend."""
+    def single(suffixes: tuple[str, ...]) -> str:
+        found = sorted(n for n in files if n.endswith(suffixes))
+        if len(found) != 1:
+            raise DeployError(f"expected one {'/'.join(suffixes)} file for the {backend} backend, "
+                              f"found {found or 'none'}")
+        return found[0]
+
+    if backend == "onnxruntime":  # external-data files keep their names beside model.onnx
+        main = single((".onnx",))
+        return {n: ("model.onnx" if n == main else n) for n in files}
+    if backend == "tensorrt":
+        return {single((".plan", ".engine")): "model.plan"}
+    if backend == "pytorch":
+        return {single((".pt",)): "model.pt"}
+    if backend == "tensorflow":  # the SavedModel folder becomes model.savedmodel/
+        tops = {n.split("/", 1)[0] for n in files}
+        strip = len(tops) == 1 and all("/" in n for n in files)
+        return {n: "model.savedmodel/" + (n.split("/", 1)[1] if strip else n) for n in files}
+    raise DeployError(f"unknown native backend {backend!r}")
+
+
+def _copy_source(root: Path, model: Mapping[str, Any], dest: Path, label: str) -> None:
+    """The entry's folder (relative to the project root) copied under ``dest``."""
+    entry_file = (model.get("entry") or "").rpartition(":")[0]
+    src = (root / entry_file).resolve()
+    if not src.is_file():
+        raise DeployError(f"{label}: the model's entry file {src} is missing")
+    rel = Path(entry_file).parent
+    if rel == Path("."):  # the entry sits in the project root: take that file only
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest / src.name)
+    else:
+        shutil.copytree(src.parent, dest / rel, ignore=SOURCE_SKIP)
+
+
+def needs_source(target: Mapping[str, Any], label: str, root: Path | None,
+                 include_source: bool | None = None) -> bool:
+    """Whether to carry the model's source for the target; an error if it is needed but unknown."""
+    wanted = loads_source(target) if include_source is None else include_source
+    if wanted is None:  # the runner does not say: carry the source when there is one
+        wanted = root is not None or not target.get("files")
+    if wanted and root is None:
+        raise DeployError(f"{label} runs the model's source, but the status has no project 'root' (a "
+                          f"package carries no source); deploy a serialized target or pass source_root")
+    return wanted
+
+
+def write_model_repository(status: Mapping[str, Any], model_name: str, repo_dir: Path, *,
+                           target: str | None = None, strategy: str = "max-throughput",
+                           triton_name: str | None = None, instance_kind: str = "auto",
+                           instance_count: int = 1, dynamic_batching: bool = True,
+                           max_queue_delay_us: int = 0, ort_tensorrt: bool = False,
+                           backend: str = "auto", source_root: Path | None = None,
+                           include_source: bool | None = None) -> Path:
+    """Write ``<repo_dir>/<triton_name>/`` for the selected (or given) target; returns that folder.
+
+    backend       ``auto`` (the native backend, else ``python``) or a name from
+                  ``triton_config.BACKENDS``; ``python`` serves any target through its runner
+    source_root   project root, for runners that load the model's code (default: status["root"])
+    include_source  python backend: copy the entry's folder to ``1/source/`` (None: when the runner
+                  declares ``loads_source``, or does not say and the root is known)
+
+    An existing model folder of that name is replaced whole, through a rename.
+    """
+    name, entry = deployed_target(status, model_name, target=target, strategy=strategy)
+    label = f"{model_name}:{name}"
+    model = model_status(status, model_name)
+    chosen = (native_backend(entry) or "python") if backend == "auto" else backend
+    if chosen == "python" and not entry.get("runner"):
+        raise DeployError(f"{label} names no runner, so the python backend cannot run it")
+    try:
+        config = triton_config.build_config(
+            model, entry, name=triton_name or model_name, backend=chosen, instance_kind=instance_kind,
+            instance_count=instance_count, dynamic_batching=dynamic_batching,
+            max_queue_delay_us=max_queue_delay_us, ort_tensorrt=ort_tensorrt)
+    except triton_config.TritonConfigError as exc:
+        raise DeployError(f"{label}: {exc}") from None
+
+    files: dict[str, str] = dict(entry.get("files") or {})
+    repo_dir = Path(repo_dir)
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    final = repo_dir / (triton_name or model_name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=repo_dir.parent))
+    try:
+        version_dir = staging / VERSION
+        version_dir.mkdir()
+        if chosen == "python":
+            root = _source_root(status, source_root)
+            with_source = needs_source(entry, label, root, include_source)
+            if files:
+                src_dir = _target_dir(model_name, name, entry)
+                for file_name, digest in sorted(files.items()):
+                    _copy_checked(src_dir / file_name, version_dir / "artifact" / file_name, digest, label)
+            if with_source:
+                _copy_source(root, model, version_dir / "source", label)
+            spec = runner_spec(status, model_name, name, artifact="artifact" if files else None,
+                               source="source" if with_source else None)
+            (version_dir / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+            shutil.copyfile(TEMPLATE, version_dir / "model.py")
+        else:
+            src_dir = _target_dir(model_name, name, entry)
+            try:
+                layout = _native_files(chosen, files)
+            except DeployError as exc:
+                raise DeployError(f"{label}: {exc}") from None
+            for file_name, dest_name in sorted(layout.items()):
+                _copy_checked(src_dir / file_name, version_dir / dest_name, files[file_name], label)
+        (staging / "config.pbtxt").write_text(triton_config.config_text(config))
+        os.chmod(staging, 0o755)
+        _swap_in(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Replace ``final`` by ``staging`` with renames (Triton never sees a half-written folder)."""
+    old = None
+    if final.exists():
+        old = final.parent.parent / f".{final.name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_model_repositories(status: Mapping[str, Any], repo_dir: Path, *, models: list[str] | None = None,
+                             strategy: str = "max-throughput", **options: Any) -> list[Path]:
+    """``write_model_repository`` for each model (all of the status by default)."""
+    names = models if models else sorted(status.get("models") or {})
+    return [write_model_repository(status, name, repo_dir, strategy=strategy, **options) for name in names]
