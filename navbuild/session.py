@@ -214,9 +214,10 @@ class Session:
                 return reason
             runner = self.registry.runner(artifact.rule.runner)
             return runner.needs.unmet(target.device, self.machine)
-        if target.device not in target.rule.devices:
-            return f"{target.rule.name} does not build for device {target.device}"
-        return target.rule.needs.unmet(target.device, self.machine)
+        reason = target.rule.needs.unmet(target.device, self.machine)
+        if reason is None and target.device not in target.rule.devices:
+            reason = f"{target.rule.name} does not build for device {target.device}"
+        return reason
 
     def _upstream_unavailable(self, name: str, upstream: str) -> bool:
         record = self.records.get(upstream) or self._read_run_record(upstream)

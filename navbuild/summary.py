@@ -72,7 +72,9 @@ def print_summary(console: Any, session: Session, records: dict[str, Record]) ->
     console.print(table)
     for row in data:
         if row["status"] == FAILED:
-            failed = row["check"] if row["check"] is not None and row["check"].status == FAILED else row["record"]
+            failed = row["record"]
+            if failed.status != FAILED and row["check"] is not None:
+                failed = row["check"]
             log = failed.metadata.get("log")
             console.print(f"[bold red]{row['target']}[/] failed: {row['reason']}", highlight=False)
             if log:
