@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from navbuild import triton_config
-from navbuild.triton_repo import DeployError, deployed_target, make_runner, model_status, needs_source, runner_spec
+from navbuild.triton_repo import (DeployError, deployed_target, make_runner, model_status, needs_source,
+                                  project_root, runner_spec)
 
 
 class PyTritonAdapter:
@@ -60,7 +61,7 @@ class PyTritonAdapter:
         label = f"{model_name}:{self.target_name}"
         if files and not Path(str(self.target.get("dir"))).is_absolute():
             raise DeployError(f"{label}: the status has no absolute 'dir' for its files")
-        root = Path(source_root) if source_root else (Path(status["root"]) if status.get("root") else None)
+        root = project_root(status, source_root)
         needs_source(self.target, label, root)
         self.spec = runner_spec(status, model_name, self.target_name)
         self.runner = make_runner(self.spec, artifact_dir=Path(self.target["dir"]) if files else None,

@@ -117,7 +117,8 @@ def loads_source(target: Mapping[str, Any]) -> bool | None:
     return None if flag is None else bool(flag)
 
 
-def _source_root(status: Mapping[str, Any], given: Path | None = None) -> Path | None:
+def project_root(status: Mapping[str, Any], given: Path | None = None) -> Path | None:
+    """``given``, else the status's ``root`` (None inside a package)."""
     if given is not None:
         return Path(given)
     return Path(status["root"]) if status.get("root") else None
@@ -131,7 +132,6 @@ def runner_spec(status: Mapping[str, Any], model_name: str, target_name: str, *,
     """
     model = model_status(status, model_name)
     target = model["targets"][target_name]
-    _, outputs = triton_config.io_names(model, "python")
     return {
         "format": SPEC_FORMAT,
         "model": {key: model.get(key) for key in
@@ -290,12 +290,12 @@ def write_model_repository(status: Mapping[str, Any], model_name: str, repo_dir:
     repo_dir = Path(repo_dir)
     repo_dir.mkdir(parents=True, exist_ok=True)
     final = repo_dir / (triton_name or model_name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=repo_dir.parent))
+    staging = _staging_dir(repo_dir, final.name)
     try:
         version_dir = staging / VERSION
         version_dir.mkdir()
         if chosen == "python":
-            root = _source_root(status, source_root)
+            root = project_root(status, source_root)
             with_source = needs_source(entry, label, root, include_source)
             if files:
                 src_dir = _target_dir(model_name, name, entry)
@@ -324,13 +324,20 @@ def write_model_repository(status: Mapping[str, Any], model_name: str, repo_dir:
     return final
 
 
+def _staging_dir(repo_dir: Path, name: str) -> Path:
+    """A fresh folder beside the repository (Triton scans every folder inside it), or inside it,
+    hidden, when the parent is not writable."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".navbuild-{name}.", dir=repo_dir.parent))
+    except PermissionError:
+        return Path(tempfile.mkdtemp(prefix=f".navbuild-{name}.", dir=repo_dir))
+
+
 def _swap_in(staging: Path, final: Path) -> None:
     """Replace ``final`` by ``staging`` with renames (Triton never sees a half-written folder)."""
     old = None
     if final.exists():
-        old = final.parent.parent / f".{final.name}.old-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
+        old = staging.with_name(staging.name + ".old")
         os.replace(final, old)
     os.replace(staging, final)
     if old is not None:
@@ -339,6 +346,19 @@ def _swap_in(staging: Path, final: Path) -> None:
 
 def write_model_repositories(status: Mapping[str, Any], repo_dir: Path, *, models: list[str] | None = None,
                              strategy: str = "max-throughput", **options: Any) -> list[Path]:
-    """``write_model_repository`` for each model (all of the status by default)."""
+    """``write_model_repository`` for each model (all of the status by default).
+
+    A model that cannot be deployed does not stop the others: they are written, then one
+    DeployError lists every model that was not.
+    """
     names = models if models else sorted(status.get("models") or {})
-    return [write_model_repository(status, name, repo_dir, strategy=strategy, **options) for name in names]
+    written, errors = [], []
+    for name in names:
+        try:
+            written.append(write_model_repository(status, name, repo_dir, strategy=strategy, **options))
+        except DeployError as exc:
+            errors.append(str(exc))
+    if errors:
+        done = f"wrote {', '.join(p.name for p in written)}; " if written else ""
+        raise DeployError(done + "not deployed: " + "; ".join(errors))
+    return written

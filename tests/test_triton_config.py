@@ -273,3 +273,15 @@ def test_python_model_batches_requests_and_reports_errors(status, tmp_path, monk
     assert_close(responses[1].outputs["logits"], reference[1]["logits"])
     assert responses[3].error.message == "input image is missing"
     model.finalize()
+
+
+def test_every_model_that_can_be_deployed_is(status, tmp_path):
+    from navbuild.triton_repo import write_model_repositories
+
+    second = json.loads(json.dumps(status["models"]["cnn"]))
+    second["selected"] = {}
+    status["models"]["other"] = second
+    assert write_model_repositories(status, tmp_path / "repo", models=["cnn"]) == [tmp_path / "repo" / "cnn"]
+    with pytest.raises(DeployError, match="wrote cnn; not deployed: model other: no target selected"):
+        write_model_repositories(status, tmp_path / "repo2")
+    assert (tmp_path / "repo2" / "cnn" / "config.pbtxt").is_file()
