@@ -1,0 +1,19 @@
+"""The onnx family: ``model.onnx`` exported from a torch model, run by ONNX Runtime.
+
+Importing this module imports no framework: torch, onnx and onnxruntime are imported lazily.
+"""
+from __future__ import annotations
+
+from navbuild.rule import Needs, Rule
+
+from rules.onnx import build, runner
+
+RULES = [
+    Rule(name="onnx", version="1", build=build.build_onnx, frameworks=("torch",),
+         params={"max_batch_size": 1, "normalize": True, "opset": build.DEFAULT_OPSET, "exporter": "auto"},
+         tools=("torch", "onnx", "onnxscript"), precisions=("fp32", "fp16"), runner=runner.OnnxRuntimeRunner.name,
+         needs=Needs(modules=("torch", "onnx"), cuda_when_device_is_cuda=False),
+         description="ONNX with a dynamic batch axis (TorchScript-based exporter, dynamo as fall-back)"),
+]
+
+RUNNERS = [runner.OnnxRuntimeRunner]

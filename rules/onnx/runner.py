@@ -1,0 +1,117 @@
+"""The ONNX Runtime runner: one ``model.onnx`` on the execution provider for the device.
+
+cpu -> CPUExecutionProvider; cuda -> CUDAExecutionProvider (with the CPU provider behind it for the
+nodes CUDA has no kernel for). A missing provider is an error, never a silent fall back to the CPU.
+On cuda the inputs are copied to the GPU once in ``prepare`` and the outputs stay there
+(I/O binding), so a profiled call does not time host copies.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from navbuild.rule import Needs
+from navbuild.runner import Runner, RunnerError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+ONNX_FILE = "model.onnx"
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
+
+
+class OnnxRuntimeRunner(Runner):
+    name = "onnxruntime"
+    devices = ("cpu", "cuda")
+    needs = Needs(modules=("onnxruntime",))
+    tools = ("onnxruntime",)
+
+    provider: str | None = None
+
+    def activate_impl(self) -> None:
+        import onnxruntime
+
+        wanted = PROVIDERS.get(self.device)
+        if wanted is None:
+            raise RunnerError(f"{self.name}: no execution provider for device {self.device!r}")
+        available = onnxruntime.get_available_providers()
+        if wanted not in available:
+            raise RunnerError(f"{self.name}: {wanted} is not available for device {self.device!r} (this "
+                              f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only: the CPU provider's cast warnings are expected for fp16
+        providers = [wanted] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
+        self._session = onnxruntime.InferenceSession(str(self._model_path()), options, providers=providers)
+        self.provider = self._session.get_providers()[0]
+        if self.provider != wanted:
+            raise RunnerError(f"{self.name}: asked for {wanted}, onnxruntime gave {self.provider}")
+        self._inputs = {value.name: value for value in self._session.get_inputs()}
+        self._outputs = [value.name for value in self._session.get_outputs()]
+        self._binding = None
+
+    def deactivate_impl(self) -> None:
+        self._session = self._binding = None
+
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
+        feed = self._checked(feed)
+        if self.device == "cpu":
+            return feed
+        import onnxruntime
+
+        binding = self._session.io_binding()
+        for name, array in feed.items():
+            binding.bind_ortvalue_input(name, onnxruntime.OrtValue.ortvalue_from_numpy(array, "cuda", 0))
+        for name in self._outputs:
+            binding.bind_output(name, "cuda", 0)
+        return binding
+
+    def run_prepared_impl(self, prepared: Any) -> Any:
+        try:
+            if self.device == "cpu":
+                return self._session.run(self._outputs, prepared)
+            self._session.run_with_iobinding(prepared)
+            self._binding = prepared
+            return prepared
+        except Exception as exc:
+            raise RunnerError(f"{self.name}: model {self.model.name} failed: {type(exc).__name__}: {exc}") from exc
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        result = self.run_prepared_impl(self.prepare_impl(feed))
+        arrays = result if self.device == "cpu" else result.copy_outputs_to_cpu()
+        return {name: _as_float32(array) for name, array in zip(self._outputs, arrays)}
+
+    def synchronize_impl(self) -> None:
+        if self._binding is not None:
+            self._binding.synchronize_outputs()
+
+    def _checked(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The feed checked against the graph's inputs (names, rank) and cast to its float types."""
+        import numpy as np
+
+        if sorted(feed) != sorted(self._inputs):
+            raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the graph's inputs {sorted(self._inputs)}")
+        checked = {}
+        for name, array in feed.items():
+            spec = self._inputs[name]
+            array = np.asarray(array)
+            if array.ndim != len(spec.shape):
+                raise RunnerError(f"{self.name}: input {name} has shape {list(array.shape)}, the graph expects "
+                                  f"rank {len(spec.shape)} ({spec.shape})")
+            wanted = NUMPY_TYPES.get(spec.type)
+            if wanted and array.dtype.kind == "f" and np.dtype(wanted).kind == "f":
+                array = array.astype(wanted, copy=False)
+            elif wanted and array.dtype != np.dtype(wanted):
+                raise RunnerError(f"{self.name}: input {name} is {array.dtype}, the graph expects {wanted}")
+            checked[name] = np.ascontiguousarray(array)
+        return checked
+
+    def _model_path(self) -> Path:
+        if self.artifact_dir is None or not (Path(self.artifact_dir) / ONNX_FILE).is_file():
+            raise RunnerError(f"{self.name}: {ONNX_FILE} is missing from {self.artifact_dir}")
+        return Path(self.artifact_dir) / ONNX_FILE
+
+
+def _as_float32(array: np.ndarray) -> np.ndarray:
+    return array.astype("float32") if array.dtype == "float16" else array

@@ -1,0 +1,115 @@
+"""Runners of the torch family: the eager model, a TorchScript archive, a torch.export program.
+
+They share one shape: ``load()`` gives a callable module on the device; ``prepare`` turns the
+numpy feed into device tensors (float inputs cast to the artifact's precision); outputs come back
+as float32 numpy arrays named by ``navbuild.runner.output_names``.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from navbuild.rule import Needs
+from navbuild.runner import Runner, RunnerError
+
+from rules.torch import build, model_io
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class _TorchRunner(Runner):
+    devices = ("cpu", "cuda")
+    needs = Needs(modules=("torch",))
+    tools = ("torch",)
+
+    def load(self) -> Any:
+        raise NotImplementedError
+
+    def activate_impl(self) -> None:
+        self._dtype = model_io.torch_dtype(self.precision)
+        self._module = self.load()
+
+    def deactivate_impl(self) -> None:
+        self._module = None
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...]:
+        return model_io.to_tensors(self.model, feed, self.device, self._dtype)
+
+    def run_prepared_impl(self, prepared: tuple[Any, ...]) -> Any:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                return self._module(*prepared)
+        except Exception as exc:
+            raise RunnerError(f"{self.name}: model {self.model.name} failed on inputs "
+                              f"{_describe(prepared)}: {type(exc).__name__}: {exc}") from exc
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        return model_io.named_outputs(self.model, self.run_prepared_impl(self.prepare_impl(feed)))
+
+    def synchronize_impl(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def artifact(self, name: str) -> Path:
+        if self.artifact_dir is None:
+            raise RunnerError(f"{self.name}: no artifact folder given")
+        path = Path(self.artifact_dir) / name
+        if not path.is_file():
+            raise RunnerError(f"{self.name}: {path} is missing")
+        return path
+
+
+class TorchEagerRunner(_TorchRunner):
+    """The source model itself (the ``torch`` format's recipe), weights cast to the precision."""
+
+    name = "torch-eager"
+
+    def load(self) -> Any:
+        if self.artifact_dir is not None:  # the recipe's precision wins over the one asked for
+            self.precision = json.loads(self.artifact(build.RECIPE_FILE).read_text())["precision"]
+            self._dtype = model_io.torch_dtype(self.precision)
+        return model_io.prepare_model(self.model.load_entry(), self.device, self._dtype)
+
+
+class TorchScriptRunner(_TorchRunner):
+    name = "torchscript"
+
+    def load(self) -> Any:
+        return load_torchscript(self.artifact(build.TORCHSCRIPT_FILE), self.device)
+
+
+class TorchExportRunner(_TorchRunner):
+    name = "torch-export"
+
+    def load(self) -> Any:
+        return load_exported(self.artifact(build.EXPORT_FILE), self.device)
+
+
+def load_torchscript(path: Path, device: str) -> Any:
+    import torch
+
+    with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the format asked for
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
+
+
+def load_exported(path: Path, device: str) -> Any:
+    """The program's module; it was exported on its target device, so ``to`` only confirms it."""
+    import torch
+
+    return torch.export.load(str(path)).module().to(device)
+
+
+def _describe(tensors: tuple[Any, ...]) -> str:
+    return ", ".join(f"{str(t.dtype).replace('torch.', '')}{list(t.shape)}" for t in tensors)
