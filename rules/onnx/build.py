@@ -48,7 +48,8 @@ def build_onnx(ctx: BuildContext) -> dict[str, Any]:
         strip_debug_info(proto)
     _save(proto, ctx.out_dir / ONNX_FILE)
     onnx.checker.check_model(str(ctx.out_dir / ONNX_FILE))
-    return {"exporter": used, "opset": _opset(proto), "precision_mode": "graph-fp16" if ctx.precision == "fp16" else "fp32",
+    return {"exporter": used, "opset": _opset(proto),
+            "precision_mode": "graph-fp16" if ctx.precision == "fp16" else "fp32",
             "input_types": _io_types(proto.graph.input), "output_types": _io_types(proto.graph.output),
             "normalized": normalized}
 

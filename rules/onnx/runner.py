@@ -27,6 +27,7 @@ class OnnxRuntimeRunner(Runner):
     devices = ("cpu", "cuda")
     needs = Needs(modules=("onnxruntime",))
     tools = ("onnxruntime",)
+    loads_source = False
 
     provider: str | None = None
 
@@ -91,7 +92,8 @@ class OnnxRuntimeRunner(Runner):
         import numpy as np
 
         if sorted(feed) != sorted(self._inputs):
-            raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the graph's inputs {sorted(self._inputs)}")
+            raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the graph's inputs "
+                              f"{sorted(self._inputs)}")
         checked = {}
         for name, array in feed.items():
             spec = self._inputs[name]

@@ -14,6 +14,7 @@ import warnings
 from typing import Any, Iterator
 
 from navbuild.rule import BuildContext
+from navbuild.runner import output_names
 
 from rules.torch import model_io, normalize
 
@@ -89,7 +90,7 @@ def build_eager_recipe(ctx: BuildContext) -> dict[str, Any]:
         except Exception as exc:
             raise export_error(ctx, f"running the model in {ctx.precision} on {ctx.device}", exc) from exc
     (ctx.out_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
-    return {"precision_mode": "cast", "dtype": recipe["dtype"]}
+    return {"precision_mode": "cast", "dtype": recipe["dtype"]}  # the runner casts inputs and outputs
 
 
 def _entry_file_digest(ctx: BuildContext) -> str:
@@ -143,9 +144,8 @@ def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> 
     except Exception as exc:
         raise export_error(ctx, exporter, exc) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_torchscript(path, normalize.path_module_aliases(model)))
-    _check_loads(ctx, lambda: load_torchscript(path, ctx.device), example)
-    return {"exporter": exporter, "precision_mode": "cast", "dtype": model_io.DTYPES[ctx.precision],
-            "normalized": normalized}
+    outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device), example)
+    return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized}
 
 
 # -- torch.export -------------------------------------------------------------------------------------
@@ -174,8 +174,8 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     except Exception as exc:
         raise export_error(ctx, "torch.export.export", exc) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_pt2(path, normalize.path_module_aliases(model)))
-    _check_loads(ctx, lambda: load_exported(path, ctx.device), example)
-    return {"exporter": "torch.export", "precision_mode": "cast", "dtype": model_io.DTYPES[ctx.precision],
+    outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device), example)
+    return {"exporter": "torch.export", **_precision_metadata(ctx, example, outputs),
             "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized}
 
 
@@ -213,14 +213,25 @@ def _normalize(ctx: BuildContext, normalize_file: Any) -> bool:
     return True
 
 
-def _check_loads(ctx: BuildContext, load: Any, example: tuple[Any, ...]) -> None:
-    """Load the written artifact back and run it once on the example."""
+def _check_loads(ctx: BuildContext, load: Any, example: tuple[Any, ...]) -> list[Any]:
+    """Load the written artifact back and run it once on the example; its flat outputs."""
     import torch
 
     try:
         with torch.no_grad():
-            load()(*example)
+            return model_io.flatten(load()(*example))
     except Exception as exc:
         raise RuntimeError(f"model {ctx.model.name}: the written artifact does not load and run: "
                            f"{type(exc).__name__}: {exc}") from exc
 
+
+def _precision_metadata(ctx: BuildContext, example: tuple[Any, ...], outputs: list[Any]) -> dict[str, Any]:
+    """How the precision is applied and the artifact's own I/O types (its runner casts to them)."""
+    inputs = model_io.input_order(ctx.model, ctx.samples[0])
+    return {"precision_mode": "cast", "dtype": model_io.DTYPES[ctx.precision],
+            "input_types": {name: _dtype_name(t) for name, t in zip(inputs, example)},
+            "output_types": {name: _dtype_name(t) for name, t in zip(output_names(ctx.model, len(outputs)), outputs)}}
+
+
+def _dtype_name(tensor: Any) -> str:
+    return str(tensor.dtype).removeprefix("torch.")

@@ -24,6 +24,7 @@ class _TorchRunner(Runner):
     devices = ("cpu", "cuda")
     needs = Needs(modules=("torch",))
     tools = ("torch",)
+    loads_source = False  # whether it imports the model's own code (deployments then carry it)
 
     def load(self) -> Any:
         raise NotImplementedError
@@ -74,6 +75,7 @@ class TorchEagerRunner(_TorchRunner):
     """The source model itself (the ``torch`` format's recipe), weights cast to the precision."""
 
     name = "torch-eager"
+    loads_source = True
 
     def load(self) -> Any:
         if self.artifact_dir is not None:  # the recipe's precision wins over the one asked for

@@ -191,7 +191,7 @@ def test_identical_bytes_in_a_fresh_process_with_another_hash_seed(tricky, layer
 
 
 def test_renumbering_keeps_parameters_keywords_attributes_and_strings() -> None:
-    from rules.torch.normalize import renumber_locals
+    from rules.torch.torchscript_code import renumber_locals
 
     block = ("class Layer(Module):\n"
              "  conv1 : __torch__.Conv2d\n"
