@@ -76,6 +76,8 @@ class Rule:
     suffix_default_precision  name the default-precision target ``fmt-fp32`` instead of ``fmt``
     normalized    its output is made byte-reproducible (else `canonical_digest` must be given)
     canonical_digest  optional ``fn(out_dir) -> str`` when bytes cannot be made identical
+    validate      optional ``fn(params, precision) -> str | None``: the problem with a target's options
+                  as one sentence (config validation shows it before anything builds), or None
     """
 
     name: str
@@ -94,6 +96,7 @@ class Rule:
     normalized: bool = True
     canonical_digest: Callable[[Path], str] | None = None
     description: str = ""
+    validate: Callable[[Mapping[str, Any], str], str | None] | None = None
 
     def target_suffix(self, precision: str) -> str:
         if precision == self.precisions[0] and not self.suffix_default_precision:

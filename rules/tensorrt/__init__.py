@@ -1,0 +1,49 @@
+"""TensorRT and ONNX Runtime's GPU providers: rules ``trt``, ``ort-trt``, ``ort-cuda``.
+
+``trt`` (targets ``trt-fp32``, ``trt-fp16``, ``trt-bf16``, ``trt-int8``): the upstream ``onnx``
+model built into a TensorRT plan, ``model.plan``, with the TensorRT 10 Python API; runner
+``tensorrt``. Parameters: ``max_batch_size`` (the model's), ``opt_batch_size`` (0: max),
+``workspace`` (bytes), ``calibration`` (int8 only, required: ``"samples"`` or
+``"path/file.py:function"``). The optimization profile comes from the samples (``config``).
+The timing cache lives in the rule's cache folder and is reused by later builds on this device.
+
+``ort-trt`` (``ort-trt``, ``ort-trt-fp16``, ``ort-trt-bf16``) and ``ort-cuda``: the same ONNX file
+for ONNX Runtime's TensorRT execution provider (its engine cache built into ``trt_engines/`` of the
+output) and CUDA execution provider; runners of the same names. They live here rather than in a
+family of their own because they share the profile and TensorRT settings. Skipped with the
+reason when onnxruntime lacks the provider (checked when the target builds, since the no-op
+path must not import onnxruntime).
+
+Configuration mistakes raise ``config.TensorRTConfigError``; a machine without TensorRT, a GPU or
+the provider gives ``navbuild.rule.Skip``. Importing this module imports no framework.
+"""
+from navbuild.rule import Needs, Rule
+from rules.tensorrt import build, config
+from rules.tensorrt.runner import OrtCudaRunner, OrtTensorRTRunner, TensorRTRunner
+
+TRT = Rule(
+    name="trt", version="1", build=build.build_trt, consumes="onnx", params=dict(config.DEFAULTS),
+    tools=("tensorrt",), precisions=config.PRECISIONS, device_bound=True, devices=("cuda",), runner="tensorrt",
+    needs=Needs(modules=("tensorrt",), gpu=True), suffix_default_precision=True, normalized=False,
+    canonical_digest=build.info_digest, validate=config.validate,
+    description="TensorRT plan (model.plan) from the ONNX model: fp32, fp16, bf16, int8 (calibrated)",
+)
+
+ORT_TRT = Rule(
+    name="ort-trt", version="1", build=build.build_ort_trt, consumes="onnx",
+    params={key: config.DEFAULTS[key] for key in ("max_batch_size", "opt_batch_size", "workspace")},
+    tools=("onnxruntime-gpu", "onnxruntime"), precisions=("fp32", "fp16", "bf16"), device_bound=True,
+    devices=("cuda",), runner="ort-trt", needs=Needs(modules=("onnxruntime",), gpu=True), normalized=False,
+    canonical_digest=build.info_digest,
+    description="ONNX model with ONNX Runtime's TensorRT execution provider and its engine cache",
+)
+
+ORT_CUDA = Rule(
+    name="ort-cuda", version="1", build=build.build_ort_cuda, consumes="onnx",
+    tools=("onnxruntime-gpu", "onnxruntime"), devices=("cuda",), runner="ort-cuda",
+    needs=Needs(modules=("onnxruntime",), gpu=True),
+    description="ONNX model checked on ONNX Runtime's CUDA execution provider",
+)
+
+RULES = [TRT, ORT_TRT, ORT_CUDA]
+RUNNERS = [TensorRTRunner, OrtTensorRTRunner, OrtCudaRunner]

@@ -1,0 +1,168 @@
+"""Runners ``tensorrt`` (a TensorRT plan, torch CUDA tensors as I/O buffers) and ``ort-trt`` /
+``ort-cuda`` (ONNX Runtime with the TensorRT or CUDA execution provider, inputs bound on the GPU)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from navbuild.rule import Needs
+from navbuild.runner import Runner, RunnerError, output_names
+from rules.tensorrt.build import ONNX_FILE, ORT_CUDA, ORT_ENGINE_DIR, ORT_TRT, PLAN_FILE
+
+# TensorRT DataType name -> torch dtype name
+TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32",
+                "INT64": "int64", "INT8": "int8", "UINT8": "uint8", "BOOL": "bool"}
+
+
+def torch_dtype_for(trt_dtype_name: str) -> str:
+    try:
+        return TRT_TO_TORCH[trt_dtype_name]
+    except KeyError:
+        raise RunnerError(f"tensorrt: I/O tensors of type {trt_dtype_name} are not supported") from None
+
+
+def rename_outputs(model: Any, names: list[str], values: list[Any]) -> dict[str, Any]:
+    """Keep the engine's output names when they are the model's, else name them by position."""
+    if model.outputs and sorted(names) == sorted(model.outputs):
+        return dict(zip(names, values))
+    return dict(zip(output_names(model, len(values)), values))
+
+
+class TensorRTRunner(Runner):
+    """Deserializes ``model.plan`` and runs it with ``execute_async_v3`` on torch's current stream."""
+
+    name = "tensorrt"
+    devices = ("cuda",)
+    needs = Needs(modules=("tensorrt", "torch"), gpu=True)
+
+    def activate_impl(self) -> None:
+        import tensorrt as trt
+        import torch
+
+        if self.artifact_dir is None:
+            raise RunnerError(f"{self.name}: no artifact directory")
+        self._torch = torch
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine((self.artifact_dir / PLAN_FILE).read_bytes())
+        if self._engine is None:
+            raise RunnerError(f"{self.name}: TensorRT could not deserialize {PLAN_FILE} (built for another "
+                              f"GPU or TensorRT version?)")
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._outputs = [n for n in names if n not in self._inputs]
+        self._dtypes = {n: getattr(torch, torch_dtype_for(self._engine.get_tensor_dtype(n).name)) for n in names}
+
+    def deactivate_impl(self) -> None:
+        self._context = self._engine = self._runtime = None
+
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        torch = self._torch
+        missing = [name for name in self._inputs if name not in feed]
+        if missing:
+            raise RunnerError(f"{self.name}: the engine's inputs {missing} are not in the feed {sorted(feed)}")
+        return {name: torch.from_numpy(np.ascontiguousarray(feed[name])).to("cuda", self._dtypes[name]).contiguous()
+                for name in self._inputs}
+
+    def run_prepared_impl(self, prepared: Mapping[str, Any]) -> dict[str, Any]:
+        torch = self._torch
+        for name, tensor in prepared.items():
+            self._context.set_input_shape(name, tuple(tensor.shape))
+            self._context.set_tensor_address(name, tensor.data_ptr())
+        outputs = {}
+        for name in self._outputs:
+            shape = tuple(self._context.get_tensor_shape(name))
+            if any(dim < 0 for dim in shape):
+                raise RunnerError(f"{self.name}: output {name} has a data-dependent shape {shape}")
+            outputs[name] = torch.empty(shape, dtype=self._dtypes[name], device="cuda")
+            self._context.set_tensor_address(name, outputs[name].data_ptr())
+        if not self._context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
+            raise RunnerError(f"{self.name}: execute_async_v3 failed")
+        return outputs
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
+        outputs = self.run_prepared_impl(self.prepare_impl(feed))
+        self.synchronize_impl()
+        values = [t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy() for t in outputs.values()]
+        return rename_outputs(self.model, list(outputs), values)
+
+    def synchronize_impl(self) -> None:
+        self._torch.cuda.synchronize()
+
+
+class OrtGpuRunner(Runner):
+    """ONNX Runtime on one GPU provider; ``prepare`` binds inputs on the GPU (io_binding)."""
+
+    name = "ort-gpu"
+    provider = ""
+    devices = ("cuda",)
+    needs = Needs(modules=("onnxruntime",), gpu=True)
+
+    def provider_options(self) -> dict[str, Any]:
+        return {}
+
+    def activate_impl(self) -> None:
+        import onnxruntime
+
+        if self.artifact_dir is None:
+            raise RunnerError(f"{self.name}: no artifact directory")
+        if self.provider not in onnxruntime.get_available_providers():
+            raise RunnerError(f"{self.name}: onnxruntime {onnxruntime.__version__} has no {self.provider}")
+        self._ort = onnxruntime
+        providers = [(self.provider, self.provider_options())]
+        if self.provider != ORT_CUDA:
+            providers.append(ORT_CUDA)
+        self._session = onnxruntime.InferenceSession(str(self.artifact_dir / ONNX_FILE), providers=providers)
+        if self._session.get_providers()[0] != self.provider:
+            raise RunnerError(f"{self.name}: onnxruntime fell back to {self._session.get_providers()}")
+        self._output_names = [o.name for o in self._session.get_outputs()]
+
+    def deactivate_impl(self) -> None:
+        self._session = None
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
+        values = self._session.run(None, feed)
+        return rename_outputs(self.model, self._output_names, list(values))
+
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
+        binding = self._session.io_binding()
+        for name, array in feed.items():
+            binding.bind_ortvalue_input(name, self._ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(array), "cuda", 0))
+        for name in self._output_names:
+            binding.bind_output(name, "cuda", 0)
+        return binding
+
+    def run_prepared_impl(self, prepared: Any) -> Any:
+        self._session.run_with_iobinding(prepared)
+        return prepared
+
+    def synchronize_impl(self) -> None:
+        pass  # run_with_iobinding returns once the outputs are written
+
+
+class OrtTensorRTRunner(OrtGpuRunner):
+    """ONNX Runtime's TensorRT provider, loading the engines the build cached in ``trt_engines/``."""
+
+    name = "ort-trt"
+    provider = ORT_TRT
+
+    def provider_options(self) -> dict[str, Any]:
+        import json
+
+        from rules.tensorrt import config
+        from rules.tensorrt.build import BUILD_INFO, ort_trt_options
+
+        assert self.artifact_dir is not None
+        info = json.loads((self.artifact_dir / BUILD_INFO).read_text())
+        profile = {name: config.ShapeRange(tuple(r["min"]), tuple(r["opt"]), tuple(r["max"]))
+                   for name, r in info["profile"].items()}
+        return ort_trt_options(self.artifact_dir / ORT_ENGINE_DIR, None, info["precision"], info["workspace"],
+                               profile)
+
+
+class OrtCudaRunner(OrtGpuRunner):
+    name = "ort-cuda"
+    provider = ORT_CUDA

@@ -1,0 +1,22 @@
+"""Torch-TensorRT: rule ``torch-trt`` (targets ``torch-trt-fp32``, ``-fp16``, ``-bf16``), runner ``torch-trt``.
+
+Compiles the upstream ``torch-export`` program (``model.pt2``) with Torch-TensorRT for a dynamic
+batch (profile from the samples, as for ``trt``) and saves it as an ExportedProgram
+(``model.ep``) that ``torch.export.load`` reloads once ``torch_tensorrt`` is imported. Needs
+``torch_tensorrt`` and a GPU; skipped with the reason otherwise. Importing this module imports
+no framework.
+"""
+from navbuild.rule import Needs, Rule
+from rules.torch_tensorrt import build
+from rules.torch_tensorrt.runner import TorchTensorRTRunner
+
+TORCH_TRT = Rule(
+    name="torch-trt", version="1", build=build.build_torch_trt, consumes="torch-export",
+    params=dict(build.DEFAULTS), tools=("torch", "torch-tensorrt", "tensorrt"), precisions=build.PRECISIONS,
+    device_bound=True, devices=("cuda",), runner="torch-trt", needs=Needs(modules=("torch_tensorrt",), gpu=True),
+    suffix_default_precision=True, normalized=False, canonical_digest=build.info_digest, validate=build.validate,
+    description="Torch-TensorRT compile of the exported program, saved as an ExportedProgram",
+)
+
+RULES = [TORCH_TRT]
+RUNNERS = [TorchTensorRTRunner]

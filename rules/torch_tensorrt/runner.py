@@ -1,0 +1,42 @@
+"""Runner ``torch-trt``: loads the saved Torch-TensorRT ExportedProgram and runs its module on CUDA."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from navbuild.rule import Needs
+from navbuild.runner import Runner, RunnerError
+from rules.torch_compile import torch_io
+from rules.torch_tensorrt.build import OUTPUT_FILE
+
+
+class TorchTensorRTRunner(Runner):
+    name = "torch-trt"
+    devices = ("cuda",)
+    needs = Needs(modules=("torch_tensorrt",), gpu=True)
+
+    def activate_impl(self) -> None:
+        import torch
+        import torch_tensorrt  # noqa: F401  (registers the TensorRT engine ops the program calls)
+
+        if self.artifact_dir is None:
+            raise RunnerError(f"{self.name}: no artifact directory")
+        self._torch = torch
+        self._module = torch.export.load(str(self.artifact_dir / OUTPUT_FILE)).module()
+
+    def deactivate_impl(self) -> None:
+        self._module = None
+
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
+        return torch_io.to_tensors(self.model, feed, "cuda", self.precision)
+
+    def run_prepared_impl(self, prepared: Any) -> Any:
+        with self._torch.no_grad():
+            return self._module(*prepared)
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
+        return torch_io.named_outputs(self.model, self.run_prepared_impl(self.prepare_impl(feed)))
+
+    def synchronize_impl(self) -> None:
+        self._torch.cuda.synchronize()
