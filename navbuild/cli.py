@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("--model", help="triton: only this model")
     deploy.add_argument("--target", help="triton: deploy this target instead of the strategy's choice")
     deploy.add_argument("--strategy", help="triton: max-throughput, min-latency, latency-budget:5ms")
+    deploy.add_argument("--backend", default="auto",
+                        help="triton: auto (native backend where Triton has one) or python (navbuild's runner)")
     deploy.add_argument("--ort-tensorrt", action="store_true", help="triton: TensorRT accelerator for ONNX models")
     deploy.add_argument("--from", dest="from_package", metavar="PKG", help="build: import this .nav package first")
     return p

@@ -74,10 +74,22 @@ def run(session: Session, task_names: list[str], jobs: int = 1, reporter: Any = 
                  "DOIT_CONFIG": {"backend": "navbuild-null", "dep_file": str(session.store.root / "doit-null"),
                                  "verbosity": 2, "reporter": reporter or "zero"}}
     args = ["run", "--continue"]
+    if jobs > 1 and _frameworks_imported():
+        import warnings
+
+        warnings.warn("navbuild: -j runs targets in forked processes, which is unsafe once a framework is "
+                      "imported in this process; building one target at a time")
+        jobs = 1
     if jobs > 1:
         args += ["-n", str(jobs), "-P", "process"]
     extra = {"BACKEND": {"navbuild-null": "navbuild.doit_glue:NullBackend"}}
     return DoitMain(ModuleTaskLoader(namespace), config_filenames=(), extra_config=extra).run(args + task_names)
+
+
+def _frameworks_imported() -> bool:
+    import sys
+
+    return any(name in sys.modules for name in ("torch", "tensorflow", "jax", "onnxruntime"))
 
 
 class NullBackend:

@@ -30,6 +30,7 @@ class Runner:
     devices: tuple[str, ...] = ("cpu",)
     needs: Needs = Needs()
     tools: tuple[str, ...] = ()  # distributions whose version can change its outputs
+    loads_source: bool = False  # it imports the model's own code (``model.load_entry()``) to run
 
     def __init__(self, artifact_dir: Path | None, model: ModelSpec, device: str = "cpu",
                  precision: str = "fp32") -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -21,11 +22,22 @@ def write_zip(dest: Path, entries: Iterable[tuple[str, bytes]], *, compress: int
               sort: bool = True) -> None:
     """Write ``(name, data)`` entries; same entries -> same bytes."""
     items = sorted(entries) if sort else list(entries)
-    tmp = Path(str(dest) + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=compress) as archive:
-        for name, data in items:
-            archive.writestr(_info(name, compress), data)
-    os.replace(tmp, dest)
+    tmp = _temp_beside(Path(dest))
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=compress) as archive:
+            for name, data in items:
+                archive.writestr(_info(name, compress), data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _temp_beside(dest: Path) -> Path:
+    """A private temporary name in dest's folder: two processes writing one file never collide."""
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
 
 
 def normalize_zip(path: Path, *, keep: Callable[[str], bool] = lambda name: True,
@@ -41,8 +53,12 @@ def normalize_zip(path: Path, *, keep: Callable[[str], bool] = lambda name: True
                    for info in archive.infolist() if keep(info.filename)]
     if sort:
         entries.sort()
-    tmp = Path(str(path) + ".tmp")
-    with zipfile.ZipFile(tmp, "w") as archive:
-        for name, data, compress in entries:
-            archive.writestr(_info(name, compress), data)
-    os.replace(tmp, path)
+    tmp = _temp_beside(Path(path))
+    try:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for name, data, compress in entries:
+                archive.writestr(_info(name, compress), data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

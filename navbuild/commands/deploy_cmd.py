@@ -73,11 +73,12 @@ def _triton(session: Session, args: argparse.Namespace) -> int:
                 console(stderr=True).print("navbuild: --target needs --model")
                 return 2
             paths = [write_model_repository(collected, args.model, repo, target=args.target, strategy=strategy,
-                                            ort_tensorrt=args.ort_tensorrt, source_root=session.project.root)]
+                                            ort_tensorrt=args.ort_tensorrt, backend=args.backend,
+                                            source_root=session.project.root)]
         else:
             paths = write_model_repositories(collected, repo, models=[args.model] if args.model else None,
                                              strategy=strategy, ort_tensorrt=args.ort_tensorrt,
-                                             source_root=session.project.root)
+                                             backend=args.backend, source_root=session.project.root)
     except DeployError as exc:
         console(stderr=True).print(f"navbuild: error: {exc}")
         return 1

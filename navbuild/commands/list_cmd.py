@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from navbuild.commands import console
-from navbuild.graph import CHECK
+from navbuild.graph import ARTIFACT
 from navbuild.project import open_project
 
 
@@ -18,7 +18,7 @@ def main(args: argparse.Namespace) -> int:
         table.add_column(column)
     for name in names:
         target = session.graph.targets[name]
-        if target.kind == CHECK:
+        if target.kind != ARTIFACT:
             continue
         rule = target.rule
         reason = session._unmet_needs(target)

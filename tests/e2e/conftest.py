@@ -59,6 +59,7 @@ class Project:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.config = root / "navbuild.toml"
+        self.runs = 0
 
     def build(self, *words: str, expect: int = 0) -> dict[str, dict]:
         """Run ``navbuild`` in this process; returns the records by target."""
@@ -69,7 +70,8 @@ class Project:
         return json.loads(report.read_text()) if report.exists() else {}
 
     def build_subprocess(self, *words: str) -> subprocess.Popen:
-        report = self.root / f"run-{len(list(self.root.glob('run-*.json')))}.json"
+        self.runs += 1
+        report = self.root / f"run-{self.runs}.json"
         return subprocess.Popen([sys.executable, "-m", "navbuild.cli", "--config", str(self.config), "--json",
                                  str(report), "-q", *words], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True), report
