@@ -70,19 +70,28 @@ def _explain(session: Session, names: list[str]) -> int:
     for name in names:
         current, why = state(session, name)
         out.print(f"[bold]{name}[/]: {current}" + (f" ({why})" if why else ""))
-        last = session.store.get_target_record(name)
-        try:
-            key, material = session.key(name)
-        except keys.Pending as pending:
-            out.print(f"  its key depends on {pending.upstream}, which is not built yet")
-            continue
-        if last is None:
-            out.print("  no earlier build recorded")
-            continue
-        changes = keys.diff(last.get("material", {}), material)
-        if not changes:
-            out.print(f"  inputs unchanged since the last build (key {key[:12]})")
-        for line in changes:
-            out.print(f"  changed: {line}", highlight=False)
+        _explain_inputs(session, name, out, indent="  ", seen=set())
     session.close()
     return 0
+
+
+def _explain_inputs(session: Session, name: str, out, indent: str, seen: set[str]) -> None:
+    """What changed in ``name``'s inputs; through stale upstreams, down to the edited files."""
+    seen.add(name)
+    try:
+        key, material = session.key(name)
+    except keys.Pending as pending:
+        upstream = pending.upstream
+        out.print(f"{indent}its key waits for {upstream}, which must be rebuilt first:")
+        if upstream not in seen:
+            _explain_inputs(session, upstream, out, indent + "  ", seen)
+        return
+    last = session.store.get_target_record(name)
+    if last is None:
+        out.print(f"{indent}{name}: no earlier build recorded")
+        return
+    changes = keys.diff(last.get("material", {}), material)
+    if not changes:
+        out.print(f"{indent}{name}: inputs unchanged since the last build (key {key[:12]})")
+    for line in changes:
+        out.print(f"{indent}{name}: changed {line}", highlight=False)
