@@ -16,9 +16,9 @@ cfg=examples/navbuild-gpu.toml
 } | tee -a "$OUT/machine.txt"
 for words in "$@"; do
   tag=$(echo "$words" | tr ' :' '__')
-  start=$(date +%s.%N)
+  start=$SECONDS
   python3 -m navbuild.cli -c "$cfg" $words --json "$OUT/$tag.json" > "$OUT/$tag.log" 2>&1
   rc=$?
-  echo "navbuild $words: exit $rc in $(echo "$(date +%s.%N) - $start" | bc) s" | tee -a "$OUT/machine.txt"
+  echo "navbuild $words: exit $rc in $((SECONDS - start)) s" | tee -a "$OUT/machine.txt"
   python3 benchmarks/figures.py "$OUT/$tag.json" | tee -a "$OUT/figures.txt"
 done

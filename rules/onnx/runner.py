@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from navbuild.rule import Needs
+from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ class OnnxRuntimeRunner(Runner):
         if wanted is None:
             raise RunnerError(f"{self.name}: no execution provider for device {self.device!r}")
         available = onnxruntime.get_available_providers()
-        if wanted not in available:
-            raise RunnerError(f"{self.name}: {wanted} is not available for device {self.device!r} (this "
+        if wanted not in available:  # a fact about this machine: the check is skipped, not failed
+            raise Skip(f"{self.name}: {wanted} is not available for device {self.device!r} (this "
                               f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: the CPU provider's cast warnings are expected for fp16
