@@ -13,6 +13,7 @@ RULES = [
          params={"max_batch_size": 1, "normalize": True, "opset": build.DEFAULT_OPSET, "exporter": "auto"},
          tools=("torch", "onnx", "onnxscript"), precisions=("fp32", "fp16"), runner=runner.OnnxRuntimeRunner.name,
          needs=Needs(modules=("torch", "onnx"), cuda_when_device_is_cuda=False),
+         validate=build.validate_params,
          description="ONNX with a dynamic batch axis (TorchScript-based exporter, dynamo as fall-back)"),
 ]
 

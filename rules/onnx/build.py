@@ -11,7 +11,7 @@ was traced. fp16 is a converted graph (``fp16.py``) whose float inputs and outpu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from navbuild.rule import BuildContext
 from navbuild.runner import output_names
@@ -23,16 +23,28 @@ ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 DEFAULT_OPSET = 17  # LayerNormalization is native from 17; TensorRT 8.6+ and ONNX Runtime 1.14+ read it
 DYNAMO_MIN_OPSET = 18  # the dynamo exporter's own lowest opset
+MIN_OPSET, MAX_OPSET = 7, 23  # what torch 2.x writes (its TorchScript-based exporter: up to 20)
 EXPORTERS = ("auto", "torchscript", "dynamo")
 PROTOBUF_LIMIT = 2_000_000_000  # a larger model keeps its weights in EXTERNAL_DATA_FILE
+
+
+def validate_params(params: Mapping[str, Any], precision: str) -> str | None:
+    """The problem with a target's ``exporter`` or ``opset`` options, or None."""
+    if params.get("exporter", "auto") not in EXPORTERS:
+        return f"exporter {params.get('exporter')!r} is not one of {', '.join(EXPORTERS)}"
+    opset = params.get("opset", DEFAULT_OPSET)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        return f"opset {opset!r} is not an integer from {MIN_OPSET} to {MAX_OPSET}"
+    return None
 
 
 def build_onnx(ctx: BuildContext) -> dict[str, Any]:
     import onnx
 
+    problem = validate_params(ctx.params, ctx.precision)
+    if problem:
+        raise ValueError(f"model {ctx.model.name}: {problem}")
     exporter = ctx.params.get("exporter", "auto")
-    if exporter not in EXPORTERS:
-        raise ValueError(f"model {ctx.model.name}: exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
     exported = ctx.workdir / "export" / ONNX_FILE
     exported.parent.mkdir(parents=True, exist_ok=True)
     used = _export(ctx, exporter, exported)

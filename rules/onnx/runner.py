@@ -1,7 +1,8 @@
 """The ONNX Runtime runner: one ``model.onnx`` on the execution provider for the device.
 
 cpu -> CPUExecutionProvider; cuda -> CUDAExecutionProvider (with the CPU provider behind it for the
-nodes CUDA has no kernel for). A missing provider is an error, never a silent fall back to the CPU.
+nodes CUDA has no kernel for). A missing provider skips the target (``navbuild.rule.Skip``: a fact
+about the machine), never a silent fall back to the CPU.
 On cuda the inputs are copied to the GPU once in ``prepare`` and the outputs stay there
 (I/O binding), so a profiled call does not time host copies.
 """
@@ -40,7 +41,7 @@ class OnnxRuntimeRunner(Runner):
         available = onnxruntime.get_available_providers()
         if wanted not in available:  # a fact about this machine: the check is skipped, not failed
             raise Skip(f"{self.name}: {wanted} is not available for device {self.device!r} (this "
-                              f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
+                       f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: the CPU provider's cast warnings are expected for fp16
         providers = [wanted] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])

@@ -56,11 +56,12 @@ def build_reference(ctx: BuildContext) -> dict[str, Any]:
 
     from navbuild import tensors
 
-    model = model_io.prepare_model(ctx.model.load_entry(), "cpu")
+    model = model_io.prepare_model(ctx.model.load_entry(), "cpu", torch.float32)
     outputs = []
     with torch.inference_mode():
         for sample in ctx.samples:
-            outputs.append(model_io.named_outputs(ctx.model, model(*model_io.to_tensors(ctx.model, sample))))
+            inputs = model_io.to_tensors(ctx.model, sample, "cpu", torch.float32)
+            outputs.append(model_io.named_outputs(ctx.model, model(*inputs)))
     tensors.save(ctx.out_dir / REFERENCE_FILE, outputs)
     first = outputs[0] if outputs else {}
     return {"samples": len(outputs),

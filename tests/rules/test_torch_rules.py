@@ -21,7 +21,8 @@ from tests.rules.conftest import (REPO, assert_matches, build, context, copy_exa
                                   example_samples, file_bytes, layers_model, out_digest, reference_outputs, run_all,
                                   runner_for, token_samples, tricky_model, tricky_samples, write_model)
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 EXPORTS = {"torchscript-trace": "model.pt", "torchscript-script": "model.pt", "torch-export": "model.pt2"}
@@ -106,6 +107,22 @@ def test_export_with_max_batch_size_one_is_static(examples, tmp_path: Path) -> N
     ctx = context(tmp_path, spec, samples[:1], params={"max_batch_size": 1})
     assert build("torch-export", ctx)["dynamic_batch"] is False
     assert_matches(run_all(runner_for("torch-export", ctx), samples[:1]), reference[:1], "fp32")
+
+
+@cuda_only
+@pytest.mark.parametrize("model", ["cnn", "encoder"])
+@pytest.mark.parametrize("rule", ["torch", *EXPORTS])
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_builds_and_runs_on_cuda(examples, tmp_path: Path, model: str, rule: str, precision: str) -> None:
+    spec, samples, reference = examples[model]
+    ctx = context(tmp_path, spec, samples, precision=precision, device="cuda")
+    build(rule, ctx)
+    runner = runner_for(rule, ctx)
+    assert_matches(run_all(runner, samples), reference, precision)
+    with runner:  # profiling's path: inputs placed once, outputs left on the GPU
+        outputs = runner.run_prepared(runner.prepare(samples[-1]))
+        runner.synchronize()
+    assert outputs.device.type == "cuda"
 
 
 # -- reproducibility ------------------------------------------------------------------------------------
