@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from navbuild.config import ConfigError
     from navbuild.graph import GraphError
+    from navbuild.package import PackageError
     from navbuild.registry import RegistryError
 
     try:
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         from navbuild.commands import build_cmd
 
         return build_cmd.main(args)
-    except (ConfigError, GraphError, RegistryError) as exc:
+    except (ConfigError, GraphError, RegistryError, PackageError) as exc:
         print(f"navbuild: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

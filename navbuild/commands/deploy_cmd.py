@@ -92,6 +92,9 @@ def _build_from(args: argparse.Namespace) -> int:
 
     session = open_project(args.config, Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config))
     if args.from_package:
+        if not Path(args.from_package).is_file():
+            console(stderr=True).print(f"navbuild: error: package {args.from_package} does not exist", highlight=False)
+            return 2
         imported = import_package(session, Path(args.from_package))
         console().print(f"imported {imported} artifacts from {args.from_package}", highlight=False)
     selected = session.graph.resolve(args.words[1:] or ["all"])
