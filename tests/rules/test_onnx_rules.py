@@ -138,7 +138,7 @@ def test_fp16_conversion_keeps_float32_ops_between_casts(tmp_path: Path) -> None
          helper.make_node("Add", ["resized", "bias"], ["y"])],
         "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, 2, 2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2, 4, 4])], [scales, weight])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # ORT >= 1.14
     converted = convert_to_fp16(model)
     onnx.checker.check_model(converted, full_check=True)
     assert converted.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
