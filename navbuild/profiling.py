@@ -23,7 +23,10 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where measuring happens: reading a ProfileConfig must stay cheap
+    import numpy as np
 
 RESULT_FORMAT = "navbuild-profile/1"
 PERCENTILES = (50, 90, 95, 99)
@@ -359,6 +362,7 @@ def _release_memory() -> None:
 # -- batches -------------------------------------------------------------------------------------
 def tile_array(array: np.ndarray, batch_size: int, batch_dim: int = 0) -> np.ndarray:
     """``array`` with ``batch_size`` entries along ``batch_dim``: sliced, or tiled by repetition."""
+    import numpy as np
     array = np.asarray(array)
     if array.ndim == 0:
         return array
@@ -383,6 +387,7 @@ def tile_value(value: Any, batch_size: int) -> Any:
     Non-tensor leaves pass through unchanged. Indexing with a numpy index array works on numpy,
     torch and jax tensors; TensorFlow's tensors go through ``tf.gather``.
     """
+    import numpy as np
     if isinstance(value, Mapping):
         return {k: tile_value(v, batch_size) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
@@ -429,6 +434,7 @@ def _run_window(run: Callable[[], Any], sync: Callable[[], None], timer: Timer, 
 
 def is_stable(window_means: Sequence[float], count: int, stability_pct: float) -> bool:
     """The last ``count`` window means are each within ``stability_pct`` % of their mean."""
+    import numpy as np
     if len(window_means) < count:
         return False
     last = np.asarray(window_means[-count:], dtype=np.float64)
@@ -442,6 +448,7 @@ def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: 
                   config: ProfileConfig, timer: Timer = wall_timer,
                   on_window: Callable[[int], None] | None = None) -> ProfilePoint:
     """Warm up, then measure windows until stable or ``max_trials``; figures of the last windows."""
+    import numpy as np
     _run_window(run, sync, timer, config.warmup_runs, config.warmup_s, config.max_window_runs)
     needed = max(config.min_trials, config.stabilization_windows)
     windows: list[list[float]] = []

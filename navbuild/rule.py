@@ -128,7 +128,9 @@ def call_entry(root: Path, entry: str, *args: Any) -> Any:
     """Call ``path/file.py:function`` relative to ``root``; the file is imported by path."""
     path_text, _, func_name = entry.rpartition(":")
     path = (root / path_text).resolve()
-    module_name = "navbuild_entry_" + path.stem + "_" + format(abs(hash(str(path))), "x")
+    from navbuild.hashing import digest_bytes  # stable across processes, unlike hash()
+
+    module_name = "navbuild_entry_" + path.stem + "_" + digest_bytes(str(path).encode())[:12]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

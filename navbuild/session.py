@@ -68,6 +68,7 @@ class Session:
         self.machine = MachineInfo()
         self.records: dict[str, Record] = {}
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
+        self.built_something = False  # set by a build command: did this run change any target?
         self._keys: dict[str, tuple[str, dict[str, Any]]] = {}
         self._source_digests: dict[tuple[str, ...], dict[str, str]] = {}
 
@@ -403,7 +404,7 @@ class Session:
         if self.options.run_dir is not None:
             with contextlib.suppress(OSError):
                 atomic_write(self.options.run_dir / safe_name(record.target),
-                             msgpack.packb(record.to_dict(), use_bin_type=True))
+                             msgpack.packb(record.to_dict(), use_bin_type=True), durable=False)
 
     def _read_run_record(self, name: str) -> Record | None:
         if self.options.run_dir is None:

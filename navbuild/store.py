@@ -44,20 +44,23 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(dest: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+def atomic_write(dest: Path, data: bytes, tmp_dir: Path | None = None, durable: bool = True) -> None:
+    """Write ``dest`` whole or not at all; ``durable`` also survives a power cut (fsync)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=tmp_dir or dest.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(dest.parent)
+    if durable:
+        _fsync_dir(dest.parent)
 
 
 def safe_name(target: str) -> str:
@@ -101,8 +104,8 @@ class FileHashCache:
 
     def save(self) -> None:
         if self.dirty:
-            with contextlib.suppress(OSError):
-                atomic_write(self.path, msgpack.packb(self.entries, use_bin_type=True))
+            with contextlib.suppress(OSError):  # a cache: losing it costs a re-hash, never a wrong answer
+                atomic_write(self.path, msgpack.packb(self.entries, use_bin_type=True), durable=False)
             self.dirty = False
 
 

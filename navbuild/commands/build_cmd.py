@@ -11,7 +11,7 @@ from pathlib import Path
 from navbuild.commands import console
 from navbuild.graph import PROFILE
 from navbuild.project import open_project
-from navbuild.session import FAILED, SKIPPED, Options, Record, Session, clear_run_dir, new_run_dir
+from navbuild.session import BUILT, FAILED, SKIPPED, Options, Record, Session, clear_run_dir, new_run_dir
 
 
 def main(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
     if words == ["all"]:
         from navbuild.commands import deploy_cmd
 
-        deploy_cmd.package_after_build(session, quiet=args.quiet)
+        deploy_cmd.package_after_build(session, changed=session.built_something, quiet=args.quiet)
     return code
 
 
@@ -32,7 +32,8 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
     from navbuild import doit_glue, progress, summary
 
     session.forced = force
-    run_dir = new_run_dir(session.store.root)
+    # worker processes (-j) report through files; one process keeps its records in memory
+    run_dir = new_run_dir(session.store.root) if args.jobs > 1 else None
     session.options.run_dir = run_dir
     out = console()
     try:
@@ -46,6 +47,7 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
             if name not in records:
                 records[name] = _not_run(session, name, records)
         shown = {name: records[name] for name in closure}
+        session.built_something = any(r.status == BUILT for r in shown.values())
         if getattr(args, "json", None):
             Path(args.json).write_text(json.dumps({n: r.to_dict() for n, r in shown.items()}, indent=2,
                                                   sort_keys=True, default=str) + "\n")
@@ -58,8 +60,9 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
         return 1 if any(r.status == FAILED for r in shown.values()) else 0
     finally:
         session.close()
-        clear_run_dir(run_dir)
-        run_dir.rmdir()
+        if run_dir is not None:
+            clear_run_dir(run_dir)
+            run_dir.rmdir()
 
 
 def _not_run(session: Session, name: str, records: dict[str, Record]) -> Record:

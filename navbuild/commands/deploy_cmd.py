@@ -45,12 +45,27 @@ def write_package(session: Session, dest: Path | None = None, include_all: bool 
                                  strategies=session.project.profile.strategies, include_all=include_all)
 
 
-def package_after_build(session: Session, quiet: bool = False) -> None:
-    """The last step of ``navbuild all``; a package error never hides the build's own result."""
-    from navbuild.package import PackageError
+LAST_PACKAGE = "last-package"  # in the store: the digest of the package the last `all` wrote
 
+
+def package_after_build(session: Session, changed: bool = True, quiet: bool = False) -> None:
+    """The last step of ``navbuild all``; a package error never hides the build's own result.
+
+    A run that built nothing leaves an intact package alone (the no-op path stays fast)."""
+    from navbuild.package import PackageError
+    from navbuild.store import atomic_write
+
+    path = default_package_path(session)
+    record = session.store.root / LAST_PACKAGE
+    if not changed and path.is_file() and record.is_file():
+        try:
+            if record.read_text() == session.store.files.digest(path):
+                return
+        except OSError:
+            pass
     try:
         path = write_package(session)
+        atomic_write(record, session.store.files.digest(path).encode())
     except PackageError as exc:
         console(stderr=True).print(f"[yellow]package not written: {exc}[/]")
         return

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: the no-op path must not pay for numpy
+    import numpy as np
 
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, output_names
@@ -59,6 +62,7 @@ class TensorRTRunner(Runner):
         self._context = self._engine = self._runtime = None
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        import numpy as np
         torch = self._torch
         missing = [name for name in self._inputs if name not in feed]
         if missing:
@@ -127,6 +131,7 @@ class OrtGpuRunner(Runner):
         return rename_outputs(self.model, self._output_names, list(values))
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
+        import numpy as np
         binding = self._session.io_binding()
         for name, array in feed.items():
             binding.bind_ortvalue_input(name, self._ort.OrtValue.ortvalue_from_numpy(

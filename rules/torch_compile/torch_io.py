@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: the no-op path must not pay for numpy
+    import numpy as np
 
 from navbuild.rule import ModelSpec
 from navbuild.runner import output_names
@@ -32,6 +35,7 @@ def input_order(model: ModelSpec, sample: Mapping[str, Any]) -> list[str]:
 
 def to_tensors(model: ModelSpec, sample: Mapping[str, np.ndarray], device: str, precision: str) -> tuple[Any, ...]:
     """The sample as positional tensors on ``device``, float inputs cast to the precision's dtype."""
+    import numpy as np
     import torch
 
     dtype = torch_dtype(precision)
@@ -89,6 +93,7 @@ def export_sample(model: ModelSpec, samples: Sequence[Mapping[str, np.ndarray]],
     for a dynamic batch. The first sample with 2 <= batch <= max_batch_size, else the first sample
     tiled to a batch of 2 (when max_batch_size allows a dynamic batch at all).
     """
+    import numpy as np
     if not samples:
         raise ValueError(f"model {model.name}: no samples to export with")
     axis = model.batch_dim

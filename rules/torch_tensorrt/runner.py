@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: the no-op path must not pay for numpy
+    import numpy as np
 
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
