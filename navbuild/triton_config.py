@@ -116,6 +116,14 @@ def instance_kind_for(target: Mapping[str, Any], instance_kind: str, ort_tensorr
     return "KIND_GPU" if gpu else "KIND_CPU"
 
 
+def artifact_dtype(tensor: Mapping[str, Any], own_types: Mapping[str, str] | None, backend: str) -> str:
+    """A native backend feeds the artifact as it is: an fp16 TorchScript file takes fp16 inputs.
+    The python backend runs navbuild's runner, which casts, so it keeps the model's own types."""
+    if backend != "python" and own_types and tensor["name"] in own_types:
+        return str(own_types[tensor["name"]])
+    return str(tensor["dtype"])
+
+
 def build_config(model: Mapping[str, Any], target: Mapping[str, Any], *, name: str, backend: str,
                  instance_kind: str = "auto", instance_count: int = 1, dynamic_batching: bool = True,
                  max_queue_delay_us: int = 0, ort_tensorrt: bool = False) -> Any:
@@ -136,12 +144,14 @@ def build_config(model: Mapping[str, Any], target: Mapping[str, Any], *, name: s
         config.platform = spec.platform
 
     input_names, output_names = io_names(model, backend)
-    for (tensors, pairs, field) in ((model.get("inputs") or (), input_names, config.input),
-                                    (model.get("outputs") or (), output_names, config.output)):
+    metadata = target.get("metadata") or {}
+    for (tensors, pairs, field, own_types) in (
+            (model.get("inputs") or (), input_names, config.input, metadata.get("input_types")),
+            (model.get("outputs") or (), output_names, config.output, metadata.get("output_types"))):
         for tensor, (_, triton_name) in zip(tensors, pairs):
             dims, reshape = tensor_dims(tensor["shape"], batching)
-            entry = field.add(name=triton_name, data_type=mc.DataType.Value(triton_dtype(tensor["dtype"])),
-                              dims=dims)
+            dtype = artifact_dtype(tensor, own_types, backend)
+            entry = field.add(name=triton_name, data_type=mc.DataType.Value(triton_dtype(dtype)), dims=dims)
             if reshape is not None:
                 entry.reshape.SetInParent()
                 entry.reshape.shape.extend(reshape)

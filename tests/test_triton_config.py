@@ -285,3 +285,13 @@ def test_every_model_that_can_be_deployed_is(status, tmp_path):
     with pytest.raises(DeployError, match="wrote cnn; not deployed: model other: no target selected"):
         write_model_repositories(status, tmp_path / "repo2")
     assert (tmp_path / "repo2" / "cnn" / "config.pbtxt").is_file()
+
+
+def test_native_backend_takes_the_artifacts_own_io_types():
+    from navbuild.triton_config import artifact_dtype
+
+    image = {"name": "image", "dtype": "float32", "shape": [-1, 3, 32, 32]}
+    own = {"image": "float16"}
+    assert artifact_dtype(image, own, "pytorch") == "float16"  # an fp16 TorchScript file wants fp16
+    assert artifact_dtype(image, own, "python") == "float32"  # navbuild's runner casts for it
+    assert artifact_dtype(image, None, "onnxruntime") == "float32"
