@@ -1,5 +1,7 @@
 """Samples in, outputs out, at a precision: shared by the torch-compile, aoti and torch-trt code.
 
+The conversions themselves are rules.torch.model_io's; this adds the precision-driven casts.
+
 A model takes the sample's arrays positionally, in the order of the model's declared inputs (or
 the sample's own order). Precision is applied by casting: the weights and the floating-point
 inputs go to the precision's dtype, integer inputs (token ids) stay as they are, and outputs come
@@ -7,45 +9,19 @@ back as float32 numpy arrays. torch is imported inside the functions.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:  # imported where used: the no-op path must not pay for numpy
     import numpy as np
 
 from navbuild.rule import ModelSpec
-from navbuild.runner import output_names
-
-DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-def torch_dtype(precision: str) -> Any:
-    import torch
-
-    try:
-        return getattr(torch, DTYPE_NAMES[precision])
-    except KeyError:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(DTYPE_NAMES)}") from None
-
-
-def input_order(model: ModelSpec, sample: Mapping[str, Any]) -> list[str]:
-    return list(model.inputs) if model.inputs else list(sample)
+from rules.torch import model_io
+from rules.torch.model_io import flatten, input_order, named_outputs, to_numpy, torch_dtype  # noqa: F401 (re-exported)
 
 
 def to_tensors(model: ModelSpec, sample: Mapping[str, np.ndarray], device: str, precision: str) -> tuple[Any, ...]:
     """The sample as positional tensors on ``device``, float inputs cast to the precision's dtype."""
-    import numpy as np
-    import torch
-
-    dtype = torch_dtype(precision)
-    tensors = []
-    for name in input_order(model, sample):
-        tensor = torch.from_numpy(np.ascontiguousarray(sample[name])).to(device)
-        if tensor.is_floating_point():
-            tensor = tensor.to(dtype)
-        tensors.append(tensor)
-    return tuple(tensors)
+    return model_io.to_tensors(model, sample, device, torch_dtype(precision))
 
 
 def prepare_model(model: Any, device: str, precision: str) -> Any:
@@ -55,30 +31,6 @@ def prepare_model(model: Any, device: str, precision: str) -> Any:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"the model entry returned {type(model).__name__}, not a torch.nn.Module")
     return model.eval().to(device=device, dtype=torch_dtype(precision))
-
-
-def flatten(outputs: Any) -> list[Any]:
-    """A model's return value as a flat list of tensors (tuples, lists and dicts in their order)."""
-    if isinstance(outputs, Mapping):
-        return [leaf for value in outputs.values() for leaf in flatten(value)]
-    if isinstance(outputs, (tuple, list)):
-        return [leaf for value in outputs for leaf in flatten(value)]
-    return [outputs]
-
-
-def to_numpy(tensor: Any) -> np.ndarray:
-    """A tensor on the host as numpy; reduced-precision floats come back as float32."""
-    import torch
-
-    tensor = tensor.detach()
-    if tensor.is_floating_point() and tensor.dtype != torch.float64:
-        tensor = tensor.float()
-    return tensor.cpu().numpy()
-
-
-def named_outputs(model: ModelSpec, outputs: Any) -> dict[str, np.ndarray]:
-    leaves = flatten(outputs)
-    return dict(zip(output_names(model, len(leaves)), (to_numpy(leaf) for leaf in leaves)))
 
 
 def batch_of(sample: Mapping[str, np.ndarray], axis: int) -> int:
