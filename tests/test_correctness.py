@@ -1,0 +1,41 @@
+"""The comparison rule, NaN and Inf, shapes and names."""
+from __future__ import annotations
+
+import numpy as np
+
+from navbuild.config import Tolerance
+from navbuild.correctness import compare
+
+TOL = Tolerance(atol=1e-4, rtol=1e-3)
+
+
+def check(actual, expected):
+    return compare([{"y": np.asarray(actual, np.float32)}], [{"y": np.asarray(expected, np.float32)}], lambda _: TOL)
+
+
+def test_within_tolerance_passes_and_reports_the_errors():
+    result = check([1.0, 2.00005], [1.0, 2.0])
+    assert result["passed"] and result["outputs"]["y"]["max_abs"] > 0
+
+
+def test_outside_tolerance_names_output_error_and_tolerance():
+    result = check([1.0, 2.1], [1.0, 2.0])
+    assert not result["passed"]
+    assert "output y, sample 0: max abs error 0.1 exceeds atol 0.0001" in result["failures"][0]
+
+
+def test_nan_and_inf_have_their_own_message():
+    assert "values are NaN" in check([np.nan, 1.0], [1.0, 1.0])["failures"][0]
+    assert "values are Inf" in check([np.inf, 1.0], [1.0, 1.0])["failures"][0]
+    assert "the reference itself holds NaN" in check([1.0], [np.nan])["failures"][0]
+
+
+def test_shape_and_name_mismatches_fail():
+    assert "shape [2]" in check([1.0, 2.0], [[1.0, 2.0]])["failures"][0]
+    result = compare([{"z": np.zeros(1)}], [{"y": np.zeros(1)}], lambda _: TOL)
+    assert "do not match the reference's" in result["failures"][0]
+
+
+def test_integer_outputs_must_match_exactly():
+    result = compare([{"ids": np.array([1, 2])}], [{"ids": np.array([1, 3])}], lambda _: TOL)
+    assert "1 of 2 values differ" in result["failures"][0]
