@@ -26,33 +26,12 @@ def to_tensors(model: ModelSpec, sample: Mapping[str, np.ndarray], device: str, 
 
 def prepare_model(model: Any, device: str, precision: str) -> Any:
     """The live model in eval mode on ``device``, weights cast to the precision's dtype."""
-    import torch
-
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"the model entry returned {type(model).__name__}, not a torch.nn.Module")
-    return model.eval().to(device=device, dtype=torch_dtype(precision))
+    return model_io.prepare_model(model, device, torch_dtype(precision))
 
 
 def batch_of(sample: Mapping[str, np.ndarray], axis: int) -> int:
     return int(next(iter(sample.values())).shape[axis])
 
 
-def export_sample(model: ModelSpec, samples: Sequence[Mapping[str, np.ndarray]],
-                  max_batch_size: int) -> dict[str, np.ndarray]:
-    """A sample to export with: batch >= 2 where the batch is dynamic.
-
-    torch.export specialises a dimension of size 1 into a constant, so a batch of 1 cannot stand
-    for a dynamic batch. The first sample with 2 <= batch <= max_batch_size, else the first sample
-    tiled to a batch of 2 (when max_batch_size allows a dynamic batch at all).
-    """
-    import numpy as np
-    if not samples:
-        raise ValueError(f"model {model.name}: no samples to export with")
-    axis = model.batch_dim
-    if max_batch_size < 2:
-        return dict(samples[0])
-    for sample in samples:
-        if 2 <= batch_of(sample, axis) <= max_batch_size:
-            return dict(sample)
-    return {name: np.take(np.concatenate([array, array], axis=axis), [0, 1], axis=axis)
-            for name, array in samples[0].items()}
+# torch.export specialises a batch of 1 into a constant: export with a batch of 2 where it is dynamic
+export_sample = model_io.example_batch
