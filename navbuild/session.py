@@ -167,7 +167,7 @@ class Session:
         if manifest is None or not self.store.manifest_intact(manifest):
             return False
         try:
-            self._materialize(self.graph.targets[name], manifest)
+            self.materialize(self.graph.targets[name], manifest)
         except Exception:
             return False  # an object went bad on the way out: rebuild
         self._record_from_manifest(name, CACHED, key, manifest)
@@ -178,7 +178,7 @@ class Session:
         """Build, check or skip one target; returns False when it failed."""
         target = self.graph.targets[name]
         started = time.perf_counter()
-        reason = self._unmet_needs(target)
+        reason = self.unmet_needs(target)
         if reason:
             self._record(Record(name, SKIPPED, reason=reason))
             return True
@@ -194,7 +194,7 @@ class Session:
                 else:
                     manifest = self._execute(target, key, material)
                     status = BUILT
-                self._materialize(target, manifest)
+                self.materialize(target, manifest)
         except Skip as skip:
             self._record(Record(name, SKIPPED, reason=str(skip), seconds=time.perf_counter() - started))
             return True
@@ -207,10 +207,10 @@ class Session:
             return False
         return manifest.get("status") == "ok"
 
-    def _unmet_needs(self, target: Target) -> str | None:
+    def unmet_needs(self, target: Target) -> str | None:
         if target.kind != ARTIFACT:
             artifact = self.graph.targets[target.artifact]
-            reason = self._unmet_needs(artifact)
+            reason = self.unmet_needs(artifact)
             if reason:
                 return reason
             runner = self.registry.runner(artifact.rule.runner)
@@ -360,10 +360,10 @@ class Session:
         if manifest is None:
             raise keys.Pending(name)
         target = self.graph.targets[name]
-        self._materialize(target, manifest)
+        self.materialize(target, manifest)
         return self.out_dir(target)
 
-    def _materialize(self, target: Target, manifest: dict[str, Any]) -> None:
+    def materialize(self, target: Target, manifest: dict[str, Any]) -> None:
         """Copy the manifest's files out of the store where they are missing or changed."""
         folder = self.out_dir(target)
         files = dict(manifest["files"])

@@ -33,7 +33,7 @@ def _model(session: Session, name: str, model: Any) -> dict[str, Any]:
         manifest = session.current_manifest(f"{name}:{internal}")
         if manifest is not None:
             folder = session.out_dir(session.graph.targets[f"{name}:{internal}"])
-            session._materialize(session.graph.targets[f"{name}:{internal}"], manifest)
+            session.materialize(session.graph.targets[f"{name}:{internal}"], manifest)
             entry[internal] = {"digest": manifest["files"][f"{internal}.tensors"], "key": manifest["key"],
                                "path": str(folder / f"{internal}.tensors")}
     if entry["samples"]:
@@ -80,14 +80,14 @@ def _target(session: Session, target: Any) -> dict[str, Any]:
               "device_bound": rule.device_bound, "portable": not rule.device_bound, "runner": rule.runner,
               "files": {}, "dir": str(session.out_dir(target)), "status": "missing", "reason": None,
               "correctness": None, "profile": None, "metadata": {}}
-    reason = session._unmet_needs(target)
+    reason = session.unmet_needs(target)
     if reason:
         record.update(status="skipped", reason=reason)
         return record
     manifest = session.current_manifest(target.name)
     if manifest is None:
         return record
-    session._materialize(target, manifest)
+    session.materialize(target, manifest)
     record.update(key=manifest["key"], digest=manifest["digest"], files=dict(manifest["files"]), status="built",
                   metadata=manifest.get("metadata", {}))
     check = session.current_manifest(f"{target.name}.check")

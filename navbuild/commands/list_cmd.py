@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
         if target.kind != ARTIFACT:
             continue
         rule = target.rule
-        reason = session._unmet_needs(target)
+        reason = session.unmet_needs(target)
         table.add_row(name, f"{rule.name} v{rule.version}", target.precision, target.device,
                       "device-bound" if rule.device_bound else "portable",
                       "yes" if reason is None else f"[yellow]no: {reason}[/]")

@@ -17,7 +17,7 @@ from navbuild.session import Session
 def state(session: Session, name: str) -> tuple[str, str]:
     """(state, why) of one target: built, stale, missing, skipped, or waiting on an upstream."""
     target = session.graph.targets[name]
-    reason = session._unmet_needs(target)
+    reason = session.unmet_needs(target)
     if reason:
         return "skipped", reason
     try:
