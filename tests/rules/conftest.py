@@ -267,3 +267,14 @@ def out_digest(ctx: BuildContext) -> str:
 @pytest.fixture(scope="module")
 def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("rules")
+
+
+@pytest.fixture(scope="module")
+def examples(module_tmp: Path) -> dict:
+    """Each example model copied into a temp folder, with its samples and reference outputs."""
+    found = {}
+    for name in ("cnn", "encoder"):
+        spec = copy_example(name, module_tmp / "examples" / name)
+        samples = example_samples(spec)
+        found[name] = (spec, samples, reference_outputs(module_tmp / "examples" / f"{name}-ref", spec, samples))
+    return found

@@ -19,16 +19,6 @@ onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(scope="module")
-def examples(module_tmp: Path) -> dict:
-    found = {}
-    for name in ("cnn", "encoder"):
-        spec = copy_example(name, module_tmp / "examples" / name)
-        samples = example_samples(spec)
-        found[name] = (spec, samples, reference_outputs(module_tmp / "examples" / f"{name}-ref", spec, samples))
-    return found
-
-
 @pytest.mark.parametrize("model", ["cnn", "encoder"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_onnx_matches_reference_on_cpu(examples, tmp_path: Path, model: str, precision: str) -> None:

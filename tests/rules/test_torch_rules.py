@@ -31,17 +31,6 @@ BUILDS = [(model, rule, precision) for model in ("cnn", "encoder") for rule in (
 
 
 @pytest.fixture(scope="module")
-def examples(module_tmp: Path) -> dict:
-    """Each example model copied into a temp folder, with its samples and reference outputs."""
-    found = {}
-    for name in ("cnn", "encoder"):
-        spec = copy_example(name, module_tmp / "examples" / name)
-        samples = example_samples(spec)
-        found[name] = (spec, samples, reference_outputs(module_tmp / "examples" / f"{name}-ref", spec, samples))
-    return found
-
-
-@pytest.fixture(scope="module")
 def tricky(module_tmp: Path) -> tuple:
     spec = tricky_model(module_tmp / "tricky")
     samples = tricky_samples()
