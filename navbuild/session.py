@@ -70,6 +70,8 @@ class Session:
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
         self.built_something = False  # set by a build command: did this run change any target?
         self._keys: dict[str, tuple[str, dict[str, Any]]] = {}
+        # manifests found current in this run; an absent one is looked up again (it may be built since)
+        self._current: dict[str, dict[str, Any]] = {}
         self._source_digests: dict[tuple[str, ...], dict[str, str]] = {}
 
     # -- paths ------------------------------------------------------------------------------------
@@ -96,6 +98,8 @@ class Session:
 
     def current_manifest(self, name: str) -> dict[str, Any] | None:
         """The manifest of ``name``'s current key, if built and intact."""
+        if name in self._current:
+            return self._current[name]
         try:
             key, _ = self.key(name)
         except keys.Pending:
@@ -103,6 +107,7 @@ class Session:
         manifest = self.store.get_manifest(key)
         if manifest is None or manifest.get("status") != "ok" or not self.store.manifest_intact(manifest):
             return None
+        self._current[name] = manifest
         return manifest
 
     def _digest_of(self, name: str) -> str:
@@ -154,23 +159,21 @@ class Session:
 
     def forget_keys(self) -> None:
         self._keys.clear()
+        self._current.clear()
 
     # -- up to date ---------------------------------------------------------------------------------
     def is_up_to_date(self, name: str) -> bool:
         if name in self.forced:
             return False
-        try:
-            key, _ = self.key(name)
-        except keys.Pending:
-            return False
-        manifest = self.store.get_manifest(key)
-        if manifest is None or not self.store.manifest_intact(manifest):
+        manifest = self.current_manifest(name)
+        if manifest is None:
             return False
         try:
             self.materialize(self.graph.targets[name], manifest)
         except Exception:
+            self._current.pop(name, None)
             return False  # an object went bad on the way out: rebuild
-        self._record_from_manifest(name, CACHED, key, manifest)
+        self._record_from_manifest(name, CACHED, manifest["key"], manifest)
         return True
 
     # -- building -----------------------------------------------------------------------------------
@@ -192,9 +195,10 @@ class Session:
                 if manifest is not None and self.store.manifest_intact(manifest) and name not in self.forced:
                     status = CACHED  # another process built it while we waited for the lock
                 else:
-                    manifest = self._execute(target, key, material)
+                    manifest = {**self._execute(target, key, material), "key": key}
                     status = BUILT
                 self.materialize(target, manifest)
+                self._current[name] = manifest
         except Skip as skip:
             self._record(Record(name, SKIPPED, reason=str(skip), seconds=time.perf_counter() - started))
             return True
