@@ -1,12 +1,12 @@
 """Plain ``doit`` on navbuild's graph: ``doit list``, ``doit cnn:onnx``, ``doit all``.
 
-The tasks are the ones ``navbuild`` runs (navbuild.doit_glue); the store decides what is up to
+The tasks are the ones ``navbuild`` runs (navbuild.engine.doit_glue); the store decides what is up to
 date, so doit and navbuild never disagree and neither rebuilds what the other built.
 """
 from pathlib import Path
 
-from navbuild import doit_glue
-from navbuild.project import open_project
+from navbuild.engine import doit_glue
+from navbuild.engine.project import open_project
 
 DOIT_CONFIG = {
     "default_tasks": ["all"],

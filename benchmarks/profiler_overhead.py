@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from navbuild.profiling import ProfileConfig, ProgressEvent, profile  # noqa: E402
+from navbuild.measure.profiling import ProfileConfig, ProgressEvent, profile  # noqa: E402
 
 
 def cv(values: list[float]) -> float:

@@ -20,7 +20,7 @@ COMMANDS = {
     "graph": ("navbuild.commands.graph_cmd", "the target graph with each target's state, as DOT (and PNG)"),
     "package": ("navbuild.commands.deploy_cmd", "write the .nav package (-o PATH, --all-targets)"),
     "triton": ("navbuild.commands.deploy_cmd", "write a Triton model repository (--repo DIR)"),
-    "build": ("navbuild.commands.deploy_cmd", "build targets; --from PKG first imports a .nav package"),
+    "build": ("navbuild.commands.build_cmd", "build targets; --from PKG first imports a .nav package"),
 }
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -55,10 +55,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from navbuild.config import ConfigError
-    from navbuild.graph import GraphError
-    from navbuild.package import PackageError
-    from navbuild.registry import RegistryError
+    from navbuild.engine.config import ConfigError
+    from navbuild.engine.graph import GraphError
+    from navbuild.deploy.package import PackageError
+    from navbuild.engine.registry import RegistryError
 
     try:
         if args.words and args.words[0] in COMMANDS:

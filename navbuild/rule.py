@@ -23,34 +23,17 @@ class Needs:
     gpu: bool = False  # needs a CUDA device whatever the target's device is
     cuda_when_device_is_cuda: bool = True  # a `device = "cuda"` target needs a GPU
 
-    def unmet(self, device: str, machine: "MachineInfo") -> str | None:
-        """The reason this machine cannot build it, or None."""
+    def unmet(self, device: str, machine: Any) -> str | None:
+        """The reason this machine cannot build it, or None.
+
+        ``machine`` answers ``has_module(name)`` and ``has_cuda()`` (the engine's MachineInfo).
+        """
         for module in self.modules:
             if not machine.has_module(module):
                 return f"{module} is not installed"
         if (self.gpu or (device == "cuda" and self.cuda_when_device_is_cuda)) and not machine.has_cuda():
             return "no CUDA GPU on this machine"
         return None
-
-
-class MachineInfo:
-    """Cheap, framework-free answers about this machine (cached per process)."""
-
-    def __init__(self) -> None:
-        self._modules: dict[str, bool] = {}
-        self._cuda: bool | None = None
-
-    def has_module(self, name: str) -> bool:
-        if name not in self._modules:
-            self._modules[name] = importlib.util.find_spec(name) is not None
-        return self._modules[name]
-
-    def has_cuda(self) -> bool:
-        if self._cuda is None:
-            from navbuild import fingerprint
-
-            self._cuda = fingerprint.gpu_present()
-        return self._cuda
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext, Rule, call_entry
+
+np = lazy_import("numpy")
 
 OUTPUT = "samples.tensors"
 
@@ -22,8 +25,6 @@ def _load(ctx: BuildContext) -> list[dict[str, Any]]:
     if source.endswith(".tensors"):
         return tensors.load(root / source)
     if source.endswith(".npz"):
-        import numpy as np
-
         with np.load(root / source) as data:
             return [{name: data[name] for name in data.files}]
     produced = call_entry(root, source)

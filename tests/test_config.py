@@ -102,8 +102,8 @@ def test_unknown_target_is_exit_2(root, capsys):
 
 
 def test_repository_config_is_valid():
-    from navbuild import config
-    from navbuild.registry import default_registry
+    from navbuild.engine import config
+    from navbuild.engine.registry import default_registry
 
     project = config.load(REPO / "navbuild.toml", default_registry().rules)
     assert set(project.models) == {"cnn", "encoder"}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from navbuild.config import Tolerance
-from navbuild.correctness import compare
+from navbuild.engine.config import Tolerance
+from navbuild.measure.correctness import compare
 
 TOL = Tolerance(atol=1e-4, rtol=1e-3)
 

@@ -10,8 +10,8 @@ import pytest
 
 from navbuild import tensors
 from navbuild.hashing import digest_file
-from navbuild.package import PackageError, import_package, read_package, write_package
-from navbuild.triton_repo import write_model_repository
+from navbuild.deploy.package import PackageError, import_package, read_package, write_package
+from navbuild.deploy.triton_repo import write_model_repository
 from navbuild.ziputil import write_zip
 from tests.triton_util import ROOT, built_status, status  # noqa: F401  (fixtures)
 

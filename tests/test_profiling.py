@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navbuild.profiling import (
+from navbuild.measure.profiling import (
     ProfileConfig, ProfileError, ProfilePoint, ProfileResult, ProgressEvent, is_out_of_memory,
     is_stable, measure_point, profile, profile_runner, run_profile, tile_array, tile_value,
 )
@@ -396,7 +396,7 @@ def test_profile_runner_prepares_once_per_batch_size():
 
 
 def test_profiling_modules_do_not_import_frameworks():
-    code = ("import sys, navbuild.profiling, navbuild.selection, navbuild.report, navbuild.plots, "
-            "navbuild.graph_dot; bad = [m for m in ('torch', 'tensorflow', 'jax', 'onnxruntime', 'matplotlib') "
+    code = ("import sys, navbuild.measure.profiling, navbuild.measure.selection, navbuild.view.report, navbuild.view.plots, "
+            "navbuild.view.graph_dot; bad = [m for m in ('torch', 'tensorflow', 'jax', 'onnxruntime', 'matplotlib') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

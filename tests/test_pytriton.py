@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from navbuild.package import write_package
-from navbuild.pytriton_adapter import PyTritonAdapter
-from navbuild.triton_repo import DeployError
+from navbuild.deploy.package import write_package
+from navbuild.deploy.pytriton_adapter import PyTritonAdapter
+from navbuild.deploy.triton_repo import DeployError
 from tests.triton_util import (assert_close, built_status, free_port, library_path,  # noqa: F401
                                samples_and_reference, status)
 

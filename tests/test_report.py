@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from navbuild import graph_dot
-from navbuild.plots import HEIGHT_PX, WIDTH_PX, plot_profile
-from navbuild.profiling import ProfileConfig, ProfilePoint, ProfileResult, profile
-from navbuild.report import (
+from navbuild.view import graph_dot
+from navbuild.view.plots import HEIGHT_PX, WIDTH_PX, plot_profile
+from navbuild.measure.profiling import ProfileConfig, ProfilePoint, ProfileResult, profile
+from navbuild.view.report import (
     REPORT_JSON, RichProgress, fmt_ms, load_report, print_report, profile_table, report_dict, write_report,
 )
-from navbuild.selection import Candidate, select
+from navbuild.measure.selection import Candidate, select
 
 
 def _result(runner: str, base: float, per: float, sizes, oom=None, unstable=()) -> ProfileResult:

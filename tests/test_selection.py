@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from navbuild.profiling import ProfilePoint, ProfileResult
-from navbuild.selection import (
+from navbuild.measure.profiling import ProfilePoint, ProfileResult
+from navbuild.measure.selection import (
     Candidate, CallableStrategy, MaxThroughput, MaxThroughputUnderLatencyBudget, MinLatency, Selection,
     parse_strategy, select,
 )

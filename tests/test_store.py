@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from navbuild.hashing import digest_bytes, digest_value
-from navbuild.store import Store
+from navbuild.engine.store import Store
 
 
 def test_put_and_read_object(tmp_path):

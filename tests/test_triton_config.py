@@ -11,9 +11,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from navbuild import triton_config
+from navbuild.deploy import triton_config
 from navbuild.hashing import digest_file, tree_digest
-from navbuild.triton_repo import SPEC_FILE, TEMPLATE, DeployError, loads_source, write_model_repository
+from navbuild.deploy.triton_repo import SPEC_FILE, TEMPLATE, DeployError, loads_source, write_model_repository
 from tests.triton_util import ROOT, built_status, status  # noqa: F401  (fixtures)
 
 
@@ -205,8 +205,8 @@ def test_rewriting_replaces_the_model_folder(status, tmp_path):
 
 
 def test_deploy_modules_import_no_framework():
-    code = ("import sys; import navbuild.triton_config, navbuild.triton_repo, navbuild.package, "
-            "navbuild.pytriton_adapter, navbuild.triton_python_model; "
+    code = ("import sys; import navbuild.deploy.triton_config, navbuild.deploy.triton_repo, navbuild.deploy.package, "
+            "navbuild.deploy.pytriton_adapter, navbuild.deploy.triton_python_model; "
             "print(sorted(m for m in ('torch', 'tritonclient', 'pytriton', 'onnxruntime', 'google.protobuf') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -276,7 +276,7 @@ def test_python_model_batches_requests_and_reports_errors(status, tmp_path, monk
 
 
 def test_every_model_that_can_be_deployed_is(status, tmp_path):
-    from navbuild.triton_repo import write_model_repositories
+    from navbuild.deploy.triton_repo import write_model_repositories
 
     second = json.loads(json.dumps(status["models"]["cnn"]))
     second["selected"] = {}
@@ -288,7 +288,7 @@ def test_every_model_that_can_be_deployed_is(status, tmp_path):
 
 
 def test_native_backend_takes_the_artifacts_own_io_types():
-    from navbuild.triton_config import artifact_dtype
+    from navbuild.deploy.triton_config import artifact_dtype
 
     image = {"name": "image", "dtype": "float32", "shape": [-1, 3, 32, 32]}
     own = {"image": "float16"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from navbuild.triton_repo import write_model_repository
+from navbuild.deploy.triton_repo import write_model_repository
 from tests.triton_util import ROOT, assert_close, built_status, samples_and_reference, tritonserver  # noqa: F401
 
 pytestmark = pytest.mark.slow

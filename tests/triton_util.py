@@ -101,7 +101,7 @@ TEST_RUNNERS = {"torch-eager": EagerRunner, "torchscript": TorchScriptRunner,
 
 def runner_names() -> dict[str, str]:
     """Runner kind -> the registered runner to use: the real one if rules/ has it, else ours."""
-    from navbuild.registry import default_registry
+    from navbuild.engine.registry import default_registry
 
     registry = default_registry()
     chosen = {}
@@ -133,7 +133,7 @@ def _target(out: Path, model: str, name: str, fmt: str, runner: str | None, *, p
 
 
 def _profile(throughputs: dict[int, float], runner: str) -> dict[str, Any]:
-    """A profile as navbuild.profiling writes it (format navbuild-profile/1)."""
+    """A profile as navbuild.measure.profiling writes it (format navbuild-profile/1)."""
     def point(batch: int, throughput: float) -> dict[str, Any]:
         ms = 1000.0 * batch / throughput
         return {"batch_size": batch, "throughput": throughput, "windows": 3, "runs": 30, "stable": True,

@@ -1,6 +1,9 @@
 """``navbuild [targets...]``: build the selected targets (``all`` by default) and print a summary.
 
 ``navbuild all`` ends by writing the project's ``.nav`` package (navbuild-out/<project>.nav).
+``navbuild build --from PKG [targets]`` first puts a package's artifacts into the store under the
+keys it records, then builds what is still missing: on the same project every portable target is
+found, and only device-bound ones for another GPU are rebuilt.
 """
 from __future__ import annotations
 
@@ -9,32 +12,63 @@ import json
 from pathlib import Path
 
 from navbuild.commands import console
-from navbuild.graph import PROFILE
-from navbuild.project import open_project
-from navbuild.session import BUILT, FAILED, SKIPPED, Options, Record, Session, clear_run_dir, new_run_dir
+from navbuild.engine.graph import PROFILE
+from navbuild.engine.project import open_project
+from navbuild.engine.records import BUILT, FAILED, SKIPPED, Record, clear_run_dir, new_run_dir
+from navbuild.engine.session import Options, Session
 
 
 def main(args: argparse.Namespace) -> int:
     options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config)
     session = open_project(args.config, options)
     words = args.words or ["all"]
+    if words[0] == "build":
+        if args.from_package and not _import(session, Path(args.from_package)):
+            return 2
+        words = words[1:] or ["all"]
     selected = session.graph.resolve(words)
     code = run(session, selected, args, force=set(selected) if args.force else set())
     if words == ["all"]:
-        from navbuild.commands import deploy_cmd
-
-        deploy_cmd.package_after_build(session, changed=session.built_something, quiet=args.quiet)
+        _package(session, args.quiet)
     return code
+
+
+def _import(session: Session, path: Path) -> bool:
+    from navbuild.engine.package_import import import_package
+
+    if not path.is_file():
+        console(stderr=True).print(f"navbuild: error: package {path} does not exist", highlight=False)
+        return False
+    imported = import_package(session, path)
+    console().print(f"imported {imported} artifacts from {path}", highlight=False)
+    return True
+
+
+def _package(session: Session, quiet: bool) -> None:
+    """The last step of ``navbuild all``; a package error never hides the build's own result."""
+    from navbuild.deploy import project_package
+    from navbuild.deploy.package import PackageError
+
+    try:
+        path = project_package.write_after_build(session, changed=session.built_something)
+    except PackageError as exc:
+        console(stderr=True).print(f"[yellow]package not written: {exc}[/]")
+        return
+    finally:
+        session.close()
+    if path is not None and not quiet:
+        console().print(f"package: {path}", highlight=False)
 
 
 def run(session: Session, selected: list[str], args: argparse.Namespace, force: set[str]) -> int:
     """Build ``selected`` (and what they need); print the summary; return navbuild's exit code."""
-    from navbuild import doit_glue, progress, summary
+    from navbuild.engine import doit_glue
+    from navbuild.view import progress, summary
 
     session.forced = force
     # worker processes (-j) report through files; one process keeps its records in memory
     run_dir = new_run_dir(session.store.root) if args.jobs > 1 else None
-    session.options.run_dir = run_dir
+    session.records.run_dir = run_dir
     out = console()
     try:
         closure = session.graph.closure(selected)

@@ -5,8 +5,8 @@ import argparse
 import shutil
 
 from navbuild.commands import console
-from navbuild.graph import CHECK
-from navbuild.project import open_project
+from navbuild.engine.graph import CHECK
+from navbuild.engine.project import open_project
 
 
 def main(args: argparse.Namespace) -> int:

@@ -6,11 +6,11 @@ import argparse
 
 from navbuild.commands import console
 from navbuild.commands.status_cmd import state
-from navbuild.project import open_project
+from navbuild.engine.project import open_project
 
 
 def main(args: argparse.Namespace) -> int:
-    from navbuild.graph_dot import render, to_dot
+    from navbuild.view.graph_dot import render, to_dot
 
     session = open_project(args.config)
     names = session.graph.closure(session.graph.resolve(args.words[1:] or ["all"]))

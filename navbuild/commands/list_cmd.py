@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from navbuild.commands import console
-from navbuild.graph import ARTIFACT
-from navbuild.project import open_project
+from navbuild.engine.graph import ARTIFACT
+from navbuild.engine.project import open_project
 
 
 def main(args: argparse.Namespace) -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from navbuild.commands import build_cmd, console
-from navbuild.project import open_project
-from navbuild.session import Options
+from navbuild.engine.project import open_project
+from navbuild.engine.session import Options
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,9 +44,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def write_reports(session, models: list[str]) -> None:
-    from navbuild import report, status
-    from navbuild.profiling import ProfileResult
-    from navbuild.selection import Selection
+    from navbuild.view import report
+    from navbuild.deploy import status
+    from navbuild.measure.profiling import ProfileResult
+    from navbuild.measure.selection import Selection
 
     collected = status.collect(session, sorted(set(models)))
     tables = {}

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 
-from navbuild import keys
+from navbuild.engine import keys
 from navbuild.commands import console
-from navbuild.graph import CHECK
-from navbuild.project import open_project
-from navbuild.session import Session
+from navbuild.engine.graph import CHECK
+from navbuild.engine.project import open_project
+from navbuild.engine.session import Session
 
 
 def state(session: Session, name: str) -> tuple[str, str]:

@@ -1,5 +1,4 @@
 """Build function of the onnx format: ``model.onnx`` exported from a torch model.
-
 Exporter: the TorchScript-based one (``dynamo=False``) first: measured with torch 2.13, it writes
 identical bytes from any checkout folder. If it refuses the model, the dynamo exporter
 (``torch.export`` based) is tried; its output is normalized (see ``normalize.py``). The param
@@ -13,11 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
 from navbuild.runner import output_names
 
 from rules.torch import build as torch_build
 from rules.torch import model_io
+
+onnx = lazy_import("onnx")
+torch = lazy_import("torch")
 
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
@@ -39,8 +42,6 @@ def validate_params(params: Mapping[str, Any], precision: str) -> str | None:
 
 
 def build_onnx(ctx: BuildContext) -> dict[str, Any]:
-    import onnx
-
     problem = validate_params(ctx.params, ctx.precision)
     if problem:
         raise ValueError(f"model {ctx.model.name}: {problem}")
@@ -90,8 +91,6 @@ def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
 
 def _export_torchscript(ctx: BuildContext, model: Any, example: tuple[Any, ...], inputs: list[str],
                         outputs: list[str], path: Path) -> None:
-    import torch
-
     with torch_build.warnings_to_log(ctx), torch.no_grad():
         torch.onnx.export(model, example, str(path), dynamo=False, opset_version=_opset_param(ctx),
                           input_names=inputs, output_names=outputs, dynamic_axes=_dynamic_axes(ctx, inputs, outputs),
@@ -100,8 +99,6 @@ def _export_torchscript(ctx: BuildContext, model: Any, example: tuple[Any, ...],
 
 def _export_dynamo(ctx: BuildContext, model: Any, example: tuple[Any, ...], inputs: list[str],
                    outputs: list[str], path: Path) -> None:
-    import torch
-
     with torch_build.warnings_to_log(ctx), torch.no_grad():
         program = torch.onnx.export(model, example, dynamo=True, opset_version=max(_opset_param(ctx), DYNAMO_MIN_OPSET),
                                     input_names=inputs, output_names=outputs,
@@ -120,23 +117,17 @@ def _dynamic_axes(ctx: BuildContext, inputs: list[str], outputs: list[str]) -> d
 
 
 def _output_count(model: Any, example: tuple[Any, ...]) -> int:
-    import torch
-
     with torch.no_grad():
         return len(model_io.flatten(model(*example)))
 
 
 def _save(proto: Any, path: Path) -> None:
-    import onnx
-
     large = sum(len(t.raw_data) for t in proto.graph.initializer) > PROTOBUF_LIMIT
     onnx.save_model(proto, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
                     location=EXTERNAL_DATA_FILE, size_threshold=1024)
 
 
 def _io_types(values: Any) -> dict[str, str]:
-    import onnx
-
     return {value.name: str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
             for value in values}
 

@@ -10,6 +10,10 @@ from the tensors they cast, so the same graph always converts to the same bytes.
 from __future__ import annotations
 
 from typing import Any, Iterable
+from navbuild.lazy import lazy_import
+
+np = lazy_import("numpy")
+onnx = lazy_import("onnx")
 
 KEEP_FP32 = frozenset({"Resize", "Upsample", "Range", "NonMaxSuppression", "RoiAlign", "TopK", "CumSum",
                        "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike"})
@@ -18,8 +22,6 @@ FP16_MAX = 65504.0
 
 def convert_to_fp16(model: Any) -> Any:
     """A float16 copy of ``model`` (an onnx.ModelProto) with float32 inputs and outputs."""
-    import onnx
-
     converted = onnx.ModelProto()
     converted.CopyFrom(model)
     float_values = _float_values(onnx.shape_inference.infer_shapes(model).graph)
@@ -30,8 +32,6 @@ def convert_to_fp16(model: Any) -> Any:
 
 
 def _convert_graph(graph: Any, float_values: set[str], names: "_Names", subgraph: bool = False) -> None:
-    import onnx
-
     for initializer in graph.initializer:
         if initializer.data_type == onnx.TensorProto.FLOAT:
             initializer.CopyFrom(_tensor_to_fp16(initializer))
@@ -49,8 +49,6 @@ def _convert_graph(graph: Any, float_values: set[str], names: "_Names", subgraph
 
 
 def _convert_node(node: Any, float_values: set[str], names: "_Names") -> None:
-    import onnx
-
     for attribute in node.attribute:
         if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == onnx.TensorProto.FLOAT:
             attribute.t.CopyFrom(_tensor_to_fp16(attribute.t))
@@ -66,8 +64,6 @@ def _convert_node(node: Any, float_values: set[str], names: "_Names") -> None:
 
 def _constant_floats_to_tensor(node: Any) -> None:
     """``value_float(s)`` attributes are float32 by definition: turn them into fp16 tensors."""
-    import numpy as np
-    import onnx
     from onnx import numpy_helper
 
     for index, attribute in enumerate(node.attribute):
@@ -79,8 +75,6 @@ def _constant_floats_to_tensor(node: Any) -> None:
 
 def _run_in_float32(node: Any, float_values: set[str], names: "_Names") -> list[Any]:
     """``node`` between casts: its float inputs cast up to float32, its float outputs down to fp16."""
-    import onnx
-
     before, after = [], []
     for index, name in enumerate(node.input):
         if name in float_values:
@@ -97,8 +91,6 @@ def _run_in_float32(node: Any, float_values: set[str], names: "_Names") -> list[
 
 def _keep_float32_io(graph: Any, names: "_Names") -> None:
     """Float graph inputs and outputs stay float32 behind casts."""
-    import onnx
-
     first, last = [], []
     for value in graph.input:
         if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
@@ -115,8 +107,6 @@ def _keep_float32_io(graph: Any, names: "_Names") -> None:
 
 
 def _cast(source: str, target: str, to: int, names: "_Names") -> Any:
-    import onnx
-
     return onnx.helper.make_node("Cast", [source], [target], name=names.new(f"Cast_{target}"), to=to)
 
 
@@ -150,7 +140,6 @@ def _copy(message: Any) -> Any:
 
 
 def _tensor_to_fp16(tensor: Any) -> Any:
-    import numpy as np
     from onnx import numpy_helper
 
     array = numpy_helper.to_array(tensor)
@@ -158,16 +147,12 @@ def _tensor_to_fp16(tensor: Any) -> Any:
 
 
 def _value_to_fp16(value: Any) -> None:
-    import onnx
-
     if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
         value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
 
 
 def _float_values(graph: Any) -> set[str]:
     """Names of every float32 value of the fp32 graph (subgraphs included)."""
-    import onnx
-
     found = set()
     for value in [*graph.input, *graph.output, *graph.value_info]:
         if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
@@ -181,8 +166,6 @@ def _float_values(graph: Any) -> set[str]:
 
 
 def _subgraphs(attribute: Any) -> Iterable[Any]:
-    import onnx
-
     if attribute.type == onnx.AttributeProto.GRAPH:
         return [attribute.g]
     if attribute.type == onnx.AttributeProto.GRAPHS:

@@ -9,13 +9,14 @@ On cuda the inputs are copied to the GPU once in ``prepare`` and the outputs sta
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
+from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
 
-if TYPE_CHECKING:
-    import numpy as np
+np = lazy_import("numpy")
+onnxruntime = lazy_import("onnxruntime")
 
 ONNX_FILE = "model.onnx"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -33,8 +34,6 @@ class OnnxRuntimeRunner(Runner):
     provider: str | None = None
 
     def activate_impl(self) -> None:
-        import onnxruntime
-
         wanted = PROVIDERS.get(self.device)
         if wanted is None:
             raise RunnerError(f"{self.name}: no execution provider for device {self.device!r}")
@@ -60,7 +59,6 @@ class OnnxRuntimeRunner(Runner):
         feed = self._checked(feed)
         if self.device == "cpu":
             return feed
-        import onnxruntime
 
         binding = self._session.io_binding()
         for name, array in feed.items():
@@ -90,8 +88,6 @@ class OnnxRuntimeRunner(Runner):
 
     def _checked(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The feed checked against the graph's inputs (names, rank) and cast to its float types."""
-        import numpy as np
-
         if sorted(feed) != sorted(self._inputs):
             raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the graph's inputs "
                               f"{sorted(self._inputs)}")

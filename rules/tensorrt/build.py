@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from navbuild.hashing import digest_bytes, digest_file, digest_value
+from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext, Skip
 from rules.tensorrt import config
+
+torch = lazy_import("torch")
 
 PLAN_FILE = "model.plan"
 ONNX_FILE = "model.onnx"
@@ -164,8 +167,6 @@ def _logger(trt: Any, log: Any) -> Any:
 
 def _calibrator(trt: Any, batches: list[dict[str, Any]], names: list[str], cache_file: Path | None) -> Any:
     """An entropy calibrator feeding ``batches`` (numpy) through torch CUDA buffers."""
-    import torch
-
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)  # required by TensorRT's Python trampolines

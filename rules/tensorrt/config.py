@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from navbuild.lazy import lazy_import
 
-from typing import TYPE_CHECKING
+np = lazy_import("numpy")
 
-if TYPE_CHECKING:  # imported where used: the no-op path must not pay for numpy
-    import numpy as np
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEFAULTS: dict[str, Any] = {
@@ -110,7 +109,6 @@ def batch_range(samples: Sequence[Mapping[str, np.ndarray]], batch_dim: int, max
 
     The samples must fit: a sample whose batch exceeds max_batch_size contradicts the config.
     """
-    import numpy as np
     if not samples:
         raise TensorRTConfigError(f"{where}: no samples to derive input shapes from")
     largest = 0
@@ -136,7 +134,6 @@ def profile_shapes(samples: Sequence[Mapping[str, np.ndarray]], batch_dim: int, 
     samples (a sequence length) ranges from its smallest to its largest value in the samples,
     optimized for the largest; a dimension that never changes is fixed.
     """
-    import numpy as np
     low, opt, high = batch_range(samples, batch_dim, max_batch_size, opt_batch_size, where)
     names = list(samples[0])
     for index, sample in enumerate(samples[1:], start=1):
@@ -198,7 +195,6 @@ def calibration_batches(samples: Sequence[Mapping[str, np.ndarray]], batch_dim: 
     along the batch dimension and cut into batches of ``batch_size`` (the remainder is dropped; with
     fewer rows than ``batch_size`` there is one batch of all of them). Other dimensions must agree.
     """
-    import numpy as np
     if not samples:
         raise TensorRTConfigError("trt-int8: no calibration samples")
     names = list(samples[0])

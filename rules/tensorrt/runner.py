@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: the no-op path must not pay for numpy
-    import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, output_names
 from rules.tensorrt.build import ONNX_FILE, ORT_CUDA, ORT_ENGINE_DIR, ORT_TRT, PLAN_FILE
+
+np = lazy_import("numpy")
+onnxruntime = lazy_import("onnxruntime")
+trt = lazy_import("tensorrt")
+torch = lazy_import("torch")
 
 # TensorRT DataType name -> torch dtype name
 TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32",
@@ -40,9 +42,6 @@ class TensorRTRunner(Runner):
     needs = Needs(modules=("tensorrt", "torch"), gpu=True)
 
     def activate_impl(self) -> None:
-        import tensorrt as trt
-        import torch
-
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
         self._torch = torch
@@ -62,7 +61,6 @@ class TensorRTRunner(Runner):
         self._context = self._engine = self._runtime = None
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
-        import numpy as np
         torch = self._torch
         missing = [name for name in self._inputs if name not in feed]
         if missing:
@@ -108,8 +106,6 @@ class OrtGpuRunner(Runner):
         return {}
 
     def activate_impl(self) -> None:
-        import onnxruntime
-
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
         if self.provider not in onnxruntime.get_available_providers():
@@ -131,7 +127,6 @@ class OrtGpuRunner(Runner):
         return rename_outputs(self.model, self._output_names, list(values))
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
-        import numpy as np
         binding = self._session.io_binding()
         for name, array in feed.items():
             binding.bind_ortvalue_input(name, self._ort.OrtValue.ortvalue_from_numpy(

@@ -1,6 +1,6 @@
 """The torch family: reference outputs, the eager recipe, TorchScript and torch.export.
 
-Importing this module imports no framework: build functions and runners import torch lazily.
+Importing this module imports no framework: its modules bind torch with ``navbuild.lazy.lazy_import``.
 """
 from __future__ import annotations
 

@@ -13,15 +13,16 @@ import re
 import warnings
 from typing import Any, Iterator
 
+from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
 from navbuild.runner import output_names
 
 from rules.torch import model_io, normalize
+from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, TORCHSCRIPT_FILE, load_exported,
+                                load_torchscript)
 
-TORCHSCRIPT_FILE = "model.pt"
-EXPORT_FILE = "model.pt2"
-RECIPE_FILE = "recipe.json"
-REFERENCE_FILE = "reference.tensors"
+torch = lazy_import("torch")
+
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -52,8 +53,6 @@ def warnings_to_log(ctx: BuildContext) -> Iterator[None]:
 # -- reference --------------------------------------------------------------------------------------
 def build_reference(ctx: BuildContext) -> dict[str, Any]:
     """The eager model's fp32 outputs on every sample, on the CPU whatever the target device."""
-    import torch
-
     from navbuild import tensors
 
     model = model_io.prepare_model(ctx.model.load_entry(), "cpu", torch.float32)
@@ -77,8 +76,6 @@ def build_eager_recipe(ctx: BuildContext) -> dict[str, Any]:
     changes the artifact (and everything downstream reruns); as the code is the artifact, a comment
     edit in the entry file does too.
     """
-    import torch
-
     source = ctx.model.load_entry()
     recipe = {"format": "torch-eager", "entry": ctx.model.entry, "precision": ctx.precision,
               "dtype": model_io.DTYPES[ctx.precision], "precision_mode": "cast",
@@ -102,8 +99,6 @@ def _entry_file_digest(ctx: BuildContext) -> str:
 
 def state_digest(model: Any) -> str:
     """Digest of a module's parameters and buffers: names, dtypes, shapes and bytes."""
-    import torch
-
     from navbuild import hashing
 
     parts = []
@@ -115,8 +110,6 @@ def state_digest(model: Any) -> str:
 
 # -- TorchScript ------------------------------------------------------------------------------------
 def build_torchscript_trace(ctx: BuildContext) -> dict[str, Any]:
-    import torch
-
     def trace(model: Any, example: tuple[Any, ...]) -> Any:
         # strict=False lets dict and list outputs through; the correctness check replaces check_trace.
         return torch.jit.trace(model, example, strict=False, check_trace=False)
@@ -125,16 +118,10 @@ def build_torchscript_trace(ctx: BuildContext) -> dict[str, Any]:
 
 
 def build_torchscript_script(ctx: BuildContext) -> dict[str, Any]:
-    import torch
-
     return _build_torchscript(ctx, "torch.jit.script", lambda model, example: torch.jit.script(model))
 
 
 def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> dict[str, Any]:
-    import torch
-
-    from rules.torch.runner import load_torchscript  # runner.py imports this module
-
     dtype = model_io.torch_dtype(ctx.precision)
     model = model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype)
     example = _example(ctx, dtype)
@@ -160,10 +147,6 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     batch != 1, so a model that branches on a batch of 1 is caught by the correctness check
     (the samples include batch 1). With max_batch_size 1 the batch is static.
     """
-    import torch
-
-    from rules.torch.runner import load_exported  # runner.py imports this module
-
     dtype = model_io.torch_dtype(ctx.precision)
     model = model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype)
     example = _example(ctx, dtype)
@@ -182,8 +165,6 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
 
 def dynamic_shapes(ctx: BuildContext) -> tuple[dict[int, Any], ...] | None:
     """One dict per positional input: the shared batch Dim plus the model's declared dynamic axes."""
-    import torch
-
     max_batch = max_batch_size(ctx)
     dims: dict[str, Any] = {}
     if max_batch >= 2:
@@ -216,8 +197,6 @@ def _normalize(ctx: BuildContext, normalize_file: Any) -> bool:
 
 def _check_loads(ctx: BuildContext, load: Any, example: tuple[Any, ...]) -> list[Any]:
     """Load the written artifact back and run it once on the example; its flat outputs."""
-    import torch
-
     try:
         with torch.no_grad():
             return model_io.flatten(load()(*example))

@@ -3,24 +3,24 @@
 Samples are dicts input-name -> numpy array. A model takes them positionally, in the order of the
 model's declared inputs (or the sample's own order when none are declared), and may return a
 tensor, a tuple/list (nested too) or a dict; outputs are flattened in that order and named with
-``navbuild.runner.output_names``. torch is imported inside the functions that need it.
+``navbuild.runner.output_names``. torch and numpy are imported on first use (``navbuild.lazy``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from navbuild.lazy import lazy_import
 from navbuild.rule import ModelSpec
 from navbuild.runner import output_names
 
-if TYPE_CHECKING:  # numpy, like torch, is imported where models run, not on the no-op path
-    import numpy as np
+np = lazy_import("numpy")
+torch = lazy_import("torch")
+
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def torch_dtype(precision: str) -> Any:
-    import torch
-
     try:
         return getattr(torch, DTYPES[precision])
     except KeyError:
@@ -34,9 +34,6 @@ def input_order(model: ModelSpec, sample: Mapping[str, Any]) -> list[str]:
 def to_tensors(model: ModelSpec, sample: Mapping[str, np.ndarray], device: str = "cpu",
                float_dtype: Any = None) -> tuple[Any, ...]:
     """The sample as positional tensors on ``device``; float inputs cast to ``float_dtype`` if given."""
-    import numpy as np
-    import torch
-
     tensors = []
     for name in input_order(model, sample):
         tensor = torch.from_numpy(np.ascontiguousarray(sample[name])).to(device)
@@ -57,8 +54,6 @@ def flatten(outputs: Any) -> list[Any]:
 
 def to_numpy(tensor: Any) -> np.ndarray:
     """A tensor as a numpy array on the host; reduced-precision floats come back as float32."""
-    import torch
-
     tensor = tensor.detach()
     if tensor.dtype in (torch.float16, torch.bfloat16):
         tensor = tensor.float()
@@ -78,8 +73,6 @@ def example_batch(model: ModelSpec, samples: Sequence[Mapping[str, np.ndarray]],
     TorchScript tracer can bake it into reshapes), so a batch-1 sample is tiled to 2. Deterministic:
     the first sample with batch >= 2, else the first sample tiled.
     """
-    import numpy as np
-
     if not samples:
         raise ValueError(f"model {model.name}: no samples to export with")
     axis = model.batch_dim
@@ -95,8 +88,6 @@ def example_batch(model: ModelSpec, samples: Sequence[Mapping[str, np.ndarray]],
 
 def prepare_model(model: Any, device: str, dtype: Any = None) -> Any:
     """The live model in eval mode on ``device``, weights cast to ``dtype`` if given."""
-    import torch
-
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"the model entry returned {type(model).__name__}, not a torch.nn.Module")
     model = model.eval().to(device)

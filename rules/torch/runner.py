@@ -7,17 +7,18 @@ as float32 numpy arrays named by ``navbuild.runner.output_names``.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
+from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
 
-from rules.torch import build, model_io
+from rules.torch import model_io
+from rules.torch.loader import EXPORT_FILE, RECIPE_FILE, TORCHSCRIPT_FILE, load_exported, load_torchscript
 
-if TYPE_CHECKING:
-    import numpy as np
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 
 class _TorchRunner(Runner):
@@ -36,16 +37,12 @@ class _TorchRunner(Runner):
     def deactivate_impl(self) -> None:
         self._module = None
         if self.device == "cuda":
-            import torch
-
             torch.cuda.empty_cache()
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...]:
         return model_io.to_tensors(self.model, feed, self.device, self._dtype)
 
     def run_prepared_impl(self, prepared: tuple[Any, ...]) -> Any:
-        import torch
-
         try:
             with torch.inference_mode():
                 return self._module(*prepared)
@@ -58,8 +55,6 @@ class _TorchRunner(Runner):
 
     def synchronize_impl(self) -> None:
         if self.device == "cuda":
-            import torch
-
             torch.cuda.synchronize()
 
     def artifact(self, name: str) -> Path:
@@ -79,7 +74,7 @@ class TorchEagerRunner(_TorchRunner):
 
     def load(self) -> Any:
         if self.artifact_dir is not None:  # the recipe's precision wins over the one asked for
-            self.precision = json.loads(self.artifact(build.RECIPE_FILE).read_text())["precision"]
+            self.precision = json.loads(self.artifact(RECIPE_FILE).read_text())["precision"]
             self._dtype = model_io.torch_dtype(self.precision)
         return model_io.prepare_model(self.model.load_entry(), self.device, self._dtype)
 
@@ -88,29 +83,14 @@ class TorchScriptRunner(_TorchRunner):
     name = "torchscript"
 
     def load(self) -> Any:
-        return load_torchscript(self.artifact(build.TORCHSCRIPT_FILE), self.device)
+        return load_torchscript(self.artifact(TORCHSCRIPT_FILE), self.device)
 
 
 class TorchExportRunner(_TorchRunner):
     name = "torch-export"
 
     def load(self) -> Any:
-        return load_exported(self.artifact(build.EXPORT_FILE), self.device)
-
-
-def load_torchscript(path: Path, device: str) -> Any:
-    import torch
-
-    with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the format asked for
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.load(str(path), map_location=device).eval()
-
-
-def load_exported(path: Path, device: str) -> Any:
-    """The program's module; it was exported on its target device, so ``to`` only confirms it."""
-    import torch
-
-    return torch.export.load(str(path)).module().to(device)
+        return load_exported(self.artifact(EXPORT_FILE), self.device)
 
 
 def _describe(tensors: tuple[Any, ...]) -> str:

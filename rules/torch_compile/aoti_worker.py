@@ -1,5 +1,4 @@
 """The AOTI worker: loads one AOTInductor package and runs it in a process of its own.
-
 Loading an AOTI package runs native code compiled for one machine; on some machines it crashes
 the process (seen: a segfault in ``aoti_load_package`` with torch 2.11+cu130 on an H200). The
 parent (``aoti_child.AotiChild``) starts this module with ``python -m rules.torch_compile.aoti_worker``
@@ -35,6 +34,10 @@ import traceback
 from typing import Any, BinaryIO
 
 import msgpack
+
+from navbuild.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 HEADER = struct.Struct(">I")
 MAX_PREPARED = 64  # prepared feeds kept at once (the profiler prepares one per batch size)
@@ -73,7 +76,6 @@ class Worker:
         return {"ok": True, **(handler(request) or {})}
 
     def op_load(self, request: dict[str, Any]) -> dict[str, Any]:
-        import torch  # noqa: F401  (imported before the package: it loads torch's libraries)
         from torch._inductor import aoti_load_package
 
         started = time.perf_counter()
@@ -82,8 +84,6 @@ class Worker:
         return {"seconds": time.perf_counter() - started}
 
     def _tensors(self, feed_bytes: bytes) -> tuple[Any, ...]:
-        import torch
-
         from navbuild.tensors import loads
         from rules.torch_compile.torch_io import torch_dtype
 
@@ -97,8 +97,6 @@ class Worker:
         return tuple(tensors)
 
     def op_infer(self, request: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
         from navbuild.tensors import dumps
         from rules.torch_compile.torch_io import flatten, to_numpy
 
@@ -112,8 +110,6 @@ class Worker:
         self.prepared[int(request["handle"])] = self._tensors(request["feed"])
 
     def op_run(self, request: dict[str, Any]) -> None:
-        import torch
-
         try:
             args = self.prepared[int(request["handle"])]
         except KeyError:
@@ -123,8 +119,6 @@ class Worker:
 
     def op_sync(self, request: dict[str, Any]) -> None:
         if self.device.startswith("cuda"):
-            import torch
-
             torch.cuda.synchronize()
 
     def op_exit(self, request: dict[str, Any]) -> None:

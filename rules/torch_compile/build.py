@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from navbuild.hashing import digest_file
+from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
 from rules.torch_compile import options, torch_io
 from rules.torch_compile.options import CACHE_FILE, RECIPE_FILE
+
+torch = lazy_import("torch")
 
 AOTI_FILE = "model.pt2"
 AOTI_INFO_FILE = "aoti.json"  # what the package was compiled from; its digest is aoti's canonical digest
@@ -27,7 +30,6 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     """
     opts = options.compile_options(ctx.params, ctx.target)
     precision = options.check_precision(ctx.precision, ctx.target)
-    import torch
     from torch.compiler._cache import CacheArtifactManager
 
     _check_backend_exists(opts["backend"], ctx.target)
@@ -63,8 +65,6 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
 
 
 def _check_backend_exists(backend: str, where: str) -> None:
-    import torch
-
     known = torch.compiler.list_backends(exclude_tags=())
     if backend not in known:
         raise options.CompileConfigError(f"{where}: backend {backend!r} is not a torch.compile backend here; "
@@ -87,7 +87,6 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     max_batch = options.check_max_batch_size(ctx.params.get("max_batch_size", ctx.model.max_batch_size),
                                              ctx.target)
     precision = options.check_precision(ctx.precision, ctx.target)
-    import torch
     from torch._inductor import aoti_compile_and_package
 
     model = torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision)
@@ -121,8 +120,6 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
 def export_digest(program: Any) -> str:
     """The exported graph and its weights, digested: what the package computes, without the paths
     and temporary names that AOTInductor writes into its C++ sources and shared object."""
-    import torch
-
     from navbuild.hashing import digest_bytes, digest_value
 
     tensors = {**program.state_dict, **program.constants}

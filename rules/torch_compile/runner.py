@@ -7,14 +7,14 @@ import json
 import time
 from typing import Any, Mapping
 
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: the no-op path must not pay for numpy
-    import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, output_names
 from rules.torch_compile import options, torch_io
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 
 class TorchCompileRunner(Runner):
@@ -30,9 +30,6 @@ class TorchCompileRunner(Runner):
     needs = Needs(modules=("torch",))
 
     def activate_impl(self) -> None:
-        import numpy as np
-        import torch
-
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
         recipe = json.loads((self.artifact_dir / options.RECIPE_FILE).read_text())
@@ -63,8 +60,6 @@ class TorchCompileRunner(Runner):
         return torch_io.to_tensors(self.model, feed, self.device, self.precision)
 
     def run_prepared_impl(self, prepared: Any) -> Any:
-        import torch
-
         with torch.inference_mode():
             return self._compiled(*prepared)
 
@@ -73,8 +68,6 @@ class TorchCompileRunner(Runner):
 
     def synchronize_impl(self) -> None:
         if self.device == "cuda":
-            import torch
-
             torch.cuda.synchronize()
 
 

@@ -5,18 +5,19 @@ The conversions themselves are rules.torch.model_io's; this adds the precision-d
 A model takes the sample's arrays positionally, in the order of the model's declared inputs (or
 the sample's own order). Precision is applied by casting: the weights and the floating-point
 inputs go to the precision's dtype, integer inputs (token ids) stay as they are, and outputs come
-back as float32 numpy arrays. torch is imported inside the functions.
+back as float32 numpy arrays. torch is imported on first use (``navbuild.lazy``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-if TYPE_CHECKING:  # imported where used: the no-op path must not pay for numpy
-    import numpy as np
 
+from navbuild.lazy import lazy_import
 from navbuild.rule import ModelSpec
 from rules.torch import model_io
 from rules.torch.model_io import flatten, input_order, named_outputs, to_numpy, torch_dtype  # noqa: F401 (re-exported)
+
+np = lazy_import("numpy")
 
 
 def to_tensors(model: ModelSpec, sample: Mapping[str, np.ndarray], device: str, precision: str) -> tuple[Any, ...]:

@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from navbuild.hashing import digest_file
+from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext, Skip
 from rules.tensorrt import config
 from rules.torch_compile import torch_io
+
+torch = lazy_import("torch")
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEFAULTS = {"max_batch_size": 1, "opt_batch_size": 0, "workspace": 1 << 30}
@@ -69,7 +72,6 @@ def build_torch_trt(ctx: BuildContext) -> dict[str, Any]:
     profile = config.profile_shapes(ctx.samples, ctx.model.batch_dim, params.max_batch_size,
                                     params.opt_batch_size, where=ctx.target)
     torch_tensorrt = import_torch_tensorrt()
-    import torch
 
     if not torch.cuda.is_available():
         raise Skip("no CUDA GPU on this machine")

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: the no-op path must not pay for numpy
-    import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
 from rules.torch_compile import torch_io
 from rules.torch_tensorrt.build import OUTPUT_FILE
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
+torch_tensorrt = lazy_import("torch_tensorrt")
 
 
 class TorchTensorRTRunner(Runner):
@@ -20,9 +21,6 @@ class TorchTensorRTRunner(Runner):
     needs = Needs(modules=("torch_tensorrt",), gpu=True)
 
     def activate_impl(self) -> None:
-        import torch
-        import torch_tensorrt  # noqa: F401  (registers the TensorRT engine ops the program calls)
-
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
         self._torch = torch

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from navbuild.graph import ARTIFACT
-from navbuild.keys import Pending
-from navbuild.project import open_project
+from navbuild.engine.graph import ARTIFACT
+from navbuild.engine.keys import Pending
+from navbuild.engine.project import open_project
 
 from .conftest import make_project, statuses
 

@@ -170,13 +170,13 @@ def context(tmp: Path, spec: ModelSpec, samples: list[dict[str, np.ndarray]], *,
 
 
 def build(rule_name: str, ctx: BuildContext) -> dict[str, Any]:
-    from navbuild.registry import default_registry
+    from navbuild.engine.registry import default_registry
 
     return default_registry().rule(rule_name).build(ctx) or {}
 
 
 def runner_for(rule_name: str, ctx: BuildContext) -> Runner:
-    from navbuild.registry import default_registry
+    from navbuild.engine.registry import default_registry
 
     registry = default_registry()
     runner_cls = registry.runner(registry.rule(rule_name).runner)
@@ -216,7 +216,7 @@ from pathlib import Path
 jobs = json.loads(sys.argv[1])
 sys.path[:0] = [jobs[0]["repo"]]
 from navbuild import hashing, tensors
-from navbuild.registry import default_registry
+from navbuild.engine.registry import default_registry
 from navbuild.rule import BuildContext, ModelSpec
 digests = []
 for job in jobs:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navbuild.rule import MachineInfo, Skip
+from navbuild.engine.fingerprint import MachineInfo
+from navbuild.rule import Skip
 from rules.tensorrt import ORT_CUDA, ORT_TRT, TRT, build, config
 from rules.tensorrt.config import ShapeRange, TensorRTConfigError
 from rules.tensorrt.runner import TensorRTRunner, torch_dtype_for

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from navbuild.config import Tolerance
+from navbuild.engine.config import Tolerance
 
 
 def compare(actual_samples: list[Mapping[str, np.ndarray]], expected_samples: list[Mapping[str, np.ndarray]],

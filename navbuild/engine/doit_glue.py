@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from navbuild.session import Session
+from navbuild.engine.session import Session
 
 _SESSION: Session | None = None
 
@@ -20,7 +20,7 @@ def use_session(session: Session) -> None:
 
 def _session() -> Session:
     if _SESSION is None:
-        raise RuntimeError("navbuild: no session; load tasks through navbuild.doit_glue.task_dicts")
+        raise RuntimeError("navbuild: no session; load tasks through navbuild.engine.doit_glue.task_dicts")
     return _SESSION
 
 
@@ -82,7 +82,7 @@ def run(session: Session, task_names: list[str], jobs: int = 1, reporter: Any = 
         jobs = 1
     if jobs > 1:
         args += ["-n", str(jobs), "-P", "process"]
-    extra = {"BACKEND": {"navbuild-null": "navbuild.doit_glue:NullBackend"}}
+    extra = {"BACKEND": {"navbuild-null": "navbuild.engine.doit_glue:NullBackend"}}
     return DoitMain(ModuleTaskLoader(namespace), config_filenames=(), extra_config=extra).run(args + task_names)
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from navbuild.graph import ARTIFACT
-from navbuild.session import FAILED, Record, Session
+from navbuild.engine.graph import ARTIFACT
+from navbuild.engine.session import FAILED, Record, Session
 
 STATUS_STYLE = {"built": "green", "cached": "cyan", "skipped": "yellow", "failed": "bold red"}
 

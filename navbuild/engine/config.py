@@ -81,7 +81,7 @@ class ModelConfig:
 class ProfileSettings:
     enabled: bool
     strategies: list[str]
-    options: dict[str, Any]  # navbuild.profiling.ProfileConfig fields
+    options: dict[str, Any]  # navbuild.measure.profiling.ProfileConfig fields
 
 
 @dataclass
@@ -196,8 +196,8 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
     options = {k: v for k, v in table.items() if k not in reader.used}
     if not table:
         return ProfileSettings(enabled=enabled, strategies=strategies, options={})
-    from navbuild.profiling import ProfileConfig  # imports numpy: only when there is something to check
-    from navbuild.selection import parse_strategy
+    from navbuild.measure.profiling import ProfileConfig  # imports numpy: only when there is something to check
+    from navbuild.measure.selection import parse_strategy
 
     try:
         ProfileConfig.from_dict(options)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from navbuild.config import ENGINE_PARAMS, ModelConfig, ProjectConfig
-from navbuild.registry import Registry
+from navbuild.engine.config import ENGINE_PARAMS, ModelConfig, ProjectConfig
+from navbuild.engine.registry import Registry
 from navbuild.rule import SOURCE, ModelSpec, Rule
 
 ARTIFACT, CHECK, PROFILE = "artifact", "check", "profile"

@@ -4,7 +4,7 @@ It reads the build status (docs/status-schema.md), picks the target that a strat
 one asked for), and lays it out for the backend that can run it natively: ``onnxruntime``,
 ``tensorrt``, ``pytorch`` (TorchScript) or ``tensorflow`` (SavedModel). A target that no native
 backend runs (torch eager, torch.export, torch.compile, AOTInductor) goes to Triton's ``python``
-backend: ``1/model.py`` (navbuild/triton_python_model.py) loads the navbuild runner named in the
+backend: ``1/model.py`` (navbuild/deploy/triton_python_model.py) loads the navbuild runner named in the
 status, with the target's files in ``1/artifact/`` and ``1/navbuild_model.json`` describing the
 model, runner and precision (``runner_spec``).
 
@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from navbuild import triton_config
+from navbuild.deploy import triton_config
 from navbuild.hashing import digest_file
 
 SPEC_FORMAT = "navbuild-triton-model/1"
@@ -96,7 +96,7 @@ def native_backend(target: Mapping[str, Any]) -> str | None:
 def _registered_runner(runner_name: str | None) -> type | None:
     if not runner_name:
         return None
-    from navbuild.registry import default_registry
+    from navbuild.engine.registry import default_registry
 
     return default_registry().runners.get(runner_name)
 
@@ -150,7 +150,7 @@ def runner_spec(status: Mapping[str, Any], model_name: str, target_name: str, *,
 def _runner_class(spec: Mapping[str, Any]) -> type:
     """The class recorded in ``runner_class`` (imported directly: the server need not load every rule
     family); if it moved, the runner registered under that name."""
-    from navbuild.registry import default_registry
+    from navbuild.engine.registry import default_registry
 
     path = spec.get("runner_class")
     if path:

@@ -7,6 +7,7 @@ to test invalidation).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -150,3 +151,21 @@ def machine() -> dict[str, Any]:
     """Everything, for reports and the package manifest."""
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu(),
             "gpus": gpus() if gpu_present() else [], "tools": tool_versions()}
+
+
+class MachineInfo:
+    """Cheap, framework-free answers about this machine (cached per process)."""
+
+    def __init__(self) -> None:
+        self._modules: dict[str, bool] = {}
+        self._cuda: bool | None = None
+
+    def has_module(self, name: str) -> bool:
+        if name not in self._modules:
+            self._modules[name] = importlib.util.find_spec(name) is not None
+        return self._modules[name]
+
+    def has_cuda(self) -> bool:
+        if self._cuda is None:
+            self._cuda = gpu_present()
+        return self._cuda

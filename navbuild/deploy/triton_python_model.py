@@ -19,8 +19,8 @@ class TritonPythonModel:
     def initialize(self, args):
         import triton_python_backend_utils as pb_utils
 
-        from navbuild.triton_config import io_names
-        from navbuild.triton_repo import make_runner
+        from navbuild.deploy.triton_config import io_names
+        from navbuild.deploy.triton_repo import make_runner
 
         self._pb = pb_utils
         here = Path(__file__).resolve().parent

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from navbuild import config as config_module
-from navbuild.graph import INTERNAL_RULES, build_graph
-from navbuild.registry import default_registry
-from navbuild.session import Options, Session
+from navbuild.engine import config as config_module
+from navbuild.engine.graph import INTERNAL_RULES, build_graph
+from navbuild.engine.registry import default_registry
+from navbuild.engine.session import Options, Session
 
 
 def open_project(config_path: str | Path | None = None, options: Options | None = None) -> Session:
@@ -16,7 +16,7 @@ def open_project(config_path: str | Path | None = None, options: Options | None 
     project = config_module.load(path, formats)
     gpu = False
     if any(m.targets.device == "auto" for m in project.models.values()):
-        from navbuild import fingerprint
+        from navbuild.engine import fingerprint
 
         gpu = fingerprint.gpu_present()
     graph = build_graph(project, registry, gpu_present=gpu)

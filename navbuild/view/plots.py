@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from navbuild.profiling import ProfileResult
+from navbuild.measure.profiling import ProfileResult
 
 if TYPE_CHECKING:
-    from navbuild.selection import Selection
+    from navbuild.measure.selection import Selection
 
 WIDTH_PX, HEIGHT_PX, DPI = 1600, 700, 100
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "<", ">")

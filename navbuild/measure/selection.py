@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from navbuild.profiling import ProfilePoint, ProfileResult, round_sig
+from navbuild.measure.profiling import ProfilePoint, ProfileResult, round_sig
 
 SELECTION_FORMAT = "navbuild-selection/1"
 _PERCENTILES = ("p50", "p90", "p95", "p99", "mean")

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from navbuild import fingerprint
-from navbuild.graph import ARTIFACT, INTERNAL_RULES, PROFILE
-from navbuild.session import Session
+from navbuild.engine import fingerprint
+from navbuild.engine.graph import ARTIFACT, INTERNAL_RULES, PROFILE
+from navbuild.engine.session import Session
 
 SCHEMA = "navbuild-status/1"
 
@@ -50,8 +50,8 @@ def _model(session: Session, name: str, model: Any) -> dict[str, Any]:
 
 def select(targets: dict[str, Any], strategies: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
     """Each strategy's choice among the profiled, correct targets (and the figures behind it)."""
-    from navbuild.profiling import ProfileResult
-    from navbuild.selection import select as choose
+    from navbuild.measure.profiling import ProfileResult
+    from navbuild.measure.selection import select as choose
 
     candidates = {name: (ProfileResult.from_dict(t["profile"]), bool((t["correctness"] or {}).get("passed")))
                   for name, t in targets.items() if t.get("profile")}

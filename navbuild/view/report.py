@@ -1,7 +1,7 @@
 """Reports of profiles and selections: a rich table, a JSON file, a PNG plot, a progress bar.
 
 ``write_report(model, results, selection, out_dir)`` writes ``out_dir/report.json`` (every figure)
-and ``out_dir/profile.png`` (see navbuild.plots); the engine passes
+and ``out_dir/profile.png`` (see navbuild.view.plots); the engine passes
 ``navbuild-out/<model>/report``. ``profile_table`` and ``print_report`` show the same figures in
 the terminal; ``RichProgress`` turns profiling progress events into a progress bar.
 """
@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from navbuild.profiling import ProfileResult, ProgressEvent
-from navbuild.selection import Selection
+from navbuild.measure.profiling import ProfileResult, ProgressEvent
+from navbuild.measure.selection import Selection
 
 REPORT_FORMAT = "navbuild-report/1"
 REPORT_JSON, PROFILE_PNG = "report.json", "profile.png"
@@ -66,7 +66,7 @@ def write_report(model_name: str, results: Mapping[str, ProfileResult], selectio
     _write_atomic(paths["json"], text + "\n")
     if png:
         try:
-            from navbuild.plots import plot_profile  # noqa: PLC0415
+            from navbuild.view.plots import plot_profile  # noqa: PLC0415
             import matplotlib  # noqa: F401, PLC0415 - only to learn whether it is installed
         except ImportError:
             return paths

@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from navbuild import triton_config
-from navbuild.triton_repo import (DeployError, deployed_target, make_runner, model_status, needs_source,
+from navbuild.deploy import triton_config
+from navbuild.deploy.triton_repo import (DeployError, deployed_target, make_runner, model_status, needs_source,
                                   project_root, runner_spec)
 
 
@@ -42,7 +42,7 @@ class PyTritonAdapter:
 
     def _setup(self, status_or_package: Any, model_name: str, strategy: str, target: str | None,
                device: str | None, workdir: Path | None, source_root: Path | None) -> None:
-        from navbuild.package import PackageContents, read_package
+        from navbuild.deploy.package import PackageContents, read_package
 
         self.runner = None
         if isinstance(status_or_package, (str, Path)):

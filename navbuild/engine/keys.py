@@ -1,0 +1,220 @@
+"""Action keys: the material that decides whether a target must be rebuilt, and its digest.
+
+The material is a plain dict so that ``explain`` can diff it against the last build's. Paths in it
+are relative to the project root, so a clone in another folder computes the same keys.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from navbuild.engine import fingerprint
+from navbuild.engine.graph import CHECK, PROFILE, Graph, Target
+from navbuild.hashing import digest_value
+from navbuild.rule import SOURCE
+
+if TYPE_CHECKING:
+    from navbuild.engine.config import ProjectConfig
+    from navbuild.engine.registry import Registry
+    from navbuild.engine.store import Store
+
+CHECK_VERSION = "1"
+PROFILE_VERSION = "1"
+
+
+class Pending(Exception):
+    """The key cannot be known yet: an upstream target has no current build."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.upstream = upstream
+
+
+def source_digests(root: Path, patterns: list[str], digest_of: Callable[[Path], str]) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            if path.is_file():
+                files[path.relative_to(root).as_posix()] = digest_of(path)
+    return files
+
+
+def model_io(target: Target) -> dict[str, Any]:
+    spec = target.spec
+    return {"framework": spec.framework, "inputs": list(spec.inputs), "outputs": list(spec.outputs),
+            "batch_dim": spec.batch_dim,
+            "dynamic_axes": {k: {str(a): v for a, v in axes.items()} for k, axes in spec.dynamic_axes.items()}}
+
+
+def artifact_material(target: Target, *, sources: dict[str, str], samples_digest: str | None,
+                      upstream_digest: str | None) -> dict[str, Any]:
+    rule = target.rule
+    material: dict[str, Any] = {
+        "kind": "artifact", "rule": rule.name, "rule_version": rule.version,
+        "precision": target.precision, "device": target.device, "params": dict(target.params),
+        "model": model_io(target), "tools": fingerprint.tool_versions(tuple(rule.tools)),
+    }
+    if rule.consumes == SOURCE:
+        material["entry"] = target.spec.entry
+        material["sources"] = sources
+    else:
+        material["upstream"] = {"target": target.upstream.split(":", 1)[1], "digest": upstream_digest}
+    if samples_digest is not None:
+        material["samples"] = samples_digest
+    if rule.name == "samples":
+        material["max_batch_size"] = target.spec.max_batch_size
+    if rule.device_bound:
+        material["device_fingerprint"] = fingerprint.device(target.device)
+    return material
+
+
+def check_material(target: Target, *, artifact: Target, artifact_digest: str, reference_digest: str,
+                   samples_digest: str, runner: str, runner_tools: tuple[str, ...],
+                   tolerances: dict[str, Any]) -> dict[str, Any]:
+    assert target.kind == CHECK
+    material = {
+        "kind": "check", "version": CHECK_VERSION, "artifact": {"target": artifact.short, "digest": artifact_digest},
+        "reference": reference_digest, "samples": samples_digest, "runner": runner,
+        "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
+        "precision": target.precision, "tolerances": tolerances,
+    }
+    if artifact.rule.device_bound or target.device == "cuda":
+        material["device_fingerprint"] = fingerprint.device(target.device)
+    return material
+
+
+def profile_material(target: Target, *, artifact: Target, artifact_digest: str, samples_digest: str, runner: str,
+                     runner_tools: tuple[str, ...], config: dict[str, Any]) -> dict[str, Any]:
+    """Figures are only true of the machine that measured them: always keyed by its fingerprint."""
+    return {
+        "kind": "profile", "version": PROFILE_VERSION,
+        "artifact": {"target": artifact.short, "digest": artifact_digest}, "samples": samples_digest,
+        "runner": runner, "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
+        "precision": target.precision, "config": config, "device_fingerprint": fingerprint.device(target.device),
+    }
+
+
+def key_of(material: dict[str, Any]) -> str:
+    return digest_value(material)
+
+
+class KeyResolver:
+    """Each target's key and key material, and which manifest is current for it.
+
+    A key needs the digests of the target's inputs, that is the current manifests of its
+    upstream targets; when one has none yet, ``key`` raises ``Pending`` naming it. Answers are
+    cached for the run; ``forget`` drops them (after a build, or an import into the store).
+    """
+
+    def __init__(self, project: ProjectConfig, graph: Graph, registry: Registry, store: Store) -> None:
+        self.project, self.graph, self.registry, self.store = project, graph, registry, store
+        self._keys: dict[str, tuple[str, dict[str, Any]]] = {}
+        # manifests found current in this run; an absent one is looked up again (it may be built since)
+        self._current: dict[str, dict[str, Any]] = {}
+        self._source_digests: dict[tuple[str, ...], dict[str, str]] = {}
+
+    def current_manifest(self, name: str) -> dict[str, Any] | None:
+        """The manifest of ``name``'s current key, if built and intact."""
+        if name in self._current:
+            return self._current[name]
+        try:
+            key, _ = self.key(name)
+        except Pending:
+            return None
+        manifest = self.store.get_manifest(key)
+        if manifest is None or manifest.get("status") != "ok" or not self.store.manifest_intact(manifest):
+            return None
+        self._current[name] = manifest
+        return manifest
+
+    def set_current(self, name: str, manifest: dict[str, Any]) -> None:
+        self._current[name] = manifest
+
+    def drop_current(self, name: str) -> None:
+        self._current.pop(name, None)
+
+    def digest_of(self, name: str) -> str:
+        manifest = self.current_manifest(name)
+        if manifest is None:
+            raise Pending(name)
+        return manifest["digest"]
+
+    def key(self, name: str) -> tuple[str, dict[str, Any]]:
+        if name in self._keys:
+            return self._keys[name]
+        target = self.graph.targets[name]
+        if target.kind in (CHECK, PROFILE):
+            material = self._measure_material(target)
+        else:
+            samples_name = f"{target.spec.name}:samples"
+            samples_digest = None if name == samples_name else self.digest_of(samples_name)
+            upstream_digest = self.digest_of(target.upstream) if target.upstream else None
+            material = artifact_material(target, sources=self._sources(target), samples_digest=samples_digest,
+                                         upstream_digest=upstream_digest)
+        result = (key_of(material), material)
+        self._keys[name] = result
+        return result
+
+    def _measure_material(self, target: Target) -> dict[str, Any]:
+        artifact = self.graph.targets[target.artifact]
+        runner = self.registry.runner(artifact.rule.runner)
+        runner_tools = tuple(getattr(runner, "tools", ()) or artifact.rule.tools)
+        samples_digest = self.digest_of(f"{target.spec.name}:samples")
+        if target.kind == PROFILE:
+            return profile_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
+                                    samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
+                                    config=self.profile_config().as_key())
+        outputs = list(target.spec.outputs) or self._reference_outputs(target)
+        return check_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
+                              reference_digest=self.digest_of(f"{target.spec.name}:reference"),
+                              samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
+                              tolerances=target.model.correctness.as_key(target.precision, outputs))
+
+    def profile_config(self):
+        from navbuild.measure.profiling import ProfileConfig
+
+        return ProfileConfig.from_dict(self.project.profile.options)
+
+    def _reference_outputs(self, target: Target) -> list[str]:
+        manifest = self.current_manifest(f"{target.spec.name}:reference")
+        return list(manifest.get("metadata", {}).get("outputs", [])) if manifest else []
+
+    def _sources(self, target: Target) -> dict[str, str]:
+        patterns = list(target.model.sources)
+        samples = target.model.samples
+        samples_file = samples.rsplit(":", 1)[0] if ":" in samples else samples
+        if samples_file not in patterns:
+            patterns.append(samples_file)
+        cache_key = tuple(patterns)
+        if cache_key not in self._source_digests:
+            self._source_digests[cache_key] = source_digests(self.project.root, patterns, self.store.files.digest)
+        return self._source_digests[cache_key]
+
+    def forget(self) -> None:
+        self._keys.clear()
+        self._current.clear()
+
+
+def diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Human-readable differences between two materials (for ``navbuild explain``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in sorted(set(old) | set(new), key=str):
+            where = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old:
+                lines.append(f"{where}: added ({_short(new[key])})")
+            elif key not in new:
+                lines.append(f"{where}: removed (was {_short(old[key])})")
+            else:
+                lines.extend(diff(old[key], new[key], where))
+        return lines
+    if old != new:
+        return [f"{prefix}: {_short(old)} -> {_short(new)}"]
+    return []
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    if isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value):
+        return value[:12]
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,1 @@
+"""Measuring artifacts: correctness against the reference, profiling runners, selecting the best."""

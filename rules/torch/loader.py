@@ -1,0 +1,30 @@
+"""File names of the torch family's artifacts, and how each is loaded (Polygraphy's ``loader.py``).
+
+``build.py`` writes these files and loads them back once to check them; ``runner.py`` loads them
+to run. Neither imports the other.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from navbuild.lazy import lazy_import
+
+torch = lazy_import("torch")
+
+TORCHSCRIPT_FILE = "model.pt"
+EXPORT_FILE = "model.pt2"
+RECIPE_FILE = "recipe.json"
+REFERENCE_FILE = "reference.tensors"
+
+
+def load_torchscript(path: Path, device: str) -> Any:
+    with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the format asked for
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
+
+
+def load_exported(path: Path, device: str) -> Any:
+    """The program's module; it was exported on its target device, so ``to`` only confirms it."""
+    return torch.export.load(str(path)).module().to(device)
