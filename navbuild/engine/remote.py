@@ -66,11 +66,12 @@ class RemoteCache:
     def __init__(self, settings: RemoteSettings, warn: Callable[[str], None] | None = None,
                  backend: Backend | None = None) -> None:
         self.settings = settings
-        self.warn = warn or _warn
+        self.warn = warn if warn is not None else _warn
         self._backend = backend
         self.off: str | None = None  # why the cache is no longer used in this run
         self.writes_off: str | None = "read-only mode" if settings.read_only else None
         self._sha256: dict[str, str] = {}  # xxh3 -> sha256 of objects hashed in this run
+        self._bad: set[str] = set()  # sha256 names whose remote copy was refused: upload them again
 
     def __repr__(self) -> str:
         mode = "read-only" if self.settings.read_only else "read-write"
@@ -123,6 +124,7 @@ class RemoteCache:
                 if not self._backend_().download(f"cas/{obj['sha256']}", sink, obj["size"]):
                     raise Refused(f"object {relative} ({obj['sha256'][:12]}) is missing from the cache")
                 if (size[0], sha256.hexdigest(), xxh3.hexdigest()) != (obj["size"], obj["sha256"], obj["xxh3"]):
+                    self._bad.add(obj["sha256"])
                     raise Refused(f"object {relative} ({obj['sha256'][:12]}) does not match its digest")
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -146,7 +148,7 @@ class RemoteCache:
             for relative, digest in _manifest_objects(manifest).items():
                 path = store.object_path(digest)
                 obj = {"xxh3": digest, "sha256": self._sha256_of(path, digest), "size": path.stat().st_size}
-                if not backend.has(f"cas/{obj['sha256']}"):
+                if obj["sha256"] in self._bad or not backend.has(f"cas/{obj['sha256']}"):
                     backend.upload(f"cas/{obj['sha256']}", path, obj["size"])
                 objects[relative] = obj
             backend.write_entry(f"ac/{entry_name(key)}", entry_for(key, manifest, objects))
