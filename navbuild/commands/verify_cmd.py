@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import sys
 from dataclasses import dataclass, replace
 
 from navbuild.commands import console
@@ -50,22 +51,22 @@ def main(args: argparse.Namespace) -> int:
     try:
         lock = lockfile.read(path)
     except lockfile.LockError as exc:
-        console(stderr=True).print(f"navbuild: error: {exc}", highlight=False)
-        return 2
+        return _usage_error(str(exc))
     if not lock:
-        console(stderr=True).print(f"navbuild: error: {path} is missing or empty; run `navbuild all` first "
-                                   "to write it", highlight=False)
-        return 2
+        return _usage_error(f"{path} is missing or empty; run `navbuild all` first to write it")
     chosen = choose(session, lock, args.words[1:], args.sample, args.seed)
     if not chosen:
-        console(stderr=True).print("navbuild: error: navbuild.lock holds none of the selected targets",
-                                   highlight=False)
-        return 2
+        return _usage_error(f"{path} holds none of the selected targets")
     if not args.quiet:
         out.print(f"verify: rebuilding {len(chosen)} of {len(lock)} locked targets in a scratch store", highlight=False)
     verdicts = verify(session, lock, chosen)
     print_verdicts(out, verdicts, args.quiet)
     return 1 if any(v.outcome in BAD for v in verdicts) else 0
+
+
+def _usage_error(message: str) -> int:
+    print(f"navbuild: error: {message}", file=sys.stderr)
+    return 2
 
 
 def choose(session: Session, lock: dict[str, lockfile.LockEntry], words: list[str], sample: int | None,
