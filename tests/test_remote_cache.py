@@ -194,6 +194,9 @@ def test_entry_that_is_not_json_or_too_large():
     with pytest.raises(Refused, match="larger than"):
         parse_entry(b" " * (4 << 20) + b"{}", KEY, "thing")
     assert parse_entry(json.dumps(_entry()).encode(), KEY, "thing")["key"] == KEY
+    without_log = _entry()
+    del without_log["log"]
+    assert parse_entry(json.dumps(without_log).encode(), KEY, "thing")["log"] is None
 
 
 # -- failures of the server --------------------------------------------------------------------------

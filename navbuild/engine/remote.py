@@ -239,7 +239,8 @@ def parse_entry(data: bytes, key: str, rule: str) -> dict[str, Any]:
     for name, obj in files.items():
         check_relative_name(name)
         check_object(obj, name)
-    if entry.get("log") is not None:
+    entry.setdefault("log", None)
+    if entry["log"] is not None:
         check_object(entry["log"], "the build log")
     seconds = entry.get("seconds")
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
