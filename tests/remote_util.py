@@ -15,8 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 PREFIX = "navbuild"  # the cache lives under http://127.0.0.1:PORT/navbuild/ (a path prefix must work)
 
@@ -52,6 +50,8 @@ http {{
 
 
 def require_nginx() -> str:
+    import pytest  # here, so that benchmarks can start an nginx without pytest
+
     if NGINX is None:
         if os.environ.get("CI"):
             pytest.fail("nginx is not installed, and CI must test the remote cache against it (.ci/run installs it)")
