@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from navbuild.engine import remote_settings
 from navbuild.rule import ModelSpec
 
 CONFIG_NAME = "navbuild.toml"
@@ -94,6 +95,7 @@ class ProjectConfig:
     out: Path
     models: dict[str, ModelConfig]
     profile: "ProfileSettings" = None  # type: ignore[assignment]
+    remote: remote_settings.RemoteSettings = remote_settings.RemoteSettings()  # [cache]
 
 
 # -- small typed readers ----------------------------------------------------------------------
@@ -173,6 +175,10 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
     project.reject_unknown()
     correctness = _correctness(path, top.table_("correctness"), "correctness", None)
     profile = _profile(path, top.table_("profile"))
+    try:
+        remote = remote_settings.from_table(top.table_("cache"))
+    except remote_settings.RemoteSettingsError as exc:
+        raise ConfigError(path, exc.where, exc.problem, exc.fix)
     models_table = top.get("models", dict, fix="declare at least one [models.<name>] table")
     if not models_table:
         raise ConfigError(path, "models", "declares no model", "add a [models.<name>] table")
@@ -186,7 +192,7 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
         models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats)
     top.reject_unknown()
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
-                         models=models, profile=profile)
+                         models=models, profile=profile, remote=remote)
 
 
 def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:

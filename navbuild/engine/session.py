@@ -18,7 +18,8 @@ from navbuild.engine.config import ProjectConfig
 from navbuild.engine.fingerprint import MachineInfo
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
 from navbuild.engine.outputs import Outputs
-from navbuild.engine.records import BUILT, CACHED, FAILED, SKIPPED, Record, RunRecords
+from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, SKIPPED, Record, RunRecords
+from navbuild.engine.remote import RemoteCache
 from navbuild.engine.registry import Registry
 from navbuild.engine.store import Store, is_disk_full
 from navbuild.rule import Skip
@@ -31,6 +32,8 @@ class Options:
     verbose: bool = False
     quiet: bool = False
     config_arg: str | None = None  # how the user named the config (for rebuild commands)
+    remote_cache: str | None = None  # --remote-cache URL ("" turns a configured one off)
+    remote_read_only: bool = False  # --remote-cache-read-only
 
 
 class Session:
@@ -46,6 +49,8 @@ class Session:
         self.records = RunRecords()
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
         self.built_something = False  # set by a build command: did this run change any target?
+        remote = project.remote.with_overrides(self.options.remote_cache, self.options.remote_read_only)
+        self.remote = RemoteCache(remote) if remote.url else None
 
     # -- what other modules ask ---------------------------------------------------------------------
     def key(self, name: str) -> tuple[str, dict[str, Any]]:
@@ -114,27 +119,36 @@ class Session:
             key, material = self.key(name)
         except keys.Pending as pending:
             return self._upstream_unavailable(name, pending.upstream)
+        origin = None
         try:
             with self.store.lock(key):
                 manifest = self.store.get_manifest(key)
                 if manifest is not None and self.store.manifest_intact(manifest) and name not in self.forced:
                     status = CACHED  # another process built it while we waited for the lock
+                elif name not in self.forced and (manifest := self._restore(target, key, material)) is not None:
+                    status, origin = CACHED, REMOTE
                 else:
                     manifest = {**actions.execute(self, target, key, material), "key": key}
                     status = BUILT
                 self.materialize(target, manifest)
                 self.keys.set_current(name, manifest)
+            if status == BUILT and self.remote is not None:
+                self.remote.publish(self.store, target, key, manifest)
         except Skip as skip:
             self.records.add(Record(name, SKIPPED, reason=str(skip), seconds=time.perf_counter() - started))
             return True
         except Exception as exc:  # the target fails, the build goes on
             return self._failed(target, exc, started)
-        self._record_from_manifest(name, status, key, manifest, seconds=time.perf_counter() - started)
+        self._record_from_manifest(name, status, key, manifest, seconds=time.perf_counter() - started,
+                                   origin=origin)
         self.store.put_target_record(name, {"key": key, "material": material, "digest": manifest["digest"],
                                             "time": time.time()})
         if target.kind == CHECK and not manifest.get("metadata", {}).get("passed", False):
             return False
         return manifest.get("status") == "ok"
+
+    def _restore(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any] | None:
+        return self.remote.restore(self.store, target, key, material) if self.remote is not None else None
 
     def _upstream_unavailable(self, name: str, upstream: str) -> bool:
         record = self.records.get(upstream)
@@ -158,7 +172,7 @@ class Session:
 
     # -- records ----------------------------------------------------------------------------------------
     def _record_from_manifest(self, name: str, status: str, key: str, manifest: dict[str, Any],
-                              seconds: float | None = None) -> None:
+                              seconds: float | None = None, origin: str | None = None) -> None:
         target = self.graph.targets[name]
         correctness = None
         metadata = manifest.get("metadata", {})
@@ -170,11 +184,11 @@ class Session:
                 self.records.add(Record(name, FAILED, reason=failures[0], digest=manifest["digest"], key=key,
                                         seconds=seconds, correctness=correctness,
                                         metadata={"cached": status == CACHED,
-                                                  "log": str(self.outputs.log_path(target))}))
+                                                  "log": str(self.outputs.log_path(target))}, origin=origin))
                 return
         kept = {"points": metadata.get("points", [])} if target.kind == PROFILE else _small(metadata)
         self.records.add(Record(name, status, digest=manifest["digest"], key=key, seconds=seconds,
-                                correctness=correctness,
+                                correctness=correctness, origin=origin,
                                 metadata={"build_seconds": manifest.get("seconds", 0.0), **kept}))
 
     def close(self) -> None:
