@@ -42,7 +42,7 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
             log(f"navbuild: building {target.name} (key {key[:12]})")
             metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
         files = _store_outputs(session, out_dir)
-        digest = _output_digest(target, out_dir, files)
+        digest = _output_digest(target, out_dir, files, material)
         seconds = time.perf_counter() - started
         log(f"navbuild: {target.name} done in {seconds:.2f} s, digest {digest[:12]}")
         manifest = {"target": target.name, "rule": target.rule.name if target.rule else target.kind,
@@ -148,11 +148,23 @@ def _store_outputs(session: Session, out_dir: Path) -> dict[str, str]:
     return files
 
 
-def _output_digest(target: Target, out_dir: Path, files: dict[str, str]) -> str:
+def _output_digest(target: Target, out_dir: Path, files: dict[str, str], material: dict[str, Any]) -> str:
     rule = target.rule
-    if rule is not None and not rule.normalized and rule.canonical_digest is not None:
-        return "c" + rule.canonical_digest(out_dir)[:31]
-    return tree_digest(files)
+    canonical = rule is not None and not rule.normalized and rule.canonical_digest is not None
+    digest = rule.canonical_digest(out_dir) if canonical else tree_digest(files)
+    if rule is not None and not rule.output_identifies_model:
+        # A recipe or a config names no model: without the model's identity, two models with the same
+        # options would share one digest, and one's checks and profiles be served for the other.
+        return "m" + digest_value({"output": digest, "model": model_identity(material)})[:31]
+    return "c" + digest[:31] if canonical else digest
+
+
+def model_identity(material: dict[str, Any]) -> dict[str, Any]:
+    """What in an artifact's key material names its model: the entry and source digests, or the
+    upstream artifact's digest."""
+    if "sources" in material:
+        return {"entry": material.get("entry"), "sources": material["sources"]}
+    return {"upstream": material["upstream"]["digest"]}
 
 
 def jsonable(value: Any) -> Any:
