@@ -92,6 +92,16 @@ def native_backend(target: Mapping[str, Any]) -> str | None:
     return None
 
 
+def renamed_tensors(status: Mapping[str, Any], model_name: str, *, target: str | None = None,
+                    strategy: str = "max-throughput", backend: str = "auto") -> list[tuple[str, str]]:
+    """``(status name, Triton name)`` of every tensor that the deployment renames: Triton's pytorch
+    backend takes TorchScript tensors by position, named ``<name>__<index>`` (``image__0``)."""
+    _, entry = deployed_target(status, model_name, target=target, strategy=strategy)
+    chosen = (native_backend(entry) or "python") if backend == "auto" else backend
+    inputs, outputs = triton_config.io_names(model_status(status, model_name), chosen)
+    return [(name, triton_name) for name, triton_name in inputs + outputs if name != triton_name]
+
+
 # -- the runner of the python backend -----------------------------------------------------------
 def _registered_runner(runner_name: str | None) -> type | None:
     if not runner_name:

@@ -7,6 +7,7 @@ three kinds differ only in the function that fills the output folder (``ACTIONS`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
@@ -131,10 +132,17 @@ def _samples(session: Session, target: Target) -> list[dict[str, Any]]:
 
 
 def _runner(session: Session, target: Target) -> Any:
-    """The runner of the artifact that ``target`` checks or profiles, not yet activated."""
+    """The runner of the artifact that ``target`` checks or profiles, not yet activated.
+
+    A model that declares no outputs gets the reference's output names (the keys of what its forward
+    returns, or ``output__<i>``), so that a runner whose artifact returns a tuple names them the same.
+    """
     artifact = session.graph.targets[target.artifact]
     runner_cls = session.registry.runner(artifact.rule.runner)
-    return runner_cls(session.outputs.materialized(artifact.name), target.spec, artifact.device, artifact.precision)
+    spec = target.spec
+    if not spec.outputs:
+        spec = dataclasses.replace(spec, outputs=tuple(session.keys.reference_outputs(target)))
+    return runner_cls(session.outputs.materialized(artifact.name), spec, artifact.device, artifact.precision)
 
 
 # -- outputs ------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from typing import Any, Iterator
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
-from navbuild.runner import output_names
 
 from rules.torch import model_io, normalize
 from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, TORCHSCRIPT_FILE, load_exported,
@@ -56,11 +55,13 @@ def build_reference(ctx: BuildContext) -> dict[str, Any]:
     from navbuild import tensors
 
     model = model_io.prepare_model(ctx.model.load_entry(), "cpu", torch.float32)
+    names = model_io.input_order(ctx.model, ctx.samples[0])
+    binding = model_io.input_binding(ctx.model, model, names)  # the first load: a mismatch stops everything
     outputs = []
     with torch.inference_mode():
         for sample in ctx.samples:
             inputs = model_io.to_tensors(ctx.model, sample, "cpu", torch.float32)
-            outputs.append(model_io.named_outputs(ctx.model, model(*inputs)))
+            outputs.append(model_io.named_outputs(ctx.model, model_io.call(model, names, inputs, binding)))
     tensors.save(ctx.out_dir / REFERENCE_FILE, outputs)
     first = outputs[0] if outputs else {}
     return {"samples": len(outputs),
@@ -82,9 +83,11 @@ def build_eager_recipe(ctx: BuildContext) -> dict[str, Any]:
               "entry_file_digest": _entry_file_digest(ctx), "weights_digest": state_digest(source)}
     dtype = model_io.torch_dtype(ctx.precision)
     model = model_io.prepare_model(source, ctx.device, dtype)
+    names = model_io.input_order(ctx.model, ctx.samples[0])
+    binding = model_io.input_binding(ctx.model, model, names)
     with torch.inference_mode():  # fail here, not at the first correctness check
         try:
-            model(*model_io.to_tensors(ctx.model, ctx.samples[0], ctx.device, dtype))
+            model_io.call(model, names, model_io.to_tensors(ctx.model, ctx.samples[0], ctx.device, dtype), binding)
         except Exception as exc:
             raise export_error(ctx, f"running the model in {ctx.precision} on {ctx.device}", exc) from exc
     (ctx.out_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
@@ -110,29 +113,41 @@ def state_digest(model: Any) -> str:
 
 # -- TorchScript ------------------------------------------------------------------------------------
 def build_torchscript_trace(ctx: BuildContext) -> dict[str, Any]:
-    def trace(model: Any, example: tuple[Any, ...]) -> Any:
-        # strict=False lets dict and list outputs through; the correctness check replaces check_trace.
-        return torch.jit.trace(model, example, strict=False, check_trace=False)
+    def trace(model: Any, example: tuple[Any, ...], names: list[str]) -> tuple[Any, list[str]]:
+        module, output_names = model_io.exportable(model, ctx.model, names, example)
+        # check_trace=False: the correctness check replaces it.
+        return torch.jit.trace(module, example, strict=False, check_trace=False), output_names
 
     return _build_torchscript(ctx, "torch.jit.trace", trace)
 
 
 def build_torchscript_script(ctx: BuildContext) -> dict[str, Any]:
-    return _build_torchscript(ctx, "torch.jit.script", lambda model, example: torch.jit.script(model))
+    def script(model: Any, example: tuple[Any, ...], names: list[str]) -> tuple[Any, list[str]]:
+        scripted = torch.jit.script(model)
+        module, output_names = model_io.exportable(model, ctx.model, names, example, compiled=scripted)
+        if module is not scripted:  # inputs by name or a dict result: a traced shell around the scripted
+            module = torch.jit.trace(module, example, strict=False, check_trace=False)  # model keeps its code
+        return module, output_names
+
+    return _build_torchscript(ctx, "torch.jit.script", script)
 
 
 def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> dict[str, Any]:
     dtype = model_io.torch_dtype(ctx.precision)
     model = model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype)
     example = _example(ctx, dtype)
+    names = model_io.input_order(ctx.model, ctx.samples[0])
     path = ctx.out_dir / TORCHSCRIPT_FILE
     try:
         with torch.no_grad(), warnings_to_log(ctx):
-            torch.jit.save(compile_model(model, example), str(path))
+            module, output_names = compile_model(model, example, names)
+            torch.jit.save(module, str(path))
+    except model_io.BindingError:
+        raise
     except Exception as exc:
         raise export_error(ctx, exporter, exc) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_torchscript(path, normalize.path_module_aliases(model)))
-    outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device), example)
+    outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device)(*example), output_names)
     return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized}
 
 
@@ -153,12 +168,16 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     path = ctx.out_dir / EXPORT_FILE
     try:
         with torch.no_grad(), warnings_to_log(ctx):
-            program = torch.export.export(model, example, dynamic_shapes=dynamic_shapes(ctx))
+            module, output_names = model_io.exportable(model, ctx.model, model_io.input_order(ctx.model, ctx.samples[0]),
+                                                       example)
+            program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes(ctx))
             torch.export.save(program, str(path))
+    except model_io.BindingError:
+        raise
     except Exception as exc:
         raise export_error(ctx, "torch.export.export", exc) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_pt2(path, normalize.path_module_aliases(model)))
-    outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device), example)
+    outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device)(*example), output_names)
     return {"exporter": "torch.export", **_precision_metadata(ctx, example, outputs),
             "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized}
 
@@ -195,22 +214,23 @@ def _normalize(ctx: BuildContext, normalize_file: Any) -> bool:
     return True
 
 
-def _check_loads(ctx: BuildContext, load: Any, example: tuple[Any, ...]) -> list[Any]:
-    """Load the written artifact back and run it once on the example; its flat outputs."""
+def _check_loads(ctx: BuildContext, load_and_run: Any, output_names: list[str]) -> list[tuple[str, Any]]:
+    """Load the written artifact back and run it once on the example: its outputs, named."""
     try:
         with torch.no_grad():
-            return model_io.flatten(load()(*example))
+            outputs = load_and_run()
     except Exception as exc:
         raise RuntimeError(f"model {ctx.model.name}: the written artifact does not load and run: "
                            f"{type(exc).__name__}: {exc}") from exc
+    return list(zip(output_names, model_io.flatten(outputs)))
 
 
-def _precision_metadata(ctx: BuildContext, example: tuple[Any, ...], outputs: list[Any]) -> dict[str, Any]:
+def _precision_metadata(ctx: BuildContext, example: tuple[Any, ...], outputs: list[tuple[str, Any]]) -> dict[str, Any]:
     """How the precision is applied and the artifact's own I/O types (its runner casts to them)."""
     inputs = model_io.input_order(ctx.model, ctx.samples[0])
     return {"precision_mode": "cast", "dtype": model_io.DTYPES[ctx.precision],
             "input_types": {name: _dtype_name(t) for name, t in zip(inputs, example)},
-            "output_types": {name: _dtype_name(t) for name, t in zip(output_names(ctx.model, len(outputs)), outputs)}}
+            "output_types": {name: _dtype_name(t) for name, t in outputs}}
 
 
 def _dtype_name(tensor: Any) -> str:
