@@ -90,7 +90,8 @@ def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
 
 def _export_torchscript(ctx: BuildContext, model: Any, example: tuple[Any, ...], inputs: list[str],
                         outputs: list[str], path: Path) -> None:
-    with torch_build.warnings_to_log(ctx), torch.no_grad():
+    with torch_build.warnings_to_log(ctx), torch_build.native_stdout_to_log(ctx, "the torchscript exporter"), \
+            torch.no_grad():
         torch.onnx.export(model, example, str(path), dynamo=False, opset_version=_opset_param(ctx),
                           input_names=inputs, output_names=outputs, dynamic_axes=_dynamic_axes(ctx, inputs, outputs),
                           do_constant_folding=True)

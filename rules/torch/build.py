@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import sys
+import tempfile
 import warnings
 from typing import Any, Iterator
 
@@ -29,12 +32,22 @@ class ExportError(RuntimeError):
     """An exporter refused the model; the message names the model, the exporter and the cause."""
 
 
-def export_error(ctx: BuildContext, exporter: str, exc: BaseException) -> ExportError:
-    """The cause's first line on the first line (what a status line shows), then the whole of it."""
+def export_error(ctx: BuildContext, exporter: str, exc: BaseException, hint: str | None = None) -> ExportError:
+    """The cause's first line on the first line (what a status line shows), with the hint, then the
+    whole of it."""
     text = _ANSI_ESCAPE.sub("", str(exc)).strip()  # the dynamo exporter colours its messages
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     message = f"model {ctx.model.name}: {exporter} failed: {type(exc).__name__}: {lines[0] if lines else ''}"
-    return ExportError(message.rstrip(": ") + ("\n" + text if len(lines) > 1 else ""))
+    message = message.rstrip(": ") + (f"; {hint}" if hint else "")
+    return ExportError(message + ("\n" + text if len(lines) > 1 else ""))
+
+
+def script_hint(model: Any) -> str | None:
+    """Why torch.jit.script fails on a Hugging Face model, and what to use instead."""
+    if type(model).__module__.startswith("transformers."):
+        return ("torch.jit.script is not expected to work for Hugging Face models (their Python code is "
+                "beyond TorchScript); use torchscript-trace, torch-export or onnx")
+    return None
 
 
 @contextlib.contextmanager
@@ -47,6 +60,26 @@ def warnings_to_log(ctx: BuildContext) -> Iterator[None]:
         finally:
             for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
                 ctx.log(message)
+
+
+@contextlib.contextmanager
+def native_stdout_to_log(ctx: BuildContext, what: str) -> Iterator[None]:
+    """What native code prints on the process's stdout (file descriptor 1, which Python's redirection
+    does not reach) goes to the build log: the TorchScript ONNX exporter prints its whole IR graph
+    there when it fails ("Torch IR graph at exception"), hundreds of lines."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace").strip()
+            if text:
+                ctx.log(f"{what} printed {len(text.splitlines())} lines:\n{text}")
 
 
 # -- reference --------------------------------------------------------------------------------------
@@ -145,7 +178,8 @@ def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> 
     except model_io.BindingError:
         raise
     except Exception as exc:
-        raise export_error(ctx, exporter, exc) from exc
+        hint = script_hint(model) if exporter == "torch.jit.script" else None
+        raise export_error(ctx, exporter, exc, hint) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_torchscript(path, normalize.path_module_aliases(model)))
     outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device)(*example), output_names)
     return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized}
