@@ -2,6 +2,8 @@
 Hugging Face model whose result is a ModelOutput, and exporters' noise kept out of the console."""
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -83,10 +85,14 @@ def test_the_torchscript_onnx_exporters_ir_dump_goes_to_the_log_not_the_console(
 
 
 # -- Hugging Face -------------------------------------------------------------------------------------
-transformers = pytest.importorskip("transformers")
+needs_transformers = pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                                        reason="transformers is not installed (pip install navbuild[hf])")
+COMPAT = Path(__file__).resolve().parents[2] / "examples" / "hf_encoder" / "torchvision_compat.py"
 
 BERT = textwrap.dedent('''
     import torch
+
+    import torchvision_compat  # noqa: F401  (see examples/hf_encoder/torchvision_compat.py)
     from transformers import BertConfig, BertModel
 
 
@@ -102,6 +108,7 @@ BERT = textwrap.dedent('''
 def bert(module_tmp: Path):
     spec = write_model(module_tmp / "bert", BERT, name="bert", inputs=("attention_mask", "input_ids"),
                        max_batch_size=4)
+    shutil.copyfile(COMPAT, module_tmp / "bert" / COMPAT.name)
     rng = np.random.default_rng(0)
     samples = []
     for batch in (1, 2):
@@ -111,11 +118,13 @@ def bert(module_tmp: Path):
     return spec, samples, reference_outputs(module_tmp / "bert-ref", spec, samples)
 
 
+@needs_transformers
 def test_a_model_output_is_flattened_to_its_keys(bert):
     _, _, reference = bert
     assert list(reference[0]) == ["last_hidden_state", "pooler_output"]
 
 
+@needs_transformers
 @pytest.mark.parametrize("fmt", ["torchscript-trace", "torch-export", "onnx"])
 def test_hugging_face_exports_see_plain_tensors(bert, tmp_path, fmt):
     spec, samples, reference = bert
@@ -127,6 +136,7 @@ def test_hugging_face_exports_see_plain_tensors(bert, tmp_path, fmt):
             np.testing.assert_allclose(got[name], want[name], rtol=1e-3, atol=1e-4, err_msg=f"{fmt}: {name}")
 
 
+@needs_transformers
 def test_scripting_a_hugging_face_model_fails_with_a_hint(bert, tmp_path):
     spec, samples, _ = bert
     with pytest.raises(RuntimeError) as failure:
@@ -137,6 +147,7 @@ def test_scripting_a_hugging_face_model_fails_with_a_hint(bert, tmp_path):
     assert "torchscript-trace" in message and "torch-export" in message
 
 
+@needs_transformers
 @pytest.mark.slow
 def test_aoti_of_a_hugging_face_model_runs_in_its_worker(bert, tmp_path):
     """The worker process imports no transformers: the package must hold plain tensors, not a ModelOutput."""
