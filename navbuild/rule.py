@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 SOURCE = "source"  # `consumes` value of a rule that reads the model's own code
+# A key of a build's metadata: one sentence that a failed correctness check of the artifact adds to
+# its first failure (what the build saw that explains a mismatch, e.g. a trace of data-dependent code).
+CHECK_HINT = "check_hint"
 
 
 @dataclass(frozen=True)

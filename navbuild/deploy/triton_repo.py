@@ -54,7 +54,13 @@ def deployed_target(status: Mapping[str, Any], model_name: str, *, target: str |
     model = model_status(status, model_name)
     targets = model.get("targets") or {}
     if target is None:
+        from navbuild.measure.correctness import none_passed
+
         selected = model.get("selected") or {}
+        failed = none_passed(targets)
+        if failed and not selected.get(strategy):
+            raise DeployError(f"model {model_name}: {failed}; there is nothing to deploy until one passes "
+                              f"(the logs: navbuild-out/{model_name}/<target>/check.log)")
         if strategy not in selected or selected[strategy] is None:
             raise DeployError(
                 f"model {model_name}: no target selected for strategy {strategy!r} (selected: "

@@ -22,12 +22,15 @@ from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Target
 from navbuild.engine.outputs import CHECK_FILE, PROFILE_FILE
 from navbuild.engine.store import atomic_write, safe_name
 from navbuild.hashing import digest_value, tree_digest
-from navbuild.rule import BuildContext, Skip
+from navbuild.rule import CHECK_HINT, BuildContext, Skip
 
 if TYPE_CHECKING:
     from navbuild.engine.session import Session
 
 STEP_VERSIONS = {CHECK: keys.CHECK_VERSION, PROFILE: keys.PROFILE_VERSION}
+# What a model's reference target writes (any framework's reference rule): its outputs on every
+# sample, and a second run of the source when the two differed (see measure/correctness.py).
+REFERENCE_FILE, REFERENCE_REPEAT_FILE = "reference.tensors", "reference.repeat.tensors"
 
 
 def execute(session: Session, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
@@ -89,10 +92,15 @@ def check_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
     from navbuild.measure import correctness
 
     runner = _runner(session, target)
-    expected = tensors.load(session.outputs.materialized(f"{target.spec.name}:reference") / "reference.tensors")
+    reference = session.outputs.materialized(f"{target.spec.name}:reference")
+    repeat = reference / REFERENCE_REPEAT_FILE  # a second run of the source, kept when it differed
     result = correctness.run_and_compare(
-        runner, _samples(session, target), expected,
-        lambda output: target.model.correctness.tolerance(target.precision, output))
+        runner, _samples(session, target), tensors.load(reference / REFERENCE_FILE),
+        lambda output: target.model.correctness.tolerance(target.precision, output),
+        repeat=tensors.load(repeat) if repeat.is_file() else None)
+    hint = (session.current_manifest(target.artifact) or {}).get("metadata", {}).get(CHECK_HINT)
+    if hint and result["failures"] and result.get("source_deterministic", True):
+        result["failures"][0] += f"; {hint}"
     for failure in result["failures"]:
         log(f"correctness: {failure}")
     (out_dir / CHECK_FILE).write_text(json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")

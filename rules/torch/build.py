@@ -17,11 +17,11 @@ import warnings
 from typing import Any, Iterator
 
 from navbuild.lazy import lazy_import
-from navbuild.rule import BuildContext
+from navbuild.rule import CHECK_HINT, BuildContext
 
 from rules.torch import model_io, normalize
-from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, TORCHSCRIPT_FILE, load_exported,
-                                load_torchscript)
+from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, REFERENCE_REPEAT_FILE, TORCHSCRIPT_FILE,
+                                load_exported, load_torchscript)
 
 torch = lazy_import("torch")
 
@@ -51,15 +51,39 @@ def script_hint(model: Any) -> str | None:
 
 
 @contextlib.contextmanager
-def warnings_to_log(ctx: BuildContext) -> Iterator[None]:
-    """Exporters' warnings (tracer warnings, deprecations) go to the build log, each once."""
+def warnings_to_log(ctx: BuildContext) -> Iterator[list[str]]:
+    """Exporters' warnings (tracer warnings, deprecations) go to the build log, each once; the list
+    it yields holds them (``Category: message``) once the block is done."""
+    messages: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            yield
+            yield messages
         finally:
-            for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+            messages.extend(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+            for message in messages:
                 ctx.log(message)
+
+
+# A trace records the branch that the example took when the model turns a tensor into a Python value.
+_DATA_DEPENDENT_TRACE = "TracerWarning: Converting a tensor to a Python"
+
+
+def trace_check_hint(messages: list[str]) -> str | None:
+    """What a failed check of a trace says when the tracer warned of data-dependent control flow."""
+    found = next((m for m in messages if m.startswith(_DATA_DEPENDENT_TRACE)), None)
+    if found is None:
+        return None
+    return (f"torch.jit.trace warned \"{found.split('. ')[0]}\": the trace recorded only the branch that "
+            f"the example took; use torchscript-script, or torch-export with the branch written as torch.cond")
+
+
+def export_hint(exc: BaseException) -> str | None:
+    """What a torch.export failure on data-dependent control flow should suggest."""
+    if type(exc).__name__ == "GuardOnDataDependentSymNode" or "data-dependent expression" in str(exc):
+        return ("the model branches on a tensor's value, which torch.export cannot trace: write the branch "
+                "as torch.cond, or use torchscript-script")
+    return None
 
 
 @contextlib.contextmanager
@@ -84,10 +108,46 @@ def native_stdout_to_log(ctx: BuildContext, what: str) -> Iterator[None]:
 
 # -- reference --------------------------------------------------------------------------------------
 def build_reference(ctx: BuildContext) -> dict[str, Any]:
-    """The eager model's fp32 outputs on every sample, on the CPU whatever the target device."""
+    """The eager model's fp32 outputs on every sample, on the CPU whatever the target device.
+
+    This is the first load of the model: inputs and outputs that do not match their declaration
+    stop it here (``model_io.BindingError``), and so does a reference that holds NaN or Inf, with
+    one message for the model rather than one per format. The model is loaded and run a second
+    time; when the two runs differ at all, the second is kept (``REFERENCE_REPEAT_FILE``) and each
+    check tells a source that disagrees with itself from a format that is wrong.
+    """
     from navbuild import tensors
 
-    model = model_io.prepare_model(ctx.model.load_entry(), "cpu", torch.float32)
+    outputs = _reference_run(ctx, log_training=True)
+    unstable = _first_nonfinite(outputs)
+    if unstable:
+        raise ReferenceError(f"model {ctx.model.name}: the reference itself is unstable: {unstable}; no "
+                             f"artifact can be checked against it, so none is built. Check the model and "
+                             f"its samples")
+    tensors.save(ctx.out_dir / REFERENCE_FILE, outputs)
+    repeat = _reference_run(ctx, log_training=False)
+    if not _identical(outputs, repeat):
+        ctx.log(f"reference: a second load and run of model {ctx.model.name} gave other outputs; kept in "
+                f"{REFERENCE_REPEAT_FILE} for the checks to judge")
+        tensors.save(ctx.out_dir / REFERENCE_REPEAT_FILE, repeat)
+    first = outputs[0] if outputs else {}
+    return {"samples": len(outputs), "deterministic": _identical(outputs, repeat),
+            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": [-1, *array.shape[1:]]}
+                        for name, array in first.items()]}
+
+
+class ReferenceError(RuntimeError):
+    """The source model's own outputs cannot serve as a reference."""
+
+
+def _reference_run(ctx: BuildContext, log_training: bool) -> list[dict[str, Any]]:
+    source = ctx.model.load_entry()
+    training = model_io.training_modules(source)
+    if training and log_training:
+        ctx.log(f"warning: model {ctx.model.name} was in training mode ({', '.join(training)}); navbuild runs "
+                f"every model in eval mode (model.eval()), where dropout is off and batch norm uses its "
+                f"running statistics")
+    model = model_io.prepare_model(source, "cpu", torch.float32)
     names = model_io.input_order(ctx.model, ctx.samples[0])
     binding = model_io.input_binding(ctx.model, model, names)  # the first load: a mismatch stops everything
     outputs = []
@@ -95,11 +155,24 @@ def build_reference(ctx: BuildContext) -> dict[str, Any]:
         for sample in ctx.samples:
             inputs = model_io.to_tensors(ctx.model, sample, "cpu", torch.float32)
             outputs.append(model_io.named_outputs(ctx.model, model_io.call(model, names, inputs, binding)))
-    tensors.save(ctx.out_dir / REFERENCE_FILE, outputs)
-    first = outputs[0] if outputs else {}
-    return {"samples": len(outputs),
-            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": [-1, *array.shape[1:]]}
-                        for name, array in first.items()]}
+    return outputs
+
+
+def _first_nonfinite(outputs: list[dict[str, Any]]) -> str | None:
+    from navbuild.measure.correctness import nonfinite
+
+    for index, sample in enumerate(outputs):
+        for name, array in sample.items():
+            found = nonfinite(array)
+            if found:
+                return f"output {name} of sample {index}: {found}"
+    return None
+
+
+def _identical(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> bool:
+    import numpy as np
+
+    return all(a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a) for a, b in zip(first, second))
 
 
 # -- eager recipe -------------------------------------------------------------------------------------
@@ -172,7 +245,7 @@ def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> 
     names = model_io.input_order(ctx.model, ctx.samples[0])
     path = ctx.out_dir / TORCHSCRIPT_FILE
     try:
-        with torch.no_grad(), warnings_to_log(ctx):
+        with torch.no_grad(), warnings_to_log(ctx) as warned:
             module, output_names = compile_model(model, example, names)
             torch.jit.save(module, str(path))
     except model_io.BindingError:
@@ -180,9 +253,11 @@ def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> 
     except Exception as exc:
         hint = script_hint(model) if exporter == "torch.jit.script" else None
         raise export_error(ctx, exporter, exc, hint) from exc
+    hint = trace_check_hint(warned) if exporter == "torch.jit.trace" else None
     normalized = _normalize(ctx, lambda: normalize.normalize_torchscript(path, normalize.path_module_aliases(model)))
     outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device)(*example), output_names)
-    return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized}
+    return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized,
+            **({CHECK_HINT: hint} if hint else {})}
 
 
 # -- torch.export -------------------------------------------------------------------------------------
@@ -209,7 +284,7 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     except model_io.BindingError:
         raise
     except Exception as exc:
-        raise export_error(ctx, "torch.export.export", exc) from exc
+        raise export_error(ctx, "torch.export.export", exc, export_hint(exc)) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_pt2(path, normalize.path_module_aliases(model)))
     outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device)(*example), output_names)
     return {"exporter": "torch.export", **_precision_metadata(ctx, example, outputs),

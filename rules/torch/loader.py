@@ -17,6 +17,7 @@ TORCHSCRIPT_FILE = "model.pt"
 EXPORT_FILE = "model.pt2"
 RECIPE_FILE = "recipe.json"
 REFERENCE_FILE = "reference.tensors"
+REFERENCE_REPEAT_FILE = "reference.repeat.tensors"  # a second run of the source, when it differed (engine reads it)
 
 
 def load_torchscript(path: Path, device: str) -> Any:

@@ -232,6 +232,14 @@ def example_batch(model: ModelSpec, samples: Sequence[Mapping[str, np.ndarray]],
             for name, array in samples[0].items()}
 
 
+def training_modules(model: Any) -> list[str]:
+    """Kinds of the modules in training mode (``Dropout``, ``BatchNorm2d``...) that ``eval()`` changes."""
+    if not isinstance(model, torch.nn.Module):
+        return []
+    return sorted({type(module).__name__ for module in model.modules() if module.training
+                   and not list(module.children())})
+
+
 def prepare_model(model: Any, device: str, dtype: Any = None) -> Any:
     """The live model in eval mode on ``device``, weights cast to ``dtype`` if given."""
     if not isinstance(model, torch.nn.Module):
