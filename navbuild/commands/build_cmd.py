@@ -19,7 +19,8 @@ from navbuild.engine.session import Options, Session
 
 
 def main(args: argparse.Namespace) -> int:
-    options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config)
+    options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
+                      retry_failed=args.retry_failed)
     session = open_project(args.config, options)
     words = args.words or ["all"]
     if words[0] == "build":

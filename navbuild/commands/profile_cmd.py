@@ -20,7 +20,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    session = open_project(args.config, Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config))
+    session = open_project(args.config, Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
+                                                retry_failed=args.retry_failed))
     if not session.project.profile.enabled:
         console(stderr=True).print("navbuild: profiling is disabled ([profile] enabled = false)")
         return 2
