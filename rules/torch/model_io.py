@@ -69,7 +69,9 @@ def input_binding(spec: ModelSpec, model: Any, names: Sequence[str]) -> str:
     """``POSITIONAL`` or ``BY_NAME``: how ``model`` takes the inputs ``names``; BindingError if neither.
 
     By name when the names are forward's parameters (and not simply its first ones in order, which
-    is the same call by position); by position when none of them is.
+    is the same call by position), or when forward takes only ``**kwargs``; by position when none
+    of them is a parameter. A name that is not a parameter beside names that are is an error even
+    when forward takes ``**kwargs`` (a misspelt input would vanish there).
     """
     try:
         parameters = list(inspect.signature(model.forward).parameters.values())
@@ -78,9 +80,12 @@ def input_binding(spec: ModelSpec, model: Any, names: Sequence[str]) -> str:
     kinds = inspect.Parameter
     positional = [p for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
     named = {p.name for p in parameters if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)}
-    takes_kwargs = any(p.kind == kinds.VAR_KEYWORD for p in parameters)
     matched = [name for name in names if name in named]
-    if matched and (len(matched) == len(names) or takes_kwargs):
+    if matched and len(matched) < len(names):
+        strangers = [name for name in names if name not in named]
+        raise _input_error(spec, names, parameters, f"{', '.join(strangers)} {'is' if len(strangers) == 1 else 'are'}"
+                                                    f" not among them")
+    if matched:
         missing = [p.name for p in parameters if p.default is kinds.empty and p.name not in names
                    and p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
         if missing:
@@ -88,10 +93,8 @@ def input_binding(spec: ModelSpec, model: Any, names: Sequence[str]) -> str:
                                                         f"{'is' if len(missing) == 1 else 'are'} not an input")
         in_order = [p.name for p in positional[:len(names)]] == list(names)
         return POSITIONAL if in_order else BY_NAME
-    if matched:
-        strangers = [name for name in names if name not in named]
-        raise _input_error(spec, names, parameters, f"{', '.join(strangers)} {'is' if len(strangers) == 1 else 'are'}"
-                                                    f" not among them")
+    if not named and any(p.kind == kinds.VAR_KEYWORD for p in parameters):
+        return BY_NAME  # forward(self, **inputs)
     required = [p for p in positional if p.default is kinds.empty]
     takes_varargs = any(p.kind == kinds.VAR_POSITIONAL for p in parameters)
     if len(names) < len(required) or (len(names) > len(positional) and not takes_varargs):

@@ -123,3 +123,33 @@ def test_positional_inputs_still_bind_by_position(module_tmp, tmp_path):
     reference = reference_outputs(tmp_path, spec, samples)
     for got, want in zip(reference, _expected(spec, _samples())):
         np.testing.assert_allclose(got["text"], want["text"], rtol=1e-6, atol=1e-6)
+
+
+def test_binding_rules_against_forwards_signature():
+    import torch
+
+    from navbuild.rule import ModelSpec
+    from rules.torch.model_io import BY_NAME, POSITIONAL, BindingError, input_binding
+
+    class Model(torch.nn.Module):
+        def __init__(self, forward):
+            super().__init__()
+            self.forward = forward
+
+    spec = ModelSpec(name="m", framework="torch", entry="m.py:f", root=".")
+
+    def binding(forward, names):
+        return input_binding(spec, Model(forward), names)
+
+    assert binding(lambda input_ids, attention_mask=None, **kw: 0, ["input_ids", "attention_mask"]) == POSITIONAL
+    assert binding(lambda input_ids, attention_mask=None, **kw: 0, ["attention_mask", "input_ids"]) == BY_NAME
+    assert binding(lambda input_ids=None, attention_mask=None, token_type_ids=None: 0,
+                   ["input_ids", "token_type_ids"]) == BY_NAME  # skips attention_mask: not positional
+    assert binding(lambda x: 0, ["image"]) == POSITIONAL
+    assert binding(lambda **inputs: 0, ["a", "b"]) == BY_NAME
+    with pytest.raises(BindingError, match="input_idz is not among them"):  # not swallowed by **kwargs
+        binding(lambda input_ids=None, attention_mask=None, **kw: 0, ["input_idz", "attention_mask"])
+    with pytest.raises(BindingError, match="forward requires mask, which is not an input"):
+        binding(lambda x, mask: 0, ["x"])
+    with pytest.raises(BindingError, match="forward takes 1 to 1 inputs by position, the model declares 2"):
+        binding(lambda x: 0, ["a", "b"])
