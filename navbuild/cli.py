@@ -39,6 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show every target and each build's output")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
     p.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run targets that failed before with the same inputs (else their failure is replayed)")
     p.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
     remote = p.add_argument_group("remote cache (docs/remote-cache.md)")
     remote.add_argument("--remote-cache", metavar="URL",

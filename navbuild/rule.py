@@ -6,13 +6,18 @@ computes keys, schedules, caches and materializes.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 SOURCE = "source"  # `consumes` value of a rule that reads the model's own code
+# A key of a build's metadata: one sentence that a failed correctness check of the artifact adds to
+# its first failure (what the build saw that explains a mismatch, e.g. a trace of data-dependent code).
+CHECK_HINT = "check_hint"
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,12 @@ class Rule:
     suffix_default_precision  name the default-precision target ``fmt-fp32`` instead of ``fmt``
     normalized    its output is made byte-reproducible (else `canonical_digest` must be given)
     canonical_digest  optional ``fn(out_dir) -> str`` when bytes cannot be made identical
+    identifies_model  whether the output's digest (its bytes, or its canonical digest) tells which model
+                  it was built from: an export holds the graph and weights, a recipe or a config does
+                  not. When it does not, the engine mixes the model's identity (source digests and
+                  entry, or the upstream's digest) into the output digest, or two models would share
+                  one cache entry. None (the default): True for a normalized output, False for a
+                  canonical digest
     validate      optional ``fn(params, precision) -> str | None``: the problem with a target's options
                   as one sentence (config validation shows it before anything builds), or None
     """
@@ -78,8 +89,15 @@ class Rule:
     suffix_default_precision: bool = False
     normalized: bool = True
     canonical_digest: Callable[[Path], str] | None = None
+    identifies_model: bool | None = None
     description: str = ""
     validate: Callable[[Mapping[str, Any], str], str | None] | None = None
+
+    @property
+    def output_identifies_model(self) -> bool:
+        if self.identifies_model is not None:
+            return self.identifies_model
+        return self.normalized or self.canonical_digest is None
 
     def target_suffix(self, precision: str) -> str:
         if precision == self.precisions[0] and not self.suffix_default_precision:
@@ -108,8 +126,15 @@ class ModelSpec:
 
 
 def call_entry(root: Path, entry: str, *args: Any) -> Any:
-    """Call ``path/file.py:function`` relative to ``root``; the file is imported by path."""
+    """Call ``path/file.py:function`` relative to ``root``; the file is imported by path.
+
+    While the file is imported and the function runs, the project root is first on ``sys.path``,
+    as under ``python -m`` from the root: ``models/net.py`` imports its neighbour as
+    ``from models.layers import Block``. Modules imported that way from another project's root
+    (an earlier project in the same process) are forgotten first, so a name never finds stale code.
+    """
     path_text, _, func_name = entry.rpartition(":")
+    root = Path(root).resolve()
     path = (root / path_text).resolve()
     from navbuild.hashing import digest_bytes  # stable across processes, unlike hash()
 
@@ -117,9 +142,41 @@ def call_entry(root: Path, entry: str, *args: Any) -> Any:
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, func_name)(*args)
+    with _project_imports(root):
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return getattr(module, func_name)(*args)
+
+
+_PROJECT_MODULES: dict[str, Path] = {}  # module imported by a model's code -> the project root it came from
+
+
+@contextlib.contextmanager
+def _project_imports(root: Path) -> Iterator[None]:
+    for name, owner in list(_PROJECT_MODULES.items()):
+        if owner != root:
+            sys.modules.pop(name, None)
+            del _PROJECT_MODULES[name]
+    before = set(sys.modules)
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(root))
+        for name in set(sys.modules) - before:
+            if _lives_under(sys.modules.get(name), root):
+                _PROJECT_MODULES[name] = root
+
+
+def _lives_under(module: Any, root: Path) -> bool:
+    """Whether a module's file (or a namespace package's folder) is inside ``root``."""
+    place = getattr(module, "__file__", None)
+    if place is None:
+        spec = getattr(module, "__spec__", None)
+        locations = getattr(spec, "submodule_search_locations", None)
+        place = next(iter(locations), None) if isinstance(locations, Iterable) else None
+    return isinstance(place, str) and Path(place).resolve().is_relative_to(root)
 
 
 @dataclass

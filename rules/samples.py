@@ -6,7 +6,6 @@ The samples are checked here, once, so every later step can trust them.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from navbuild.lazy import lazy_import

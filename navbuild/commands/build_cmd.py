@@ -21,7 +21,8 @@ from navbuild.engine.session import Options, Session
 def main(args: argparse.Namespace) -> int:
     options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
                       remote_cache=getattr(args, "remote_cache", None),
-                      remote_read_only=getattr(args, "remote_cache_read_only", False))
+                      remote_read_only=getattr(args, "remote_cache_read_only", False),
+                      retry_failed=getattr(args, "retry_failed", False))
     session = open_project(args.config, options)
     words = args.words or ["all"]
     if words[0] == "build":

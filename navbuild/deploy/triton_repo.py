@@ -54,7 +54,13 @@ def deployed_target(status: Mapping[str, Any], model_name: str, *, target: str |
     model = model_status(status, model_name)
     targets = model.get("targets") or {}
     if target is None:
+        from navbuild.measure.correctness import none_passed
+
         selected = model.get("selected") or {}
+        failed = none_passed(targets)
+        if failed and not selected.get(strategy):
+            raise DeployError(f"model {model_name}: {failed}; there is nothing to deploy until one passes "
+                              f"(the logs: navbuild-out/{model_name}/<target>/check.log)")
         if strategy not in selected or selected[strategy] is None:
             raise DeployError(
                 f"model {model_name}: no target selected for strategy {strategy!r} (selected: "
@@ -90,6 +96,16 @@ def native_backend(target: Mapping[str, Any]) -> str | None:
     if "savedmodel" in fmt or any(n.rsplit("/", 1)[-1] == "saved_model.pb" for n in names):
         return "tensorflow"
     return None
+
+
+def renamed_tensors(status: Mapping[str, Any], model_name: str, *, target: str | None = None,
+                    strategy: str = "max-throughput", backend: str = "auto") -> list[tuple[str, str]]:
+    """``(status name, Triton name)`` of every tensor that the deployment renames: Triton's pytorch
+    backend takes TorchScript tensors by position, named ``<name>__<index>`` (``image__0``)."""
+    _, entry = deployed_target(status, model_name, target=target, strategy=strategy)
+    chosen = (native_backend(entry) or "python") if backend == "auto" else backend
+    inputs, outputs = triton_config.io_names(model_status(status, model_name), chosen)
+    return [(name, triton_name) for name, triton_name in inputs + outputs if name != triton_name]
 
 
 # -- the runner of the python backend -----------------------------------------------------------

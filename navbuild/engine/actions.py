@@ -7,6 +7,7 @@ three kinds differ only in the function that fills the output folder (``ACTIONS`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
@@ -21,12 +22,15 @@ from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Target
 from navbuild.engine.outputs import CHECK_FILE, PROFILE_FILE
 from navbuild.engine.store import atomic_write, safe_name
 from navbuild.hashing import digest_value, tree_digest
-from navbuild.rule import BuildContext, Skip
+from navbuild.rule import CHECK_HINT, BuildContext, Skip
 
 if TYPE_CHECKING:
     from navbuild.engine.session import Session
 
 STEP_VERSIONS = {CHECK: keys.CHECK_VERSION, PROFILE: keys.PROFILE_VERSION}
+# What a model's reference target writes (any framework's reference rule): its outputs on every
+# sample, and a second run of the source when the two differed (see measure/correctness.py).
+REFERENCE_FILE, REFERENCE_REPEAT_FILE = "reference.tensors", "reference.repeat.tensors"
 
 
 def execute(session: Session, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +46,7 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
             log(f"navbuild: building {target.name} (key {key[:12]})")
             metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
         files = _store_outputs(session, out_dir)
-        digest = _output_digest(target, out_dir, files)
+        digest = _output_digest(target, out_dir, files, material)
         seconds = time.perf_counter() - started
         log(f"navbuild: {target.name} done in {seconds:.2f} s, digest {digest[:12]}")
         manifest = {"target": target.name, "rule": target.rule.name if target.rule else target.kind,
@@ -88,10 +92,15 @@ def check_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
     from navbuild.measure import correctness
 
     runner = _runner(session, target)
-    expected = tensors.load(session.outputs.materialized(f"{target.spec.name}:reference") / "reference.tensors")
+    reference = session.outputs.materialized(f"{target.spec.name}:reference")
+    repeat = reference / REFERENCE_REPEAT_FILE  # a second run of the source, kept when it differed
     result = correctness.run_and_compare(
-        runner, _samples(session, target), expected,
-        lambda output: target.model.correctness.tolerance(target.precision, output))
+        runner, _samples(session, target), tensors.load(reference / REFERENCE_FILE),
+        lambda output: target.model.correctness.tolerance(target.precision, output),
+        repeat=tensors.load(repeat) if repeat.is_file() else None)
+    hint = (session.current_manifest(target.artifact) or {}).get("metadata", {}).get(CHECK_HINT)
+    if hint and result["failures"] and result.get("source_deterministic", True):
+        result["failures"][0] += f"; {hint}"
     for failure in result["failures"]:
         log(f"correctness: {failure}")
     (out_dir / CHECK_FILE).write_text(json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
@@ -131,10 +140,17 @@ def _samples(session: Session, target: Target) -> list[dict[str, Any]]:
 
 
 def _runner(session: Session, target: Target) -> Any:
-    """The runner of the artifact that ``target`` checks or profiles, not yet activated."""
+    """The runner of the artifact that ``target`` checks or profiles, not yet activated.
+
+    A model that declares no outputs gets the reference's output names (the keys of what its forward
+    returns, or ``output__<i>``), so that a runner whose artifact returns a tuple names them the same.
+    """
     artifact = session.graph.targets[target.artifact]
     runner_cls = session.registry.runner(artifact.rule.runner)
-    return runner_cls(session.outputs.materialized(artifact.name), target.spec, artifact.device, artifact.precision)
+    spec = target.spec
+    if not spec.outputs:
+        spec = dataclasses.replace(spec, outputs=tuple(session.keys.reference_outputs(target)))
+    return runner_cls(session.outputs.materialized(artifact.name), spec, artifact.device, artifact.precision)
 
 
 # -- outputs ------------------------------------------------------------------------------------
@@ -148,11 +164,23 @@ def _store_outputs(session: Session, out_dir: Path) -> dict[str, str]:
     return files
 
 
-def _output_digest(target: Target, out_dir: Path, files: dict[str, str]) -> str:
+def _output_digest(target: Target, out_dir: Path, files: dict[str, str], material: dict[str, Any]) -> str:
     rule = target.rule
-    if rule is not None and not rule.normalized and rule.canonical_digest is not None:
-        return "c" + rule.canonical_digest(out_dir)[:31]
-    return tree_digest(files)
+    canonical = rule is not None and not rule.normalized and rule.canonical_digest is not None
+    digest = rule.canonical_digest(out_dir) if canonical else tree_digest(files)
+    if rule is not None and not rule.output_identifies_model:
+        # A recipe or a config names no model: without the model's identity, two models with the same
+        # options would share one digest, and one's checks and profiles be served for the other.
+        return "m" + digest_value({"output": digest, "model": model_identity(material)})[:31]
+    return "c" + digest[:31] if canonical else digest
+
+
+def model_identity(material: dict[str, Any]) -> dict[str, Any]:
+    """What in an artifact's key material names its model: the entry and source digests, or the
+    upstream artifact's digest."""
+    if "sources" in material:
+        return {"entry": material.get("entry"), "sources": material["sources"]}
+    return {"upstream": material["upstream"]["digest"]}
 
 
 def jsonable(value: Any) -> Any:

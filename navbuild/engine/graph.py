@@ -168,7 +168,9 @@ def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, sampl
     if rule.consumes != SOURCE:
         upstream_rule = registry.rule(rule.consumes)
         upstream = f"{model.name}:{upstream_rule.target_suffix(upstream_rule.precisions[0])}"
-    deps = [samples] + ([upstream] if upstream else [])
+    # A source rule waits for the reference: the first load of the model, where a model that does
+    # not match its declared inputs or outputs fails once, with the cause, instead of once per format.
+    deps = [samples] + ([upstream] if upstream else [f"{model.name}:{REFERENCE}"])
     return Target(name, ARTIFACT, model, rule, precision=precision, device=device, params=params,
                   upstream=upstream, deps=deps)
 

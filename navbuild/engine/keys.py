@@ -164,7 +164,7 @@ class KeyResolver:
             return profile_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
                                     samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
                                     config=self.profile_config().as_key())
-        outputs = list(target.spec.outputs) or self._reference_outputs(target)
+        outputs = list(target.spec.outputs) or self.reference_outputs(target)
         return check_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
                               reference_digest=self.digest_of(f"{target.spec.name}:reference"),
                               samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
@@ -175,9 +175,11 @@ class KeyResolver:
 
         return ProfileConfig.from_dict(self.project.profile.options)
 
-    def _reference_outputs(self, target: Target) -> list[str]:
+    def reference_outputs(self, target: Target) -> list[str]:
+        """The output names that the model's reference recorded (its forward's keys, or output__<i>)."""
         manifest = self.current_manifest(f"{target.spec.name}:reference")
-        return list(manifest.get("metadata", {}).get("outputs", [])) if manifest else []
+        outputs = manifest.get("metadata", {}).get("outputs", []) if manifest else []
+        return [output["name"] for output in outputs]
 
     def _sources(self, target: Target) -> dict[str, str]:
         patterns = list(target.model.sources)

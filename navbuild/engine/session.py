@@ -8,6 +8,7 @@ build the same key, and records the outcome (``records``).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,11 @@ from navbuild.engine.outputs import Outputs
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, SKIPPED, Record, RunRecords
 from navbuild.engine.remote import RemoteCache
 from navbuild.engine.registry import Registry
-from navbuild.engine.store import Store, is_disk_full
+from navbuild.engine.store import Store, atomic_write, is_disk_full
 from navbuild.rule import Skip
 
 __all__ = ["Session", "Options", "Record", "BUILT", "CACHED", "SKIPPED", "FAILED"]
+LOG_KEPT_BYTES = 1 << 20  # the tail of a failed build's log kept in its failure record
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Options:
     config_arg: str | None = None  # how the user named the config (for rebuild commands)
     remote_cache: str | None = None  # --remote-cache URL ("" turns a configured one off)
     remote_read_only: bool = False  # --remote-cache-read-only
+    retry_failed: bool = False  # run targets whose key failed before instead of replaying the failure
 
 
 class Session:
@@ -119,6 +122,10 @@ class Session:
             key, material = self.key(name)
         except keys.Pending as pending:
             return self._upstream_unavailable(name, pending.upstream)
+        if name not in self.forced and not self.options.retry_failed:
+            failure = self.store.get_failure(key)
+            if failure is not None:
+                return self._failed_before(target, failure)
         origin = None
         try:
             with self.store.lock(key):
@@ -138,7 +145,9 @@ class Session:
             self.records.add(Record(name, SKIPPED, reason=str(skip), seconds=time.perf_counter() - started))
             return True
         except Exception as exc:  # the target fails, the build goes on
-            return self._failed(target, exc, started)
+            return self._failed(target, exc, started, key)
+        if status == BUILT:
+            self.store.drop_failure(key)  # a retry that succeeded
         self._record_from_manifest(name, status, key, manifest, seconds=time.perf_counter() - started,
                                    origin=origin)
         self.store.put_target_record(name, {"key": key, "material": material, "digest": manifest["digest"],
@@ -159,15 +168,40 @@ class Session:
         self.records.add(Record(name, FAILED, reason=f"needs {upstream}, which {why}"))
         return False
 
-    def _failed(self, target: Target, exc: BaseException, started: float) -> bool:
+    def _failed(self, target: Target, exc: BaseException, started: float, key: str | None = None) -> bool:
+        transient = is_disk_full(exc) or isinstance(exc, MemoryError)
         if is_disk_full(exc):
             reason = f"disk full while building ({exc}); free space and run again"
         else:
             reason = f"{type(exc).__name__}: {exc}".strip()
         first_line = reason.splitlines()[0] if reason else type(exc).__name__
+        if key is not None and not transient:
+            self._record_failure(target, key, first_line)
         self.records.add(Record(target.name, FAILED, reason=first_line, seconds=time.perf_counter() - started,
                                 metadata={"log": str(self.outputs.log_path(target)),
                                           "rebuild": self.rebuild_command(target.name)}))
+        return False
+
+    # -- failure records: the same key fails again at once, with its log ---------------------------------
+    def _record_failure(self, target: Target, key: str, reason: str) -> None:
+        """Keep the failure under its key, with the log that the action left (in this process or a worker)."""
+        try:
+            log = self.outputs.log_path(target).read_bytes()[-LOG_KEPT_BYTES:]
+        except OSError:
+            log = b""
+        with contextlib.suppress(OSError):
+            self.store.put_failure(key, {"target": target.name, "reason": reason, "log": log, "time": time.time()})
+
+    def _failed_before(self, target: Target, failure: dict[str, Any]) -> bool:
+        log_path = self.outputs.log_path(target)
+        if failure.get("log"):
+            with contextlib.suppress(OSError):
+                atomic_write(log_path, failure["log"], durable=False)
+        reason = f"{failure.get('reason', 'failed')} (failed before with the same inputs; not run again, " \
+                 f"--retry-failed runs it)"
+        self.records.add(Record(target.name, FAILED, reason=reason,
+                                metadata={"log": str(log_path), "rebuild": self.rebuild_command(target.name),
+                                          "failed_before": failure.get("time")}))
         return False
 
     # -- records ----------------------------------------------------------------------------------------

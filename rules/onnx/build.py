@@ -14,7 +14,6 @@ from typing import Any, Mapping
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
-from navbuild.runner import output_names
 
 from rules.torch import build as torch_build
 from rules.torch import model_io
@@ -73,7 +72,7 @@ def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
     sample = model_io.example_batch(ctx.model, ctx.samples, torch_build.max_batch_size(ctx))
     example = model_io.to_tensors(ctx.model, sample)
     inputs = model_io.input_order(ctx.model, sample)
-    outputs = output_names(ctx.model, _output_count(model, example))
+    model, outputs = model_io.exportable(model, ctx.model, inputs, example)  # inputs by position, plain outputs
     attempts = {"torchscript": _export_torchscript, "dynamo": _export_dynamo}
     order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
     failures: list[str] = []
@@ -91,7 +90,8 @@ def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
 
 def _export_torchscript(ctx: BuildContext, model: Any, example: tuple[Any, ...], inputs: list[str],
                         outputs: list[str], path: Path) -> None:
-    with torch_build.warnings_to_log(ctx), torch.no_grad():
+    with torch_build.warnings_to_log(ctx), torch_build.native_stdout_to_log(ctx, "the torchscript exporter"), \
+            torch.no_grad():
         torch.onnx.export(model, example, str(path), dynamo=False, opset_version=_opset_param(ctx),
                           input_names=inputs, output_names=outputs, dynamic_axes=_dynamic_axes(ctx, inputs, outputs),
                           do_constant_folding=True)
@@ -114,11 +114,6 @@ def _dynamic_axes(ctx: BuildContext, inputs: list[str], outputs: list[str]) -> d
     for name, declared in ctx.model.dynamic_axes.items():
         axes.setdefault(name, {}).update({int(axis): dim for axis, dim in declared.items()})
     return {name: value for name, value in axes.items() if value}
-
-
-def _output_count(model: Any, example: tuple[Any, ...]) -> int:
-    with torch.no_grad():
-        return len(model_io.flatten(model(*example)))
 
 
 def _save(proto: Any, path: Path) -> None:

@@ -25,8 +25,10 @@ RULES = [
     Rule(name="reference", version="1", build=build.build_reference, frameworks=("torch",), tools=("torch",),
          needs=Needs(modules=("torch",), cuda_when_device_is_cuda=False),
          description="the eager model's fp32 outputs on every sample, computed on the CPU"),
-    Rule(name="torch", version="1", build=build.build_eager_recipe, frameworks=("torch",), tools=("torch",),
-         precisions=PRECISIONS, runner=runner.TorchEagerRunner.name, needs=NEEDS,
+    # The recipe names the entry file and the weights, not the modules that the entry imports: the
+    # engine adds the model's source digests to its digest (identifies_model=False).
+    Rule(name="torch", version="2", build=build.build_eager_recipe, frameworks=("torch",), tools=("torch",),
+         precisions=PRECISIONS, runner=runner.TorchEagerRunner.name, needs=NEEDS, identifies_model=False,
          description="the source model run eagerly (a recipe, not an export)"),
     _export_rule("torchscript-trace", build.build_torchscript_trace, runner.TorchScriptRunner.name,
                  "TorchScript from torch.jit.trace"),

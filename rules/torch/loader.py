@@ -17,11 +17,13 @@ TORCHSCRIPT_FILE = "model.pt"
 EXPORT_FILE = "model.pt2"
 RECIPE_FILE = "recipe.json"
 REFERENCE_FILE = "reference.tensors"
+REFERENCE_REPEAT_FILE = "reference.repeat.tensors"  # a second run of the source, when it differed (engine reads it)
 
 
 def load_torchscript(path: Path, device: str) -> Any:
     with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the format asked for
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 says FutureWarning
         return torch.jit.load(str(path), map_location=device).eval()
 
 

@@ -18,7 +18,7 @@ from rules.torch_compile import build, options
 from rules.torch_compile.runner import AotiRunner, TorchCompileRunner
 
 TORCH_COMPILE = Rule(
-    name="torch-compile", version="1", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
+    name="torch-compile", version="2", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.COMPILE_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
     validate=options.validate_compile,
@@ -29,6 +29,7 @@ AOTI = Rule(
     name="aoti", version="1", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.AOTI_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="aoti", normalized=False, canonical_digest=build.aoti_digest, validate=options.validate_aoti,
+    identifies_model=True,  # aoti.json holds the digest of the exported graph and weights
     description="AOTInductor package (model.pt2) with a dynamic batch, run in a worker process",
 )
 

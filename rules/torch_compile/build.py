@@ -34,6 +34,7 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
 
     _check_backend_exists(opts["backend"], ctx.target)
     model = torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision)
+    model = torch_io.runnable(model, ctx.model, torch_io.input_order(ctx.model, ctx.samples[0]))  # inputs by name
     feeds = [torch_io.to_tensors(ctx.model, sample, ctx.device, precision) for sample in ctx.samples]
     # A fresh artifact list: only this model's compile goes into its cache, whatever ran before in
     # this process (compile caches that hit are recorded too, so a warm machine still fills it).
@@ -72,7 +73,8 @@ def _check_backend_exists(backend: str, where: str) -> None:
 
 
 def recipe_digest(out_dir: Path) -> str:
-    """torch-compile's canonical digest: the recipe alone (the cache bytes differ run to run)."""
+    """torch-compile's canonical digest: the recipe (the cache bytes differ run to run); it names no
+    model, so the engine mixes the model's sources in (``Rule.identifies_model``)."""
     return digest_file(Path(out_dir) / RECIPE_FILE)
 
 
@@ -92,6 +94,8 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     model = torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision)
     sample = torch_io.export_sample(ctx.model, ctx.samples, max_batch)
     args = torch_io.to_tensors(ctx.model, sample, ctx.device, precision)
+    # plain tensors in and out: the worker that loads the package knows no ModelOutput class
+    model, _ = torch_io.exportable(model, ctx.model, torch_io.input_order(ctx.model, sample), args)
     dynamic_shapes = batch_dynamic_shapes(len(args), ctx.model.batch_dim, max_batch)
     started = time.perf_counter()
     with torch.no_grad():

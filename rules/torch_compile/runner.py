@@ -44,6 +44,8 @@ class TorchCompileRunner(Runner):
             if info is not None:
                 self.cache_info = {kind: len(keys) for kind, keys in info.artifacts.items()}
         model = torch_io.prepare_model(self.model.load_entry(), self.device, self.precision)
+        warmup = recipe.get("warmup") or [[]]
+        model = torch_io.runnable(model, self.model, list(self.model.inputs) or [s["name"] for s in warmup[0]])
         self._compiled = torch.compile(model, mode=recipe["mode"], backend=recipe["backend"],
                                        dynamic=options.DYNAMIC[recipe["dynamic"]])
         started = time.perf_counter()
