@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from navbuild.engine.actions import _output_digest
+from navbuild.engine.actions import output_digest
 from navbuild.hashing import tree_digest
 from navbuild.rule import Rule
 
@@ -17,7 +17,7 @@ def _rule(**fields) -> Rule:
 def _digest(rule: Rule, material: dict, tmp_path: Path) -> str:
     (tmp_path / "recipe.json").write_text('{"mode": "default"}')
     files = {"recipe.json": "0" * 32}
-    return _output_digest(SimpleNamespace(rule=rule), tmp_path, files, material)
+    return output_digest(SimpleNamespace(rule=rule), tmp_path, files, material)
 
 
 MODEL_A = {"entry": "a.py:build", "sources": {"a.py": "1" * 32}}

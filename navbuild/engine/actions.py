@@ -46,7 +46,7 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
             log(f"navbuild: building {target.name} (key {key[:12]})")
             metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
         files = _store_outputs(session, out_dir)
-        digest = _output_digest(target, out_dir, files, material)
+        digest = output_digest(target, out_dir, files, material)
         seconds = time.perf_counter() - started
         log(f"navbuild: {target.name} done in {seconds:.2f} s, digest {digest[:12]}")
         manifest = {"target": target.name, "rule": target.rule.name if target.rule else target.kind,
@@ -164,7 +164,7 @@ def _store_outputs(session: Session, out_dir: Path) -> dict[str, str]:
     return files
 
 
-def _output_digest(target: Target, out_dir: Path, files: dict[str, str], material: dict[str, Any]) -> str:
+def output_digest(target: Target, out_dir: Path, files: dict[str, str], material: dict[str, Any]) -> str:
     rule = target.rule
     canonical = rule is not None and not rule.normalized and rule.canonical_digest is not None
     digest = rule.canonical_digest(out_dir) if canonical else tree_digest(files)

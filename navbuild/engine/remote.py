@@ -92,7 +92,7 @@ class RemoteCache:
                 if not store.has_object(obj["xxh3"]):
                     self._fetch(store, relative, obj)
             files = {name: obj["xxh3"] for name, obj in entry["files"].items()}
-            _check_output_digest(store, target, files, entry["digest"])
+            _check_output_digest(store, target, files, entry["digest"], material)
         except RemoteUnavailable as exc:
             self._turn_off(str(exc))
             return None
@@ -276,9 +276,10 @@ def _objects(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return objects
 
 
-def _check_output_digest(store: Store, target: Target, files: dict[str, str], digest: str) -> None:
+def _check_output_digest(store: Store, target: Target, files: dict[str, str], digest: str,
+                         material: dict[str, Any]) -> None:
     """The output digest, recomputed from the restored files as a local build computes it."""
-    from navbuild.engine.actions import _output_digest
+    from navbuild.engine.actions import output_digest
 
     scratch = store.scratch("remote-check-")
     try:
@@ -289,7 +290,7 @@ def _check_output_digest(store: Store, target: Target, files: dict[str, str], di
                 os.link(store.object_path(xxh3), dest)  # the store and its scratch share a file system
             except OSError:
                 shutil.copyfile(store.object_path(xxh3), dest)
-        actual = _output_digest(target, scratch, files)
+        actual = output_digest(target, scratch, files, material)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if actual != digest:
