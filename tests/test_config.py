@@ -105,5 +105,5 @@ def test_repository_config_is_valid():
     from navbuild.engine import config
     from navbuild.engine.registry import default_registry
 
-    project = config.load(REPO / "navbuild.toml", default_registry().rules)
+    project = config.load(REPO / "navbuild.toml", default_registry().formats)
     assert set(project.models) == {"cnn", "encoder"}

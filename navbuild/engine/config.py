@@ -10,7 +10,7 @@ import ast
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from navbuild.rule import ModelSpec
 
@@ -154,8 +154,10 @@ def find_config(start: Path) -> Path:
                       "run navbuild from a project folder, or pass --config PATH")
 
 
-def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectConfig:
-    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation."""
+def load(path: Path, known_formats: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None = None
+         ) -> ProjectConfig:
+    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation, or is a
+    function of a model's framework that gives that map (``Registry.formats``)."""
     path = Path(path).resolve()
     try:
         data = tomllib.loads(path.read_text())
@@ -259,7 +261,8 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
 
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
-           correctness: CorrectnessConfig, known_formats: Mapping[str, Any] | None) -> ModelConfig:
+           correctness: CorrectnessConfig,
+           known_formats: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None) -> ModelConfig:
     where = f"models.{name}"
     reader = _Reader(path, table, where)
     framework = reader.get("framework", str, fix='e.g. framework = "torch"')
@@ -288,7 +291,8 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
         raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
     dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
     device = _device(path, reader, "device", project_device)
-    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, known_formats)
+    formats = known_formats(framework) if callable(known_formats) else known_formats
+    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
     reader.reject_unknown()
     spec = ModelSpec(name=name, framework=framework, entry=entry, root=root, inputs=tuple(inputs),
