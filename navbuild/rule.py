@@ -117,6 +117,8 @@ class Rule:
                   declared as formats); None for a format
     base          a portable format that other targets can be rebuilt from: a package carries it
                   (at fp32) whatever was selected
+    device_tools  distributions whose version is part of a GPU's identity (TensorRT): they enter the
+                  device fingerprint of every device-bound target on a GPU
     """
 
     name: str
@@ -140,6 +142,7 @@ class Rule:
     triton: TritonModel | None = None
     role: str | None = None
     base: bool = False
+    device_tools: tuple[str, ...] = ()
 
     def serves(self, framework: str) -> bool:
         return not self.frameworks or framework in self.frameworks

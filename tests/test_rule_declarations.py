@@ -213,3 +213,16 @@ def test_every_builtin_rule_declares_what_the_engine_relies_on():
             assert len(rule.outputs) == 1 and rule.outputs[0].endswith(".tensors"), rule.name
     assert reg.role(ROLE_REFERENCE, "torch") is not None
     assert all(rule.consumes == SOURCE for rule in every if rule.role)
+
+
+def test_the_machine_facts_come_from_the_declarations(monkeypatch):
+    """The GPU fingerprint holds the versions of the tools rules declare part of the device (as
+    before: TensorRT), -j watches the modules rules need, the status lists the tools they use."""
+    from navbuild.engine import fingerprint
+
+    reg = default_registry()
+    assert reg.device_tools() == ("tensorrt",)
+    monkeypatch.delenv(fingerprint.OVERRIDE_ENV, raising=False)
+    assert set(fingerprint.device("cuda")) == {"gpu", "tensorrt"}
+    assert {"torch", "onnxruntime"} <= set(reg.modules())
+    assert {"torch", "onnx", "onnxruntime"} <= set(reg.tools())

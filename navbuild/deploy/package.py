@@ -3,8 +3,8 @@
 Layout (every name relative, sorted, fixed timestamps and permissions: ``navbuild.ziputil``)::
 
     status.json                   the build status (docs/status-schema.md), paths package-relative
-    <model>/samples.tensors       sample inputs (the file the samples rule wrote)
-    <model>/reference.tensors     the source model's outputs on them (the reference rule's file)
+    <model>/<samples file>        sample inputs (the file the samples rule declares)
+    <model>/<reference file>      the source model's outputs on them (the reference rule's file)
     <model>/<target>/<file>       files of each packaged target
 
 Packaged targets: the base portable formats (``base`` in the status, as their rules declare, at

@@ -16,7 +16,8 @@ SCHEMA = "navbuild-status/1"
 
 
 def collect(session: Session, models: list[str] | None = None) -> dict[str, Any]:
-    status: dict[str, Any] = {"schema": SCHEMA, "project": session.project.name, "machine": fingerprint.machine(),
+    status: dict[str, Any] = {"schema": SCHEMA, "project": session.project.name,
+                              "machine": fingerprint.machine(session.registry.tools()),
                               "root": str(session.project.root), "models": {}}
     for name, model in session.project.models.items():
         if models and name not in models:

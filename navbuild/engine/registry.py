@@ -103,6 +103,22 @@ class Registry:
                     return rule
         return None
 
+    def tools(self) -> tuple[str, ...]:
+        """Every distribution a rule or runner declares (what a report of the machine lists)."""
+        found = {tool for rule in self._all() for tool in rule.tools}
+        return tuple(sorted(found | {tool for runner in self.runners.values() for tool in runner.tools}))
+
+    def device_tools(self) -> tuple[str, ...]:
+        return tuple(sorted({tool for rule in self._all() for tool in rule.device_tools}))
+
+    def modules(self) -> tuple[str, ...]:
+        """Every module a rule or runner needs: the frameworks a build may import."""
+        found = {module for rule in self._all() for module in rule.needs.modules}
+        return tuple(sorted(found | {module for runner in self.runners.values() for module in runner.needs.modules}))
+
+    def _all(self) -> list[Rule]:
+        return [rule for rules in self.by_name.values() for rule in rules]
+
     def runner(self, name: str) -> type[Runner]:
         try:
             return self.runners[name]

@@ -27,6 +27,7 @@ TRT = Rule(
     needs=Needs(modules=("tensorrt",), gpu=True), suffix_default_precision=True, normalized=False,
     canonical_digest=build.info_digest, validate=config.validate, outputs=(build.PLAN_FILE, build.BUILD_INFO),
     triton=TritonModel(backend="tensorrt", platform="tensorrt_plan", files={build.PLAN_FILE: "model.plan"}),
+    device_tools=("tensorrt",),
     description="TensorRT plan (model.plan) from the ONNX model: fp32, fp16, bf16, int8 (calibrated)",
 )
 
@@ -36,7 +37,7 @@ ORT_TRT = Rule(
     tools=("onnxruntime-gpu", "onnxruntime"), precisions=("fp32", "fp16", "bf16"), device_bound=True,
     devices=("cuda",), runner="ort-trt", needs=Needs(modules=("onnxruntime",), gpu=True), normalized=False,
     canonical_digest=build.info_digest,
-    outputs=(build.ONNX_FILE, build.BUILD_INFO, f"{build.ORT_ENGINE_DIR}/*"),
+    outputs=(build.ONNX_FILE, build.BUILD_INFO, f"{build.ORT_ENGINE_DIR}/*"), device_tools=("tensorrt",),
     description="ONNX model with ONNX Runtime's TensorRT execution provider and its engine cache",
 )
 
