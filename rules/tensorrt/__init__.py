@@ -18,15 +18,15 @@ Configuration mistakes raise ``config.TensorRTConfigError``; a machine without T
 the provider gives ``navbuild.rule.Skip``. Importing this module imports no framework.
 """
 from navbuild.rule import Needs, Rule, TritonModel
-from rules.tensorrt import build, config
+from rules.tensorrt import build, config, loader
 from rules.tensorrt.runner import OrtCudaRunner, OrtTensorRTRunner, TensorRTRunner
 
 TRT = Rule(
     name="trt", version="1", build=build.build_trt, consumes="onnx", params=dict(config.DEFAULTS),
     tools=("tensorrt",), precisions=config.PRECISIONS, device_bound=True, devices=("cuda",), runner="tensorrt",
     needs=Needs(modules=("tensorrt",), gpu=True), suffix_default_precision=True, normalized=False,
-    canonical_digest=build.info_digest, validate=config.validate, outputs=(build.PLAN_FILE, build.BUILD_INFO),
-    triton=TritonModel(backend="tensorrt", platform="tensorrt_plan", files={build.PLAN_FILE: "model.plan"}),
+    canonical_digest=build.info_digest, validate=config.validate, outputs=(loader.PLAN_FILE, loader.BUILD_INFO),
+    triton=TritonModel(backend="tensorrt", platform="tensorrt_plan", files={loader.PLAN_FILE: "model.plan"}),
     device_tools=("tensorrt",),
     description="TensorRT plan (model.plan) from the ONNX model: fp32, fp16, bf16, int8 (calibrated)",
 )
@@ -37,14 +37,14 @@ ORT_TRT = Rule(
     tools=("onnxruntime-gpu", "onnxruntime"), precisions=("fp32", "fp16", "bf16"), device_bound=True,
     devices=("cuda",), runner="ort-trt", needs=Needs(modules=("onnxruntime",), gpu=True), normalized=False,
     canonical_digest=build.info_digest,
-    outputs=(build.ONNX_FILE, build.BUILD_INFO, f"{build.ORT_ENGINE_DIR}/*"), device_tools=("tensorrt",),
+    outputs=(loader.ONNX_FILE, loader.BUILD_INFO, f"{loader.ORT_ENGINE_DIR}/*"), device_tools=("tensorrt",),
     description="ONNX model with ONNX Runtime's TensorRT execution provider and its engine cache",
 )
 
 ORT_CUDA = Rule(
     name="ort-cuda", version="1", build=build.build_ort_cuda, consumes="onnx",
     tools=("onnxruntime-gpu", "onnxruntime"), devices=("cuda",), runner="ort-cuda",
-    needs=Needs(modules=("onnxruntime",), gpu=True), outputs=(build.ONNX_FILE,),
+    needs=Needs(modules=("onnxruntime",), gpu=True), outputs=(loader.ONNX_FILE,),
     description="ONNX model checked on ONNX Runtime's CUDA execution provider",
 )
 

@@ -14,14 +14,14 @@ Both are device-bound (compiled code and caches are per device) and cast for fp1
 this module imports no framework.
 """
 from navbuild.rule import SOURCE, Rule
-from rules.torch_compile import build, options
+from rules.torch_compile import build, loader, options
 from rules.torch_compile.runner import AotiRunner, TorchCompileRunner
 
 TORCH_COMPILE = Rule(
     name="torch-compile", version="1", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.COMPILE_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
-    validate=options.validate_compile, outputs=(options.RECIPE_FILE, options.CACHE_FILE),
+    validate=options.validate_compile, outputs=(loader.RECIPE_FILE, loader.CACHE_FILE),
     description="torch.compile recipe (mode, backend, dynamic, precision) plus torch's compile cache",
 )
 
@@ -29,7 +29,7 @@ AOTI = Rule(
     name="aoti", version="1", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.AOTI_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="aoti", normalized=False, canonical_digest=build.aoti_digest, validate=options.validate_aoti,
-    outputs=(build.AOTI_FILE, build.AOTI_INFO_FILE),
+    outputs=(loader.AOTI_FILE, loader.AOTI_INFO_FILE),
     description="AOTInductor package (model.pt2) with a dynamic batch, run in a worker process",
 )
 
