@@ -165,7 +165,7 @@ class ModelSpec:
 
     name: str
     framework: str
-    entry: str  # "path/file.py:function"
+    entry: str  # "path/file.py:function", or the path of a model file (an ONNX file) for its rules to read
     root: Path
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
@@ -175,8 +175,22 @@ class ModelSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def load_entry(self) -> Any:
-        """Import ``entry`` from its file and call it: returns the live model."""
+        """Import ``entry`` from its file and call it: returns the live model. An entry that names a
+        model file (no ``:function``) gives that file's resolved path."""
+        if not is_function_entry(self.entry):
+            return (self.root / self.entry).resolve()
         return call_entry(self.root, self.entry)
+
+
+def is_function_entry(entry: str) -> bool:
+    """``path/file.py:function`` rather than the path of a model file."""
+    path_text, sep, func_name = entry.rpartition(":")
+    return bool(sep and path_text and func_name)
+
+
+def entry_file(entry: str) -> str:
+    """The file an entry names: ``model.py`` of ``model.py:build``, or the model file itself."""
+    return entry.rpartition(":")[0] if is_function_entry(entry) else entry
 
 
 def call_entry(root: Path, entry: str, *args: Any) -> Any:

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from navbuild.deploy import declared, triton_config
 from navbuild.hashing import digest_file
-from navbuild.rule import TritonModel
+from navbuild.rule import TritonModel, entry_file
 
 SPEC_FORMAT = "navbuild-triton-model/1"
 SPEC_FILE = "navbuild_model.json"
@@ -223,11 +223,11 @@ def native_files(serving: TritonModel, files: Mapping[str, str]) -> dict[str, st
 
 def _copy_source(root: Path, model: Mapping[str, Any], dest: Path, label: str) -> None:
     """The entry's folder (relative to the project root) copied under ``dest``."""
-    entry_file = (model.get("entry") or "").rpartition(":")[0]
-    src = (root / entry_file).resolve()
+    entry_path = entry_file(model.get("entry") or "")
+    src = (root / entry_path).resolve()
     if not src.is_file():
         raise DeployError(f"{label}: the model's entry file {src} is missing")
-    rel = Path(entry_file).parent
+    rel = Path(entry_path).parent
     if rel == Path("."):  # the entry sits in the project root: take that file only
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest / src.name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from navbuild.rule import ModelSpec
+from navbuild.rule import ModelSpec, entry_file, is_function_entry
 
 CONFIG_NAME = "navbuild.toml"
 DEVICES = ("cpu", "cuda", "auto")
@@ -266,16 +266,20 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
     where = f"models.{name}"
     reader = _Reader(path, table, where)
     framework = reader.get("framework", str, fix='e.g. framework = "torch"')
-    entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model"')
-    _check_entry(path, root, reader.key("entry"), entry)
+    entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model", or a model file: "model.onnx"')
+    if is_function_entry(entry) or entry.endswith(".py"):  # python code needs its function's name
+        _check_entry(path, root, reader.key("entry"), entry)
+    elif not (root / entry).is_file():
+        raise ConfigError(path, reader.key("entry"), f"file {entry} does not exist",
+                          "give 'path/file.py:function', or the path of a model file, relative to the folder "
+                          "holding navbuild.toml")
     samples = reader.get("samples", str, fix='a function ("model.py:make_samples") or a .tensors/.npz file')
     if ":" in samples and samples.rsplit(":", 1)[0].endswith(".py"):
         _check_entry(path, root, reader.key("samples"), samples)
     elif not (root / samples).is_file():
         raise ConfigError(path, reader.key("samples"), f"file {samples} does not exist",
                           "give an existing file or a 'file.py:function' that returns samples")
-    entry_file = entry.rsplit(":", 1)[0]
-    sources = reader.str_list("sources", [entry_file])
+    sources = reader.str_list("sources", [entry_file(entry)])
     for pattern in sources:
         if not any(root.glob(pattern)):
             raise ConfigError(path, reader.key("sources"), f"{pattern!r} matches no file",

@@ -15,7 +15,7 @@ from navbuild.runner import Runner
 
 ENTRY_POINT_GROUP = "navbuild.rules"
 BUILTIN_MODULES = ("rules.samples", "rules.torch", "rules.onnx", "rules.torch_compile",
-                   "rules.tensorrt", "rules.torch_tensorrt")
+                   "rules.tensorrt", "rules.torch_tensorrt", "rules.onnx_file", "rules.tensorflow", "rules.jax")
 
 
 class RegistryError(RuntimeError):
