@@ -4,22 +4,16 @@ Importing this module imports no framework: torch, onnx and onnxruntime are impo
 """
 from __future__ import annotations
 
-from navbuild.rule import Needs, Rule, TritonModel
+from navbuild.rule import Needs, Rule
 
 from rules.onnx import build, loader, runner
-
-# Triton's ONNX Runtime backend; external weights keep their file name beside model.onnx
-ONNXRUNTIME = TritonModel(backend="onnxruntime", platform="onnxruntime_onnx",
-                          files={loader.ONNX_FILE: "model.onnx", loader.EXTERNAL_DATA_FILE: loader.EXTERNAL_DATA_FILE},
-                          accelerators=("tensorrt",))
-OUTPUTS = (loader.ONNX_FILE, loader.EXTERNAL_DATA_FILE)
 
 RULES = [
     Rule(name="onnx", version="1", build=build.build_onnx, frameworks=("torch",),
          params={"max_batch_size": 1, "normalize": True, "opset": build.DEFAULT_OPSET, "exporter": "auto"},
          tools=("torch", "onnx", "onnxscript"), precisions=("fp32", "fp16"), runner=runner.OnnxRuntimeRunner.name,
          needs=Needs(modules=("torch", "onnx"), cuda_when_device_is_cuda=False),
-         validate=build.validate_params, outputs=OUTPUTS, triton=ONNXRUNTIME,
+         validate=build.validate_params, outputs=loader.OUTPUTS, triton=loader.ONNXRUNTIME,
          base=True, description="ONNX with a dynamic batch axis (TorchScript-based exporter, dynamo as fall-back)"),
 ]
 

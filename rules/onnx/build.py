@@ -16,11 +16,11 @@ from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
 from navbuild.runner import output_names
 
-from rules.onnx.loader import ONNX_FILE, io_types, load_model, opset_of, save_model
+from rules.onnx.finish import write_onnx
+from rules.onnx.loader import ONNX_FILE, load_model
 from rules.torch import build as torch_build
 from rules.torch import model_io
 
-onnx = lazy_import("onnx")
 torch = lazy_import("torch")
 
 DEFAULT_OPSET = 17  # LayerNormalization is native from 17; TensorRT 8.6+ and ONNX Runtime 1.14+ read it
@@ -48,25 +48,6 @@ def build_onnx(ctx: BuildContext) -> dict[str, Any]:
     exported.parent.mkdir(parents=True, exist_ok=True)
     used = _export(ctx, exporter, exported)
     return {"exporter": used, **write_onnx(ctx, load_model(exported))}
-
-
-def write_onnx(ctx: BuildContext, proto: Any) -> dict[str, Any]:
-    """``proto`` at the target's precision (an fp16 graph with float32 I/O), stripped of debug
-    information when ``normalize`` is on, written as ONNX_FILE and checked; the manifest metadata."""
-    if ctx.precision == "fp16":
-        from rules.onnx.fp16 import convert_to_fp16
-
-        proto = convert_to_fp16(proto)
-    normalized = bool(ctx.params.get("normalize", True))
-    if normalized:
-        from rules.onnx.normalize import strip_debug_info
-
-        strip_debug_info(proto)
-    save_model(proto, ctx.out_dir / ONNX_FILE)
-    onnx.checker.check_model(str(ctx.out_dir / ONNX_FILE))
-    return {"opset": opset_of(proto), "precision_mode": "graph-fp16" if ctx.precision == "fp16" else "fp32",
-            "input_types": io_types(proto.graph.input), "output_types": io_types(proto.graph.output),
-            "normalized": normalized}
 
 
 def _export(ctx: BuildContext, exporter: str, path: Path) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from navbuild.lazy import lazy_import
+from navbuild.rule import TritonModel
 
 onnx = lazy_import("onnx")
 onnxruntime = lazy_import("onnxruntime")
@@ -15,6 +16,11 @@ onnxruntime = lazy_import("onnxruntime")
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 PROTOBUF_LIMIT = 2_000_000_000  # a larger model keeps its weights in EXTERNAL_DATA_FILE
+OUTPUTS = (ONNX_FILE, EXTERNAL_DATA_FILE)  # what an ONNX target may write
+# Triton's ONNX Runtime backend; external weights keep their file name beside model.onnx
+ONNXRUNTIME = TritonModel(backend="onnxruntime", platform="onnxruntime_onnx",
+                          files={ONNX_FILE: "model.onnx", EXTERNAL_DATA_FILE: EXTERNAL_DATA_FILE},
+                          accelerators=("tensorrt",))
 
 
 def load_model(path: Path) -> Any:
