@@ -18,7 +18,7 @@ np = lazy_import("numpy")
 tf = lazy_import("tensorflow")
 
 FRAMEWORK = "tensorflow"
-TOOLS = ("tensorflow", "tensorflow-cpu")  # whichever distribution is installed
+TOOLS = ("tensorflow", "tensorflow-cpu", "keras")  # whichever TensorFlow is installed, and its Keras
 SAVEDMODEL_DIR = "savedmodel"
 SAVEDMODEL_OUTPUTS = (f"{SAVEDMODEL_DIR}/*",)
 SIGNATURE = "serving_default"
