@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from navbuild.engine import fingerprint, keys
-from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Target
+from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Target
 from navbuild.engine.outputs import CHECK_FILE, PROFILE_FILE
 from navbuild.engine.store import atomic_write, safe_name
 from navbuild.hashing import digest_value, tree_digest
-from navbuild.rule import CHECK_HINT, BuildContext, Skip
+from navbuild.rule import CHECK_HINT, ROLE_SAMPLES, BuildContext, Skip, repeat_file_name
 
 if TYPE_CHECKING:
     from navbuild.engine.session import Session
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 STEP_VERSIONS = {CHECK: keys.CHECK_VERSION, PROFILE: keys.PROFILE_VERSION}
 # What a model's reference target writes (any framework's reference rule): its outputs on every
 # sample, and a second run of the source when the two differed (see measure/correctness.py).
-REFERENCE_FILE, REFERENCE_REPEAT_FILE = "reference.tensors", "reference.repeat.tensors"
 
 
 def execute(session: Session, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +44,7 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
         with log.capture():
             log(f"navbuild: building {target.name} (key {key[:12]})")
             metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
-        files = _store_outputs(session, out_dir)
+        files = _store_outputs(session, target, out_dir)
         digest = output_digest(target, out_dir, files, material)
         seconds = time.perf_counter() - started
         log(f"navbuild: {target.name} done in {seconds:.2f} s, digest {digest[:12]}")
@@ -72,13 +71,13 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
                    log: BuildLog) -> dict[str, Any] | None:
     rule = target.rule
     samples: list[dict[str, Any]] = []
-    if rule.name != "samples":
+    if rule.role != ROLE_SAMPLES:
         samples = _samples(session, target)
     cache_dir = None
     if rule.device_bound:
         cache_dir = session.store.rule_cache_dir(rule.name, digest_value(fingerprint.device(target.device)))
     params = dict(target.params)
-    if rule.name == "samples":
+    if rule.role == ROLE_SAMPLES:
         params["samples"] = target.model.samples
     ctx = BuildContext(model=target.spec, target=target.name, precision=target.precision, device=target.device,
                        params=params, out_dir=out_dir,
@@ -92,10 +91,11 @@ def check_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
     from navbuild.measure import correctness
 
     runner = _runner(session, target)
-    reference = session.outputs.materialized(f"{target.spec.name}:reference")
-    repeat = reference / REFERENCE_REPEAT_FILE  # a second run of the source, kept when it differed
+    reference = session.graph.targets[f"{target.spec.name}:{REFERENCE}"]
+    folder = session.outputs.materialized(reference.name)
+    repeat = folder / repeat_file_name(reference.tensor_file)  # a second run of the source, when it differed
     result = correctness.run_and_compare(
-        runner, _samples(session, target), tensors.load(reference / REFERENCE_FILE),
+        runner, _samples(session, target), tensors.load(folder / reference.tensor_file),
         lambda output: target.model.correctness.tolerance(target.precision, output),
         repeat=tensors.load(repeat) if repeat.is_file() else None)
     hint = (session.current_manifest(target.artifact) or {}).get("metadata", {}).get(CHECK_HINT)
@@ -134,9 +134,15 @@ ACTIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
 
 
 def _samples(session: Session, target: Target) -> list[dict[str, Any]]:
+    return _role_tensors(session, target, SAMPLES)
+
+
+def _role_tensors(session: Session, target: Target, role: str) -> list[dict[str, Any]]:
+    """The tensors file of the model's samples or reference target, as its rule declares it."""
     from navbuild import tensors
 
-    return tensors.load(session.outputs.materialized(f"{target.spec.name}:samples") / "samples.tensors")
+    role_target = session.graph.targets[f"{target.spec.name}:{role}"]
+    return tensors.load(session.outputs.materialized(role_target.name) / role_target.tensor_file)
 
 
 def _runner(session: Session, target: Target) -> Any:
@@ -154,14 +160,15 @@ def _runner(session: Session, target: Target) -> Any:
 
 
 # -- outputs ------------------------------------------------------------------------------------
-def _store_outputs(session: Session, out_dir: Path) -> dict[str, str]:
-    files = {}
-    for path in sorted(out_dir.rglob("*")):
-        if path.is_file():
-            files[path.relative_to(out_dir).as_posix()] = session.store.put_file(path)
-    if not files:
+def _store_outputs(session: Session, target: Target, out_dir: Path) -> dict[str, str]:
+    paths = {path.relative_to(out_dir).as_posix(): path for path in sorted(out_dir.rglob("*")) if path.is_file()}
+    if not paths:
         raise RuntimeError("the rule wrote no output file")
-    return files
+    undeclared = target.rule.undeclared_outputs(list(paths)) if target.rule else []
+    if undeclared:  # the Triton writer and the roles trust the declaration: hold the rule to it
+        raise RuntimeError(f"rule {target.rule.name} wrote {', '.join(undeclared)}, which its outputs "
+                           f"({', '.join(target.rule.outputs)}) do not declare")
+    return {name: session.store.put_file(path) for name, path in paths.items()}
 
 
 def output_digest(target: Target, out_dir: Path, files: dict[str, str], material: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from navbuild.lazy import lazy_import
+from navbuild.rule import repeat_file_name
 
 torch = lazy_import("torch")
 
@@ -17,7 +18,7 @@ TORCHSCRIPT_FILE = "model.pt"
 EXPORT_FILE = "model.pt2"
 RECIPE_FILE = "recipe.json"
 REFERENCE_FILE = "reference.tensors"
-REFERENCE_REPEAT_FILE = "reference.repeat.tensors"  # a second run of the source, when it differed (engine reads it)
+REFERENCE_REPEAT_FILE = repeat_file_name(REFERENCE_FILE)  # a second run of the source, when it differed
 
 
 def load_torchscript(path: Path, device: str) -> Any:

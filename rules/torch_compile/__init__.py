@@ -14,14 +14,14 @@ Both are device-bound (compiled code and caches are per device) and cast for fp1
 this module imports no framework.
 """
 from navbuild.rule import SOURCE, Rule
-from rules.torch_compile import build, options
+from rules.torch_compile import build, loader, options
 from rules.torch_compile.runner import AotiRunner, TorchCompileRunner
 
 TORCH_COMPILE = Rule(
     name="torch-compile", version="2", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.COMPILE_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
-    validate=options.validate_compile,
+    validate=options.validate_compile, outputs=(loader.RECIPE_FILE, loader.CACHE_FILE),
     description="torch.compile recipe (mode, backend, dynamic, precision) plus torch's compile cache",
 )
 
@@ -30,6 +30,7 @@ AOTI = Rule(
     params=dict(options.AOTI_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="aoti", normalized=False, canonical_digest=build.aoti_digest, validate=options.validate_aoti,
     identifies_model=True,  # aoti.json holds the digest of the exported graph and weights
+    outputs=(loader.AOTI_FILE, loader.AOTI_INFO_FILE),
     description="AOTInductor package (model.pt2) with a dynamic batch, run in a worker process",
 )
 

@@ -10,13 +10,9 @@ from navbuild.hashing import digest_file
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
 from rules.torch_compile import options, torch_io
-from rules.torch_compile.options import CACHE_FILE, RECIPE_FILE
+from rules.torch_compile.loader import AOTI_FILE, AOTI_INFO_FILE, AOTI_INFO_FORMAT, CACHE_FILE, RECIPE_FILE
 
 torch = lazy_import("torch")
-
-AOTI_FILE = "model.pt2"
-AOTI_INFO_FILE = "aoti.json"  # what the package was compiled from; its digest is aoti's canonical digest
-AOTI_INFO_FORMAT = "navbuild-aoti/1"
 
 
 # -- torch-compile --------------------------------------------------------------------------------

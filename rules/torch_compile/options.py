@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from rules.torch_compile.loader import CACHE_FILE, RECIPE_FILE, RECIPE_FORMAT  # noqa: F401  (the file names are loader's)
+
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DYNAMIC = {"auto": None, "true": True, "false": False}  # recipe text -> torch.compile(dynamic=...)
@@ -16,10 +18,6 @@ PRECISION_METHOD = "cast"  # weights and float inputs cast to the precision's dt
 
 COMPILE_DEFAULTS: dict[str, Any] = {"mode": "default", "backend": "inductor", "dynamic": "auto"}
 AOTI_DEFAULTS: dict[str, Any] = {"max_batch_size": 1}
-
-RECIPE_FILE = "recipe.json"
-CACHE_FILE = "compile_cache.bin"
-RECIPE_FORMAT = "navbuild-torch-compile/1"
 
 
 class CompileConfigError(ValueError):

@@ -3,7 +3,6 @@ AOTInductor package in a worker process)."""
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from typing import Any, Mapping
 
@@ -11,7 +10,7 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, output_names
-from rules.torch_compile import options, torch_io
+from rules.torch_compile import loader, options, torch_io
 
 np = lazy_import("numpy")
 torch = lazy_import("torch")
@@ -32,17 +31,14 @@ class TorchCompileRunner(Runner):
     def activate_impl(self) -> None:
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
-        recipe = json.loads((self.artifact_dir / options.RECIPE_FILE).read_text())
-        if recipe.get("format") != options.RECIPE_FORMAT:
-            raise RunnerError(f"{self.name}: {options.RECIPE_FILE} is not a {options.RECIPE_FORMAT} recipe")
+        try:
+            recipe = loader.read_recipe(self.artifact_dir)
+        except loader.RecipeError as exc:
+            raise RunnerError(f"{self.name}: {exc}") from None
         if recipe["precision"] != self.precision:
             raise RunnerError(f"{self.name}: the recipe is for {recipe['precision']}, the runner for {self.precision}")
         self.recipe = recipe
-        self.cache_info: dict[str, int] | None = None
-        if recipe.get("cache"):
-            info = torch.compiler.load_cache_artifacts((self.artifact_dir / recipe["cache"]).read_bytes())
-            if info is not None:
-                self.cache_info = {kind: len(keys) for kind, keys in info.artifacts.items()}
+        self.cache_info = loader.load_compile_cache(self.artifact_dir, recipe)
         model = torch_io.prepare_model(self.model.load_entry(), self.device, self.precision)
         warmup = recipe.get("warmup") or [[]]
         model = torch_io.runnable(model, self.model, list(self.model.inputs) or [s["name"] for s in warmup[0]])
@@ -90,7 +86,7 @@ class AotiRunner(Runner):
 
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
-        package = self.artifact_dir / "model.pt2"
+        package = loader.aoti_package(self.artifact_dir)
         self._handles = itertools.count()
         self._child = AotiChild(label=f"aoti worker for {self.model.name}").start()
         try:
