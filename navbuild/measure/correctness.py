@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from navbuild.engine.config import Tolerance
+from navbuild.tensors import nonfinite
 
 
 def compare(actual_samples: list[Mapping[str, np.ndarray]], expected_samples: list[Mapping[str, np.ndarray]],
@@ -69,19 +70,6 @@ def _compare_one(name: str, index: int, actual: np.ndarray, expected: np.ndarray
                 f"rtol {tol.rtol:g} * |expected| (worst element {worst}: got {actual64.flat[worst]:.6g}, "
                 f"expected {expected64.flat[worst]:.6g})")
     return None
-
-
-def nonfinite(values: np.ndarray) -> str | None:
-    """``"2 of 10 values are NaN (the first at index (0, 3))"``, or None when every value is finite."""
-    if values.dtype.kind not in "fc":
-        return None
-    bad = ~np.isfinite(values)
-    if not bad.any():
-        return None
-    counts = {"NaN": int(np.isnan(values).sum()), "Inf": int(np.isinf(values).sum())}
-    kinds = " or ".join(kind for kind, count in counts.items() if count)
-    first = tuple(int(i) for i in np.argwhere(bad)[0])
-    return f"{int(bad.sum())} of {values.size} values are {kinds} (the first at index {first})"
 
 
 def needed_atol(actual: np.ndarray, expected: np.ndarray, rtol: float) -> float:

@@ -18,7 +18,7 @@ from navbuild.rule import BuildContext
 from rules.onnx.finish import write_onnx
 from rules.onnx.loader import ONNX_FILE, load_model
 from rules.torch import build as torch_build
-from rules.torch import model_io
+from rules.torch import model_io, plain_io
 
 torch = lazy_import("torch")
 
@@ -55,7 +55,7 @@ def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
     sample = model_io.example_batch(ctx.model, ctx.samples, torch_build.max_batch_size(ctx))
     example = model_io.to_tensors(ctx.model, sample)
     inputs = model_io.input_order(ctx.model, sample)
-    model, outputs = model_io.exportable(model, ctx.model, inputs, example)  # inputs by position, plain outputs
+    model, outputs = plain_io.exportable(model, ctx.model, inputs, example)  # inputs by position, plain outputs
     attempts = {"torchscript": _export_torchscript, "dynamo": _export_dynamo}
     order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
     failures: list[str] = []

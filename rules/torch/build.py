@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from navbuild.lazy import lazy_import
 from navbuild.rule import CHECK_HINT, BuildContext
 
-from rules.torch import model_io, normalize
+from rules.torch import model_io, normalize, plain_io
 from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, REFERENCE_REPEAT_FILE, TORCHSCRIPT_FILE,
                                 load_exported, load_torchscript)
 
@@ -159,7 +159,7 @@ def _reference_run(ctx: BuildContext, log_training: bool) -> list[dict[str, Any]
 
 
 def _first_nonfinite(outputs: list[dict[str, Any]]) -> str | None:
-    from navbuild.measure.correctness import nonfinite
+    from navbuild.tensors import nonfinite
 
     for index, sample in enumerate(outputs):
         for name, array in sample.items():
@@ -220,7 +220,7 @@ def state_digest(model: Any) -> str:
 # -- TorchScript ------------------------------------------------------------------------------------
 def build_torchscript_trace(ctx: BuildContext) -> dict[str, Any]:
     def trace(model: Any, example: tuple[Any, ...], names: list[str]) -> tuple[Any, list[str]]:
-        module, output_names = model_io.exportable(model, ctx.model, names, example)
+        module, output_names = plain_io.exportable(model, ctx.model, names, example)
         # check_trace=False: the correctness check replaces it.
         return torch.jit.trace(module, example, strict=False, check_trace=False), output_names
 
@@ -230,7 +230,7 @@ def build_torchscript_trace(ctx: BuildContext) -> dict[str, Any]:
 def build_torchscript_script(ctx: BuildContext) -> dict[str, Any]:
     def script(model: Any, example: tuple[Any, ...], names: list[str]) -> tuple[Any, list[str]]:
         scripted = torch.jit.script(model)
-        module, output_names = model_io.exportable(model, ctx.model, names, example, compiled=scripted)
+        module, output_names = plain_io.exportable(model, ctx.model, names, example, compiled=scripted)
         if module is not scripted:  # inputs by name or a dict result: a traced shell around the scripted
             module = torch.jit.trace(module, example, strict=False, check_trace=False)  # model keeps its code
         return module, output_names
@@ -277,7 +277,7 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     path = ctx.out_dir / EXPORT_FILE
     try:
         with torch.no_grad(), warnings_to_log(ctx):
-            module, output_names = model_io.exportable(model, ctx.model, model_io.input_order(ctx.model, ctx.samples[0]),
+            module, output_names = plain_io.exportable(model, ctx.model, model_io.input_order(ctx.model, ctx.samples[0]),
                                                        example)
             program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes(ctx))
             torch.export.save(program, str(path))

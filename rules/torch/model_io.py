@@ -12,7 +12,7 @@ declared), else every key is an output, in the model's order. A tensor or a tupl
 position: the declared names in order, else ``output__<i>``. Nested values are flattened
 (``hidden_states.0``...).
 
-Exporters see plain tensors: ``exportable`` wraps a model whose inputs go by name or whose result
+Exporters see plain tensors: ``plain_io.exportable`` wraps a model whose inputs go by name or whose result
 is not a tensor or a flat tuple of tensors (``plain_io.PlainIO``), so the exported artifact takes
 the inputs by position in the declared order and returns a tuple of tensors in the output order.
 torch and numpy are imported on first use (``navbuild.lazy``).
@@ -183,35 +183,6 @@ def to_numpy(tensor: Any) -> np.ndarray:
 
 def named_outputs(model: ModelSpec, outputs: Any) -> dict[str, np.ndarray]:
     return {name: to_numpy(tensor) for name, tensor in bind_outputs(model, outputs)}
-
-
-# -- the module that exporters see ------------------------------------------------------------------
-def exportable(model: Any, spec: ModelSpec, names: Sequence[str], example: Sequence[Any], *,
-               compiled: Any = None) -> tuple[Any, list[str]]:
-    """The module to export and its output names. It is ``model`` (or ``compiled``, a scripted copy
-    of it) itself when that takes the inputs by position and returns plain tensors, else wrapped so
-    that it does (``plain_io.PlainIO``). Runs the model once on ``example``."""
-    binding = input_binding(spec, model, names)
-    module = model if compiled is None else compiled
-    with torch.no_grad():
-        outputs = call(module, names, example, binding)
-    output_names = [name for name, _ in bind_outputs(spec, outputs)]
-    if binding == POSITIONAL and is_plain(outputs):
-        return module, output_names
-    from rules.torch.plain_io import plain_io
-
-    keys = output_names if keyed_items(outputs) is not None else None
-    return plain_io(module, list(names), binding == BY_NAME, keys=keys, flat=True), output_names
-
-
-def runnable(model: Any, spec: ModelSpec, names: Sequence[str]) -> Any:
-    """``model``, or ``model`` wrapped to take the inputs by position when it takes them by name
-    (its result is left as it is: ``named_outputs`` binds it)."""
-    if input_binding(spec, model, names) == POSITIONAL:
-        return model
-    from rules.torch.plain_io import plain_io
-
-    return plain_io(model, list(names), True, keys=None, flat=False)
 
 
 def example_batch(model: ModelSpec, samples: Sequence[Mapping[str, np.ndarray]],

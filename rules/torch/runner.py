@@ -3,7 +3,7 @@
 They share one shape: ``load()`` gives a callable module on the device; ``prepare`` turns the
 numpy feed into device tensors (float inputs cast to the artifact's precision), passed by name to
 the eager model when it takes them so, and by position, in the declared order, to an export
-(``model_io.exportable``); outputs come back as float32 numpy arrays, bound by
+(``plain_io.exportable``); outputs come back as float32 numpy arrays, bound by
 ``model_io.bind_outputs`` (by key or by position).
 """
 from __future__ import annotations

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import ModelSpec
 from rules.torch import model_io
-from rules.torch.model_io import (exportable, flatten, input_order, named_outputs, runnable,  # noqa: F401
-                                to_numpy, torch_dtype)  # re-exported
+from rules.torch.model_io import flatten, input_order, named_outputs, to_numpy, torch_dtype  # noqa: F401 (re-exported)
+from rules.torch.plain_io import exportable, runnable  # noqa: F401 (re-exported)
 
 np = lazy_import("numpy")
 
