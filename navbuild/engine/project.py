@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from navbuild.engine import config as config_module
 from navbuild.engine.graph import INTERNAL_RULES, build_graph
@@ -12,8 +13,23 @@ from navbuild.engine.session import Options, Session
 def open_project(config_path: str | Path | None = None, options: Options | None = None) -> Session:
     path = Path(config_path) if config_path else config_module.find_config(Path.cwd())
     registry = default_registry()
-    formats = {name: rule for name, rule in registry.rules.items() if name not in INTERNAL_RULES}
-    project = config_module.load(path, formats)
+    project = config_module.load(path, known_formats(registry))
+    return _session(project, registry, options)
+
+
+def open_mapping(data: Mapping[str, Any], root: str | Path, label: str | Path | None = None,
+                 options: Options | None = None) -> Session:
+    """A project described as the navbuild.toml mapping plus its root (the Python API, workers)."""
+    registry = default_registry()
+    project = config_module.from_mapping(data, Path(root), known_formats(registry), label=label)
+    return _session(project, registry, options)
+
+
+def known_formats(registry: Any) -> dict[str, Any]:
+    return {name: rule for name, rule in registry.rules.items() if name not in INTERNAL_RULES}
+
+
+def _session(project: Any, registry: Any, options: Options | None) -> Session:
     gpu = False
     if any(m.targets.device == "auto" for m in project.models.values()):
         from navbuild.engine import fingerprint
