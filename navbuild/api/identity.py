@@ -214,8 +214,13 @@ def _source(obj: Any) -> str:
     try:
         return inspect.getsource(obj)
     except (OSError, TypeError):
-        # no source (defined in a REPL, or built in): the qualified name is all that is known
-        return f"<no source: {_qualname(obj)}>"
+        pass
+    if isinstance(obj, type):  # its module is gone from sys.modules: its methods still know their file
+        parts = [_source(function) for function in _functions_of(obj)]
+        if parts:
+            return "\n".join([f"class {obj.__qualname__}:", *parts])
+    # no source (defined in a REPL, or built in): the qualified name is all that is known
+    return f"<no source: {_qualname(obj)}>"
 
 
 def _qualname(obj: Any) -> str:

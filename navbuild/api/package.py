@@ -118,12 +118,15 @@ class Package:
     def get_runner(self, strategy: Any = None, *, target: str | None = None, device: str | None = None,
                    activate: bool = True) -> Any:
         """The runner of ``target``, or of the target ``strategy`` selects (max-throughput by default)."""
-        from navbuild.deploy.triton_repo import make_runner, runner_spec
+        from navbuild.deploy.triton_repo import loads_source, make_runner, runner_spec
 
         name = target or self.selected(strategy)
         entry = (self.status.get("targets") or {}).get(name)
         if entry is None or not self.targets[name].usable:
             raise PackageError(f"model {self.name}: target {name!r} is not usable; " + self._reasons())
+        if loads_source(entry) and self.root is None:
+            raise PackageError(f"model {self.name}: {name} runs the model's own code, which a package does not "
+                               "carry; choose a serialized target (target=...)")
         spec = runner_spec({"models": {self.name: self.status}}, self.name, name)
         runner = make_runner(spec, artifact_dir=Path(entry["dir"]), root=self.root, device=device)
         return runner.activate() if activate else runner

@@ -80,7 +80,7 @@ def object_source(workspace: Workspace, name: str, model: Any, call_samples: Seq
         name=name, framework="torch", entry=entry, samples=workspace.write_samples(name, named),
         sources=[entry.rsplit(":", 1)[0]], inputs=first_call.names,
         outputs=calls.output_names(output_tree, count, config.output_names),
-        max_batch_size=config.max_batch_size or largest_batch(named),
+        max_batch_size=config.max_batch_size if config.max_batch_size is not None else largest_batch(named),
         dynamic_axes={k: dict(v) for k, v in (config.dynamic_axes or infer_dynamic_axes(named)).items()},
         config=config, identity=identity,
         live={"call": first_call, "output_tree": output_tree, "output_classes": calls.classes_in(reference),
@@ -103,7 +103,7 @@ def entry_source(workspace: Workspace, name: str, entry: str, dataloader: Any, c
         name=name, framework=framework, entry=entry, samples=samples,
         sources=list(config.sources) if config.sources else [entry_file],
         inputs=list(config.input_names or ()), outputs=list(config.output_names or ()),
-        max_batch_size=config.max_batch_size or batch or 1,
+        max_batch_size=config.max_batch_size if config.max_batch_size is not None else (batch or 1),
         dynamic_axes={k: dict(v) for k, v in (config.dynamic_axes or {}).items()}, config=config)
 
 

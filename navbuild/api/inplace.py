@@ -1,0 +1,363 @@
+"""In-place optimization: ``navbuild.Module`` wraps the ``nn.Module``s of a pipeline,
+``navbuild.optimize`` runs the pipeline on a dataloader and builds each wrapped module on the
+store, ``navbuild.load_optimized`` swaps in each module's best correct runner.
+
+A ``Module`` is a transparent proxy (``wrapt.ObjectProxy``): it passes ``isinstance`` checks, can be
+assigned where an ``nn.Module`` is expected, and forwards every call unchanged until it is told
+otherwise. While ``optimize`` runs the pipeline it records each call's arguments (after
+``input_mapping``) and outputs; each module then becomes a model of one project (``project.py``),
+so modules build in parallel with ``jobs`` and a module whose export crashes fails alone. Once
+optimized, a call whose arguments match what was recorded (structure, constants, dtypes, shapes
+within the recorded range) runs the selected runner; any other call runs the original code.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import wrapt
+
+from navbuild.api import calls
+from navbuild.api.config import LABEL, OptimizeConfig, strategy_of
+from navbuild.engine.config import ConfigError
+
+DEFAULT_STRATEGY = "min-latency"  # a pipeline calls its modules one request at a time
+_REGISTRY: dict[str, "Module"] = {}
+
+
+@dataclass
+class Recording:
+    """What the pipeline passed to one module and got back, while ``optimize`` ran it."""
+
+    limit: int
+    call: calls.Call | None = None
+    samples: list[tuple[tuple, dict]] = field(default_factory=list)  # kept calls, tensors on the host
+    reference: Any = None  # the output of the first kept call
+    calls_seen: int = 0
+    other_signatures: int = 0  # calls whose structure differed from the first (not optimized)
+    ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # input -> per axis (min, max)
+    dtypes: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, args: tuple, kwargs: dict, output: Any) -> None:
+        self.calls_seen += 1
+        call, leaves = calls.record(args, kwargs)
+        if self.call is None:
+            self.call, self.reference = call, _detached(output)
+        elif not call.same_structure(self.call):
+            self.other_signatures += 1
+            return
+        for name, leaf in zip(self.call.names, leaves):
+            self.dtypes.setdefault(name, leaf.dtype)
+            shape = list(leaf.shape)
+            known = self.ranges.setdefault(name, [(n, n) for n in shape])
+            if len(known) == len(shape):
+                self.ranges[name] = [(min(lo, n), max(hi, n)) for (lo, hi), n in zip(known, shape)]
+        if len(self.samples) < self.limit:
+            self.samples.append(_detached((tuple(args), dict(kwargs))))
+
+    def admits(self, call: calls.Call, leaves: list[Any]) -> bool:
+        """A later call the optimized runner may serve: same structure, dtypes, shapes in range."""
+        if self.call is None or not call.same_structure(self.call):
+            return False
+        for name, leaf in zip(self.call.names, leaves):
+            ranges = self.ranges.get(name)
+            if leaf.dtype != self.dtypes.get(name) or ranges is None or leaf.dim() != len(ranges):
+                return False
+            if any(not lo <= n <= hi for n, (lo, hi) in zip(leaf.shape, ranges)):
+                return False
+        return True
+
+
+class Module(wrapt.ObjectProxy):
+    """Wraps an ``nn.Module`` inside a pipeline for in-place optimization.
+
+    name            the module's model name in the store and the reports (default: its class name)
+    input_mapping   ``fn((*args, kwargs)) -> (*args, kwargs)``: the call the optimized artifact takes
+    output_mapping  ``fn(output) -> what the pipeline expects``, applied to the optimized artifact's
+                    output (plain tuples, lists and dicts), e.g. ``lambda out: BaseModelOutput(**out)``
+    forward_func    the name of the method the pipeline really calls (e.g. "forward" when another
+                    method calls ``self.forward(...)`` rather than ``self(...)``); None: the module call
+    batching        overrides OptimizeConfig.batching for this module
+    precision       the precision its targets are built in (overrides target_precisions)
+    optimize_config this module's OptimizeConfig (else ``navbuild.optimize``'s); also a property
+    """
+
+    def __init__(self, module: Any, name: str | None = None, input_mapping: Callable | None = None,
+                 output_mapping: Callable | None = None, forward_func: str | None = None,
+                 batching: bool | None = None, precision: str | None = None,
+                 optimize_config: OptimizeConfig | None = None) -> None:
+        import torch
+
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"navbuild.Module wraps a torch.nn.Module, not {type(module).__name__}")
+        super().__init__(module)
+        from navbuild.api.project import safe_model_name
+
+        self._self_name = safe_model_name(name or type(module).__name__)
+        self._self_input_mapping = input_mapping
+        self._self_output_mapping = output_mapping
+        self._self_forward_func = forward_func
+        self._self_batching = batching
+        self._self_precision = precision
+        self._self_optimize_config = optimize_config
+        self._self_recording: Recording | None = None  # while optimize runs the pipeline
+        self._self_recorded: Recording | None = None  # the last optimize's: what the runner may serve
+        self._self_optimized: Any = None  # package.OptimizedModel once load_optimized chose a runner
+        self._self_package: Any = None
+        self._self_target: str | None = None
+        self._self_reason: str | None = "not optimized yet: call navbuild.optimize(pipeline, dataloader)"
+        self._self_fallbacks = 0
+        self._self_forward = None
+        if forward_func is not None:
+            self._self_forward = getattr(module, forward_func)  # the bound original
+            object.__setattr__(module, forward_func, self._intercept_method)  # shadows it on this instance
+        _REGISTRY[self._self_name] = self
+
+    # -- what users read ----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._self_name
+
+    @property
+    def optimize_config(self) -> OptimizeConfig | None:
+        return self._self_optimize_config
+
+    @optimize_config.setter
+    def optimize_config(self, value: OptimizeConfig | None) -> None:
+        self._self_optimize_config = value
+
+    @property
+    def package(self) -> Any:
+        """The ``Package`` of its last optimize (None before)."""
+        return self._self_package
+
+    @property
+    def is_optimized(self) -> bool:
+        return self._self_optimized is not None
+
+    @property
+    def optimized_target(self) -> str | None:
+        """The target it runs, after load_optimized (None: the original code runs)."""
+        return self._self_target
+
+    @property
+    def optimized_reason(self) -> str | None:
+        """Why it keeps its original code (None once a target runs)."""
+        return self._self_reason
+
+    @property
+    def fallbacks(self) -> int:
+        """Calls that ran the original code after load_optimized (arguments outside what was recorded)."""
+        return self._self_fallbacks
+
+    # -- calls -------------------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._self_forward_func is not None:  # the module's own call reaches the intercepted method
+            return self.__wrapped__(*args, **kwargs)
+        return self._intercept(args, kwargs)
+
+    def _intercept_method(self, *args: Any, **kwargs: Any) -> Any:
+        return self._intercept(args, kwargs)
+
+    def _original(self, args: tuple, kwargs: dict) -> Any:
+        if self._self_forward is not None:
+            return self._self_forward(*args, **kwargs)
+        return self.__wrapped__(*args, **kwargs)
+
+    def _mapped(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if self._self_input_mapping is None:
+            return args, kwargs
+        mapped = self._self_input_mapping((*args, kwargs))
+        return calls.call_args(tuple(mapped))
+
+    def _intercept(self, args: tuple, kwargs: dict) -> Any:
+        if self._self_optimized is not None:
+            mapped = self._mapped(args, kwargs)
+            call, leaves = calls.record(*mapped)
+            if self._self_recorded.admits(call, leaves):
+                mapping = self._self_output_mapping
+                output = self._self_optimized.run(*mapped, classes={} if mapping else None)
+                return mapping(output) if mapping else output
+            self._self_fallbacks += 1
+            return self._original(args, kwargs)
+        output = self._original(args, kwargs)
+        if self._self_recording is not None:
+            self._self_recording.add(*self._mapped(args, kwargs), output)
+        return output
+
+    # -- optimize ----------------------------------------------------------------------------------
+    def _start_recording(self, limit: int) -> None:
+        self._unload()
+        self._self_recording = Recording(limit=limit)
+
+    def _config(self, default: OptimizeConfig) -> OptimizeConfig:
+        config = self._self_optimize_config or default
+        changes: dict[str, Any] = {}
+        if self._self_batching is not None:
+            changes["batching"] = self._self_batching
+        if self._self_precision is not None:
+            changes["target_precisions"] = (self._self_precision,)
+        return config.clone(**changes) if changes else config
+
+    def _captured(self) -> Any:
+        """The module the engine builds from: without the intercepting method on the instance."""
+        module = self.__wrapped__
+        if self._self_forward_func is None:
+            return module
+        clone = copy.copy(module)
+        vars(clone).pop(self._self_forward_func, None)
+        return clone
+
+    def _unload(self) -> None:
+        if self._self_optimized is not None:
+            self._self_optimized.close()
+        self._self_optimized, self._self_target = None, None
+        self._self_fallbacks = 0
+
+
+def _detached(value: Any) -> Any:
+    """Tensors copied to the host and cut from autograd, anything else as it is."""
+    if calls.is_tensor(value):
+        return value.detach().cpu().clone()
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_detached(v) for v in value)
+    if isinstance(value, list):
+        return [_detached(v) for v in value]
+    if isinstance(value, dict) and type(value) is dict:
+        return {k: _detached(v) for k, v in value.items()}
+    return value
+
+
+# -- the pipeline -----------------------------------------------------------------------------------
+def optimize(func: Callable[..., Any], dataloader: Iterable[Any], config: OptimizeConfig | None = None, *,
+             jobs: int = 1, quiet: bool = False) -> dict[str, Any]:
+    """Run ``func`` on every item of ``dataloader`` (``(batch_size, sample)`` pairs, or samples: a
+    tuple of arguments whose last item may be a dict of keyword arguments, a dict of keyword
+    arguments, or one argument), recording what each ``navbuild.Module`` receives and returns; then
+    build, check and profile each module's targets. Returns each module's ``Package`` by name (a
+    module the pipeline did not call, or could not be described, maps to None; ``module.optimized_reason``
+    says why). Modules keep their original code until ``load_optimized``."""
+    import torch
+
+    from navbuild.api import executor, sources
+    from navbuild.api.project import Workspace
+
+    executor.refuse_nested_call()
+    config = config or OptimizeConfig()
+    if not isinstance(config, OptimizeConfig):
+        raise ConfigError(LABEL, "config", f"must be a navbuild.OptimizeConfig, not {type(config).__name__}")
+    config.check()
+    modules = list(_REGISTRY.values())
+    if not modules:
+        raise ConfigError(LABEL, "func", "calls no navbuild.Module", "wrap the modules to optimize first: "
+                          "pipeline.encoder = navbuild.Module(pipeline.encoder, name='encoder')")
+    for module in modules:
+        module._config(config).check()
+        module._start_recording(module._config(config).sample_count)
+    try:
+        with torch.no_grad():
+            for item in dataloader:
+                args, kwargs = calls.call_args(_sample(item))
+                func(*args, **kwargs)
+    finally:
+        recordings = {m.name: m._self_recording for m in modules}
+        for module in modules:
+            module._self_recording = None
+    workspace = Workspace(config)
+    model_sources, results = [], {}
+    for module in modules:
+        recording = recordings[module.name]
+        module._self_recorded = recording
+        if recording.call is None:
+            module._self_reason = ("the pipeline never called it while optimize ran (if it calls another method "
+                                   "than __call__, name it with forward_func=)")
+            results[module.name] = None
+            continue
+        try:
+            model_sources.append(sources.object_source(
+                workspace, module.name, module._captured(), recording.samples, module._config(config),
+                method=module._self_forward_func if module._self_forward_func not in (None, "forward") else None,
+                reference=recording.reference))
+        except (calls.CallError, ConfigError) as exc:
+            module._self_reason = f"its calls cannot be recorded: {exc}"
+            results[module.name] = None
+    if model_sources:
+        from navbuild.api.single import package_of
+
+        built = workspace.build(model_sources, config, jobs=jobs)
+        for source in model_sources:
+            module = _REGISTRY[source.name]
+            package = package_of(built, source.name)
+            verify_func = module._config(config).verify_func
+            if verify_func is not None:
+                package.verify(verify_func)
+            module._self_package = package
+            module._self_reason = "optimized: call navbuild.load_optimized() to run its best target"
+            results[source.name] = package
+    if not quiet:
+        _report(modules, recordings)
+    return results
+
+
+def load_optimized(strategy: Any = None, *, device: str | None = None, quiet: bool = False) -> dict[str, str | None]:
+    """Swap in each optimized module's best correct runner (``strategy``: min-latency by default).
+
+    A module whose best target is the eager model itself, or that has no usable target, keeps its
+    original code and says why (``module.optimized_reason``). Returns module name -> target (or None)."""
+    from navbuild.api.package import PackageError
+
+    chosen: dict[str, str | None] = {}
+    for module in _REGISTRY.values():
+        module._unload()
+        package = module._self_package
+        if package is None:
+            chosen[module.name] = None
+            continue
+        try:
+            target = package.selected(strategy_of(strategy, DEFAULT_STRATEGY))
+        except PackageError as exc:
+            module._self_reason = str(exc)
+            chosen[module.name] = None
+            continue
+        if package.targets[target].format == "torch":
+            module._self_reason = f"its eager PyTorch code is its best target ({target})"
+            chosen[module.name] = None
+            continue
+        module._self_optimized = package.get_model(target=target, device=device)
+        module._self_target, module._self_reason = target, None
+        chosen[module.name] = target
+    if not quiet:
+        for module in _REGISTRY.values():
+            what = module.optimized_target or f"original code ({module.optimized_reason})"
+            print(f"navbuild: {module.name}: {what}", file=sys.stderr)
+    return chosen
+
+
+def registered() -> dict[str, Module]:
+    """The wrapped modules by name (the latest wrapper of each name)."""
+    return dict(_REGISTRY)
+
+
+def _sample(item: Any) -> Any:
+    """An item of an in-place dataloader: a ``(batch_size, sample)`` pair or the sample itself."""
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], int) and not isinstance(item[0], bool):
+        return item[1]
+    return item
+
+
+def _report(modules: list[Module], recordings: dict[str, Recording]) -> None:
+    from navbuild.api.report import print_package
+    from navbuild.commands import console
+
+    out = console()
+    for module in modules:
+        recording = recordings[module.name]
+        note = (f"{recording.calls_seen} calls recorded" +
+                (f", {recording.other_signatures} with other arguments (they keep the original code)"
+                 if recording.other_signatures else ""))
+        if module.package is None:
+            out.print(f"[bold]module {module.name}[/]: not optimized: {module.optimized_reason}", highlight=False)
+        else:
+            print_package(out, module.package, title=f"module {module.name}", note=note)
