@@ -32,6 +32,7 @@ from navbuild.engine.session import Options, Session
 ENV_MULTIPROCESSING = "NAVBUILD_USE_MULTIPROCESSING"
 ENV_IN_WORKER = "NAVBUILD_API_WORKER"
 LOG_TAIL = 4000  # characters of a dead worker's output kept in the target's log and reason
+READY = "ready"  # a worker's first message: it started and opened the project
 
 
 class NestedOptimizeError(RuntimeError):
@@ -102,6 +103,8 @@ def run_targets(session: Session, project: ProjectDescription, names: list[str],
                 elif pool is None or not _needs_worker(session, name):
                     session.run(name)  # in-process: no isolation, or nothing to build (a skip)
                     finish(session.records.get(name))
+                elif pool.broken:
+                    finish(Record(name, FAILED, reason=pool.broken))
                 elif pool.has_room():
                     pool.submit(name, before_worker_job(name) if before_worker_job else {})
                 else:
@@ -150,6 +153,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.target: str | None = None
+        self.ready = False  # it opened the project: it got past importing the caller's script
 
     def alive(self) -> bool:
         return self.process.is_alive()
@@ -174,6 +178,7 @@ class _Pool:
         self.workers: list[_Worker] = []
         self.log_dir = session.store.tmp
         self.started = 0
+        self.broken: str | None = None  # why workers cannot start at all (then no more are started)
 
     @property
     def busy(self) -> list[_Worker]:
@@ -194,16 +199,22 @@ class _Pool:
 
     def wait(self) -> Record:
         """The record of the next target a worker finishes (or dies on)."""
-        busy = self.busy
-        ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
-        for worker in busy:
-            if worker.conn in ready or worker.process.sentinel in ready:
-                name, worker.target = worker.target, None
+        while True:
+            busy = self.busy
+            ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                if worker.conn not in ready and worker.process.sentinel not in ready:
+                    continue
                 try:
-                    return Record(**worker.conn.recv())
+                    message = worker.conn.recv()
                 except (EOFError, OSError):
+                    name, worker.target = worker.target, None
                     return self._died(worker, name)
-        raise AssertionError("a worker was ready but none was found")
+                if message == READY:
+                    worker.ready = True
+                    break  # wait again: its target is still running
+                name, worker.target = worker.target, None
+                return Record(**message)
 
     def _died(self, worker: _Worker, name: str) -> Record:
         worker.process.join(timeout=10)
@@ -224,9 +235,11 @@ class _Pool:
             atomic_write(log_path, (f"navbuild: the worker process building {name} {how}\n"
                                     f"--- its output (last {LOG_TAIL} characters) ---\n{tail}").encode())
         last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
-        reason = f"the worker process building it {how}" + (f" ({last.strip()[:200]})" if last else "")
+        reason = f"the worker process building it {how}" + (f" ({last.strip()[:300]})" if last else "")
         with contextlib.suppress(OSError):
             worker.log.unlink()
+        if not worker.ready:  # it died importing the caller's script or opening the project
+            self.broken = f"worker processes cannot start: {how}" + (f" ({last.strip()[:300]})" if last else "")
         return Record(name, FAILED, reason=reason, metadata={"log": str(log_path)})
 
     def close(self) -> None:
@@ -258,6 +271,7 @@ def worker_main(conn: Any, project: ProjectDescription, log_path: str) -> None:
     faulthandler.enable()
     os.environ[ENV_IN_WORKER] = "1"
     session = open_session(project)
+    conn.send(READY)
     while True:
         try:
             request = conn.recv()

@@ -340,6 +340,13 @@ def registered() -> dict[str, Module]:
     return dict(_REGISTRY)
 
 
+def forget(*names: str) -> None:
+    """Stop optimizing the named modules (every module when none is named); they keep running
+    whatever they run now."""
+    for name in names or list(_REGISTRY):
+        _REGISTRY.pop(name, None)
+
+
 def _sample(item: Any) -> Any:
     """An item of an in-place dataloader: a ``(batch_size, sample)`` pair or the sample itself."""
     if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], int) and not isinstance(item[0], bool):
