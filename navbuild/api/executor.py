@@ -19,6 +19,7 @@ import faulthandler
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -148,9 +149,9 @@ class _Worker:
         context = multiprocessing.get_context("spawn")
         self.log = log_dir / f"api-worker-{os.getpid()}-{index}-{time.time_ns()}.log"
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=worker_main, args=(child, project, str(self.log)),
-                                       name=f"navbuild-worker-{index}")
-        self.process.start()
+        self.process = context.Process(target=worker_main, args=(child, project), name=f"navbuild-worker-{index}")
+        with _output_to(self.log):  # from its first line: errors importing the caller's script land there
+            self.process.start()
         child.close()
         self.target: str | None = None
         self.ready = False  # it opened the project: it got past importing the caller's script
@@ -234,18 +235,31 @@ class _Pool:
         with contextlib.suppress(OSError):
             atomic_write(log_path, (f"navbuild: the worker process building {name} {how}\n"
                                     f"--- its output (last {LOG_TAIL} characters) ---\n{tail}").encode())
-        last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
-        reason = f"the worker process building it {how}" + (f" ({last.strip()[:300]})" if last else "")
+        last = _telling_line(tail)
+        reason = f"the worker process building it {how}" + (f" ({last[:300]})" if last else "")
         with contextlib.suppress(OSError):
             worker.log.unlink()
         if not worker.ready:  # it died importing the caller's script or opening the project
-            self.broken = f"worker processes cannot start: {how}" + (f" ({last.strip()[:300]})" if last else "")
+            self.broken = f"worker processes cannot start: {how}" + (f" ({last[:300]})" if last else "")
         return Record(name, FAILED, reason=reason, metadata={"log": str(log_path)})
 
     def close(self) -> None:
         for worker in self.workers:
             worker.stop()
         self.workers = []
+
+
+def _telling_line(text: str) -> str:
+    """The line of a dead worker's output that says what happened: faulthandler's "Fatal Python
+    error", else the last exception line, else the last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("Fatal Python error"):
+            return line
+    for line in reversed(lines):
+        if re.match(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*:", line):
+            return line
+    return lines[-1] if lines else ""
 
 
 def _tail(path: Path) -> str:
@@ -256,18 +270,35 @@ def _tail(path: Path) -> str:
     return data[-LOG_TAIL:].decode("utf-8", "replace")
 
 
-def worker_main(conn: Any, project: ProjectDescription, log_path: str) -> None:
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """This process's stdout and stderr point at ``path`` while a worker starts: it inherits them."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in (*saved, fd):
+            os.close(descriptor)
+
+
+def worker_main(conn: Any, project: ProjectDescription) -> None:
     """A worker: opens the project once, then builds one target per request until told to stop.
 
-    Its stdout and stderr (native output too) go to ``log_path``; faulthandler writes the Python
-    stack there when it crashes, and the parent keeps the tail as the target's log.
+    Its stdout and stderr (native output too) are its log file (``_output_to``); faulthandler writes
+    the Python stack there when it crashes, and the parent keeps the tail as the target's log.
     """
     from navbuild.api import objects
 
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
     faulthandler.enable()
     os.environ[ENV_IN_WORKER] = "1"
     session = open_session(project)

@@ -210,6 +210,30 @@ class Module(wrapt.ObjectProxy):
         vars(clone).pop(self._self_forward_func, None)
         return clone
 
+    def load_optimized(self, strategy: Any = None, *, target: str | None = None, device: str | None = None
+                       ) -> str | None:
+        """Run ``target``, or the target ``strategy`` selects (min-latency by default), from now on;
+        returns it, or None when the module keeps its original code (``optimized_reason`` says why)."""
+        from navbuild.api.package import PackageError
+
+        self._unload()
+        package = self._self_package
+        if package is None:
+            return None
+        try:
+            target = target or package.selected(strategy_of(strategy, DEFAULT_STRATEGY))
+            if target not in package.targets:
+                raise PackageError(f"module {self.name} has no target {target!r}; it has {sorted(package.targets)}")
+            if package.targets[target].format == "torch":
+                self._self_reason = f"its eager PyTorch code is its best target ({target})"
+                return None
+            self._self_optimized = package.get_model(target=target, device=device)
+        except PackageError as exc:
+            self._self_reason = str(exc)
+            return None
+        self._self_target, self._self_reason = target, None
+        return target
+
     def _unload(self) -> None:
         if self._self_optimized is not None:
             self._self_optimized.close()
@@ -306,28 +330,7 @@ def load_optimized(strategy: Any = None, *, device: str | None = None, quiet: bo
 
     A module whose best target is the eager model itself, or that has no usable target, keeps its
     original code and says why (``module.optimized_reason``). Returns module name -> target (or None)."""
-    from navbuild.api.package import PackageError
-
-    chosen: dict[str, str | None] = {}
-    for module in _REGISTRY.values():
-        module._unload()
-        package = module._self_package
-        if package is None:
-            chosen[module.name] = None
-            continue
-        try:
-            target = package.selected(strategy_of(strategy, DEFAULT_STRATEGY))
-        except PackageError as exc:
-            module._self_reason = str(exc)
-            chosen[module.name] = None
-            continue
-        if package.targets[target].format == "torch":
-            module._self_reason = f"its eager PyTorch code is its best target ({target})"
-            chosen[module.name] = None
-            continue
-        module._self_optimized = package.get_model(target=target, device=device)
-        module._self_target, module._self_reason = target, None
-        chosen[module.name] = target
+    chosen = {module.name: module.load_optimized(strategy, device=device) for module in _REGISTRY.values()}
     if not quiet:
         for module in _REGISTRY.values():
             what = module.optimized_target or f"original code ({module.optimized_reason})"
