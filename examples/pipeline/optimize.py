@@ -8,6 +8,7 @@ under a second (plus importing torch). Outputs before and after optimization are
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -38,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=HERE / "workspace")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--report", type=Path, help="also write the figures and every target's status as JSON")
     args = parser.parse_args(argv)
 
     pipe = build_pipeline()
     batches = [sample[0] for _, sample in dataloader()]
     before = [pipe(batch) for batch in batches]
     started = time.perf_counter()
-    navbuild.optimize(pipe, dataloader(), config(args.workspace), jobs=args.jobs)
+    packages = navbuild.optimize(pipe, dataloader(), config(args.workspace), jobs=args.jobs)
     optimized_s = time.perf_counter() - started
     started = time.perf_counter()
     navbuild.load_optimized()
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{module.name}: runs {module.optimized_target or 'its original code'} "
               f"({module.fallbacks} calls outside the recorded shapes ran the original code)")
     print(f"largest difference from the original pipeline: {error:.2e}")
+    if args.report:
+        statuses = {name: record.status for package in packages.values() for name, record in package.records.items()}
+        args.report.write_text(json.dumps({"optimize_s": optimized_s, "load_optimized_s": loaded_s, "error": error,
+                                           "statuses": statuses}, indent=2))
     return 0 if error < 1e-3 else 1
 
 
