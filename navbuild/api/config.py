@@ -185,7 +185,7 @@ class OptimizeConfig:
                 table[name] = getattr(self, name)
         return table
 
-    def project_table(self, name: str, root: Path) -> dict[str, Any]:
+    def project_table(self, name: str) -> dict[str, Any]:
         """``[project]`` and ``[profile]`` of the project the API builds in."""
         project: dict[str, Any] = {"name": name, "device": _name(self.target_device)}
         if self.store is not None:

@@ -58,7 +58,8 @@ def isolation_enabled() -> bool:
 
 def refuse_nested_call() -> None:
     """Spawned workers import the caller's main script; an unguarded optimize() there must stop."""
-    if os.environ.get(ENV_IN_WORKER) or multiprocessing.current_process().name != "MainProcess":
+    # a spawned child is "inheriting" while it imports its parent's main module
+    if os.environ.get(ENV_IN_WORKER) or getattr(multiprocessing.current_process(), "_inheriting", False):
         raise NestedOptimizeError(
             "navbuild's optimize was called while a worker process imported your script: put the "
             "optimization under `if __name__ == \"__main__\":` (docs/python-api.md, \"Worker processes\"), "

@@ -36,12 +36,17 @@ torch = lazy_import("torch")
 xxhash = lazy_import("xxhash")
 
 MAX_DEPTH = 4  # how deep plain objects held as attributes are followed
+_IN_PROGRESS: set[int] = set()  # modules being described (a module that holds its parent)
 PRIMITIVES = (int, float, str, bytes, bool, complex, type(None))
 
 
 def model_identity(model: Any) -> str:
     """The digest of ``describe(model)``: equal for equal models, in any process."""
-    return digest_value(describe(model))
+    _IN_PROGRESS.add(id(model))
+    try:
+        return digest_value(describe(model))
+    finally:
+        _IN_PROGRESS.discard(id(model))
 
 
 def describe(model: Any) -> dict[str, Any]:
@@ -116,7 +121,14 @@ def value_material(value: Any, code: "_Code", depth: int = 0) -> Any:
     if isinstance(value, dict):
         return ["dict", sorted([[repr(k), value_material(v, code, depth + 1)] for k, v in value.items()])]
     if "torch" in sys.modules and isinstance(value, torch.nn.Module):
-        return ["submodule", _qualname(type(value))]  # described by named_modules when it is a child
+        # a module held in a plain list or dict is no child: named_modules() does not reach it
+        if id(value) in _IN_PROGRESS:
+            return ["cycle", _qualname(type(value))]
+        _IN_PROGRESS.add(id(value))
+        try:
+            return ["module", model_identity(value)]
+        finally:
+            _IN_PROGRESS.discard(id(value))
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         try:

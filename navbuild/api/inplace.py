@@ -39,10 +39,15 @@ class Recording:
     other_signatures: int = 0  # calls whose structure differed from the first (not optimized)
     ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # input -> per axis (min, max)
     dtypes: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # why a call could not be recorded
 
     def add(self, args: tuple, kwargs: dict, output: Any) -> None:
         self.calls_seen += 1
-        call, leaves = calls.record(args, kwargs)
+        try:
+            call, leaves = calls.record(args, kwargs)
+        except calls.CallError as exc:  # the pipeline goes on; the module is not optimized
+            self.error = self.error or str(exc)
+            return
         if self.call is None:
             self.call, self.reference = call, _detached(output)
         elif not call.same_structure(self.call):
@@ -95,7 +100,7 @@ class Module(wrapt.ObjectProxy):
         super().__init__(module)
         from navbuild.api.project import safe_model_name
 
-        self._self_name = safe_model_name(name or type(module).__name__)
+        self._self_name = safe_model_name(name) if name else _free_name(safe_model_name(type(module).__name__))
         self._self_input_mapping = input_mapping
         self._self_output_mapping = output_mapping
         self._self_forward_func = forward_func
@@ -175,8 +180,11 @@ class Module(wrapt.ObjectProxy):
     def _intercept(self, args: tuple, kwargs: dict) -> Any:
         if self._self_optimized is not None:
             mapped = self._mapped(args, kwargs)
-            call, leaves = calls.record(*mapped)
-            if self._self_recorded.admits(call, leaves):
+            try:
+                call, leaves = calls.record(*mapped)
+            except calls.CallError:
+                call, leaves = None, []
+            if call is not None and self._self_recorded.admits(call, leaves):
                 mapping = self._self_output_mapping
                 output = self._self_optimized.run(*mapped, classes={} if mapping else None)
                 return mapping(output) if mapping else output
@@ -241,6 +249,15 @@ class Module(wrapt.ObjectProxy):
         self._self_fallbacks = 0
 
 
+def _free_name(base: str) -> str:
+    """``base``, or ``base_2``, ``base_3``... when another module already has it (unnamed wrappers)."""
+    name, index = base, 1
+    while name in _REGISTRY:
+        index += 1
+        name = f"{base}_{index}"
+    return name
+
+
 def _detached(value: Any) -> Any:
     """Tensors copied to the host and cut from autograd, anything else as it is."""
     if calls.is_tensor(value):
@@ -295,8 +312,9 @@ def optimize(func: Callable[..., Any], dataloader: Iterable[Any], config: Optimi
         recording = recordings[module.name]
         module._self_recorded = recording
         if recording.call is None:
-            module._self_reason = ("the pipeline never called it while optimize ran (if it calls another method "
-                                   "than __call__, name it with forward_func=)")
+            module._self_reason = (f"its calls cannot be recorded: {recording.error}" if recording.error else
+                                   "the pipeline never called it while optimize ran (if it calls another "
+                                   "method than __call__, name it with forward_func=)")
             results[module.name] = None
             continue
         try:
@@ -370,4 +388,5 @@ def _report(modules: list[Module], recordings: dict[str, Recording]) -> None:
         if module.package is None:
             out.print(f"[bold]module {module.name}[/]: not optimized: {module.optimized_reason}", highlight=False)
         else:
-            print_package(out, module.package, title=f"module {module.name}", note=note)
+            print_package(out, module.package, title=f"module {module.name}", note=note,
+                          strategy=DEFAULT_STRATEGY)

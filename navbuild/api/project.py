@@ -73,7 +73,7 @@ class Workspace:
         from navbuild.engine.registry import default_registry
 
         known = known_formats(default_registry())
-        data = config.project_table(PROJECT_NAME, self.root)
+        data = config.project_table(PROJECT_NAME)
         data["models"] = {}
         for model in models:
             data["models"][model.name] = model.config.model_table(

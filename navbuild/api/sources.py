@@ -84,7 +84,7 @@ def object_source(workspace: Workspace, name: str, model: Any, call_samples: Seq
         dynamic_axes={k: dict(v) for k, v in (config.dynamic_axes or infer_dynamic_axes(named)).items()},
         config=config, identity=identity,
         live={"call": first_call, "output_tree": output_tree, "output_classes": calls.classes_in(reference),
-              "output_dtypes": [leaf.dtype for leaf in calls.flatten_outputs(reference)], "model": model})
+              "output_dtypes": [leaf.dtype for leaf in calls.flatten_outputs(reference)]})
 
 
 def entry_source(workspace: Workspace, name: str, entry: str, dataloader: Any, config: OptimizeConfig,

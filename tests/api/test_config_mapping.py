@@ -76,3 +76,11 @@ def test_formats_and_strategies_as_names_and_as_enums():
     assert str(navbuild.MaxThroughputStrategy()) == "max-throughput"
     assert str(navbuild.MinLatencyStrategy()) == "min-latency"
     assert str(navbuild.MaxThroughputWithLatencyBudgetStrategy(5)) == "latency-budget:5ms"
+
+
+def test_onnx_sources_need_a_rule_family_that_reads_them(vision):
+    if default_registry().source_rule("reference", "onnx") is not None:
+        pytest.skip("a rule family reading ONNX-file sources is installed")
+    (vision / "model.onnx").write_bytes(b"")
+    with pytest.raises(ConfigError, match="no installed rule family reads ONNX files as source models"):
+        navbuild.onnx.optimize(vision / "model.onnx", [], navbuild.OptimizeConfig(workspace=vision))

@@ -189,3 +189,34 @@ def test_output_mapping_forward_func_and_a_module_never_called(tmp_path):
         inplace.forget()
         sys.path.remove(str(tmp_path))
         sys.modules.pop("hf_modules", None)
+
+
+class Scale(torch.nn.Module):
+    def forward(self, x, options=None):
+        return x * 2.0
+
+
+def test_a_bad_module_config_names_the_module_and_an_unrecordable_call_keeps_the_original(tmp_path):
+    inplace.forget()
+    try:
+        good = navbuild.Module(Scale(), name="good")
+        odd = navbuild.Module(Scale(), name="odd")
+        good.optimize_config = navbuild.OptimizeConfig(target_formats=("onix",))
+
+        def pipeline(x):
+            return odd(good(x), options=object())  # an argument navbuild cannot record
+
+        config = navbuild.OptimizeConfig(target_formats=("torchscript-trace",), target_device="cpu",
+                                         profiling=False, workspace=tmp_path)
+        with pytest.raises(navbuild.ConfigError, match="OptimizeConfig of 'good': target_formats: unknown format"):
+            navbuild.optimize(pipeline, [torch.ones(1, 2)], config, quiet=True)
+        assert not list((tmp_path / ".navbuild" / "actions").glob("*/*"))  # nothing was built
+
+        good.optimize_config = None
+        packages = navbuild.optimize(pipeline, [torch.ones(1, 2)], config, quiet=True)
+        assert packages["odd"] is None and "cannot be recorded" in odd.optimized_reason
+        assert packages["good"].targets["torchscript-trace"].correct
+        navbuild.load_optimized(quiet=True)
+        assert torch.equal(pipeline(torch.ones(1, 2)), torch.full((1, 2), 4.0))
+    finally:
+        inplace.forget()
