@@ -1,7 +1,7 @@
 """In-place optimization of examples/pipeline: a first and a second `navbuild.optimize`, each in a
 fresh process on one workspace, in the same run.
 
-Usage: python benchmarks/inplace_pipeline.py [--jobs 1] [--repeat 3]
+Usage: python benchmarks/inplace_pipeline.py [--jobs 1] [--repeat 3] [--device cuda]
 Prints, per run: the wall time of the process, of `navbuild.optimize` and of `load_optimized`,
 how many targets were built and found cached, and the import time of torch alone for comparison.
 Model Navigator redoes every export, conversion, check and profile on every run (its documented
@@ -22,10 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "pipeline" / "optimize.py"
 
 
-def run(workspace: Path, report: Path, jobs: int) -> dict:
+def run(workspace: Path, report: Path, jobs: int, device: str) -> dict:
     started = time.perf_counter()
     result = subprocess.run([sys.executable, str(EXAMPLE), "--workspace", str(workspace), "--jobs", str(jobs),
-                             "--report", str(report)], capture_output=True, text=True, cwd=EXAMPLE.parent)
+                             "--device", device, "--report", str(report)], capture_output=True, text=True,
+                            cwd=EXAMPLE.parent)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"the example failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -45,13 +46,15 @@ def torch_import_s() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--repeat", type=int, default=3, help="second runs to time (each a new process)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp) / "workspace"
-        first = run(workspace, Path(tmp) / "first.json", args.jobs)
-        seconds = [run(workspace, Path(tmp) / f"second-{i}.json", args.jobs) for i in range(args.repeat)]
+        first = run(workspace, Path(tmp) / "first.json", args.jobs, args.device)
+        seconds = [run(workspace, Path(tmp) / f"second-{i}.json", args.jobs, args.device) for i in range(args.repeat)]
     imports = [torch_import_s() for _ in range(args.repeat)]
+    print(f"device {args.device}, jobs {args.jobs}")
     print(f"{'run':<8} {'process':>9} {'optimize':>9} {'load_optimized':>15} {'built':>6} {'cached':>7}")
     for label, figures in [("first", first)] + [(f"second{i + 1}", f) for i, f in enumerate(seconds)]:
         print(f"{label:<8} {figures['process_s']:>8.2f}s {figures['optimize_s']:>8.2f}s "

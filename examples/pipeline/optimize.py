@@ -1,6 +1,6 @@
 """Optimize the embedding pipeline in place, then run it with its optimized modules.
 
-    python examples/pipeline/optimize.py [--workspace DIR] [--jobs N]
+    python examples/pipeline/optimize.py [--workspace DIR] [--jobs N] [--device cuda]
 
 A second run builds nothing: every target is found in the store, and the modules load in well
 under a second (plus importing torch). Outputs before and after optimization are compared.
@@ -21,17 +21,17 @@ from pipeline import TEXTS, EmbeddingPipeline, dataloader
 HERE = Path(__file__).resolve().parent
 
 
-def build_pipeline() -> EmbeddingPipeline:
-    pipe = EmbeddingPipeline()
+def build_pipeline(device: str = "cpu") -> EmbeddingPipeline:
+    pipe = EmbeddingPipeline(device=device)
     pipe.encoder = navbuild.Module(pipe.encoder, name="encoder")
     pipe.head = navbuild.Module(pipe.head, name="head")
     return pipe
 
 
-def config(workspace: Path) -> navbuild.OptimizeConfig:
+def config(workspace: Path, device: str = "cpu") -> navbuild.OptimizeConfig:
     return navbuild.OptimizeConfig(
         target_formats=(navbuild.Format.TORCH, navbuild.Format.TORCHSCRIPT, navbuild.Format.ONNX),
-        target_device="cpu", workspace=workspace,
+        target_device=device, workspace=workspace,
         optimization_profile={"batch_sizes": [1], "window_size": 10, "min_trials": 3, "max_trials": 5})
 
 
@@ -39,14 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=HERE / "workspace")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the pipeline and its targets run")
     parser.add_argument("--report", type=Path, help="also write the figures and every target's status as JSON")
     args = parser.parse_args(argv)
 
-    pipe = build_pipeline()
+    pipe = build_pipeline(args.device)
     batches = [sample[0] for _, sample in dataloader()]
     before = [pipe(batch) for batch in batches]
     started = time.perf_counter()
-    packages = navbuild.optimize(pipe, dataloader(), config(args.workspace), jobs=args.jobs)
+    packages = navbuild.optimize(pipe, dataloader(), config(args.workspace, args.device), jobs=args.jobs)
     optimized_s = time.perf_counter() - started
     started = time.perf_counter()
     navbuild.load_optimized()

@@ -104,15 +104,17 @@ class ProjectionHead(nn.Module):
 class EmbeddingPipeline:
     """texts -> unit-length embeddings."""
 
-    def __init__(self, config: EncoderConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, config: EncoderConfig | None = None, seed: int = 0, device: str = "cpu") -> None:
         self.config = config or EncoderConfig()
+        self.device = device
         torch.manual_seed(seed)
         self.tokenizer = Tokenizer(self.config)
-        self.encoder = TextEncoder(self.config).eval()
-        self.head = ProjectionHead(self.config).eval()
+        self.encoder = TextEncoder(self.config).eval().to(device)
+        self.head = ProjectionHead(self.config).eval().to(device)
 
     def __call__(self, texts: str | list[str]) -> torch.Tensor:
-        batch = self.tokenizer([texts] if isinstance(texts, str) else list(texts))
+        batch = {name: tensor.to(self.device) for name, tensor in
+                 self.tokenizer([texts] if isinstance(texts, str) else list(texts)).items()}
         with torch.inference_mode():
             encoded = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
             return self.head(encoded.pooled)

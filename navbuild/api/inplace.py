@@ -98,9 +98,9 @@ class Module(wrapt.ObjectProxy):
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"navbuild.Module wraps a torch.nn.Module, not {type(module).__name__}")
         super().__init__(module)
-        from navbuild.api.project import safe_model_name
+        from navbuild.api.project import default_model_name, safe_model_name
 
-        self._self_name = safe_model_name(name) if name else _free_name(safe_model_name(type(module).__name__))
+        self._self_name = safe_model_name(name) if name else _free_name(default_model_name(type(module)))
         self._self_input_mapping = input_mapping
         self._self_output_mapping = output_mapping
         self._self_forward_func = forward_func

@@ -129,5 +129,9 @@ def _label(key: str) -> str:
 
 def safe_model_name(text: str) -> str:
     """A model name navbuild.toml accepts (letters, digits, '-' and '_')."""
-    name = re.sub(r"[^0-9A-Za-z_-]", "_", text).strip("_") or "model"
-    return name.lower()
+    return re.sub(r"[^0-9A-Za-z_-]", "_", text).strip("_") or "model"
+
+
+def default_model_name(cls: type) -> str:
+    """A model's name when none is given: its class name in lower case."""
+    return safe_model_name(cls.__name__).lower()

@@ -8,7 +8,7 @@ from typing import Any
 from navbuild.api import calls, objects, sources
 from navbuild.api.config import LABEL, OptimizeConfig
 from navbuild.api.package import Package
-from navbuild.api.project import BuildResult, ModelSource, Workspace, safe_model_name
+from navbuild.api.project import BuildResult, ModelSource, Workspace, default_model_name, safe_model_name
 from navbuild.engine.config import ConfigError
 
 
@@ -18,7 +18,7 @@ def optimize_torch(model: Any, dataloader: Any, config: OptimizeConfig | None = 
     config = _checked(config)
     workspace = Workspace(config)
     if isinstance(model, str):
-        name = name or safe_model_name(Path(model.rsplit(":", 1)[0]).stem)
+        name = safe_model_name(name or Path(model.rsplit(":", 1)[0]).stem)
         source = sources.entry_source(workspace, name, model, dataloader, config)
     else:
         import torch
@@ -26,7 +26,7 @@ def optimize_torch(model: Any, dataloader: Any, config: OptimizeConfig | None = 
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(LABEL, "model", f"must be a torch.nn.Module or a 'file.py:function' entry, not "
                               f"{type(model).__name__}")
-        name = name or safe_model_name(type(model).__name__)
+        name = safe_model_name(name) if name else default_model_name(type(model))
         samples = [calls.call_args(sample) for sample in sources.take(dataloader, config.sample_count)]
         source = sources.object_source(workspace, name, model, samples, config)
     return _build_one(workspace, source, config, jobs, quiet)
@@ -46,7 +46,7 @@ def optimize_onnx(path: str | Path, dataloader: Any, config: OptimizeConfig | No
     path = Path(path).resolve()
     if not path.is_file():
         raise ConfigError(LABEL, "model", f"file {path} does not exist")
-    name = name or safe_model_name(path.stem)
+    name = safe_model_name(name or path.stem)
     try:
         relative = workspace.relative(path)
     except ValueError:  # outside the workspace: a copy inside it is what the build depends on
