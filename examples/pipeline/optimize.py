@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 import navbuild
 from pipeline import TEXTS, EmbeddingPipeline, dataloader
 

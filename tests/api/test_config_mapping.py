@@ -3,7 +3,6 @@ and OptimizeConfig's errors name its own fields."""
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 import pytest
 

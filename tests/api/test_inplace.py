@@ -4,7 +4,6 @@ output classes through output_mapping; forward_func; a module the pipeline never
 from __future__ import annotations
 
 import sys
-import textwrap
 
 import pytest
 import torch
