@@ -33,11 +33,11 @@ class Recording:
 
     limit: int
     call: calls.Call | None = None
-    samples: list[tuple[tuple, dict]] = field(default_factory=list)  # kept calls, tensors on the host
+    samples: list[tuple[tuple, dict]] = field(default_factory=list)  # the first ``limit`` calls, on the host
     reference: Any = None  # the output of the first kept call
     calls_seen: int = 0
     other_signatures: int = 0  # calls whose structure differed from the first (not optimized)
-    ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # input -> per axis (min, max)
+    ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # input -> (min, max) per axis
     dtypes: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why a call could not be recorded
 
@@ -53,14 +53,17 @@ class Recording:
         elif not call.same_structure(self.call):
             self.other_signatures += 1
             return
+        if len(self.samples) >= self.limit:
+            return
+        # the kept calls are what the targets are exported and checked with: their range is what
+        # an optimized module serves (an axis that varies among them is a dynamic axis)
+        self.samples.append(_detached((tuple(args), dict(kwargs))))
         for name, leaf in zip(self.call.names, leaves):
             self.dtypes.setdefault(name, leaf.dtype)
             shape = list(leaf.shape)
             known = self.ranges.setdefault(name, [(n, n) for n in shape])
             if len(known) == len(shape):
                 self.ranges[name] = [(min(lo, n), max(hi, n)) for (lo, hi), n in zip(known, shape)]
-        if len(self.samples) < self.limit:
-            self.samples.append(_detached((tuple(args), dict(kwargs))))
 
     def admits(self, call: calls.Call, leaves: list[Any]) -> bool:
         """A later call the optimized runner may serve: same structure, dtypes, shapes in range."""

@@ -65,7 +65,7 @@ def write_entry(root: Path, name: str, model: Any, identity: str) -> str:
     _LIVE[identity] = model
     path = folder(root, name) / ENTRY_FILE
     text = ENTRY_TEXT.format(name=name, identity=identity, function=ENTRY_FUNCTION)
-    _write_if_changed(path, text.encode())
+    write_if_changed(path, text.encode())
     return f"{API_DIR}/{name}/{ENTRY_FILE}:{ENTRY_FUNCTION}"
 
 
@@ -82,7 +82,7 @@ def write_pickle(root: Path, name: str, identity: str) -> str:
     for stale in path.parent.glob("model-*.pt"):
         if stale != path:
             stale.unlink(missing_ok=True)
-    _write_if_changed(path, data)
+    write_if_changed(path, data)
     return digest_bytes(data)
 
 
@@ -115,7 +115,7 @@ def load_model(identity: str, entry_file: str) -> Any:
     return copy.deepcopy(model)
 
 
-def _write_if_changed(path: Path, data: bytes) -> None:
+def write_if_changed(path: Path, data: bytes) -> None:
     """Unchanged files keep their mtime, so the store's stat cache never re-hashes them."""
     from navbuild.engine.store import atomic_write
 

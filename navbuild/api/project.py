@@ -64,7 +64,7 @@ class Workspace:
         from navbuild import tensors
 
         path = self.model_folder(name) / SAMPLES_FILE
-        objects._write_if_changed(path, tensors.dumps(samples))
+        objects.write_if_changed(path, tensors.dumps(samples))
         return self.relative(path)
 
     # -- building ---------------------------------------------------------------------------------
@@ -82,7 +82,8 @@ class Workspace:
                 dynamic_axes=model.dynamic_axes, known=known)
         return data
 
-    def open(self, models: Sequence[ModelSource], config: OptimizeConfig) -> tuple[Session, executor.ProjectDescription]:
+    def open(self, models: Sequence[ModelSource], config: OptimizeConfig
+             ) -> tuple[Session, executor.ProjectDescription]:
         data = self.mapping(models, config)
         description = executor.ProjectDescription(mapping=data, root=str(self.root), label=LABEL,
                                                   verbose=config.verbose)

@@ -56,10 +56,10 @@ def optimize_onnx(path: str | Path, dataloader: Any, config: OptimizeConfig | No
             shutil.copyfile(path, copy)
         relative = workspace.relative(copy)
     entry_file = workspace.model_folder(name) / "onnx_entry.py"
-    objects._write_if_changed(entry_file, ONNX_ENTRY.format(relative=relative).encode())
-    source = sources.entry_source(workspace, name, f"{workspace.relative(entry_file)}:build_model", dataloader,
-                                  config.clone(sources=list(config.sources or []) + [relative, workspace.relative(entry_file)]),
-                                  framework="onnx")
+    objects.write_if_changed(entry_file, ONNX_ENTRY.format(relative=relative).encode())
+    entry = workspace.relative(entry_file)
+    depends = config.clone(sources=[*(config.sources or []), relative, entry])
+    source = sources.entry_source(workspace, name, f"{entry}:build_model", dataloader, depends, framework="onnx")
     return _build_one(workspace, source, config, jobs, quiet)
 
 
