@@ -201,6 +201,7 @@ class Module(wrapt.ObjectProxy):
     # -- optimize ----------------------------------------------------------------------------------
     def _start_recording(self, limit: int) -> None:
         self._unload()
+        self._self_package = None
         self._self_recording = Recording(limit=limit)
 
     def _config(self, default: OptimizeConfig) -> OptimizeConfig:
@@ -280,12 +281,10 @@ def optimize(func: Callable[..., Any], dataloader: Iterable[Any], config: Optimi
     """Run ``func`` on every item of ``dataloader`` (``(batch_size, sample)`` pairs, or samples: a
     tuple of arguments whose last item may be a dict of keyword arguments, a dict of keyword
     arguments, or one argument), recording what each ``navbuild.Module`` receives and returns; then
-    build, check and profile each module's targets. Returns each module's ``Package`` by name (a
-    module the pipeline did not call, or could not be described, maps to None; ``module.optimized_reason``
-    says why). Modules keep their original code until ``load_optimized``."""
-    import torch
-
-    from navbuild.api import executor, sources
+    build, check and profile each module's targets. Returns each module's ``Package`` by name (None
+    for a module the pipeline did not call or whose calls cannot be recorded; its
+    ``optimized_reason`` says why). Modules keep their original code until ``load_optimized``."""
+    from navbuild.api import executor
     from navbuild.api.project import Workspace
 
     executor.refuse_nested_call()
@@ -297,6 +296,22 @@ def optimize(func: Callable[..., Any], dataloader: Iterable[Any], config: Optimi
     if not modules:
         raise ConfigError(LABEL, "func", "calls no navbuild.Module", "wrap the modules to optimize first: "
                           "pipeline.encoder = navbuild.Module(pipeline.encoder, name='encoder')")
+    recordings = _record(func, dataloader, modules, config)
+    workspace = Workspace(config)
+    model_sources = [source for source in (_source(workspace, m, recordings[m.name], config) for m in modules)
+                     if source is not None]
+    if model_sources:
+        _build(workspace, model_sources, config, jobs)
+    if not quiet:
+        _report(modules, recordings)
+    return {module.name: module.package for module in modules}
+
+
+def _record(func: Callable[..., Any], dataloader: Iterable[Any], modules: list[Module],
+            config: OptimizeConfig) -> dict[str, Recording]:
+    """Run the pipeline once over the dataloader with every module recording its calls."""
+    import torch
+
     for module in modules:
         module._config(config).check()
         module._start_recording(module._config(config).sample_count)
@@ -306,44 +321,44 @@ def optimize(func: Callable[..., Any], dataloader: Iterable[Any], config: Optimi
                 args, kwargs = calls.call_args(_sample(item))
                 func(*args, **kwargs)
     finally:
-        recordings = {m.name: m._self_recording for m in modules}
+        recordings = {module.name: module._self_recording for module in modules}
         for module in modules:
-            module._self_recording = None
-    workspace = Workspace(config)
-    model_sources, results = [], {}
-    for module in modules:
-        recording = recordings[module.name]
-        module._self_recorded = recording
-        if recording.call is None:
-            module._self_reason = (f"its calls cannot be recorded: {recording.error}" if recording.error else
-                                   "the pipeline never called it while optimize ran (if it calls another "
-                                   "method than __call__, name it with forward_func=)")
-            results[module.name] = None
-            continue
-        try:
-            model_sources.append(sources.object_source(
-                workspace, module.name, module._captured(), recording.samples, module._config(config),
-                method=module._self_forward_func if module._self_forward_func not in (None, "forward") else None,
-                reference=recording.reference))
-        except (calls.CallError, ConfigError) as exc:
-            module._self_reason = f"its calls cannot be recorded: {exc}"
-            results[module.name] = None
-    if model_sources:
-        from navbuild.api.single import package_of
+            module._self_recorded, module._self_recording = module._self_recording, None
+    return recordings
 
-        built = workspace.build(model_sources, config, jobs=jobs)
-        for source in model_sources:
-            module = _REGISTRY[source.name]
-            package = package_of(built, source.name)
-            verify_func = module._config(config).verify_func
-            if verify_func is not None:
-                package.verify(verify_func)
-            module._self_package = package
-            module._self_reason = "optimized: call navbuild.load_optimized() to run its best target"
-            results[source.name] = package
-    if not quiet:
-        _report(modules, recordings)
-    return results
+
+def _source(workspace: Any, module: Module, recording: Recording, config: OptimizeConfig) -> Any:
+    """The module as a model of the project, or None (its ``optimized_reason`` says why)."""
+    from navbuild.api import sources
+
+    if recording.call is None:
+        module._self_reason = (f"its calls cannot be recorded: {recording.error}" if recording.error else
+                               "the pipeline never called it while optimize ran (if it calls another "
+                               "method than __call__, name it with forward_func=)")
+        return None
+    method = module._self_forward_func if module._self_forward_func not in (None, "forward") else None
+    try:
+        return sources.object_source(workspace, module.name, module._captured(), recording.samples,
+                                     module._config(config), method=method, reference=recording.reference)
+    except (calls.CallError, ConfigError) as exc:
+        module._self_reason = f"its calls cannot be recorded: {exc}"
+        return None
+
+
+def _build(workspace: Any, model_sources: list[Any], config: OptimizeConfig, jobs: int) -> None:
+    """One build for every module (in parallel with ``jobs``); each module gets its Package."""
+    from navbuild.api.single import package_of
+
+    built = workspace.build(model_sources, config, jobs=jobs)
+    for source in model_sources:
+        module = _REGISTRY[source.name]
+        package = package_of(built, source.name)
+        verify_func = module._config(config).verify_func
+        if verify_func is not None:
+            package.verify(verify_func)
+        module._self_package = package
+        module._self_reason = "optimized: call navbuild.load_optimized() to run its best target"
+    built.session.close()  # file digests learned while collecting the statuses, for the next run
 
 
 def load_optimized(strategy: Any = None, *, device: str | None = None, quiet: bool = False) -> dict[str, str | None]:

@@ -86,6 +86,7 @@ def _build_one(workspace: Workspace, source: ModelSource, config: OptimizeConfig
                quiet: bool) -> Package:
     result = workspace.build([source], config, jobs=jobs)
     package = package_of(result, source.name)
+    result.session.close()  # file digests learned while collecting the status, for the next run
     if config.verify_func is not None:
         package.verify(config.verify_func)
     if not quiet:
