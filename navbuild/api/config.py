@@ -19,9 +19,10 @@ from navbuild.measure.selection import MaxThroughput, MaxThroughputUnderLatencyB
 
 LABEL = "OptimizeConfig"
 DEFAULT_SAMPLE_COUNT = 100  # Model Navigator's default too
-# What a torch model gets when no target_formats are given: the eager model as the baseline, the
-# portable exports, and TensorRT (skipped with the reason where it is not installed).
-DEFAULT_TORCH_FORMATS = ("torch", "torchscript-trace", "torch-export", "onnx", "trt")
+# What a model gets when no target_formats are given: for torch the eager model as the baseline,
+# the portable exports, and TensorRT (skipped with the reason where it is not installed).
+DEFAULT_FORMATS = {"torch": ("torch", "torchscript-trace", "torch-export", "onnx", "trt"),
+                   "onnx": ("onnx", "trt")}
 
 
 class Format(str, enum.Enum):
@@ -75,7 +76,7 @@ def strategy_of(value: Strategy | str | Callable[..., Any] | None, default: str)
 class OptimizeConfig:
     """What to build and how to check and measure it (the fields map onto navbuild.toml keys).
 
-    target_formats      formats to build (``Format`` members or names); None: DEFAULT_TORCH_FORMATS
+    target_formats      formats to build (``Format`` members or names); None: DEFAULT_FORMATS
     target_precisions   precisions each format builds where its rule supports them (``[targets] precisions``)
     target_device       "cpu", "cuda" or "auto" (a ``DeviceKind``)
     runners             keep only the formats whose runner has one of these names (e.g. "onnxruntime")
@@ -144,9 +145,9 @@ class OptimizeConfig:
                                   f"write ({value!r},)")
 
     # -- the navbuild.toml tables ----------------------------------------------------------------
-    def formats(self, known: Mapping[str, Any]) -> list[str]:
+    def formats(self, known: Mapping[str, Any], framework: str = "torch") -> list[str]:
         """The format names, filtered by ``runners`` (``known``: format name -> Rule)."""
-        wanted = DEFAULT_TORCH_FORMATS if self.target_formats is None else self.target_formats
+        wanted = DEFAULT_FORMATS.get(framework, ()) if self.target_formats is None else self.target_formats
         names = [_name(f) for f in _as_tuple(wanted)]
         if self.runners is not None:
             runners = {_name(r) for r in _as_tuple(self.runners)}
@@ -157,8 +158,8 @@ class OptimizeConfig:
                     inputs: Sequence[str], outputs: Sequence[str], max_batch_size: int,
                     dynamic_axes: Mapping[str, Mapping[int, str]], known: Mapping[str, Any]) -> dict[str, Any]:
         """``[models.<name>]`` for one model whose entry and samples the API prepared."""
-        targets: dict[str, Any] = {"formats": self.formats(known), "precisions": [_name(p) for p in
-                                                                                 _as_tuple(self.target_precisions)]}
+        targets: dict[str, Any] = {"formats": self.formats(known, framework),
+                                   "precisions": [_name(p) for p in _as_tuple(self.target_precisions)]}
         for fmt, options in (self.custom_configs or {}).items():
             targets[_name(fmt)] = dict(options) if isinstance(options, Mapping) else options
         table: dict[str, Any] = {

@@ -69,17 +69,13 @@ class Workspace:
 
     # -- building ---------------------------------------------------------------------------------
     def mapping(self, models: Sequence[ModelSource], config: OptimizeConfig) -> dict[str, Any]:
-        from navbuild.engine.project import known_formats
-        from navbuild.engine.registry import default_registry
-
-        known = known_formats(default_registry())
         data = config.project_table(PROJECT_NAME)
         data["models"] = {}
         for model in models:
             data["models"][model.name] = model.config.model_table(
                 framework=model.framework, entry=model.entry, samples=model.samples, sources=model.sources,
                 inputs=model.inputs, outputs=model.outputs, max_batch_size=model.max_batch_size,
-                dynamic_axes=model.dynamic_axes, known=known)
+                dynamic_axes=model.dynamic_axes, known=format_rules(model.framework))
         return data
 
     def open(self, models: Sequence[ModelSource], config: OptimizeConfig
@@ -136,3 +132,19 @@ def safe_model_name(text: str) -> str:
 def default_model_name(cls: type) -> str:
     """A model's name when none is given: its class name in lower case."""
     return safe_model_name(cls.__name__).lower()
+
+
+# -- what the registry offers (the API asks it here only) ---------------------------------------------
+def format_rules(framework: str) -> dict[str, Any]:
+    """Format name -> rule that a model of ``framework`` may ask for."""
+    from navbuild.engine.project import known_formats
+    from navbuild.engine.registry import default_registry
+
+    return known_formats(default_registry())
+
+
+def reads_framework(framework: str) -> bool:
+    """Whether an installed rule family gives reference outputs for ``framework``'s source models."""
+    from navbuild.engine.registry import default_registry
+
+    return default_registry().source_rule("reference", framework) is not None

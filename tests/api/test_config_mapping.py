@@ -7,9 +7,8 @@ import tomllib
 import pytest
 
 import navbuild
+from navbuild.api.project import format_rules, reads_framework
 from navbuild.engine.config import ConfigError, from_mapping
-from navbuild.engine.project import known_formats
-from navbuild.engine.registry import default_registry
 from tests.test_config import CASES
 
 FAST = {"batch_sizes": [1]}
@@ -20,7 +19,7 @@ FAST = {"batch_sizes": [1]}
 def test_a_mapping_gives_the_errors_navbuild_toml_gives(vision, label, text, expected):
     data = tomllib.loads(text)
     with pytest.raises(ConfigError) as error:
-        from_mapping(data, vision, known_formats(default_registry()), label=vision / "navbuild.toml")
+        from_mapping(data, vision, format_rules("torch"), label=vision / "navbuild.toml")
     assert expected in str(error.value)
     assert str(error.value).startswith(str(vision / "navbuild.toml"))
 
@@ -70,7 +69,7 @@ def test_entry_and_samples_errors_name_the_arguments(vision):
 def test_formats_and_strategies_as_names_and_as_enums():
     config = navbuild.OptimizeConfig(
         target_formats=(navbuild.Format.ONNX, "torchscript-trace", navbuild.Format.TORCHSCRIPT))
-    rules = known_formats(default_registry())
+    rules = format_rules("torch")
     assert config.formats(rules) == ["onnx", "torchscript-trace"]
     filtered = navbuild.OptimizeConfig(target_formats=("onnx", "torch", "trt"), runners=("onnxruntime",))
     assert filtered.formats(rules) == ["onnx"]
@@ -80,7 +79,7 @@ def test_formats_and_strategies_as_names_and_as_enums():
 
 
 def test_onnx_sources_need_a_rule_family_that_reads_them(vision):
-    if default_registry().source_rule("reference", "onnx") is not None:
+    if reads_framework("onnx"):
         pytest.skip("a rule family reading ONNX-file sources is installed")
     (vision / "model.onnx").write_bytes(b"")
     with pytest.raises(ConfigError, match="no installed rule family reads ONNX files as source models"):
