@@ -189,13 +189,3 @@ def flatten_outputs(value: Any) -> list[Any]:
     if isinstance(value, (tuple, list)):
         return [leaf for item in value for leaf in flatten_outputs(item)]
     return []  # constants (None, numbers) are not outputs
-
-
-def exported_model(module: Any, call: Call, method: str | None, outputs_plain: bool) -> Any:
-    """What the engine builds from: the module itself when it takes positional tensors and returns
-    plain containers of tensors, else the module inside a ``FlatCall``."""
-    if call.positional and outputs_plain and method is None:
-        return module
-    from navbuild.api.flatcall import FlatCall
-
-    return FlatCall(module, call.tree, method)

@@ -72,7 +72,7 @@ def object_source(workspace: Workspace, name: str, model: Any, call_samples: Seq
     if reference is None:
         reference = _run_once(model, method, *call_samples[0])
     output_tree = calls.describe(reference, [], (), [])
-    exported = calls.exported_model(model, first_call, method, calls.plain(output_tree))
+    exported = exported_model(model, first_call, method, calls.plain(output_tree))
     identity = model_identity(exported)
     entry = objects.write_entry(workspace.root, name, exported, identity)
     count = len(calls.flatten_outputs(reference))
@@ -105,6 +105,16 @@ def entry_source(workspace: Workspace, name: str, entry: str, dataloader: Any, c
         inputs=list(config.input_names or ()), outputs=list(config.output_names or ()),
         max_batch_size=config.max_batch_size if config.max_batch_size is not None else (batch or 1),
         dynamic_axes={k: dict(v) for k, v in (config.dynamic_axes or {}).items()}, config=config)
+
+
+def exported_model(module: Any, call: calls.Call, method: str | None, outputs_plain: bool) -> Any:
+    """What the engine builds from: the module itself when it takes positional tensors and returns
+    plain containers of tensors, else the module inside a ``FlatCall``."""
+    if call.positional and outputs_plain and method is None:
+        return module
+    from navbuild.api.flatcall import FlatCall
+
+    return FlatCall(module, call.tree, method)
 
 
 def _run_once(model: Any, method: str | None, args: tuple, kwargs: dict) -> Any:
