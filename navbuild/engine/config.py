@@ -167,7 +167,18 @@ def load(path: Path, known_formats: Mapping[str, Any] | Callable[[str], Mapping[
         raise ConfigError(path, "", "file not found")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}", "fix the syntax at the position shown")
-    root = path.parent
+    return from_mapping(data, path.parent, known_formats, label=path)
+
+
+def from_mapping(data: Mapping[str, Any], root: Path, known_formats: Mapping[str, Any] | None = None,
+                 label: Path | str | None = None) -> ProjectConfig:
+    """Validate a project given as the mapping that navbuild.toml holds (what ``tomllib`` returns),
+    its paths relative to ``root``. ``label`` names the source in every ConfigError (the file, or
+    e.g. "OptimizeConfig"). The one validator: navbuild.toml and the Python API both come here."""
+    root = Path(root).resolve()
+    path = Path(label) if label is not None else root / CONFIG_NAME
+    if not isinstance(data, Mapping):
+        raise ConfigError(path, "", f"must be a table (a mapping), not {type(data).__name__}")
     top = _Reader(path, data, "")
     project = _Reader(path, top.table_("project"), "project")
     name = project.get("name", str, root.name)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from navbuild.engine import config as config_module
 from navbuild.engine.graph import build_graph
@@ -13,6 +14,18 @@ def open_project(config_path: str | Path | None = None, options: Options | None 
     path = Path(config_path) if config_path else config_module.find_config(Path.cwd())
     registry = default_registry()
     project = config_module.load(path, registry.formats)
+    return _session(project, registry, options)
+
+
+def open_mapping(data: Mapping[str, Any], root: str | Path, label: str | Path | None = None,
+                 options: Options | None = None) -> Session:
+    """A project described as the navbuild.toml mapping plus its root (the Python API, workers)."""
+    registry = default_registry()
+    project = config_module.from_mapping(data, Path(root), registry.formats, label=label)
+    return _session(project, registry, options)
+
+
+def _session(project: Any, registry: Any, options: Options | None) -> Session:
     gpu = False
     if any(m.targets.device == "auto" for m in project.models.values()):
         from navbuild.engine import fingerprint

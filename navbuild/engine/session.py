@@ -198,7 +198,7 @@ class Session:
             with contextlib.suppress(OSError):
                 atomic_write(log_path, failure["log"], durable=False)
         reason = f"{failure.get('reason', 'failed')} (failed before with the same inputs; not run again, " \
-                 f"--retry-failed runs it)"
+                 f"--retry-failed, or retry_failed=True from Python, runs it)"
         self.records.add(Record(target.name, FAILED, reason=reason,
                                 metadata={"log": str(log_path), "rebuild": self.rebuild_command(target.name),
                                           "failed_before": failure.get("time")}))

@@ -75,11 +75,11 @@ def test_a_failure_is_replayed_for_the_same_key_until_retried(project, capsys):
 
     again = project.build("encoder:torchscript-script", expect=1)["encoder:torchscript-script"]
     assert again["reason"].startswith(first["reason"])
-    assert "failed before with the same inputs; not run again, --retry-failed runs it" in again["reason"]
+    assert "failed before with the same inputs; not run again, --retry-failed" in again["reason"]
     assert "Traceback" in log.read_text()  # the log comes back from the record
     assert again["metadata"]["rebuild"].endswith("encoder:torchscript-script --force --verbose")
     code = main(["--config", str(project.config), "encoder:torchscript-script"])
-    assert code == 1 and "--retry-failed runs it" in capsys.readouterr().out
+    assert code == 1 and "--retry-failed, or retry_failed=True from Python, runs it" in capsys.readouterr().out
 
     retried = project.build("encoder:torchscript-script", "--retry-failed", expect=1)["encoder:torchscript-script"]
     assert "failed before" not in retried["reason"]
