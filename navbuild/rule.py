@@ -47,9 +47,10 @@ class Rule:
     consumes      ``SOURCE`` or the name of the upstream format whose files it reads
     frameworks    frameworks whose models it accepts when it consumes SOURCE ("torch", ...)
     params        parameters that change its output, name -> default (only these enter its key).
-                  The engine fills them from ``[models.<m>.targets.<format>]`` tables, except two it
-                  supplies itself when declared: ``max_batch_size`` (the model's) and ``normalize``
-                  (make the output byte-reproducible; default True, a per-target option)
+                  The engine fills them from ``[models.<m>.targets.<format>]`` tables, except those it
+                  supplies itself when declared: ``max_batch_size`` (the model's), ``normalize``
+                  (make the output byte-reproducible; default True, a per-target option) and
+                  ``profile_batch_sizes`` (the ``[profile]`` batch sizes, [] when it sweeps)
     tools         distributions whose installed version enters its key ("torch", "onnx")
     precisions    precisions it can build; the first is its default
     device_bound  output only valid on the device that built it (keyed by the device fingerprint)
@@ -61,6 +62,11 @@ class Rule:
     canonical_digest  optional ``fn(out_dir) -> str`` when bytes cannot be made identical
     validate      optional ``fn(params, precision) -> str | None``: the problem with a target's options
                   as one sentence (config validation shows it before anything builds), or None
+    variants      searchable parameters: name -> {value: label}. In navbuild.toml such a parameter may
+                  be ``"search"`` (every value listed here) or a list of them; each value becomes a
+                  target of its own, named ``<target>+<label>`` (an empty label adds nothing)
+    resolve       optional ``fn(params) -> params``: the rule's canonical parameters (what enters the
+                  key), e.g. a default that depends on another parameter made explicit
     """
 
     name: str
@@ -80,6 +86,8 @@ class Rule:
     canonical_digest: Callable[[Path], str] | None = None
     description: str = ""
     validate: Callable[[Mapping[str, Any], str], str | None] | None = None
+    variants: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
+    resolve: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def target_suffix(self, precision: str) -> str:
         if precision == self.precisions[0] and not self.suffix_default_precision:

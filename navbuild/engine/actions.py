@@ -70,9 +70,7 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
     samples: list[dict[str, Any]] = []
     if rule.name != "samples":
         samples = _samples(session, target)
-    cache_dir = None
-    if rule.device_bound:
-        cache_dir = session.store.rule_cache_dir(rule.name, digest_value(fingerprint.device(target.device)))
+    cache_dir = _cache_dir(session, target)
     params = dict(target.params)
     if rule.name == "samples":
         params["samples"] = target.model.samples
@@ -85,13 +83,17 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
 
 def check_artifact(session: Session, target: Target, out_dir: Path, scratch: Path, log: BuildLog) -> dict[str, Any]:
     from navbuild import tensors
-    from navbuild.measure import correctness
+    from navbuild.measure import correctness, coverage
 
     runner = _runner(session, target)
     expected = tensors.load(session.outputs.materialized(f"{target.spec.name}:reference") / "reference.tensors")
+    samples = _samples(session, target)
+    cases, expected = coverage.check_cases(samples, expected, runner.served_batch_sizes(), target.spec.batch_dim)
     result = correctness.run_and_compare(
-        runner, _samples(session, target), expected,
-        lambda output: target.model.correctness.tolerance(target.precision, output))
+        runner, cases, expected, lambda output: target.model.correctness.tolerance(target.precision, output))
+    if len(cases) > len(samples):
+        result["bucket_cases"] = [coverage.batch_size(case, target.spec.batch_dim) for case in cases[len(samples):]]
+    result["runner_info"] = runner.runtime_info()
     for failure in result["failures"]:
         log(f"correctness: {failure}")
     (out_dir / CHECK_FILE).write_text(json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
@@ -100,7 +102,7 @@ def check_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
 
 def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: Path,
                      log: BuildLog) -> dict[str, Any]:
-    from navbuild.measure import profiling
+    from navbuild.measure import coverage, profiling
 
     check = session.current_manifest(f"{target.artifact}.check")
     if check is None or not check.get("metadata", {}).get("passed", False):
@@ -113,9 +115,10 @@ def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: P
             log(f"profile: batch {point.batch_size}: p50 {point.p50_ms:.3f} ms, "
                 f"{point.throughput:.1f} samples/s{'' if point.stable else ' (not stable)'}")
 
-    result = profiling.profile_runner(runner, _samples(session, target)[0], session.profile_config(),
+    config = coverage.profile_config(session.profile_config(), runner.served_batch_sizes(), target.spec.max_batch_size)
+    result = profiling.profile_runner(runner, _samples(session, target)[0], config,
                                       device=target.device, progress=progress)
-    data = result.to_dict()
+    data = {**result.to_dict(), "runner_info": runner.runtime_info()}
     (out_dir / PROFILE_FILE).write_text(json.dumps(jsonable(data), indent=2, sort_keys=True) + "\n")
     return data
 
@@ -131,10 +134,20 @@ def _samples(session: Session, target: Target) -> list[dict[str, Any]]:
 
 
 def _runner(session: Session, target: Target) -> Any:
-    """The runner of the artifact that ``target`` checks or profiles, not yet activated."""
+    """The runner of the artifact that ``target`` checks or profiles, not yet activated; it gets the
+    rule's cache folder, so it reuses what the build compiled."""
     artifact = session.graph.targets[target.artifact]
     runner_cls = session.registry.runner(artifact.rule.runner)
-    return runner_cls(session.outputs.materialized(artifact.name), target.spec, artifact.device, artifact.precision)
+    runner = runner_cls(session.outputs.materialized(artifact.name), target.spec, artifact.device, artifact.precision)
+    runner.cache_dir = _cache_dir(session, artifact)
+    return runner
+
+
+def _cache_dir(session: Session, artifact: Target) -> Path | None:
+    """The persistent cache folder of a device-bound rule on this device (None for portable rules)."""
+    if not artifact.rule.device_bound:
+        return None
+    return session.store.rule_cache_dir(artifact.rule.name, digest_value(fingerprint.device(artifact.device)))
 
 
 # -- outputs ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from navbuild.rule import BuildContext
 from navbuild.runner import output_names
 
 from rules.torch import build as torch_build
-from rules.torch import model_io
+from rules.torch import memory_format, model_io
 
 onnx = lazy_import("onnx")
 torch = lazy_import("torch")
@@ -38,7 +38,7 @@ def validate_params(params: Mapping[str, Any], precision: str) -> str | None:
     opset = params.get("opset", DEFAULT_OPSET)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         return f"opset {opset!r} is not an integer from {MIN_OPSET} to {MAX_OPSET}"
-    return None
+    return memory_format.validate(params, precision)
 
 
 def build_onnx(ctx: BuildContext) -> dict[str, Any]:
@@ -61,10 +61,12 @@ def build_onnx(ctx: BuildContext) -> dict[str, Any]:
         strip_debug_info(proto)
     _save(proto, ctx.out_dir / ONNX_FILE)
     onnx.checker.check_model(str(ctx.out_dir / ONNX_FILE))
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
+    memory_format.write_runtime(ctx.out_dir, channels_last)  # the CUDA provider then prefers NHWC
     return {"exporter": used, "opset": _opset(proto),
             "precision_mode": "graph-fp16" if ctx.precision == "fp16" else "fp32",
             "input_types": _io_types(proto.graph.input), "output_types": _io_types(proto.graph.output),
-            "normalized": normalized}
+            "normalized": normalized, "memory_format": memory_format.name(channels_last)}
 
 
 def _export(ctx: BuildContext, exporter: str, path: Path) -> str:

@@ -4,10 +4,14 @@ cpu -> CPUExecutionProvider; cuda -> CUDAExecutionProvider (with the CPU provide
 nodes CUDA has no kernel for). A missing provider skips the target (``navbuild.rule.Skip``: a fact
 about the machine), never a silent fall back to the CPU.
 On cuda the inputs are copied to the GPU once in ``prepare`` and the outputs stay there
-(I/O binding), so a profiled call does not time host copies.
+(I/O binding), so a profiled call does not time host copies. An export built with
+``channels_last = true`` (``runtime.json``) runs on CUDA with the provider's ``prefer_nhwc`` option:
+convolutions in NHWC layout, the graph's own NCHW inputs transposed inside ONNX Runtime. The CPU
+provider has no such option; there the flag changes nothing.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,6 +23,7 @@ np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
 
 ONNX_FILE = "model.onnx"
+RUNTIME_FILE = "runtime.json"  # {"memory_format": "channels_last"} when built so (rules.torch.memory_format)
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
@@ -32,6 +37,7 @@ class OnnxRuntimeRunner(Runner):
     loads_source = False
 
     provider: str | None = None
+    layout = "NCHW"  # "NHWC" when the CUDA provider runs convolutions channels-last
 
     def activate_impl(self) -> None:
         wanted = PROVIDERS.get(self.device)
@@ -43,7 +49,11 @@ class OnnxRuntimeRunner(Runner):
                        f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: the CPU provider's cast warnings are expected for fp16
-        providers = [wanted] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
+        provider_options: dict[str, str] = {}
+        if self.device == "cuda" and self._channels_last():
+            provider_options["prefer_nhwc"] = "1"
+            self.layout = "NHWC"
+        providers = [(wanted, provider_options)] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
         self._session = onnxruntime.InferenceSession(str(self._model_path()), options, providers=providers)
         self.provider = self._session.get_providers()[0]
         if self.provider != wanted:
@@ -54,6 +64,9 @@ class OnnxRuntimeRunner(Runner):
 
     def deactivate_impl(self) -> None:
         self._session = self._binding = None
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"provider": self.provider, "layout": self.layout}
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
         feed = self._checked(feed)
@@ -105,6 +118,11 @@ class OnnxRuntimeRunner(Runner):
                 raise RunnerError(f"{self.name}: input {name} is {array.dtype}, the graph expects {wanted}")
             checked[name] = np.ascontiguousarray(array)
         return checked
+
+    def _channels_last(self) -> bool:
+        path = Path(self.artifact_dir) / RUNTIME_FILE if self.artifact_dir is not None else None
+        return path is not None and path.is_file() and \
+            json.loads(path.read_text()).get("memory_format") == "channels_last"
 
     def _model_path(self) -> Path:
         if self.artifact_dir is None or not (Path(self.artifact_dir) / ONNX_FILE).is_file():

@@ -17,7 +17,7 @@ from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
 from navbuild.runner import output_names
 
-from rules.torch import model_io, normalize
+from rules.torch import memory_format, model_io, normalize
 from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, TORCHSCRIPT_FILE, load_exported,
                                 load_torchscript)
 
@@ -77,18 +77,22 @@ def build_eager_recipe(ctx: BuildContext) -> dict[str, Any]:
     edit in the entry file does too.
     """
     source = ctx.model.load_entry()
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
     recipe = {"format": "torch-eager", "entry": ctx.model.entry, "precision": ctx.precision,
               "dtype": model_io.DTYPES[ctx.precision], "precision_mode": "cast",
+              "memory_format": memory_format.name(channels_last),
               "entry_file_digest": _entry_file_digest(ctx), "weights_digest": state_digest(source)}
     dtype = model_io.torch_dtype(ctx.precision)
-    model = model_io.prepare_model(source, ctx.device, dtype)
+    model = memory_format.model(model_io.prepare_model(source, ctx.device, dtype), channels_last)
     with torch.inference_mode():  # fail here, not at the first correctness check
         try:
-            model(*model_io.to_tensors(ctx.model, ctx.samples[0], ctx.device, dtype))
+            model(*memory_format.inputs(model_io.to_tensors(ctx.model, ctx.samples[0], ctx.device, dtype),
+                                        channels_last))
         except Exception as exc:
             raise export_error(ctx, f"running the model in {ctx.precision} on {ctx.device}", exc) from exc
     (ctx.out_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
-    return {"precision_mode": "cast", "dtype": recipe["dtype"]}  # the runner casts inputs and outputs
+    return {"precision_mode": "cast", "dtype": recipe["dtype"],  # the runner casts inputs and outputs
+            **_runtime_metadata(ctx, channels_last)}
 
 
 def _entry_file_digest(ctx: BuildContext) -> str:
@@ -123,8 +127,9 @@ def build_torchscript_script(ctx: BuildContext) -> dict[str, Any]:
 
 def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> dict[str, Any]:
     dtype = model_io.torch_dtype(ctx.precision)
-    model = model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype)
-    example = _example(ctx, dtype)
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
+    model = memory_format.model(model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype), channels_last)
+    example = memory_format.inputs(_example(ctx, dtype), channels_last)
     path = ctx.out_dir / TORCHSCRIPT_FILE
     try:
         with torch.no_grad(), warnings_to_log(ctx):
@@ -133,7 +138,9 @@ def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> 
         raise export_error(ctx, exporter, exc) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_torchscript(path, normalize.path_module_aliases(model)))
     outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device), example)
-    return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized}
+    memory_format.write_runtime(ctx.out_dir, channels_last)
+    return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized,
+            **_runtime_metadata(ctx, channels_last)}
 
 
 # -- torch.export -------------------------------------------------------------------------------------
@@ -148,8 +155,9 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     (the samples include batch 1). With max_batch_size 1 the batch is static.
     """
     dtype = model_io.torch_dtype(ctx.precision)
-    model = model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype)
-    example = _example(ctx, dtype)
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
+    model = memory_format.model(model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype), channels_last)
+    example = memory_format.inputs(_example(ctx, dtype), channels_last)
     path = ctx.out_dir / EXPORT_FILE
     try:
         with torch.no_grad(), warnings_to_log(ctx):
@@ -159,8 +167,10 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
         raise export_error(ctx, "torch.export.export", exc) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_pt2(path, normalize.path_module_aliases(model)))
     outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device), example)
+    memory_format.write_runtime(ctx.out_dir, channels_last)
     return {"exporter": "torch.export", **_precision_metadata(ctx, example, outputs),
-            "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized}
+            "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized,
+            **_runtime_metadata(ctx, channels_last)}
 
 
 def dynamic_shapes(ctx: BuildContext) -> tuple[dict[int, Any], ...] | None:
@@ -211,6 +221,11 @@ def _precision_metadata(ctx: BuildContext, example: tuple[Any, ...], outputs: li
     return {"precision_mode": "cast", "dtype": model_io.DTYPES[ctx.precision],
             "input_types": {name: _dtype_name(t) for name, t in zip(inputs, example)},
             "output_types": {name: _dtype_name(t) for name, t in zip(output_names(ctx.model, len(outputs)), outputs)}}
+
+
+def _runtime_metadata(ctx: BuildContext, channels_last: bool) -> dict[str, Any]:
+    """How the runner will run it: memory format, and cuDNN's autotuner (on for CUDA runners)."""
+    return {"memory_format": memory_format.name(channels_last), "cudnn_benchmark": ctx.device == "cuda"}
 
 
 def _dtype_name(tensor: Any) -> str:

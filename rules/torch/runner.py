@@ -1,8 +1,9 @@
 """Runners of the torch family: the eager model, a TorchScript archive, a torch.export program.
 
 They share one shape: ``load()`` gives a callable module on the device; ``prepare`` turns the
-numpy feed into device tensors (float inputs cast to the artifact's precision); outputs come back
-as float32 numpy arrays named by ``navbuild.runner.output_names``.
+numpy feed into device tensors (float inputs cast to the artifact's precision, 4-D ones made
+channels-last when the artifact was built so); outputs come back as float32 numpy arrays named by
+``navbuild.runner.output_names``. On CUDA they turn cuDNN's autotuner on (``memory_format``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
 
-from rules.torch import model_io
+from rules.torch import memory_format, model_io
 from rules.torch.loader import EXPORT_FILE, RECIPE_FILE, TORCHSCRIPT_FILE, load_exported, load_torchscript
 
 np = lazy_import("numpy")
@@ -32,7 +33,12 @@ class _TorchRunner(Runner):
 
     def activate_impl(self) -> None:
         self._dtype = model_io.torch_dtype(self.precision)
+        self._channels_last = memory_format.read_runtime(self.artifact_dir)
+        self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
         self._module = self.load()
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"memory_format": memory_format.name(self._channels_last), "cudnn_benchmark": self.cudnn_benchmark}
 
     def deactivate_impl(self) -> None:
         self._module = None
@@ -40,7 +46,8 @@ class _TorchRunner(Runner):
             torch.cuda.empty_cache()
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...]:
-        return model_io.to_tensors(self.model, feed, self.device, self._dtype)
+        return memory_format.inputs(model_io.to_tensors(self.model, feed, self.device, self._dtype),
+                                    self._channels_last)
 
     def run_prepared_impl(self, prepared: tuple[Any, ...]) -> Any:
         try:
@@ -74,9 +81,12 @@ class TorchEagerRunner(_TorchRunner):
 
     def load(self) -> Any:
         if self.artifact_dir is not None:  # the recipe's precision wins over the one asked for
-            self.precision = json.loads(self.artifact(RECIPE_FILE).read_text())["precision"]
+            recipe = json.loads(self.artifact(RECIPE_FILE).read_text())
+            self.precision = recipe["precision"]
             self._dtype = model_io.torch_dtype(self.precision)
-        return model_io.prepare_model(self.model.load_entry(), self.device, self._dtype)
+            self._channels_last = recipe.get("memory_format") == memory_format.CHANNELS_LAST
+        model = model_io.prepare_model(self.model.load_entry(), self.device, self._dtype)
+        return memory_format.model(model, self._channels_last)
 
 
 class TorchScriptRunner(_TorchRunner):
