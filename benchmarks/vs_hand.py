@@ -130,14 +130,20 @@ def navbuild(config: Path, words: list[str], log: Path, timeout: float) -> tuple
     return seconds, code, json.loads(report.read_text()) if report.exists() else {}
 
 
-def graphs_compiled(records: dict) -> int:
-    """Graphs that inductor compiled in a run: builds and checks that ran (cached ones did nothing)."""
+def graphs_compiled(records: dict, out: Path) -> int:
+    """Graphs that inductor compiled in a run: the builds, checks and profiles that ran (cached ones
+    did nothing). A profile's count is in its profile.json (``runner_info``)."""
     total = 0
-    for record in records.values():
+    for name, record in records.items():
         if record.get("status") != "built":
             continue
         total += int((record.get("metadata") or {}).get("graphs_compiled", 0) or 0)
         total += int(((record.get("correctness") or {}).get("runner_info") or {}).get("graphs_compiled", 0) or 0)
+        if name.endswith(".profile"):
+            model, short = name.removesuffix(".profile").split(":", 1)
+            profile = out / model / short / "profile.json"
+            if profile.is_file():
+                total += int(json.loads(profile.read_text()).get("runner_info", {}).get("graphs_compiled", 0) or 0)
     return total
 
 
@@ -326,9 +332,11 @@ def run_model(model: str, args, clock: Clock, work: Path) -> dict[str, Any]:
     print(f"  {'':58} {'compile s':>13} {f'samples/s @{args.batch}':>12} {'p50 ms @1':>10}")
     builds: dict[str, Any] = {}
     seconds, code, records = navbuild(config, targets, work / model / "cold.log", clock.left())
-    builds["cold"] = {"seconds": seconds, "exit": code, "records": records, "graphs_compiled": graphs_compiled(records)}
+    out = work / model / "navbuild-out"
+    builds["cold"] = {"seconds": seconds, "exit": code, "records": records,
+                      "graphs_compiled": graphs_compiled(records, out)}
     print(f"  navbuild cold build: {describe_build(builds['cold'])}; log {work / model / 'cold.log'}", flush=True)
-    samples = tensors.load(work / model / "navbuild-out" / model / "samples" / "samples.tensors")
+    samples = tensors.load(out / model / "samples" / "samples.tensors")
     sample = samples[0]
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     nav: dict[str, dict] = {}
@@ -347,7 +355,8 @@ def run_model(model: str, args, clock: Clock, work: Path) -> dict[str, Any]:
             builds[name] = {"skipped": "time budget spent"}
             continue
         seconds, code, records = navbuild(config, words, work / model / f"{name}.log", clock.left())
-        builds[name] = {"seconds": seconds, "exit": code, "records": records, "graphs_compiled": graphs_compiled(records)}
+        builds[name] = {"seconds": seconds, "exit": code, "records": records,
+                        "graphs_compiled": graphs_compiled(records, out)}
     summary = report(model, rows, nav, builds, args.batch)
     for build in builds.values():
         build.pop("records", None)

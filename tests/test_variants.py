@@ -32,6 +32,7 @@ entry = "vision/model.py:build_model"
 samples = "vision/model.py:make_samples"
 sources = ["vision/model.py", "vision/weights.pt"]
 inputs = ["image"]
+outputs = ["logits"]
 max_batch_size = 32
 
 [models.cnn.targets]
@@ -148,3 +149,32 @@ def test_bad_variant_options_are_config_errors(tmp_path, capsys, options, messag
     code = main(["--config", str(path), "list"])
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
+
+
+def test_variants_build_check_and_are_selected_among(tmp_path):
+    """Through the real CLI: both channels_last variants of the eager target are built, checked,
+    profiled and stored under their own names; selection ranks them like any targets."""
+    pytest.importorskip("torch")
+    import json
+
+    path = project(tmp_path, formats='["torch"]', options='[models.cnn.targets.torch]\nchannels_last = "search"\n')
+    text = path.read_text().replace('precisions = ["fp32", "fp16"]', 'precisions = ["fp32"]')
+    text = text.replace("batch_sizes = [1, 24]", "batch_sizes = [1]\nwindow_size = 3\nmin_window_s = 0.0\n"
+                        "stabilization_windows = 1\nmin_trials = 1\nmax_trials = 2\nwarmup_runs = 1\nwarmup_s = 0.0")
+    path.write_text(text)
+    report = tmp_path / "run.json"
+    assert main(["--config", str(path), "--json", str(report), "-q", "torch"]) == 0
+    records = json.loads(report.read_text())
+    for name in ("cnn:torch", "cnn:torch+cl"):
+        assert records[name]["status"] == "built" and records[f"{name}.check"]["status"] == "built"
+        assert records[f"{name}.profile"]["status"] == "built"
+    assert records["cnn:torch+cl"]["metadata"]["memory_format"] == "channels_last"
+    assert records["cnn:torch"]["metadata"]["memory_format"] == "contiguous"
+    assert (tmp_path / "navbuild-out" / "cnn" / "torch+cl" / "recipe.json").is_file()
+    from navbuild.deploy import status
+    from navbuild.engine.project import open_project
+
+    session = open_project(path)
+    selected = status.collect(session, ["cnn"])["models"]["cnn"]["selections"]["max-throughput"]
+    session.close()
+    assert {row["target"] for row in selected["ranking"]} == {"torch", "torch+cl"}
