@@ -16,8 +16,9 @@ Per model, in this order:
    on for them too): eager fp32; eager fp16 channels-last (channels-last only for 4-D inputs);
    ``torch.compile`` fp16 in modes default and max-autotune-no-cudagraphs, compiled afresh for each
    measured batch (dynamo reset between) in an empty inductor cache of their own.
-3. navbuild, warm: the same command again (every target cached), then again with ``--force`` (built,
-   checked and profiled again on the now warm compile cache): the graphs compiled must be 0.
+3. navbuild, warm: the same command again (every target cached), then the picks again with
+   ``--force`` (built, checked and profiled again on the now warm compile cache): the graphs
+   compiled must be 0.
 
 Both sides are timed by one function: per call ``synchronize``, ``perf_counter``, the call,
 ``synchronize``; warm-up calls first; the median of the timed calls. Throughput is the batch over
@@ -83,7 +84,8 @@ def copy_project(config: Path, model: str, work: Path, overrides: dict[str, Any]
             dest = work / path.relative_to(root)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest)
-    project = {"project": {"name": f"vs-hand-{model}", "device": overrides.get("device", data["project"].get("device", "cpu")),
+    device = overrides.get("device", data["project"].get("device", "cpu"))
+    project = {"project": {"name": f"vs-hand-{model}", "device": device,
                            "store": str(work / ".navbuild"), "out": str(work / "navbuild-out")},
                "profile": {**data.get("profile", {}), **overrides.get("profile", {})},
                "correctness": data.get("correctness", {}), "models": {model: table}}
@@ -193,7 +195,8 @@ def time_runner(pick: dict[str, Any], feeds: dict[int, dict], sync: Callable[[],
         figures["graphs_compiled_on_load"] = runner.runtime_info().get("graphs_compiled", 0)
         for batch, feed in feeds.items():
             prepared = runner.prepare(feed)
-            latency = median_latency_s(lambda: runner.run_prepared(prepared), runner.synchronize, args.warmup, args.runs)
+            latency = median_latency_s(lambda: runner.run_prepared(prepared), runner.synchronize,
+                                       args.warmup, args.runs)
             figures[f"latency_ms@{batch}"] = latency * 1e3
             figures[f"throughput@{batch}"] = batch / latency
     return figures
@@ -296,12 +299,13 @@ def report(model: str, rows: list[dict], nav: dict[str, dict], builds: dict[str,
     print(f"\n  {model}: ratios (navbuild / hand-written, same timing method)")
     print(f"    max-throughput @{batch} / best hand torch.compile ({best_compile['row'] if best_compile else '-'}): "
           f"{ratio(thr_pick, best_compile and best_compile[f'throughput@{batch}'])}   goal >= 1.0x")
-    print(f"    max-throughput @{batch} / eager fp32: {ratio(thr_pick, eager32.get(f'throughput@{batch}'))}   goal >= 3.5x")
+    print(f"    max-throughput @{batch} / eager fp32: "
+          f"{ratio(thr_pick, eager32.get(f'throughput@{batch}'))}   goal >= 3.5x")
     print(f"    min-latency p50 @1 / best hand p50 @1 ({best_latency['row'] if best_latency else '-'}): "
           f"{ratio(lat_pick, best_latency and best_latency['latency_ms@1'])}   goal <= 1.0x")
     cold, warm, forced = builds.get("cold"), builds.get("warm"), builds.get("forced")
     print(f"  navbuild build: cold {describe_build(cold)}; warm {describe_build(warm)}; "
-          f"warm --force {describe_build(forced)}", flush=True)
+          f"warm --force of the picks {describe_build(forced)}", flush=True)
     return summary
 
 
@@ -350,7 +354,8 @@ def run_model(model: str, args, clock: Clock, work: Path) -> dict[str, Any]:
     root = args.config.parent
     table = tomllib.loads(args.config.read_text())["models"][model]
     rows = hand_rows(lambda: call_entry(root, table["entry"]), sample, args, clock)
-    for name, words in (("warm", targets), ("forced", [*targets, "--force"])):
+    forced = sorted({pick["target"] for pick in nav.values()}) or targets
+    for name, words in (("warm", targets), ("forced", [*forced, "--force"])):
         if clock.left() < args.stage_reserve_s:
             builds[name] = {"skipped": "time budget spent"}
             continue
@@ -374,7 +379,8 @@ def quick_overrides(args) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=REPO / "examples" / "navbuild-gpu.toml")
-    parser.add_argument("--models", default=None, help="comma-separated (default resnet50,encoder; --quick: cnn,encoder)")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated (default resnet50,encoder; --quick: cnn,encoder)")
     parser.add_argument("--targets", nargs="*", default=None, help="navbuild targets or aliases to build")
     parser.add_argument("--device", default=None, help="cuda (default) or cpu (default with --quick)")
     parser.add_argument("--batch", type=int, default=None, help="the throughput batch (64; --quick: 4)")
@@ -393,10 +399,14 @@ def main() -> None:
     args.batch = args.batch or (4 if args.quick else 64)
     args.warmup = args.warmup or (3 if args.quick else 20)
     args.runs = args.runs or (10 if args.quick else 100)
-    args.hand_modes = args.hand_modes if args.hand_modes is not None else (["default"] if args.quick else list(HAND_MODES))
+    if args.hand_modes is None:
+        args.hand_modes = ["default"] if args.quick else list(HAND_MODES)
     models = (args.models or ("cnn,encoder" if args.quick else "resnet50,encoder")).split(",")
     clock = Clock(args.budget_s)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="vs-hand-inductor-")  # the hand side's, empty
+    from navbuild.engine.registry import default_registry
+
+    default_registry()  # navbuild's modules before torch, as in navbuild's own processes (compile_cache.py says why)
     import torch
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"

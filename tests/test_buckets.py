@@ -44,7 +44,7 @@ def test_padding_repeats_the_batch_rows_and_slicing_undoes_it():
 
 def test_the_check_adds_a_tiled_case_for_each_bucket_no_sample_reaches():
     rng = np.random.default_rng(0)
-    samples = [{"x": rng.standard_normal((1, 3)).astype(np.float32)}, {"x": rng.standard_normal((3, 3)).astype(np.float32)}]
+    samples = [{"x": rng.standard_normal((batch, 3)).astype(np.float32)} for batch in (1, 3)]
     expected = [{"y": s["x"] * 2} for s in samples]
     cases, references = coverage.check_cases(samples, expected, [1, 4, 16, 64])
     assert [coverage.batch_size(c) for c in cases] == [1, 3, 16, 64]  # 1 and 3 reach buckets 1 and 4

@@ -28,13 +28,14 @@ def check_cases(samples: list[Sample], expected: list[Sample], buckets: Sequence
     """The samples plus one tiled case per bucket that no sample reaches, and their references."""
     if not buckets or not samples:
         return list(samples), list(expected)
-    reached = {bucket_of(batch_size(sample, batch_dim), buckets) for sample in samples}
     cases, references = list(samples), list(expected)
     first, reference = samples[0], expected[0]
+    rows_in_first = batch_size(first, batch_dim)
+    if any(np.ndim(out) == 0 or np.shape(out)[batch_dim] != rows_in_first for out in reference.values()):
+        return cases, references  # an output without the batch dimension cannot be tiled
+    reached = {bucket_of(batch_size(sample, batch_dim), buckets) for sample in samples}
     for bucket in sorted(set(buckets) - reached):
-        rows = np.arange(bucket) % batch_size(first, batch_dim)
-        if any(np.ndim(out) == 0 or np.shape(out)[batch_dim] != batch_size(first, batch_dim) for out in reference.values()):
-            continue  # an output without the batch dimension cannot be tiled: the samples must reach it
+        rows = np.arange(bucket) % rows_in_first
         cases.append({name: np.take(array, rows, axis=batch_dim) for name, array in first.items()})
         references.append({name: np.take(array, rows, axis=batch_dim) for name, array in reference.items()})
     return cases, references

@@ -11,19 +11,18 @@ provider has no such option; there the flag changes nothing.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
+from rules.torch import memory_format
 
 np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
 
 ONNX_FILE = "model.onnx"
-RUNTIME_FILE = "runtime.json"  # {"memory_format": "channels_last"} when built so (rules.torch.memory_format)
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
@@ -50,7 +49,7 @@ class OnnxRuntimeRunner(Runner):
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: the CPU provider's cast warnings are expected for fp16
         provider_options: dict[str, str] = {}
-        if self.device == "cuda" and self._channels_last():
+        if self.device == "cuda" and memory_format.read_runtime(self.artifact_dir):
             provider_options["prefer_nhwc"] = "1"
             self.layout = "NHWC"
         providers = [(wanted, provider_options)] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
@@ -118,11 +117,6 @@ class OnnxRuntimeRunner(Runner):
                 raise RunnerError(f"{self.name}: input {name} is {array.dtype}, the graph expects {wanted}")
             checked[name] = np.ascontiguousarray(array)
         return checked
-
-    def _channels_last(self) -> bool:
-        path = Path(self.artifact_dir) / RUNTIME_FILE if self.artifact_dir is not None else None
-        return path is not None and path.is_file() and \
-            json.loads(path.read_text()).get("memory_format") == "channels_last"
 
     def _model_path(self) -> Path:
         if self.artifact_dir is None or not (Path(self.artifact_dir) / ONNX_FILE).is_file():

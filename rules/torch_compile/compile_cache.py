@@ -9,6 +9,13 @@ the first of the three compiles and the others load, and so does a later build o
 
 ``CompileCounter`` reads torch's own counters: FX graph cache misses are graphs that inductor
 compiled, hits are graphs it loaded. torch is imported on first use.
+
+A caveat seen with torch 2.13 and 2.14: inductor's cache key pickles ``torch.contiguous_format``,
+whose pickled module is the first module in ``sys.modules`` with a ``torch`` attribute that reaches
+it (``torch._utils``, or a module that did ``torch = lazy_import("torch")`` before torch was first
+imported). So the key depends on import order: a process that imports torch before navbuild's rule
+modules computes other keys than navbuild's own processes (which import the rules first, torch
+lazily) and compiles once more instead of loading. ``benchmarks/vs_hand.py`` imports the rules first.
 """
 from __future__ import annotations
 
