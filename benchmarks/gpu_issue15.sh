@@ -11,6 +11,7 @@
 # /tmp/ortgpu-site when present. BUDGET_S (default 520) bounds the whole run: vs_hand skips a stage
 # that would start after it (and says so); then run the rest in a second command, e.g.
 #   SKIP_TESTS=1 BUDGET_S=560 bash benchmarks/gpu_issue15.sh encoder
+# VS_HAND_ARGS adds options to vs_hand.py (on a CPU, to try the script: VS_HAND_ARGS=--quick).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-gpu-out}
@@ -39,7 +40,7 @@ fi
 echo "== 2. vs_hand.py ($MODELS), $((BUDGET_S - (SECONDS - start))) s left"
 rm -rf /tmp/vs-hand && mkdir -p /tmp/vs-hand
 python3 benchmarks/vs_hand.py --models "$MODELS" --work /tmp/vs-hand --json "$OUT/vs_hand.json" \
-  --budget-s $((BUDGET_S - (SECONDS - start))) --stage-reserve-s 25 2>&1 | tee "$OUT/vs_hand.txt"
+  --budget-s $((BUDGET_S - (SECONDS - start))) --stage-reserve-s 25 ${VS_HAND_ARGS:-} 2>&1 | tee "$OUT/vs_hand.txt"
 echo "vs_hand exit ${PIPESTATUS[0]}"
 
 echo "== build logs: graphs compiled per navbuild run, and each torch-compile build's own count"
