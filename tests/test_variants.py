@@ -51,8 +51,7 @@ def project(tmp_path: Path, formats: str = '["torch-compile"]', options: str = "
 
 def graph_of(path: Path):
     registry = default_registry()
-    formats = {name: rule for name, rule in registry.rules.items() if name not in ("samples", "reference")}
-    return build_graph(load(path, formats), registry)
+    return build_graph(load(path, registry.formats), registry)  # each model's framework's formats
 
 
 def _rule(**variants_: dict) -> Rule:

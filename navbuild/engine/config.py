@@ -10,10 +10,11 @@ import ast
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from navbuild.engine import remote_settings
 from navbuild.engine.variants import VariantError, expand as expand_variants
-from navbuild.rule import ModelSpec
+from navbuild.rule import ModelSpec, entry_file, is_function_entry
 
 CONFIG_NAME = "navbuild.toml"
 DEVICES = ("cpu", "cuda", "auto")
@@ -95,6 +96,7 @@ class ProjectConfig:
     out: Path
     models: dict[str, ModelConfig]
     profile: "ProfileSettings" = None  # type: ignore[assignment]
+    remote: remote_settings.RemoteSettings = remote_settings.RemoteSettings()  # [cache]
 
 
 # -- small typed readers ----------------------------------------------------------------------
@@ -155,8 +157,10 @@ def find_config(start: Path) -> Path:
                       "run navbuild from a project folder, or pass --config PATH")
 
 
-def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectConfig:
-    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation."""
+def load(path: Path, known_formats: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None = None
+         ) -> ProjectConfig:
+    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation, or is a
+    function of a model's framework that gives that map (``Registry.formats``)."""
     path = Path(path).resolve()
     try:
         data = tomllib.loads(path.read_text())
@@ -174,6 +178,10 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
     project.reject_unknown()
     correctness = _correctness(path, top.table_("correctness"), "correctness", None)
     profile = _profile(path, top.table_("profile"))
+    try:
+        remote = remote_settings.from_table(top.table_("cache"))
+    except remote_settings.RemoteSettingsError as exc:
+        raise ConfigError(path, exc.where, exc.problem, exc.fix)
     models_table = top.get("models", dict, fix="declare at least one [models.<name>] table")
     if not models_table:
         raise ConfigError(path, "models", "declares no model", "add a [models.<name>] table")
@@ -187,7 +195,7 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
         models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats)
     top.reject_unknown()
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
-                         models=models, profile=profile)
+                         models=models, profile=profile, remote=remote)
 
 
 def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
@@ -260,20 +268,25 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
 
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
-           correctness: CorrectnessConfig, known_formats: Mapping[str, Any] | None) -> ModelConfig:
+           correctness: CorrectnessConfig,
+           known_formats: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None) -> ModelConfig:
     where = f"models.{name}"
     reader = _Reader(path, table, where)
     framework = reader.get("framework", str, fix='e.g. framework = "torch"')
-    entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model"')
-    _check_entry(path, root, reader.key("entry"), entry)
+    entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model", or a model file: "model.onnx"')
+    if is_function_entry(entry) or entry.endswith(".py"):  # python code needs its function's name
+        _check_entry(path, root, reader.key("entry"), entry)
+    elif not (root / entry).is_file():
+        raise ConfigError(path, reader.key("entry"), f"file {entry} does not exist",
+                          "give 'path/file.py:function', or the path of a model file, relative to the folder "
+                          "holding navbuild.toml")
     samples = reader.get("samples", str, fix='a function ("model.py:make_samples") or a .tensors/.npz file')
     if ":" in samples and samples.rsplit(":", 1)[0].endswith(".py"):
         _check_entry(path, root, reader.key("samples"), samples)
     elif not (root / samples).is_file():
         raise ConfigError(path, reader.key("samples"), f"file {samples} does not exist",
                           "give an existing file or a 'file.py:function' that returns samples")
-    entry_file = entry.rsplit(":", 1)[0]
-    sources = reader.str_list("sources", [entry_file])
+    sources = reader.str_list("sources", [entry_file(entry)])
     for pattern in sources:
         if not any(root.glob(pattern)):
             raise ConfigError(path, reader.key("sources"), f"{pattern!r} matches no file",
@@ -289,7 +302,8 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
         raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
     dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
     device = _device(path, reader, "device", project_device)
-    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, known_formats)
+    formats = known_formats(framework) if callable(known_formats) else known_formats
+    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
     reader.reject_unknown()
     spec = ModelSpec(name=name, framework=framework, entry=entry, root=root, inputs=tuple(inputs),

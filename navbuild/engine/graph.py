@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from navbuild.engine.config import ENGINE_PARAMS, ModelConfig, ProjectConfig
-from navbuild.engine.registry import Registry
+from navbuild.engine.registry import Registry, RegistryError
 from navbuild.engine.variants import LABEL_SEPARATOR, expand as expand_variants
-from navbuild.rule import SOURCE, ModelSpec, Rule
+from navbuild.rule import ROLE_REFERENCE, ROLE_SAMPLES, SOURCE, ModelSpec, Rule
 
 ARTIFACT, CHECK, PROFILE = "artifact", "check", "profile"
-SAMPLES, REFERENCE = "samples", "reference"
-INTERNAL_RULES = (SAMPLES, REFERENCE)  # every model gets them; never declared as formats
+SAMPLES, REFERENCE = ROLE_SAMPLES, ROLE_REFERENCE  # every model's two role targets: <model>:<role>
 
 
 @dataclass
@@ -45,6 +44,11 @@ class Target:
     @property
     def short(self) -> str:
         return self.name.split(":", 1)[1]
+
+    @property
+    def tensor_file(self) -> str:
+        """The one file a role target (samples, reference) writes, as its rule declares it."""
+        return self.rule.outputs[0]
 
 
 class GraphError(ValueError):
@@ -110,13 +114,16 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
                 aliases[alias].append(target.name)
 
     for model_name, model in project.models.items():
-        if model_name in registry.rules or model_name in ("all", "fp32", "fp16", "bf16", "int8"):
+        if model_name in registry.names() or model_name in ("all", "fp32", "fp16", "bf16", "int8"):
             raise GraphError(f"model name {model_name!r} clashes with a format or alias name; rename it")
         device = resolve_device(model.targets.device, gpu_present)
-        samples_rule = registry.rule(SAMPLES)
+        framework = model.spec.framework
+        samples_rule = registry.role(SAMPLES, framework)
+        if samples_rule is None:
+            raise GraphError(f"model {model_name}: no rule gives sample inputs; is rules.samples installed?")
         samples = Target(f"{model_name}:{SAMPLES}", ARTIFACT, model, samples_rule, device="cpu")
         add(samples)
-        reference_rule = registry.source_rule(REFERENCE, model.spec.framework)
+        reference_rule = registry.role(REFERENCE, framework)
         if reference_rule is None:
             raise GraphError(f"model {model_name}: no rule gives reference outputs for framework "
                              f"{model.spec.framework!r}; is its rule family installed?")
@@ -124,10 +131,7 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
                            params=_params(reference_rule, model, {}), deps=[samples.name])
         add(reference)
         for fmt in model.targets.formats:
-            rule = registry.rule(fmt)
-            if rule.consumes == SOURCE and rule.frameworks and model.spec.framework not in rule.frameworks:
-                raise GraphError(f"model {model_name}: format {fmt} takes {', '.join(rule.frameworks)} "
-                                 f"models, not {model.spec.framework}")
+            rule = _rule(registry, model_name, fmt, framework)
             for precision in model.targets.precisions:
                 if precision not in rule.precisions:
                     continue
@@ -142,6 +146,24 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
                         add(_profile_target(artifact, samples.name))
     _add_upstreams(targets, registry)
     return Graph(targets=targets, aliases=aliases)
+
+
+def _rule(registry: Registry, model_name: str, fmt: str, framework: str) -> Rule:
+    """The rule of ``fmt`` for this model's framework, whose upstream formats exist for it too."""
+    if fmt not in registry.formats(framework):
+        rules = registry.by_name.get(fmt, [])
+        if not rules:
+            raise GraphError(f"model {model_name}: unknown format {fmt!r}; known: "
+                             f"{', '.join(sorted(registry.formats(framework)))}")
+        takes = sorted({fw for rule in rules for fw in rule.frameworks})
+        if takes and framework not in takes:
+            raise GraphError(f"model {model_name}: format {fmt} takes {', '.join(takes)} models, not {framework}")
+        raise GraphError(f"model {model_name}: format {fmt} reads {rules[0].consumes}, which {framework} "
+                         f"models have no rule for")
+    try:
+        return registry.rule(fmt, framework)
+    except RegistryError as exc:
+        raise GraphError(f"model {model_name}: {exc}") from None
 
 
 def _profile_target(artifact: Target, samples: str) -> Target:
@@ -188,9 +210,11 @@ def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, sampl
     name = f"{model.name}:{rule.target_suffix(precision)}{suffix}"
     upstream = None
     if rule.consumes != SOURCE:
-        upstream_rule = registry.rule(rule.consumes)
+        upstream_rule = registry.rule(rule.consumes, model.spec.framework)
         upstream = f"{model.name}:{upstream_rule.target_suffix(upstream_rule.precisions[0])}"
-    deps = [samples] + ([upstream] if upstream else [])
+    # A source rule waits for the reference: the first load of the model, where a model that does
+    # not match its declared inputs or outputs fails once, with the cause, instead of once per format.
+    deps = [samples] + ([upstream] if upstream else [f"{model.name}:{REFERENCE}"])
     return Target(name, ARTIFACT, model, rule, precision=precision, device=device, params=params,
                   upstream=upstream, deps=deps)
 
@@ -211,7 +235,7 @@ def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
         if target.upstream in targets:
             continue
         model, fmt = target.upstream.split(":", 1)
-        rule = registry.rule(target.rule.consumes)
+        rule = registry.rule(target.rule.consumes, target.spec.framework)
         device = target.device
         implicit = _artifact(target.model, rule, rule.precisions[0], device, f"{model}:{SAMPLES}", registry)
         targets[implicit.name] = implicit

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from navbuild.engine import config as config_module
-from navbuild.engine.graph import INTERNAL_RULES, build_graph
+from navbuild.engine.graph import build_graph
 from navbuild.engine.registry import default_registry
 from navbuild.engine.session import Options, Session
 
@@ -12,8 +12,7 @@ from navbuild.engine.session import Options, Session
 def open_project(config_path: str | Path | None = None, options: Options | None = None) -> Session:
     path = Path(config_path) if config_path else config_module.find_config(Path.cwd())
     registry = default_registry()
-    formats = {name: rule for name, rule in registry.rules.items() if name not in INTERNAL_RULES}
-    project = config_module.load(path, formats)
+    project = config_module.load(path, registry.formats)
     gpu = False
     if any(m.targets.device == "auto" for m in project.models.values()):
         from navbuild.engine import fingerprint

@@ -17,12 +17,12 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
+from rules.onnx.loader import ONNX_FILE, inference_session
 from rules.torch import memory_format
 
 np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
 
-ONNX_FILE = "model.onnx"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
@@ -46,14 +46,12 @@ class OnnxRuntimeRunner(Runner):
         if wanted not in available:  # a fact about this machine: the check is skipped, not failed
             raise Skip(f"{self.name}: {wanted} is not available for device {self.device!r} (this "
                        f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only: the CPU provider's cast warnings are expected for fp16
         provider_options: dict[str, str] = {}
         if self.device == "cuda" and memory_format.read_runtime(self.artifact_dir):
             provider_options["prefer_nhwc"] = "1"
             self.layout = "NHWC"
         providers = [(wanted, provider_options)] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
-        self._session = onnxruntime.InferenceSession(str(self._model_path()), options, providers=providers)
+        self._session = inference_session(self._model_path(), providers)
         self.provider = self._session.get_providers()[0]
         if self.provider != wanted:
             raise RunnerError(f"{self.name}: asked for {wanted}, onnxruntime gave {self.provider}")

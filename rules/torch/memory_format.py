@@ -6,7 +6,7 @@ are made channels-last before each call. Convolutions then run NHWC kernels, cuD
 fp16 and bf16 on tensor cores, and keep that layout from layer to layer. Inputs of another rank
 (token ids, sequences) are left alone, so the option does nothing to a model without images.
 
-An export records the option in ``runtime.json`` beside the exported file (no file: contiguous), so
+An export records the option in ``runtime.json`` (``loader.RUNTIME_FILE``) beside the exported file (no file: contiguous), so
 that its runner converts the inputs the same way; a recipe carries it in its own ``recipe.json``.
 CUDA runners turn ``torch.backends.cudnn.benchmark`` on (cuDNN times its algorithms once per input
 shape and keeps the fastest); builds record that in their metadata. torch is imported on first use.
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from navbuild.lazy import lazy_import
+from rules.torch.loader import RUNTIME_FILE
 
 torch = lazy_import("torch")
 
 OPTION = "channels_last"
-RUNTIME_FILE = "runtime.json"
 CHANNELS_LAST = "channels_last"
 CONTIGUOUS = "contiguous"
 VARIANTS = {OPTION: {False: "", True: "cl"}}  # Rule.variants: channels_last = "search" builds both

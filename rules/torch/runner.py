@@ -2,8 +2,10 @@
 
 They share one shape: ``load()`` gives a callable module on the device; ``prepare`` turns the
 numpy feed into device tensors (float inputs cast to the artifact's precision, 4-D ones made
-channels-last when the artifact was built so); outputs come back as float32 numpy arrays named by
-``navbuild.runner.output_names``. On CUDA they turn cuDNN's autotuner on (``memory_format``).
+channels-last when the artifact was built so), passed by name to the eager model when it takes them
+so, and by position, in the declared order, to an export (``plain_io.exportable``); outputs come back
+as float32 numpy arrays, bound by ``model_io.bind_outputs`` (by key or by position). On CUDA they
+turn cuDNN's autotuner on (``memory_format``).
 """
 from __future__ import annotations
 
@@ -45,14 +47,20 @@ class _TorchRunner(Runner):
         if self.device == "cuda":
             torch.cuda.empty_cache()
 
-    def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...]:
-        return memory_format.inputs(model_io.to_tensors(self.model, feed, self.device, self._dtype),
-                                    self._channels_last)
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...] | dict[str, Any]:
+        """The feed as tensors: positional, or a dict for a module that takes them by name."""
+        names = model_io.input_order(self.model, feed)
+        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self.device, self._dtype),
+                                       self._channels_last)
+        return dict(zip(names, tensors)) if self.binding(names) == model_io.BY_NAME else tensors
 
-    def run_prepared_impl(self, prepared: tuple[Any, ...]) -> Any:
+    def binding(self, names: list[str]) -> str:
+        return model_io.POSITIONAL  # an export takes its inputs by position, in the declared order
+
+    def run_prepared_impl(self, prepared: tuple[Any, ...] | dict[str, Any]) -> Any:
         try:
             with torch.inference_mode():
-                return self._module(*prepared)
+                return self._module(**prepared) if isinstance(prepared, dict) else self._module(*prepared)
         except Exception as exc:
             raise RunnerError(f"{self.name}: model {self.model.name} failed on inputs "
                               f"{_describe(prepared)}: {type(exc).__name__}: {exc}") from exc
@@ -88,6 +96,9 @@ class TorchEagerRunner(_TorchRunner):
         model = model_io.prepare_model(self.model.load_entry(), self.device, self._dtype)
         return memory_format.model(model, self._channels_last)
 
+    def binding(self, names: list[str]) -> str:
+        return model_io.input_binding(self.model, self._module, names)
+
 
 class TorchScriptRunner(_TorchRunner):
     name = "torchscript"
@@ -103,5 +114,7 @@ class TorchExportRunner(_TorchRunner):
         return load_exported(self.artifact(EXPORT_FILE), self.device)
 
 
-def _describe(tensors: tuple[Any, ...]) -> str:
-    return ", ".join(f"{str(t.dtype).replace('torch.', '')}{list(t.shape)}" for t in tensors)
+def _describe(tensors: tuple[Any, ...] | dict[str, Any]) -> str:
+    named = tensors.items() if isinstance(tensors, dict) else ((None, t) for t in tensors)
+    return ", ".join(f"{name + '=' if name else ''}{str(t.dtype).replace('torch.', '')}{list(t.shape)}"
+                     for name, t in named)

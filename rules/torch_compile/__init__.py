@@ -17,23 +17,26 @@ holds it. Both are device-bound (compiled code and caches are per device) and ca
 this module imports no framework.
 """
 from navbuild.rule import SOURCE, Rule
-from rules.torch_compile import build, options
+from rules.torch_compile import build, loader, options
 from rules.torch_compile.runner import AotiRunner, TorchCompileRunner
 
 TORCH_COMPILE = Rule(
-    name="torch-compile", version="2", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
+    name="torch-compile", version="3", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.COMPILE_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
     validate=options.validate_compile, variants=options.COMPILE_VARIANTS, resolve=options.resolve_params,
+    outputs=(loader.RECIPE_FILE, loader.CACHE_FILE),
     description="torch.compile recipe (mode, backend, batch buckets or dynamic, memory format, precision) "
                 "plus torch's compile cache",
 )
 
 AOTI = Rule(
-    name="aoti", version="2", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
+    name="aoti", version="3", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.AOTI_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="aoti", normalized=False, canonical_digest=build.aoti_digest, validate=options.validate_aoti,
     variants=options.AOTI_VARIANTS, resolve=options.resolve_params,
+    identifies_model=True,  # aoti.json holds the digests of the exported graphs and weights
+    outputs=(loader.AOTI_FILE, loader.AOTI_BUCKET_FILES, loader.AOTI_INFO_FILE),
     description="AOTInductor packages (one per batch bucket, or one with a dynamic batch), run in a worker process",
 )
 

@@ -11,13 +11,11 @@ from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
 from rules.torch import memory_format
 from rules.torch_compile import batching, compile_cache, options, torch_io
-from rules.torch_compile.options import CACHE_FILE, RECIPE_FILE
+from rules.torch_compile.compile_cache import compile_model
+from rules.torch_compile.loader import (AOTI_FILE, AOTI_INFO_FILE, AOTI_INFO_FORMAT, CACHE_FILE, RECIPE_FILE,
+                                        RECIPE_FORMAT, bucket_file, load_request)
 
 torch = lazy_import("torch")
-
-AOTI_FILE = "model.pt2"
-AOTI_INFO_FILE = "aoti.json"  # what the package was compiled from; its digest is aoti's canonical digest
-AOTI_INFO_FORMAT = "navbuild-aoti/2"
 
 
 # -- torch-compile --------------------------------------------------------------------------------
@@ -41,6 +39,7 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     cudnn_benchmark = memory_format.use_cudnn_benchmark(ctx.device)
     channels_last = opts[memory_format.OPTION]
     model = memory_format.model(torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision), channels_last)
+    model = torch_io.runnable(model, ctx.model, torch_io.input_order(ctx.model, ctx.samples[0]))  # inputs by name
     feeds = [memory_format.inputs(torch_io.to_tensors(ctx.model, sample, ctx.device, precision), channels_last)
              for sample in warmup_samples(ctx.samples, plan.get("buckets"), ctx.model.batch_dim)]
     counter = compile_cache.CompileCounter()
@@ -65,7 +64,7 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     ctx.log(f"torch-compile: ran {len(feeds)} warm-up batches ({_describe_plan(plan)}) in {compile_seconds:.1f} s: "
             f"{compiles['graphs_compiled']} graphs compiled, {compiles['graphs_loaded']} loaded from "
             f"{ctx.cache_dir}; cache {'not produced' if saved is None else f'{len(saved[0])} bytes {artifacts}'}")
-    recipe = {"format": options.RECIPE_FORMAT, **{k: v for k, v in opts.items() if k != memory_format.OPTION},
+    recipe = {"format": RECIPE_FORMAT, **{k: v for k, v in opts.items() if k != memory_format.OPTION},
               "memory_format": memory_format.name(channels_last), "batching": plan, "precision": precision,
               "precision_method": options.PRECISION_METHOD, "device": ctx.device, "cudnn_benchmark": cudnn_benchmark,
               "cache": CACHE_FILE if saved is not None else None,
@@ -75,12 +74,6 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
             "batching": plan["mode"], "buckets": plan.get("buckets"), "cudnn_benchmark": cudnn_benchmark,
             "compile_seconds": round(compile_seconds, 3), **compiles,
             "cache_bytes": len(saved[0]) if saved else 0, "cache_artifacts": artifacts}
-
-
-def compile_model(model: Any, opts: Mapping[str, Any], specializations: int) -> Any:
-    """``torch.compile`` with the recipe's options, with room for one dynamo entry per warm-up shape."""
-    compile_cache.allow_recompiles(specializations)
-    return torch.compile(model, mode=opts["mode"], backend=opts["backend"], dynamic=options.DYNAMIC[opts["dynamic"]])
 
 
 def warmup_samples(samples: list[Mapping[str, Any]], buckets: list[int] | None, batch_dim: int) -> list[dict[str, Any]]:
@@ -116,7 +109,8 @@ def _check_backend_exists(backend: str, where: str) -> None:
 
 
 def recipe_digest(out_dir: Path) -> str:
-    """torch-compile's canonical digest: the recipe alone (the cache bytes differ run to run)."""
+    """torch-compile's canonical digest: the recipe (the cache bytes differ run to run); it names no
+    model, so the engine mixes the model's sources in (``Rule.identifies_model``)."""
     return digest_file(Path(out_dir) / RECIPE_FILE)
 
 
@@ -140,11 +134,17 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     else:
         bucket_samples = warmup_samples(ctx.samples[:1], plan["buckets"], ctx.model.batch_dim)
         shapes = {bucket_file(bucket): sample for bucket, sample in zip(plan["buckets"], bucket_samples)}
+    sample = next(iter(shapes.values()))
+    # plain tensors in and out: the worker that loads the packages knows no ModelOutput class
+    model, _ = torch_io.exportable(model, ctx.model, torch_io.input_order(ctx.model, sample),
+                                   memory_format.inputs(torch_io.to_tensors(ctx.model, sample, ctx.device, precision),
+                                                        channels_last))
     export_seconds = compile_seconds = 0.0
     digests = {}
     with compile_cache.using(ctx.cache_dir):
-        for file_name, sample in shapes.items():
-            args = memory_format.inputs(torch_io.to_tensors(ctx.model, sample, ctx.device, precision), channels_last)
+        for file_name, shape_sample in shapes.items():
+            args = memory_format.inputs(torch_io.to_tensors(ctx.model, shape_sample, ctx.device, precision),
+                                        channels_last)
             dynamic_shapes = (batch_dynamic_shapes(len(args), ctx.model.batch_dim, max_batch)
                               if plan["mode"] == "dynamic" else None)
             started = time.perf_counter()
@@ -158,7 +158,6 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
             digests[file_name] = export_digest(program)
     ctx.log(f"aoti: {len(shapes)} packages ({_describe_plan(plan)}) exported in {export_seconds:.1f} s, "
             f"compiled and packaged in {compile_seconds:.1f} s")
-    sample = next(iter(shapes.values()))
     info = {"format": AOTI_INFO_FORMAT, "export_digests": digests, "precision": precision,
             "precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch, "batching": plan,
             "packages": sorted(shapes), "memory_format": memory_format.name(channels_last), "device": ctx.device,
@@ -179,10 +178,6 @@ def aoti_compile_and_package(program: Any, package_path: str) -> Any:
     from torch._inductor import aoti_compile_and_package as compile_and_package
 
     return compile_and_package(program, package_path=package_path)
-
-
-def bucket_file(bucket: int) -> str:
-    return f"model-b{bucket}.pt2"
 
 
 def export_digest(program: Any) -> str:
@@ -232,14 +227,3 @@ def validate_package(out_dir: Path, info: Mapping[str, Any], model: Any,
             reply = child.request({"op": "infer", "feed": dumps([feed])}, what="a first inference")
             shapes.extend(list(a.shape) for a in loads(reply["outputs"])[0].values())
     return {"load_seconds": loaded["seconds"], "output_shapes": shapes}
-
-
-def load_request(out_dir: Path, info: Mapping[str, Any]) -> dict[str, Any]:
-    """The worker's ``load`` request for the packages that ``aoti.json`` lists."""
-    plan = info["batching"]
-    if plan["mode"] == "dynamic":
-        packages = {"dynamic": str(Path(out_dir) / AOTI_FILE)}
-    else:
-        packages = {str(bucket): str(Path(out_dir) / bucket_file(bucket)) for bucket in plan["buckets"]}
-    return {"op": "load", "packages": packages, "device": info["device"], "precision": info["precision"],
-            "channels_last": info.get("memory_format") == memory_format.CHANNELS_LAST}

@@ -22,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 from navbuild.lazy import lazy_import
+from rules.torch_compile import options
 
 torch = lazy_import("torch")
 
@@ -80,6 +81,13 @@ class CompileCounter:
         return {"graphs_compiled": now["fxgraph_cache_miss"] - self.start["fxgraph_cache_miss"],
                 "graphs_loaded": now["fxgraph_cache_hit"] - self.start["fxgraph_cache_hit"],
                 "graphs_uncached": now["fxgraph_cache_bypass"] - self.start["fxgraph_cache_bypass"]}
+
+
+def compile_model(model: Any, opts: Mapping[str, Any], specializations: int) -> Any:
+    """``torch.compile`` with the recipe's options, with room for one dynamo entry per warm-up shape
+    (the build and the runner compile alike, so the runner finds what the build compiled)."""
+    allow_recompiles(specializations)
+    return torch.compile(model, mode=opts["mode"], backend=opts["backend"], dynamic=options.DYNAMIC[opts["dynamic"]])
 
 
 def allow_recompiles(count: int) -> None:

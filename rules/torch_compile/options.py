@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from rules.torch import memory_format
 from rules.torch_compile import batching
+from rules.torch_compile.loader import CACHE_FILE, RECIPE_FILE, RECIPE_FORMAT  # noqa: F401  (the file names are loader's)
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")  # modes that capture CUDA graphs
@@ -36,10 +37,6 @@ COMPILE_VARIANTS = {**memory_format.VARIANTS,  # labels in this order: torch-com
                              "max-autotune-no-cudagraphs": "autotune-nocg"},
                     **DYNAMIC_VARIANTS}
 AOTI_VARIANTS = {**memory_format.VARIANTS, **DYNAMIC_VARIANTS}
-
-RECIPE_FILE = "recipe.json"
-CACHE_FILE = "compile_cache.bin"
-RECIPE_FORMAT = "navbuild-torch-compile/2"
 
 
 class CompileConfigError(ValueError):

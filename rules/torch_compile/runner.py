@@ -3,7 +3,6 @@ AOTInductor packages in a worker process). Both serve batch buckets (``batching`
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from typing import Any, Mapping
 
@@ -11,9 +10,8 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, output_names
-from rules.torch import memory_format
-from rules.torch_compile import batching, compile_cache, options, torch_io
-from rules.torch_compile.build import compile_model
+from rules.torch import memory_format, model_io
+from rules.torch_compile import batching, compile_cache, loader, options, torch_io
 
 np = lazy_import("numpy")
 torch = lazy_import("torch")
@@ -39,10 +37,10 @@ class TorchCompileRunner(Runner):
     def recipe(self) -> dict[str, Any]:
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
-        recipe = json.loads((self.artifact_dir / options.RECIPE_FILE).read_text())
-        if recipe.get("format") != options.RECIPE_FORMAT:
-            raise RunnerError(f"{self.name}: {options.RECIPE_FILE} is not a {options.RECIPE_FORMAT} recipe")
-        return recipe
+        try:
+            return loader.read_recipe(self.artifact_dir)
+        except loader.RecipeError as exc:
+            raise RunnerError(f"{self.name}: {exc}") from None
 
     def served_batch_sizes(self) -> list[int] | None:
         return self.recipe()["batching"].get("buckets")
@@ -56,16 +54,14 @@ class TorchCompileRunner(Runner):
         self._channels_last = recipe["memory_format"] == memory_format.CHANNELS_LAST
         self._cudagraphs = self.device == "cuda" and recipe["mode"] in options.CUDAGRAPH_MODES
         self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
-        self.cache_info: dict[str, int] | None = None
         counter = compile_cache.CompileCounter()
         with compile_cache.using(self.cache_dir):
-            if recipe.get("cache"):
-                info = torch.compiler.load_cache_artifacts((self.artifact_dir / recipe["cache"]).read_bytes())
-                if info is not None:
-                    self.cache_info = {kind: len(keys) for kind, keys in info.artifacts.items()}
+            self.cache_info = loader.load_compile_cache(self.artifact_dir, recipe)
             model = torch_io.prepare_model(self.model.load_entry(), self.device, self.precision)
-            self._compiled = compile_model(memory_format.model(model, self._channels_last), recipe,
-                                           len(recipe["warmup"]))
+            model = memory_format.model(model, self._channels_last)
+            warmup = recipe["warmup"] or [[]]
+            model = torch_io.runnable(model, self.model, list(self.model.inputs) or [s["name"] for s in warmup[0]])
+            self._compiled = compile_cache.compile_model(model, recipe, len(recipe["warmup"]))
             started = time.perf_counter()
             with compile_cache.loud_recompile_limit():
                 for specs in recipe["warmup"]:
@@ -102,7 +98,7 @@ class TorchCompileRunner(Runner):
             outputs = self._compiled(*tensors)
         if bucket is None or bucket == batch:
             return outputs
-        return batching.unpad(torch_io.flatten(outputs), batch, bucket)
+        return _unpadded(outputs, batch, bucket)
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
         return torch_io.named_outputs(self.model, self.run_prepared_impl(self.prepare_impl(feed)))
@@ -110,6 +106,15 @@ class TorchCompileRunner(Runner):
     def synchronize_impl(self) -> None:
         if self.device == "cuda":
             torch.cuda.synchronize()
+
+
+def _unpadded(outputs: Any, batch: int, bucket: int) -> Any:
+    """The first ``batch`` rows of a padded call's outputs: a list of tensors, or for a dict-like
+    result a dict under the same keys (so that ``named_outputs`` still binds them by key)."""
+    if model_io.keyed_items(outputs) is None:
+        return batching.unpad(model_io.flatten(outputs), batch, bucket)
+    found = dict(model_io.tensor_leaves(outputs, ""))
+    return dict(zip(found, batching.unpad(list(found.values()), batch, bucket)))
 
 
 class AotiRunner(Runner):
@@ -127,28 +132,25 @@ class AotiRunner(Runner):
     needs = Needs(modules=("torch",))
 
     def info(self) -> dict[str, Any]:
-        from rules.torch_compile.build import AOTI_INFO_FILE, AOTI_INFO_FORMAT
-
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
-        info = json.loads((self.artifact_dir / AOTI_INFO_FILE).read_text())
-        if info.get("format") != AOTI_INFO_FORMAT:
-            raise RunnerError(f"{self.name}: {AOTI_INFO_FILE} is not a {AOTI_INFO_FORMAT} description")
-        return info
+        try:
+            return loader.read_aoti_info(self.artifact_dir)
+        except loader.RecipeError as exc:
+            raise RunnerError(f"{self.name}: {exc}") from None
 
     def served_batch_sizes(self) -> list[int] | None:
         return self.info()["batching"].get("buckets")
 
     def activate_impl(self) -> None:
         from rules.torch_compile.aoti_child import LOAD_TIMEOUT_S, AotiChild
-        from rules.torch_compile.build import load_request
 
         info = self.info()
         self._buckets = info["batching"].get("buckets")
         self._handles = itertools.count()
         self._child = AotiChild(label=f"aoti worker for {self.model.name}").start()
         try:
-            reply = self._child.request(load_request(self.artifact_dir, info), timeout=LOAD_TIMEOUT_S,
+            reply = self._child.request(loader.load_request(self.artifact_dir, info), timeout=LOAD_TIMEOUT_S,
                                         what=f"load of {', '.join(info['packages'])} in {self.artifact_dir}")
         except BaseException:
             self._child.close()
