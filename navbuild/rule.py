@@ -108,9 +108,10 @@ class Rule:
                   have one rule per framework (``onnx`` from torch, from TensorFlow): the engine
                   picks the rule by (format, the model's framework), and so resolves ``consumes``
     params        parameters that change its output, name -> default (only these enter its key).
-                  The engine fills them from ``[models.<m>.targets.<format>]`` tables, except two it
-                  supplies itself when declared: ``max_batch_size`` (the model's) and ``normalize``
-                  (make the output byte-reproducible; default True, a per-target option)
+                  The engine fills them from ``[models.<m>.targets.<format>]`` tables, except those it
+                  supplies itself when declared: ``max_batch_size`` (the model's), ``normalize``
+                  (make the output byte-reproducible; default True, a per-target option) and
+                  ``profile_batch_sizes`` (the ``[profile]`` batch sizes, [] when it sweeps)
     tools         distributions whose installed version enters its key ("torch", "onnx")
     precisions    precisions it can build; the first is its default
     device_bound  output only valid on the device that built it (keyed by the device fingerprint)
@@ -138,6 +139,11 @@ class Rule:
                   (at fp32) whatever was selected
     device_tools  distributions whose version is part of a GPU's identity (TensorRT): they enter the
                   device fingerprint of every device-bound target on a GPU
+    variants      searchable parameters: name -> {value: label}. In navbuild.toml such a parameter may
+                  be ``"search"`` (every value listed here) or a list of them; each value becomes a
+                  target of its own, named ``<target>+<label>`` (an empty label adds nothing)
+    resolve       optional ``fn(params) -> params``: the rule's canonical parameters (what enters the
+                  key), e.g. a default that depends on another parameter made explicit
     """
 
     name: str
@@ -163,6 +169,8 @@ class Rule:
     role: str | None = None
     base: bool = False
     device_tools: tuple[str, ...] = ()
+    variants: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
+    resolve: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def serves(self, framework: str) -> bool:
         return not self.frameworks or framework in self.frameworks

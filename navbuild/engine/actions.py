@@ -73,9 +73,7 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
     samples: list[dict[str, Any]] = []
     if rule.role != ROLE_SAMPLES:
         samples = _samples(session, target)
-    cache_dir = None
-    if rule.device_bound:
-        cache_dir = session.store.rule_cache_dir(rule.name, digest_value(fingerprint.device(target.device)))
+    cache_dir = _cache_dir(session, target)
     params = dict(target.params)
     if rule.role == ROLE_SAMPLES:
         params["samples"] = target.model.samples
@@ -88,19 +86,29 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
 
 def check_artifact(session: Session, target: Target, out_dir: Path, scratch: Path, log: BuildLog) -> dict[str, Any]:
     from navbuild import tensors
-    from navbuild.measure import correctness
+    from navbuild.measure import correctness, coverage
 
     runner = _runner(session, target)
     reference = session.graph.targets[f"{target.spec.name}:{REFERENCE}"]
     folder = session.outputs.materialized(reference.name)
-    repeat = folder / repeat_file_name(reference.tensor_file)  # a second run of the source, when it differed
+    repeat_path = folder / repeat_file_name(reference.tensor_file)  # a second run of the source, when it differed
+    samples = _samples(session, target)
+    buckets = runner.served_batch_sizes()
+    cases, expected = coverage.check_cases(samples, tensors.load(folder / reference.tensor_file), buckets,
+                                           target.spec.batch_dim)
+    repeat = None
+    if repeat_path.is_file():
+        _, repeat = coverage.check_cases(samples, tensors.load(repeat_path), buckets, target.spec.batch_dim)
     result = correctness.run_and_compare(
-        runner, _samples(session, target), tensors.load(folder / reference.tensor_file),
-        lambda output: target.model.correctness.tolerance(target.precision, output),
-        repeat=tensors.load(repeat) if repeat.is_file() else None)
+        runner, cases, expected, lambda output: target.model.correctness.tolerance(target.precision, output),
+        repeat=repeat)
     hint = (session.current_manifest(target.artifact) or {}).get("metadata", {}).get(CHECK_HINT)
     if hint and result["failures"] and result.get("source_deterministic", True):
         result["failures"][0] += f"; {hint}"
+    if len(cases) > len(samples):
+        result["bucket_cases"] = [coverage.batch_size(case, target.spec.batch_dim) for case in cases[len(samples):]]
+    if result.get("source_deterministic", True):  # else the runner never ran
+        result["runner_info"] = runner.runtime_info()
     for failure in result["failures"]:
         log(f"correctness: {failure}")
     (out_dir / CHECK_FILE).write_text(json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
@@ -109,7 +117,7 @@ def check_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
 
 def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: Path,
                      log: BuildLog) -> dict[str, Any]:
-    from navbuild.measure import profiling
+    from navbuild.measure import coverage, profiling
 
     check = session.current_manifest(f"{target.artifact}.check")
     if check is None or not check.get("metadata", {}).get("passed", False):
@@ -122,9 +130,10 @@ def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: P
             log(f"profile: batch {point.batch_size}: p50 {point.p50_ms:.3f} ms, "
                 f"{point.throughput:.1f} samples/s{'' if point.stable else ' (not stable)'}")
 
-    result = profiling.profile_runner(runner, _samples(session, target)[0], session.profile_config(),
+    config = coverage.profile_config(session.profile_config(), runner.served_batch_sizes(), target.spec.max_batch_size)
+    result = profiling.profile_runner(runner, _samples(session, target)[0], config,
                                       device=target.device, progress=progress)
-    data = result.to_dict()
+    data = {**result.to_dict(), "runner_info": runner.runtime_info()}
     (out_dir / PROFILE_FILE).write_text(json.dumps(jsonable(data), indent=2, sort_keys=True) + "\n")
     return data
 
@@ -146,7 +155,8 @@ def _role_tensors(session: Session, target: Target, role: str) -> list[dict[str,
 
 
 def _runner(session: Session, target: Target) -> Any:
-    """The runner of the artifact that ``target`` checks or profiles, not yet activated.
+    """The runner of the artifact that ``target`` checks or profiles, not yet activated; it gets the
+    rule's cache folder, so it reuses what the build compiled.
 
     A model that declares no outputs gets the reference's output names (the keys of what its forward
     returns, or ``output__<i>``), so that a runner whose artifact returns a tuple names them the same.
@@ -156,7 +166,16 @@ def _runner(session: Session, target: Target) -> Any:
     spec = target.spec
     if not spec.outputs:
         spec = dataclasses.replace(spec, outputs=tuple(session.keys.reference_outputs(target)))
-    return runner_cls(session.outputs.materialized(artifact.name), spec, artifact.device, artifact.precision)
+    runner = runner_cls(session.outputs.materialized(artifact.name), spec, artifact.device, artifact.precision)
+    runner.cache_dir = _cache_dir(session, artifact)
+    return runner
+
+
+def _cache_dir(session: Session, artifact: Target) -> Path | None:
+    """The persistent cache folder of a device-bound rule on this device (None for portable rules)."""
+    if not artifact.rule.device_bound:
+        return None
+    return session.store.rule_cache_dir(artifact.rule.name, digest_value(fingerprint.device(artifact.device)))
 
 
 # -- outputs ------------------------------------------------------------------------------------

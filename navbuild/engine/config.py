@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from navbuild.engine import remote_settings
+from navbuild.engine.variants import VariantError, expand as expand_variants
 from navbuild.rule import ModelSpec, entry_file, is_function_entry
 
 CONFIG_NAME = "navbuild.toml"
@@ -369,7 +370,7 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
                          normalize=normalize, format_options=options)
 
 
-ENGINE_PARAMS = ("max_batch_size", "normalize")
+ENGINE_PARAMS = ("max_batch_size", "normalize", "profile_batch_sizes")
 
 
 def _check_format_options(path: Path, where: str, formats: list[str], precisions: list[str],
@@ -384,12 +385,17 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
     for fmt in formats:
         rule = known_formats[fmt]
         validate = getattr(rule, "validate", None)
+        try:
+            variants = expand_variants(rule, options.get(fmt, {}))
+        except VariantError as exc:
+            raise ConfigError(path, f"{where}.{fmt}.{exc.option}", exc.problem, exc.fix)
         for precision in precisions:
             if precision not in rule.precisions:
                 continue
-            problem = validate(options.get(fmt, {}), precision) if validate else None
-            if problem:
-                raise ConfigError(path, f"{where}.{fmt}", problem)
+            for variant in variants:
+                problem = validate(variant.options, precision) if validate else None
+                if problem:
+                    raise ConfigError(path, f"{where}.{fmt}", problem)
         if not any(p in rule.precisions for p in precisions):
             raise ConfigError(path, f"{where}.precisions", f"format {fmt} builds none of {precisions}",
                               f"it supports {list(rule.precisions)}")

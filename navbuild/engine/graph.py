@@ -3,11 +3,12 @@
 Per model ``m``:
     m:samples            sample inputs (from a function or a file)
     m:reference          the source model's outputs on the samples (the correctness reference)
-    m:<format>[-<prec>]  one artifact per declared format and precision the rule supports
+    m:<format>[-<prec>]  one artifact per declared format and precision the rule supports, and one
+                         per variant when an option is searched (``m:<format>[-<prec>]+<label>``)
     m:<artifact>.check   correctness of that artifact against the reference
     m:<artifact>.profile latency and throughput of its runner (when [profile] is enabled)
-Aliases: ``all``, the model name, a format (``onnx``), a format with precision (``trt-fp16``),
-a rule name (``trt``: every precision), a precision (``fp16``).
+Aliases: ``all``, the model name, a format (``onnx``), a format with precision (``trt-fp16``,
+which includes its variants), a rule name (``trt``: every precision), a precision (``fp16``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from navbuild.engine.config import ENGINE_PARAMS, ModelConfig, ProjectConfig
 from navbuild.engine.registry import Registry, RegistryError
+from navbuild.engine.variants import LABEL_SEPARATOR, expand as expand_variants
 from navbuild.rule import ROLE_REFERENCE, ROLE_SAMPLES, SOURCE, ModelSpec, Rule
 
 ARTIFACT, CHECK, PROFILE = "artifact", "check", "profile"
@@ -133,14 +135,15 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
             for precision in model.targets.precisions:
                 if precision not in rule.precisions:
                     continue
-                artifact = _artifact(model, rule, precision, device, samples.name, registry)
-                add(artifact, "all", model_name, rule.name, artifact.short, precision)
-                check = Target(f"{artifact.name}.check", CHECK, model, None, precision=precision,
-                               device=device, deps=[artifact.name, reference.name, samples.name],
-                               artifact=artifact.name)
-                add(check)
-                if project.profile.enabled:
-                    add(_profile_target(artifact, samples.name))
+                for artifact in _artifacts(project, model, rule, precision, device, samples.name, registry):
+                    add(artifact, "all", model_name, rule.name, artifact.short, rule.target_suffix(precision),
+                        precision)
+                    check = Target(f"{artifact.name}.check", CHECK, model, None, precision=precision,
+                                   device=device, deps=[artifact.name, reference.name, samples.name],
+                                   artifact=artifact.name)
+                    add(check)
+                    if project.profile.enabled:
+                        add(_profile_target(artifact, samples.name))
     _add_upstreams(targets, registry)
     return Graph(targets=targets, aliases=aliases)
 
@@ -169,23 +172,42 @@ def _profile_target(artifact: Target, samples: str) -> Target:
                   artifact=artifact.name)
 
 
-def _params(rule: Rule, model: ModelConfig, options: dict[str, Any]) -> dict[str, Any]:
+def _params(rule: Rule, model: ModelConfig, options: dict[str, Any],
+            project: ProjectConfig | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name, default in rule.params.items():
         if name == "max_batch_size":
             params[name] = model.spec.max_batch_size
         elif name == "normalize":
             params[name] = options.get("normalize", model.targets.normalize)
+        elif name == "profile_batch_sizes":
+            params[name] = _profile_batch_sizes(project)
         else:
             params[name] = options.get(name, default)
-    return params
+    return dict(rule.resolve(params)) if rule.resolve else params
+
+
+def _profile_batch_sizes(project: ProjectConfig | None) -> list[int]:
+    if project is None or not project.profile.enabled:
+        return []
+    return sorted({int(size) for size in project.profile.options.get("batch_sizes") or ()})
+
+
+def _artifacts(project: ProjectConfig, model: ModelConfig, rule: Rule, precision: str, device: str,
+               samples: str, registry: Registry) -> list[Target]:
+    """One artifact per variant of the format's options (one when nothing is searched)."""
+    options = model.targets.format_options.get(rule.name, {})
+    return [_artifact(model, rule, precision, device, samples, registry, variant.options, variant.suffix, project)
+            for variant in expand_variants(rule, options)]
 
 
 def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, samples: str,
-              registry: Registry) -> Target:
-    options = model.targets.format_options.get(rule.name, {})
-    params = _params(rule, model, options)
-    name = f"{model.name}:{rule.target_suffix(precision)}"
+              registry: Registry, options: dict[str, Any] | None = None, suffix: str = "",
+              project: ProjectConfig | None = None) -> Target:
+    if options is None:
+        options = expand_variants(rule, model.targets.format_options.get(rule.name, {}))[0].options
+    params = _params(rule, model, options, project)
+    name = f"{model.name}:{rule.target_suffix(precision)}{suffix}"
     upstream = None
     if rule.consumes != SOURCE:
         upstream_rule = registry.rule(rule.consumes, model.spec.framework)
@@ -198,7 +220,15 @@ def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, sampl
 
 
 def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
-    """A conversion whose upstream format was not declared gets it as an implicit target."""
+    """A conversion whose upstream format was not declared gets it as an implicit target; one whose
+    upstream was declared only as variants reads the first of them."""
+    for target in list(targets.values()):
+        if target.upstream and target.upstream not in targets:
+            variants = sorted(n for n in targets if n.startswith(target.upstream + LABEL_SEPARATOR)
+                              and targets[n].kind == ARTIFACT)
+            if variants:
+                target.deps = [variants[0] if d == target.upstream else d for d in target.deps]
+                target.upstream = variants[0]
     pending = [t for t in targets.values() if t.upstream and t.upstream not in targets]
     while pending:
         target = pending.pop()

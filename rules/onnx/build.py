@@ -18,7 +18,7 @@ from navbuild.rule import BuildContext
 from rules.onnx.finish import write_onnx
 from rules.onnx.loader import ONNX_FILE, load_model
 from rules.torch import build as torch_build
-from rules.torch import model_io, plain_io
+from rules.torch import memory_format, model_io, plain_io
 
 torch = lazy_import("torch")
 
@@ -35,7 +35,7 @@ def validate_params(params: Mapping[str, Any], precision: str) -> str | None:
     opset = params.get("opset", DEFAULT_OPSET)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         return f"opset {opset!r} is not an integer from {MIN_OPSET} to {MAX_OPSET}"
-    return None
+    return memory_format.validate(params, precision)
 
 
 def build_onnx(ctx: BuildContext) -> dict[str, Any]:
@@ -46,7 +46,10 @@ def build_onnx(ctx: BuildContext) -> dict[str, Any]:
     exported = ctx.workdir / "export" / ONNX_FILE
     exported.parent.mkdir(parents=True, exist_ok=True)
     used = _export(ctx, exporter, exported)
-    return {"exporter": used, **write_onnx(ctx, load_model(exported))}
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
+    metadata = write_onnx(ctx, load_model(exported))
+    memory_format.write_runtime(ctx.out_dir, channels_last)  # the CUDA provider then prefers NHWC
+    return {"exporter": used, **metadata, "memory_format": memory_format.name(channels_last)}
 
 
 def _export(ctx: BuildContext, exporter: str, path: Path) -> str:

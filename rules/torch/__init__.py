@@ -8,10 +8,11 @@ from typing import Any, Callable
 
 from navbuild.rule import ROLE_REFERENCE, Needs, Rule, TritonModel
 
-from rules.torch import build, loader, runner
+from rules.torch import build, loader, memory_format, runner
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-EXPORT_PARAMS = {"max_batch_size": 1, "normalize": True}  # both supplied by the engine
+EXPORT_PARAMS = {"max_batch_size": 1, "normalize": True,  # both supplied by the engine
+                 memory_format.OPTION: False}
 NEEDS = Needs(modules=("torch",))
 # Triton's libtorch backend binds tensors by position: they are named <name>__<index>
 LIBTORCH = TritonModel(backend="pytorch", platform="pytorch_libtorch",
@@ -22,7 +23,8 @@ def _export_rule(name: str, build_fn: Callable[..., Any], runner_name: str, desc
                  output: str, triton: TritonModel | None = None) -> Rule:
     return Rule(name=name, version="1", build=build_fn, frameworks=("torch",), params=dict(EXPORT_PARAMS),
                 tools=("torch",), precisions=PRECISIONS, runner=runner_name, needs=NEEDS,
-                description=description, outputs=(output,), triton=triton, base=True)
+                validate=memory_format.validate, variants=memory_format.VARIANTS, description=description,
+                outputs=(output, loader.RUNTIME_FILE), triton=triton, base=True)
 
 
 RULES = [
@@ -32,8 +34,9 @@ RULES = [
          description="the eager model's fp32 outputs on every sample, computed on the CPU"),
     # The recipe names the entry file and the weights, not the modules that the entry imports: the
     # engine adds the model's source digests to its digest (identifies_model=False).
-    Rule(name="torch", version="2", build=build.build_eager_recipe, frameworks=("torch",), tools=("torch",),
+    Rule(name="torch", version="3", build=build.build_eager_recipe, frameworks=("torch",), tools=("torch",),
          precisions=PRECISIONS, runner=runner.TorchEagerRunner.name, needs=NEEDS, identifies_model=False,
+         params={memory_format.OPTION: False}, validate=memory_format.validate, variants=memory_format.VARIANTS,
          outputs=(loader.RECIPE_FILE,), description="the source model run eagerly (a recipe, not an export)"),
     _export_rule("torchscript-trace", build.build_torchscript_trace, runner.TorchScriptRunner.name,
                  "TorchScript from torch.jit.trace", loader.TORCHSCRIPT_FILE, LIBTORCH),

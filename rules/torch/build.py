@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from navbuild.lazy import lazy_import
 from navbuild.rule import CHECK_HINT, BuildContext
 
-from rules.torch import model_io, normalize, plain_io
+from rules.torch import memory_format, model_io, normalize, plain_io
 from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, REFERENCE_REPEAT_FILE, TORCHSCRIPT_FILE,
                                 load_exported, load_torchscript)
 
@@ -184,20 +184,25 @@ def build_eager_recipe(ctx: BuildContext) -> dict[str, Any]:
     edit in the entry file does too.
     """
     source = ctx.model.load_entry()
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
     recipe = {"format": "torch-eager", "entry": ctx.model.entry, "precision": ctx.precision,
               "dtype": model_io.DTYPES[ctx.precision], "precision_mode": "cast",
+              "memory_format": memory_format.name(channels_last),
               "entry_file_digest": _entry_file_digest(ctx), "weights_digest": state_digest(source)}
     dtype = model_io.torch_dtype(ctx.precision)
-    model = model_io.prepare_model(source, ctx.device, dtype)
+    model = memory_format.model(model_io.prepare_model(source, ctx.device, dtype), channels_last)
     names = model_io.input_order(ctx.model, ctx.samples[0])
     binding = model_io.input_binding(ctx.model, model, names)
     with torch.inference_mode():  # fail here, not at the first correctness check
         try:
-            model_io.call(model, names, model_io.to_tensors(ctx.model, ctx.samples[0], ctx.device, dtype), binding)
+            tensors = memory_format.inputs(model_io.to_tensors(ctx.model, ctx.samples[0], ctx.device, dtype),
+                                           channels_last)
+            model_io.call(model, names, tensors, binding)
         except Exception as exc:
             raise export_error(ctx, f"running the model in {ctx.precision} on {ctx.device}", exc) from exc
     (ctx.out_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
-    return {"precision_mode": "cast", "dtype": recipe["dtype"]}  # the runner casts inputs and outputs
+    return {"precision_mode": "cast", "dtype": recipe["dtype"],  # the runner casts inputs and outputs
+            **_runtime_metadata(ctx, channels_last)}
 
 
 def _entry_file_digest(ctx: BuildContext) -> str:
@@ -240,8 +245,9 @@ def build_torchscript_script(ctx: BuildContext) -> dict[str, Any]:
 
 def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> dict[str, Any]:
     dtype = model_io.torch_dtype(ctx.precision)
-    model = model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype)
-    example = _example(ctx, dtype)
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
+    model = memory_format.model(model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype), channels_last)
+    example = memory_format.inputs(_example(ctx, dtype), channels_last)
     names = model_io.input_order(ctx.model, ctx.samples[0])
     path = ctx.out_dir / TORCHSCRIPT_FILE
     try:
@@ -256,8 +262,9 @@ def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> 
     hint = trace_check_hint(warned) if exporter == "torch.jit.trace" else None
     normalized = _normalize(ctx, lambda: normalize.normalize_torchscript(path, normalize.path_module_aliases(model)))
     outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device)(*example), output_names)
+    memory_format.write_runtime(ctx.out_dir, channels_last)
     return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized,
-            **({CHECK_HINT: hint} if hint else {})}
+            **_runtime_metadata(ctx, channels_last), **({CHECK_HINT: hint} if hint else {})}
 
 
 # -- torch.export -------------------------------------------------------------------------------------
@@ -272,8 +279,9 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     (the samples include batch 1). With max_batch_size 1 the batch is static.
     """
     dtype = model_io.torch_dtype(ctx.precision)
-    model = model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype)
-    example = _example(ctx, dtype)
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
+    model = memory_format.model(model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype), channels_last)
+    example = memory_format.inputs(_example(ctx, dtype), channels_last)
     path = ctx.out_dir / EXPORT_FILE
     try:
         with torch.no_grad(), warnings_to_log(ctx):
@@ -287,8 +295,10 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
         raise export_error(ctx, "torch.export.export", exc, export_hint(exc)) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_pt2(path, normalize.path_module_aliases(model)))
     outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device)(*example), output_names)
+    memory_format.write_runtime(ctx.out_dir, channels_last)
     return {"exporter": "torch.export", **_precision_metadata(ctx, example, outputs),
-            "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized}
+            "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized,
+            **_runtime_metadata(ctx, channels_last)}
 
 
 def dynamic_shapes(ctx: BuildContext) -> tuple[dict[int, Any], ...] | None:
@@ -340,6 +350,11 @@ def _precision_metadata(ctx: BuildContext, example: tuple[Any, ...], outputs: li
     return {"precision_mode": "cast", "dtype": model_io.DTYPES[ctx.precision],
             "input_types": {name: _dtype_name(t) for name, t in zip(inputs, example)},
             "output_types": {name: _dtype_name(t) for name, t in outputs}}
+
+
+def _runtime_metadata(ctx: BuildContext, channels_last: bool) -> dict[str, Any]:
+    """How the runner will run it: memory format, and cuDNN's autotuner (on for CUDA runners)."""
+    return {"memory_format": memory_format.name(channels_last), "cudnn_benchmark": ctx.device == "cuda"}
 
 
 def _dtype_name(tensor: Any) -> str:

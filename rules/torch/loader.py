@@ -19,6 +19,7 @@ EXPORT_FILE = "model.pt2"
 RECIPE_FILE = "recipe.json"
 REFERENCE_FILE = "reference.tensors"
 REFERENCE_REPEAT_FILE = repeat_file_name(REFERENCE_FILE)  # a second run of the source, when it differed
+RUNTIME_FILE = "runtime.json"  # beside an export built channels-last: how its runner feeds it (memory_format)
 
 
 def load_torchscript(path: Path, device: str) -> Any:

@@ -1,10 +1,11 @@
 """Runners of the torch family: the eager model, a TorchScript archive, a torch.export program.
 
 They share one shape: ``load()`` gives a callable module on the device; ``prepare`` turns the
-numpy feed into device tensors (float inputs cast to the artifact's precision), passed by name to
-the eager model when it takes them so, and by position, in the declared order, to an export
-(``plain_io.exportable``); outputs come back as float32 numpy arrays, bound by
-``model_io.bind_outputs`` (by key or by position).
+numpy feed into device tensors (float inputs cast to the artifact's precision, 4-D ones made
+channels-last when the artifact was built so), passed by name to the eager model when it takes them
+so, and by position, in the declared order, to an export (``plain_io.exportable``); outputs come back
+as float32 numpy arrays, bound by ``model_io.bind_outputs`` (by key or by position). On CUDA they
+turn cuDNN's autotuner on (``memory_format``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
 
-from rules.torch import model_io
+from rules.torch import memory_format, model_io
 from rules.torch.loader import EXPORT_FILE, RECIPE_FILE, TORCHSCRIPT_FILE, load_exported, load_torchscript
 
 np = lazy_import("numpy")
@@ -34,7 +35,12 @@ class _TorchRunner(Runner):
 
     def activate_impl(self) -> None:
         self._dtype = model_io.torch_dtype(self.precision)
+        self._channels_last = memory_format.read_runtime(self.artifact_dir)
+        self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
         self._module = self.load()
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"memory_format": memory_format.name(self._channels_last), "cudnn_benchmark": self.cudnn_benchmark}
 
     def deactivate_impl(self) -> None:
         self._module = None
@@ -44,7 +50,8 @@ class _TorchRunner(Runner):
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...] | dict[str, Any]:
         """The feed as tensors: positional, or a dict for a module that takes them by name."""
         names = model_io.input_order(self.model, feed)
-        tensors = model_io.to_tensors(self.model, feed, self.device, self._dtype)
+        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self.device, self._dtype),
+                                       self._channels_last)
         return dict(zip(names, tensors)) if self.binding(names) == model_io.BY_NAME else tensors
 
     def binding(self, names: list[str]) -> str:
@@ -82,9 +89,12 @@ class TorchEagerRunner(_TorchRunner):
 
     def load(self) -> Any:
         if self.artifact_dir is not None:  # the recipe's precision wins over the one asked for
-            self.precision = json.loads(self.artifact(RECIPE_FILE).read_text())["precision"]
+            recipe = json.loads(self.artifact(RECIPE_FILE).read_text())
+            self.precision = recipe["precision"]
             self._dtype = model_io.torch_dtype(self.precision)
-        return model_io.prepare_model(self.model.load_entry(), self.device, self._dtype)
+            self._channels_last = recipe.get("memory_format") == memory_format.CHANNELS_LAST
+        model = model_io.prepare_model(self.model.load_entry(), self.device, self._dtype)
+        return memory_format.model(model, self._channels_last)
 
     def binding(self, names: list[str]) -> str:
         return model_io.input_binding(self.model, self._module, names)

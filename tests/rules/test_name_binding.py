@@ -92,6 +92,23 @@ def test_every_format_keeps_the_names(two_heads, tmp_path, fmt):
         assert [o.name for o in graph.output] == ["text", "joint"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["torch-compile", "aoti"])
+def test_compiled_buckets_keep_the_names(two_heads, tmp_path, fmt):
+    """Inputs by name and a dict result through batch buckets: batches 1 and 3 run padded to 4 and
+    come back sliced under their own names (a padded result bound by position swaps the two heads)."""
+    spec, samples, expected = two_heads
+    ctx = context(tmp_path, spec, samples, params={"buckets": [4]})
+    build(fmt, ctx)
+    runner = runner_for(fmt, ctx)
+    assert runner.served_batch_sizes() == [4]
+    for got, want in zip(run_all(runner, samples), expected):
+        assert sorted(got) == ["joint", "text"]
+        for name in want:
+            assert got[name].shape == want[name].shape, f"{fmt}: {name}"
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5, err_msg=f"{fmt}: {name}")
+
+
 def test_a_declared_output_that_is_not_a_key_is_a_clear_error(module_tmp, tmp_path):
     from rules.torch.model_io import BindingError
 
