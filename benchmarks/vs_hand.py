@@ -225,7 +225,7 @@ def hand_rows(model_fn: Callable[[], Any], sample: dict, args, clock: Clock) -> 
 
     def measure(label: str, make: Callable[[], Any], dtype: Any, channels_last: bool, compiled: str | None) -> None:
         row: dict[str, Any] = {"row": label, "compile_s": {}}
-        for batch in (args.batch, 1):
+        for batch in args.hand_batches or (args.batch, 1):
             if clock.left() < args.stage_reserve_s:
                 row.setdefault("skipped", f"time budget spent before batch {batch}")
                 continue
@@ -390,6 +390,9 @@ def main() -> None:
     parser.add_argument("--hand-cudnn-benchmark", action="store_true", help="cuDNN autotuner on for the hand side")
     parser.add_argument("--hand-modes", nargs="*", default=None,
                         help=f"torch.compile modes written by hand (default {' '.join(HAND_MODES)}; --quick: default)")
+    parser.add_argument("--hand-batches", nargs="*", type=int, default=None,
+                        help="batch sizes of the hand-written side (default: the throughput batch and 1); "
+                             "max-autotune compiles once per batch, minutes each for ResNet-50")
     parser.add_argument("--budget-s", type=float, default=None, help="skip stages that would start after this")
     parser.add_argument("--stage-reserve-s", type=float, default=0.0, help="a stage starts only with this much left")
     parser.add_argument("--work", type=Path, default=None, help="folder for the project copies and logs")
