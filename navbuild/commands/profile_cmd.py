@@ -49,10 +49,10 @@ def write_reports(session, models: list[str]) -> None:
     from navbuild.measure.profiling import ProfileResult
     from navbuild.measure.selection import Selection
 
-    collected = status.collect(session, sorted(set(models)))
+    _, figures = status.collect_all(session, sorted(set(models)))
     tables = {}
     out = console()
-    for name, model in collected["models"].items():
+    for name, model in figures["models"].items():
         results = {t: ProfileResult.from_dict(v["profile"]) for t, v in model["targets"].items() if v.get("profile")}
         if not results:
             out.print(f"{name}: no profile yet (run `navbuild profile {name}`)")

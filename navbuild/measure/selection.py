@@ -10,17 +10,26 @@ Strategies, also as strings for the CLI and navbuild.toml (``parse_strategy``):
     latency-budget:5ms[:p95]        highest throughput among batch sizes whose latency percentile
                                     (p95 by default) fits the budget; units ms, us, s
 A Python callable ``fn(target, result) -> float | None`` is a strategy too (``CallableStrategy``).
+
+Measurements are noisy, so the choice is made to be stable: a candidate *clearly beats* another
+only when its figure is better by a factor of more than 1 + ``MIN_MARGIN_PCT`` % (or 1 + either
+point's measured ``spread_pct``, if larger). Every candidate that the best does not
+clearly beat is tied with it, and the tie goes, in this order, to the ``previous`` choice (a
+re-profile keeps a selection unless the new figures clearly beat it), then to the earliest
+target in ``order`` (the project's preference: its precisions, then its formats, as declared),
+then to the target name. A ``CallableStrategy`` compares exactly (margin 0).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from navbuild.measure.profiling import ProfilePoint, ProfileResult, round_sig
 
 SELECTION_FORMAT = "navbuild-selection/1"
 _PERCENTILES = ("p50", "p90", "p95", "p99", "mean")
+MIN_MARGIN_PCT = 10.0  # figures closer than this are equal, however small their measured spread
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,10 @@ class Choice:
     batch_size: int | None
     figures: dict[str, Any]
 
+    @property
+    def spread_pct(self) -> float:
+        return float(self.figures.get("spread_pct") or 0.0)
+
     def to_dict(self) -> dict[str, Any]:
         figures = {k: round_sig(v) if isinstance(v, float) else v for k, v in self.figures.items()}
         return {"target": self.target, "runner": self.runner, "score": round_sig(self.score),
@@ -65,6 +78,8 @@ class Selection:
     runner_up: Choice | None
     ranking: list[Choice] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # target -> why it did not compete
+    tied: list[str] = field(default_factory=list)  # candidates the best did not clearly beat
+    kept_previous: bool = False  # the previous choice was among them, so it stayed
 
     @property
     def target(self) -> str | None:
@@ -75,20 +90,22 @@ class Selection:
                 "chosen": self.chosen.to_dict() if self.chosen else None,
                 "runner_up": self.runner_up.to_dict() if self.runner_up else None,
                 "ranking": [c.to_dict() for c in self.ranking],
-                "excluded": dict(self.excluded)}
+                "excluded": dict(self.excluded), "tied": list(self.tied), "kept_previous": self.kept_previous}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Selection":
         ranking = [Choice.from_dict(c) for c in data.get("ranking", [])]
         chosen = Choice.from_dict(data["chosen"]) if data.get("chosen") else None
         runner_up = Choice.from_dict(data["runner_up"]) if data.get("runner_up") else None
-        return cls(data["strategy"], chosen, runner_up, ranking, dict(data.get("excluded", {})))
+        return cls(data["strategy"], chosen, runner_up, ranking, dict(data.get("excluded", {})),
+                   list(data.get("tied", [])), bool(data.get("kept_previous", False)))
 
 
 # -- strategies ----------------------------------------------------------------------------------
 def _figures(point: ProfilePoint) -> dict[str, Any]:
     return {"batch_size": point.batch_size, "throughput": point.throughput, "p50_ms": point.p50_ms,
-            "p95_ms": point.p95_ms, "p99_ms": point.p99_ms, "stable": point.stable}
+            "p95_ms": point.p95_ms, "p99_ms": point.p99_ms, "stable": point.stable,
+            "spread_pct": point.spread_pct, "ended": point.ended}
 
 
 def _check_percentile(percentile: str) -> str:
@@ -102,6 +119,7 @@ class Strategy:
     """Base: ``score`` returns (score, batch size, figures) or a reason string to exclude."""
 
     name = "strategy"
+    margin_pct = MIN_MARGIN_PCT
 
     def prepare(self, results: Mapping[str, ProfileResult]) -> None:
         """Look at all competing results first (MinLatency picks a common batch size)."""
@@ -182,6 +200,8 @@ class MaxThroughputUnderLatencyBudget(Strategy):
 class CallableStrategy(Strategy):
     """A user function ``fn(target, result) -> float | None``: higher wins, None excludes."""
 
+    margin_pct = 0.0  # a user's score means what it says
+
     def __init__(self, fn: Callable[[str, ProfileResult], float | None], name: str | None = None) -> None:
         self.fn = fn
         self.name = name or f"callable:{getattr(fn, '__name__', 'fn')}"
@@ -227,10 +247,21 @@ def _as_candidate(value: Candidate | tuple[ProfileResult, bool]) -> Candidate:
     return Candidate(result, bool(correct))
 
 
+def clearly_beats(a: Choice, b: Choice, margin_pct: float = MIN_MARGIN_PCT) -> bool:
+    """``a``'s figure is better than ``b``'s by a factor of more than 1 + the margin or either
+    one's spread (throughputs: a / b; latencies, scored negative: b / a)."""
+    tolerance = max(margin_pct, a.spread_pct, b.spread_pct) / 100.0
+    if tolerance == 0 or (a.score > 0) != (b.score > 0) or 0 in (a.score, b.score):
+        return a.score > b.score
+    ratio = a.score / b.score if a.score > 0 else b.score / a.score
+    return ratio > 1 + tolerance
+
+
 def select(candidates: Mapping[str, Candidate | tuple[ProfileResult, bool]],
            strategy: Strategy | str | Callable[[str, ProfileResult], float | None] = "max-throughput",
-           ) -> Selection:
-    """Rank the correct candidates with ``strategy``; ties go to the target name, sorted."""
+           *, order: Sequence[str] = (), previous: str | None = None) -> Selection:
+    """Rank the correct candidates with ``strategy`` and choose among those tied with the best:
+    ``previous`` if it is one of them, else the earliest in ``order``, else by target name."""
     strategy = parse_strategy(strategy)
     excluded: dict[str, str] = {}
     competing: dict[str, ProfileResult] = {}
@@ -253,7 +284,18 @@ def select(candidates: Mapping[str, Candidate | tuple[ProfileResult, bool]],
             continue
         score, batch_size, figures = scored
         ranking.append(Choice(target, result.runner, score, batch_size, figures))
-    ranking.sort(key=lambda c: (-c.score, c.target))
-    return Selection(strategy=strategy.name, chosen=ranking[0] if ranking else None,
-                     runner_up=ranking[1] if len(ranking) > 1 else None, ranking=ranking,
-                     excluded=excluded)
+    preference = {name: index for index, name in enumerate(order)}
+
+    def preferred(choice: Choice) -> tuple[int, str]:
+        return preference.get(choice.target, len(preference)), choice.target
+
+    ranking.sort(key=lambda c: (-c.score, *preferred(c)))
+    if not ranking:
+        return Selection(strategy=strategy.name, chosen=None, runner_up=None, excluded=excluded)
+    tied = [c for c in ranking if not clearly_beats(ranking[0], c, strategy.margin_pct)]
+    kept = next((c for c in tied if c.target == previous), None)
+    chosen = kept or min(tied, key=preferred)
+    ranking = [chosen] + [c for c in ranking if c is not chosen]
+    return Selection(strategy=strategy.name, chosen=chosen, runner_up=ranking[1] if len(ranking) > 1 else None,
+                     ranking=ranking, excluded=excluded, tied=sorted(c.target for c in tied),
+                     kept_previous=kept is not None)
