@@ -167,6 +167,10 @@ def test_budget_is_shared_by_the_batch_sizes():
     assert all(p.ended == "budget" for p in result.points)
     spent = sum(p.seconds for p in result.points)
     assert 0.3 <= spent <= 0.3 + 3 * 0.1  # each point may finish the window that crossed its share
+    # a budget spent before the last batch sizes leaves them out, and says so
+    short = _profile_with(lambda b, n: 0.05, _fixed_point_config(batch_sizes=(1, 2, 4, 8), budget_s=0.5))
+    assert short.batch_sizes == [1, 2] and short.stop_reason == "budget"
+    assert short.notes == ["batch sizes 4, 8 not measured: the 0.5 s budget was spent"]
     # the default budget follows the device
     assert ProfileConfig().budget("cpu") == 3.0 and ProfileConfig().budget("cuda:0") == 15.0
     assert ProfileConfig(budget_s=0).budget("cpu") is None

@@ -259,8 +259,9 @@ class ProfileResult:
     """A profile of one runner (or callable): one point per batch size that was measured.
 
     stop_reason  why the batch loop ended: "batch_sizes" (explicit list done), "max_batch_size"
-                 (sweep reached its top), "throughput_saturated", "out_of_memory",
-                 "slower_than_best" (see ``ProfilePoint.ended``)
+                 (sweep reached its top), "throughput_saturated", "out_of_memory", "budget" (spent
+                 before the next batch size: ``notes`` names those not measured), "slower_than_best"
+                 (see ``ProfilePoint.ended``)
     budget_s     the time budget it ran under (None: unlimited)
     max_batch_size_found  the largest batch that ran, when memory ran out or the GPU search ran
     oom_batch_size        the batch size that ran out of memory (None if none did)
@@ -658,8 +659,9 @@ def run_profile(make_call: Callable[[int], Callable[[], Any]], sync: Callable[[]
     ``make_call(batch_size)`` prepares a batch (inputs placed on the device) and returns the call
     to time. An out-of-memory error in it or in the call ends the loop cleanly; any other error is
     raised as ProfileError naming the batch size. The time budget is shared by the batch sizes
-    still to measure (what one leaves unspent goes to the next); ``baseline`` gives, per batch
-    size, the best throughput other targets of the model measured (``slower_than_best``).
+    still to measure (what one leaves unspent goes to the next); once it is spent, the batch sizes
+    left are not measured. ``baseline`` gives, per batch size, the best throughput other targets
+    of the model measured (``slower_than_best``).
     """
     started = time.perf_counter()
     timer = _make_timer(config, device, timer)
@@ -674,7 +676,12 @@ def run_profile(make_call: Callable[[int], Callable[[], Any]], sync: Callable[[]
         share = None
         if budget is not None:
             spent = sum(p.seconds for p in result.points)
-            share = max(0.0, budget - spent) / (len(plan) - step)
+            if spent >= budget and result.points:
+                result.stop_reason = "budget"
+                result.notes.append(f"batch sizes {', '.join(map(str, plan[step:]))} not measured: the "
+                                    f"{budget:g} s budget was spent")
+                break
+            share = (budget - spent) / (len(plan) - step)
         best, best_target = baseline.get(batch_size, (None, ""))
         call = None
         try:

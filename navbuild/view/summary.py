@@ -55,13 +55,15 @@ def _throughput_text(profile: Record | None) -> str:
     if not points:
         return ""
     best = max(points, key=lambda p: p.get("throughput", 0.0))
-    return f"{best['throughput']:.4g}/s @ batch {best['batch_size']}{_caveat(points)}"
+    figure = best["throughput"]
+    text = f"{figure:.0f}" if figure >= 100 else f"{figure:.3g}"
+    return f"{text}/s @ batch {best['batch_size']}{_caveat(points)}"
 
 
 def _caveat(points: list[dict[str, Any]]) -> str:
     """What keeps the figures from being settled: the budget, a stop, or noise."""
     ended = {p.get("ended") or ("stable" if p.get("stable", True) else "max_trials") for p in points}
-    for word, note in (("slower", "stopped: far slower"), ("budget", "budget reached"), ("max_trials", "unstable")):
+    for word, note in (("slower", "stopped: slower"), ("budget", "budget reached"), ("max_trials", "unstable")):
         if word in ended:
             return f" ({note})"
     return ""
@@ -80,15 +82,17 @@ def counts(session: Session, records: dict[str, Record]) -> list[tuple[str, dict
 
 
 def _seconds(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f} s"
+    return "" if value is None else f"{value:.2f}"
 
 
 def print_summary(console: Any, session: Session, records: dict[str, Record]) -> None:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="navbuild", show_lines=False, header_style="bold")
-    for column, justify in (("target", "left"), ("status", "left"), ("digest", "left"), ("build", "right"),
-                            ("check", "right"), ("profile", "right"), ("correctness", "left"),
+    table = Table(title="navbuild", show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
+                  collapse_padding=True, pad_edge=False)
+    for column, justify in (("target", "left"), ("status", "left"), ("digest", "left"), ("build s", "right"),
+                            ("check s", "right"), ("profile s", "right"), ("correctness", "left"),
                             ("best throughput", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     data = rows(session, records)
