@@ -17,17 +17,22 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def test_two_clean_builds_in_two_folders_give_identical_packages_and_triton_repositories(tmp_path):
-    projects = [make_tiny_project(tmp_path / "one" / "checkout"),
-                make_tiny_project(tmp_path / "another" / "deeper" / "checkout")]
+    # fp32 only: ONNX Runtime runs this MLP about 2.5x faster than TorchScript, a lead no load on
+    # this machine has hidden. Candidates closer than the tie margin are tied by design; those near
+    # its edge can be chosen differently by two runs (docs/deploy.md, "What is reproducible").
+    projects = [make_tiny_project(tmp_path / "one" / "checkout", precisions='["fp32"]', budget_s=1.0),
+                make_tiny_project(tmp_path / "another" / "deeper" / "checkout", precisions='["fp32"]', budget_s=1.0)]
+    fp32 = [name for name in ARTIFACTS + CHECKS + PROFILES if "fp16" not in name]
     for project in projects:  # one process per build, as two CI jobs would run
         process, report = project.build_subprocess()
         output = process.communicate(timeout=600)[0]
         assert process.returncode == 0, output
         records = json.loads(report.read_text())
-        assert {records[name]["status"] for name in ARTIFACTS + CHECKS + PROFILES} == {"built"}
+        assert {records[name]["status"] for name in fp32} == {"built"}
         assert main(["--config", str(project.config), "triton", "--repo", str(project.root / "model_repository")]) == 0
     packages = [project.root / "navbuild-out" / "tiny.nav" for project in projects]
-    assert digest_file(packages[0]) == digest_file(packages[1])
+    assert digest_file(packages[0]) == digest_file(packages[1]), [
+        (read_package(path).status["models"]["mlp"]["selected"], _rankings(path)) for path in packages]
     repositories = [tree(project.root / "model_repository") for project in projects]
     assert repositories[0] == repositories[1] and "mlp/config.pbtxt" in repositories[0]
 
@@ -71,3 +76,9 @@ def test_a_reprofile_keeps_the_selection_unless_clearly_beaten(tmp_path):
         selected = status_module.collect(session)["models"]["mlp"]["selected"]["max-throughput"]
         assert (selected == name) is stays, (name, figures)
     session.close()
+
+
+def _rankings(package: Path) -> dict[str, list]:
+    figures = json.loads(package.with_name("tiny.profile.json").read_text())["models"]["mlp"]["selections"]
+    return {strategy: [(c["target"], c["score"], c["figures"].get("spread_pct")) for c in selection["ranking"]]
+            for strategy, selection in figures.items()}

@@ -60,10 +60,11 @@ CHECKS = [f"{name}.check" for name in ARTIFACTS]
 PROFILES = [f"{name}.profile" for name in ARTIFACTS]
 
 
-def make_tiny_project(root: Path) -> Project:
+def make_tiny_project(root: Path, precisions: str = '["fp32", "fp16"]', budget_s: float = 0.2) -> Project:
     root.mkdir(parents=True, exist_ok=True)
     (root / "model.py").write_text(MODEL)
-    (root / "navbuild.toml").write_text(CONFIG)
+    config = CONFIG.replace('precisions = ["fp32", "fp16"]', f"precisions = {precisions}")
+    (root / "navbuild.toml").write_text(config.replace("budget_s = 0.2", f"budget_s = {budget_s}"))
     return Project(root)
 
 
