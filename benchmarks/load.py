@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -104,13 +105,23 @@ def models(config: Path) -> dict[str, tuple[str, str, int]]:
 
 def run(command: list[str], cwd: Path) -> tuple[float, str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
-    tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
+    CPU_SECONDS.append(_children_cpu() - cpu)
     if result.returncode not in (0, 1):
+        tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
         return elapsed, f"FAILED (exit {result.returncode}): {tail[0][:160]}"
+    tail = result.stdout.strip().splitlines()[-1:] or [""]  # navbuild -q: failures; mn: MN-OK or MN-FAILED
     return elapsed, tail[0][:160]
+
+
+CPU_SECONDS: list[float] = []  # CPU time of each run (its processes), which a busy machine changes less
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def one(tool: str, scratch: Path, mn_python: str | None) -> tuple[float, str]:
@@ -209,7 +220,8 @@ def main() -> None:
                 for tool in tools:
                     elapsed, last = one(tool, Path(tmp) / condition / tool, args.mn_python)
                     times[tool, condition] = elapsed
-                    print(f"{condition:>6} {tool:<14} {elapsed:8.1f} s   {last}", flush=True)
+                    print(f"{condition:>6} {tool:<14} {elapsed:8.1f} s  (cpu {CPU_SECONDS[-1]:6.1f} s)  {last}",
+                          flush=True)
     print(f"\nmachine: {os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.1f}; loaded = "
           f"{args.busy} busy processes")
     print(f"{'tool':<14} {'quiet s':>9} {'loaded s':>9} {'loaded/quiet':>13}")

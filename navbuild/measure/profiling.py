@@ -630,6 +630,8 @@ def _spread(*windows: list[float]) -> float:
 def _blocks(values: list[float], count: int) -> list[list[float]]:
     """``values`` cut into ``count`` consecutive blocks (fewer when there are fewer values)."""
     count = min(count, len(values))
+    if count == 0:
+        return []
     size, extra = divmod(len(values), count)
     blocks, start = [], 0
     for index in range(count):
