@@ -6,9 +6,9 @@ places it on the device once (``runner.prepare``), warms up, then measures windo
 during the warm-up (a slow call gets few runs per window, a fast one many). Windows run until the
 last ``stabilization_windows`` window medians agree within ``stability_pct`` of their median
 (``ended: "stable"``), until ``max_trials`` windows ran (``"max_trials"``), until the point's share
-of the target's time budget is spent (``"budget"``), or, after one window, when the target is many
-times slower than the best already measured for the same model and batch (``"slower"``: the
-target stops there). Figures come from the calls of the last windows; throughput is
+of the target's time budget is spent (``"budget"``), or, after two windows at its first batch size,
+when the target is many times slower than the best already measured for the same model and batch
+(``"slower"``: the target stops there). Figures come from the calls of the last windows; throughput is
 ``batch / median latency``, so a few outliers cannot rule it.
 
 Batch sizes are an explicit list, or a sweep over powers of two up to ``max_batch_size`` that stops
@@ -76,9 +76,9 @@ class ProfileConfig:
     stability_pct            a point is stable when the last ``stabilization_windows`` window
     stabilization_windows    medians are each within ``stability_pct`` % of their median
     min_trials, max_trials   windows per point: at least / at most
-    slower_than_best         stop a target after one window when the best throughput already
-                             measured for the same model and batch size is this many times
-                             higher (it cannot be selected); 0: never
+    slower_than_best         stop a target after its first batch size's first two windows when
+                             the best throughput already measured for the same model and batch
+                             size is this many times higher in both (it cannot be selected); 0: never
     throughput_cutoff_pct    sweep: a step "does not pay" when throughput grows less than this
     throughput_backoff_limit sweep: stop after this many consecutive steps that do not pay
     find_max_batch_size      on a GPU, after the sweep, double the batch (untimed) until
@@ -202,7 +202,7 @@ class ProfilePoint:
                  consecutive blocks of the kept calls). Selection treats figures closer than this
                  as equal.
     ended        why measuring stopped: "stable", "max_trials" (not stable), "budget" (its share
-                 of the time budget was spent first) or "slower" (stopped after one window: many
+                 of the time budget was spent first) or "slower" (stopped after two windows: many
                  times slower than the best target already measured at this batch size)
     """
 
@@ -563,9 +563,9 @@ def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: 
                   on_window: Callable[[int], None] | None = None, budget_s: float | None = None,
                   best_elsewhere: float | None = None) -> ProfilePoint:
     """Warm up, then measure windows until stable, ``max_trials``, ``budget_s`` spent, or, when
-    ``best_elsewhere`` (samples/s) is more than ``slower_than_best`` times (widened by the window's
-    spread) this target's settled first window, right after that window. Figures come from the
-    last windows.
+    ``best_elsewhere`` (samples/s) is more than ``slower_than_best`` times (widened by the spread)
+    the throughput of each of this target's first two windows after a settled warm-up, right after
+    the second. Figures come from the last windows.
 
     Time is what the timer measured (warm-up included), not the wall clock: the budget then means
     the same with a scripted timer, and a call always finishes its window.
@@ -593,10 +593,12 @@ def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: 
         if len(windows) >= needed and is_stable(medians, config.stabilization_windows, config.stability_pct):
             ended = "stable"
             break
-        if (len(windows) == 1 and settled and best_elsewhere and config.slower_than_best and medians[0] > 0
-                and best_elsewhere > config.slower_than_best * (1 + _spread(window)) * batch_size / medians[0]):
-            ended = "slower"
-            break
+        if len(windows) <= 2 and settled and best_elsewhere and config.slower_than_best:
+            if all(_far_slower(w, batch_size, best_elsewhere, config.slower_than_best) for w in windows):
+                if len(windows) == 2:  # two windows agree: not a JIT recompiling for a while
+                    ended = "slower"
+                    break
+                continue  # confirm with a second window, whatever the budget says
         if budget_s is not None and sum(warmup) + sum(map(sum, windows)) >= budget_s:
             ended = "budget"
             break
@@ -612,6 +614,12 @@ def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: 
         windows=len(windows), runs=int(kept.size), stable=ended == "stable",
         window_medians_ms=[m * 1e3 for m in medians], p25_ms=p25, p75_ms=p75, spread_pct=spread * 100.0,
         ended=ended, seconds=sum(warmup) + sum(map(sum, windows)), settled=settled)
+
+
+def _far_slower(window: list[float], batch_size: int, best: float, factor: float) -> bool:
+    """The window's throughput is more than ``factor`` (widened by its spread) below ``best``."""
+    median = _median(window)
+    return median > 0 and best > factor * (1 + _spread(window)) * batch_size / median
 
 
 SPREAD_BLOCKS = 3  # a point's spread is the range of at least this many medians
@@ -684,7 +692,9 @@ def run_profile(make_call: Callable[[int], Callable[[], Any]], sync: Callable[[]
                                     f"{budget:g} s budget was spent")
                 break
             share = (budget - spent) / (len(plan) - step)
-        best, best_target = baseline.get(batch_size, (None, ""))
+        # only a target's first batch size can stop it: a JIT recompiling at a later shape can be
+        # hundreds of times slower for a while, which says nothing of the target
+        best, best_target = baseline.get(batch_size, (None, "")) if step == 0 else (None, "")
         call = None
         try:
             call = make_call(batch_size)
@@ -706,7 +716,7 @@ def run_profile(make_call: Callable[[int], Callable[[], Any]], sync: Callable[[]
         emit(ProgressEvent("point", batch_size, step + 1, len(plan), point.windows, config.max_trials, point))
         if point.ended == "slower":
             result.stop_reason = "slower_than_best"
-            result.notes.append(f"stopped after one window at batch {batch_size}: {point.throughput:.4g}/s, "
+            result.notes.append(f"stopped after two windows at batch {batch_size}: {point.throughput:.4g}/s, "
                                 f"{best / point.throughput:.0f}x slower than {best_target or 'another target'} "
                                 f"({best:.4g}/s)")
             break
