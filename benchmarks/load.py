@@ -13,8 +13,9 @@ What runs:
                  fp32/fp16, encoder: 4 formats fp32, TensorRT skipped here), profiles included.
   navbuild-fp32  the same project with fp32 only: the formats Model Navigator builds on a CPU.
   mn             Model Navigator 0.14 ``nav.torch.optimize`` on the same two models, formats
-                 TorchScript (script and trace), ONNX and torch.export, CPU, max_batch_size as in
-                 navbuild.toml, its default profile (runs only with --mn-python, see below).
+                 TorchScript (script and trace), ONNX and torch.export with their CPU runners only
+                 (no eager torch, no torch.compile: navbuild-fp32 builds neither), max_batch_size
+                 as in navbuild.toml, its default profile (runs only with --mn-python, see below).
   script         what a user without a tool writes (benchmarks/load.py itself, ``--plain``): export
                  the navbuild-fp32 formats of both models, load each, time 5 warm-up and 50 calls
                  at every power-of-two batch size up to max_batch_size, print the medians.
@@ -26,8 +27,9 @@ do not install without a GPU, so its dependencies are installed by hand, without
     /tmp/mnvenv/bin/pip install --no-deps triton-model-navigator==0.14.0
     /tmp/mnvenv/bin/pip install "dacite~=1.8" fire jsonlines loguru "onnx_graphsurgeon~=0.5" \\
         "packaging~=24.1" polygraphy psutil py-cpuinfo "pynvml~=11.5" "python-slugify~=8.0" "pyyaml~=6.0" tabulate pyee
-    # MN's profiler writes NaN GPU figures that orjson (which jsonlines prefers) refuses: use json
-    echo "import sys; sys.modules.setdefault('orjson', None)" \\
+    # MN's profiler writes NaN GPU figures that orjson (which jsonlines prefers) refuses: use json;
+    # and MN imports TensorFlow and JAX when it finds them, which crashed it (SIGSEGV) beside torch
+    echo "import sys; [sys.modules.setdefault(name, None) for name in ('orjson', 'tensorflow', 'jax')]" \\
         > /tmp/mnvenv/lib/python3.11/site-packages/zz_mn_no_orjson.pth
     python benchmarks/load.py --mn-python /tmp/mnvenv/bin/python
 
@@ -73,7 +75,8 @@ def main():
         package = nav.torch.optimize(
             model=model, dataloader=data,
             target_formats=(nav.Format.TORCHSCRIPT, nav.Format.ONNX, nav.Format.TORCH_EXPORTEDPROGRAM),
-            target_device=nav.DeviceKind.CPU, optimization_profile=nav.OptimizationProfile(max_batch_size=max_batch),
+            target_device=nav.DeviceKind.CPU, runners=("TorchScriptCPU", "OnnxCPU", "TorchExportedProgramCPU"),
+            optimization_profile=nav.OptimizationProfile(max_batch_size=max_batch),
             workspace=str(root / f"mn-{name}"), verbose=False)
         try:
             package.get_best_model_status()
