@@ -217,12 +217,15 @@ def main() -> None:
         print("mn: skipped (give --mn-python; the docstring says how to install Model Navigator 0.14)")
         tools.remove("mn")
     times: dict[tuple[str, str], float] = {}
+    failed: set[tuple[str, str]] = set()  # crashed, or Model Navigator ended without a model
     with tempfile.TemporaryDirectory(prefix="navbuild-load-") as tmp:
         for condition in ("quiet", "loaded"):
             with (Busy(args.busy) if condition == "loaded" else _Nothing()):
                 for tool in tools:
                     elapsed, last = one(tool, Path(tmp) / condition / tool, args.mn_python)
                     times[tool, condition] = elapsed
+                    if last.startswith(("FAILED", "MN-FAILED")):
+                        failed.add((tool, condition))
                     print(f"{condition:>6} {tool:<14} {elapsed:8.1f} s  (cpu {CPU_SECONDS[-1]:6.1f} s)  {last}",
                           flush=True)
     print(f"\nmachine: {os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.1f}; loaded = "
@@ -231,12 +234,14 @@ def main() -> None:
     for tool in tools:
         quiet, loaded = times[tool, "quiet"], times[tool, "loaded"]
         goal = "  (goal <= 3x)" if tool == "navbuild" else ""
-        print(f"{tool:<14} {quiet:9.1f} {loaded:9.1f} {loaded / quiet:12.2f}x{goal}")
+        broken = [c for c in ("quiet", "loaded") if (tool, c) in failed]
+        note = f"  (failed: {', '.join(broken)}; see its line above)" if broken else ""
+        print(f"{tool:<14} {quiet:9.1f} {loaded:9.1f} {loaded / quiet:12.2f}x{goal}{note}")
     for baseline in ("mn", "script"):
         if baseline in tools and "navbuild-fp32" in tools:
-            ratios = [times["navbuild-fp32", c] / times[baseline, c] for c in ("quiet", "loaded")]
-            print(f"navbuild-fp32 / {baseline}: quiet {ratios[0]:.2f}x, loaded {ratios[1]:.2f}x"
-                  + ("  (goal <= 0.5x)" if baseline == "mn" else ""))
+            ratios = [f"{c} {times['navbuild-fp32', c] / times[baseline, c]:.2f}x"
+                      + (" (it failed)" if (baseline, c) in failed else "") for c in ("quiet", "loaded")]
+            print(f"navbuild-fp32 / {baseline}: {', '.join(ratios)}" + ("  (goal <= 0.5x)" if baseline == "mn" else ""))
 
 
 class _Nothing:
