@@ -216,6 +216,7 @@ def main() -> None:
     if "mn" in tools and not args.mn_python:
         print("mn: skipped (give --mn-python; the docstring says how to install Model Navigator 0.14)")
         tools.remove("mn")
+    load_before = os.getloadavg()[0]  # other jobs on the machine: "quiet" is only as quiet as they let it be
     times: dict[tuple[str, str], float] = {}
     failed: set[tuple[str, str]] = set()  # crashed, or Model Navigator ended without a model
     with tempfile.TemporaryDirectory(prefix="navbuild-load-") as tmp:
@@ -228,7 +229,8 @@ def main() -> None:
                         failed.add((tool, condition))
                     print(f"{condition:>6} {tool:<14} {elapsed:8.1f} s  (cpu {CPU_SECONDS[-1]:6.1f} s)  {last}",
                           flush=True)
-    print(f"\nmachine: {os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.1f}; loaded = "
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average before: {load_before:.1f}, after: "
+          f"{os.getloadavg()[0]:.1f}; loaded = "
           f"{args.busy} busy processes")
     print(f"{'tool':<14} {'quiet s':>9} {'loaded s':>9} {'loaded/quiet':>13}")
     for tool in tools:
