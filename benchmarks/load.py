@@ -51,7 +51,6 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FORMATS_FP32 = ["torchscript-trace", "torchscript-script", "torch-export", "onnx"]
 
 MN_SCRIPT = '''
 import sys, time
@@ -96,7 +95,7 @@ def project_copy(dest: Path, fp32_only: bool = False) -> Path:
     text = (REPO / "navbuild.toml").read_text()
     if fp32_only:
         text = text.replace('precisions = ["fp32", "fp16"]', 'precisions = ["fp32"]')
-        text = text.replace('"onnx", "trt"]', '"onnx"]')
+        text = text.replace(', "trt"]', ']')
     (dest / "navbuild.toml").write_text(text)
     return dest / "navbuild.toml"
 

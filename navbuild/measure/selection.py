@@ -12,8 +12,8 @@ Strategies, also as strings for the CLI and navbuild.toml (``parse_strategy``):
 A Python callable ``fn(target, result) -> float | None`` is a strategy too (``CallableStrategy``).
 
 Measurements are noisy, so the choice is made to be stable: a candidate *clearly beats* another
-only when its figure is better by a factor of more than 1 + ``MIN_MARGIN_PCT`` % (or 1 + either
-point's measured ``spread_pct``, if larger). Every candidate that the best does not
+only when its figure is better by a factor of more than 1 + ``MIN_MARGIN_PCT`` % (or 1 + its own
+measured ``spread_pct``, if larger). Every candidate that the best does not
 clearly beat is tied with it, and the tie goes, in this order, to the ``previous`` choice (a
 re-profile keeps a selection unless the new figures clearly beat it), then to the earliest
 target in ``order`` (the project's preference: its precisions, then its formats, as declared),
@@ -248,9 +248,11 @@ def _as_candidate(value: Candidate | tuple[ProfileResult, bool]) -> Candidate:
 
 
 def clearly_beats(a: Choice, b: Choice, margin_pct: float = MIN_MARGIN_PCT) -> bool:
-    """``a``'s figure is better than ``b``'s by a factor of more than 1 + the margin or either
-    one's spread (throughputs: a / b; latencies, scored negative: b / a)."""
-    tolerance = max(margin_pct, a.spread_pct, b.spread_pct) / 100.0
+    """``a``'s figure is better than ``b``'s by a factor of more than 1 + the margin or ``a``'s own
+    spread (throughputs: a / b; latencies, scored negative: b / a). Only the leader's spread
+    counts: its lead is real when its own measurement is steady, however noisy ``b``'s was (a
+    JIT still compiling during ``b``'s window must not tie it with a target measured 3x faster)."""
+    tolerance = max(margin_pct, a.spread_pct) / 100.0
     if tolerance == 0 or (a.score > 0) != (b.score > 0) or 0 in (a.score, b.score):
         return a.score > b.score
     ratio = a.score / b.score if a.score > 0 else b.score / a.score
