@@ -176,6 +176,34 @@ def test_budget_is_shared_by_the_batch_sizes():
     assert ProfileConfig(budget_s=0).budget("cpu") is None
 
 
+def test_compiled_buckets_share_the_budget_and_their_windows_follow_their_call_time():
+    """Issue 15's buckets join the batch sizes before measuring (measure/coverage.py), so issue 14's
+    budget and window sizing cover them as any batch size: one budget for all, and a bucket left
+    when it is spent is named."""
+    from navbuild.measure import coverage
+
+    config = coverage.profile_config(_fixed_point_config(batch_sizes=(1, 4), window_s=0.01, min_window_runs=2,
+                                                         budget_s=0.3), [1, 8, 16])
+    assert config.batch_sizes == (1, 4, 8, 16) and config.budget_s == 0.3
+    result = _profile_with(lambda b, n: 0.001 * b, config)  # 1 ms per sample: steady
+    assert result.batch_sizes == [1, 4, 8, 16] and result.budget_s == 0.3
+    assert all(p.ended == "stable" for p in result.points)
+    windows = {p.batch_size: p.runs // 3 for p in result.points}  # runs per window (3 kept windows)
+    assert windows == {1: 10, 4: 3, 8: 2, 16: 2}  # 10 ms windows (rounded up) sized from each size's own call time
+    assert sum(p.seconds for p in result.points) <= 0.3 + 0.05
+    # slower calls: what the smaller sizes leave of the one budget is too little for the buckets,
+    # which get their warm-up and one window each (cut short by their share), and say so
+    slow = _profile_with(lambda b, n: 0.004 * b, config)
+    assert slow.batch_sizes == [1, 4, 8, 16]
+    assert [p.ended for p in slow.points] == ["stable", "stable", "budget", "budget"]
+    assert [p.windows for p in slow.points[2:]] == [1, 1]
+    # a budget spent before the largest buckets leaves them out, and the notes say which
+    short = _profile_with(lambda b, n: 0.05, coverage.profile_config(
+        _fixed_point_config(batch_sizes=(1,), budget_s=0.5), [1, 2, 4, 8]))
+    assert short.batch_sizes == [1, 2] and short.stop_reason == "budget"
+    assert short.notes == ["batch sizes 4, 8 not measured: the 0.5 s budget was spent"]
+
+
 def test_a_target_far_slower_than_the_best_stops_after_two_windows():
     config = _fixed_point_config(batch_sizes=(1, 2, 4))
     result = _profile_with(lambda b, n: 0.01, config, baseline={1: (10_000.0, "m:fast")})  # 100/s vs 10000/s

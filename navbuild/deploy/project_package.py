@@ -48,7 +48,8 @@ def write_after_build(session: Session, changed: bool = True) -> Path | None:
 
 
 def _inputs_digest(session: Session) -> str:
-    """What the package is made from: every declared target's current key, and the strategies."""
+    """What the package is made from: every declared target's current key, the strategies and the
+    tie margin they choose with."""
     from navbuild.engine.keys import Pending
     from navbuild.hashing import digest_value
 
@@ -58,4 +59,5 @@ def _inputs_digest(session: Session) -> str:
             keys[name] = session.key(name)[0]
         except Pending:
             keys[name] = None
-    return digest_value({"keys": keys, "strategies": list(session.project.profile.strategies)})
+    return digest_value({"keys": keys, "strategies": list(session.project.profile.strategies),
+                         "tie_margin_pct": session.project.profile.tie_margin_pct})

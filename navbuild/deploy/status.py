@@ -13,7 +13,8 @@ import copy
 import json
 from typing import TYPE_CHECKING, Any, Mapping
 
-from navbuild.engine.graph import ARTIFACT, INTERNAL_RULES, PROFILE
+from navbuild.engine.graph import ARTIFACT, PROFILE
+from navbuild.rule import ROLES
 
 if TYPE_CHECKING:
     from navbuild.engine.session import Session
@@ -33,7 +34,8 @@ def collect_all(session: Session, models: list[str] | None = None) -> tuple[dict
     """``(status, figures)``; the selections made are remembered in the store for the next run."""
     from navbuild.engine import fingerprint
 
-    full: dict[str, Any] = {"schema": SCHEMA, "project": session.project.name, "machine": fingerprint.machine(),
+    full: dict[str, Any] = {"schema": SCHEMA, "project": session.project.name,
+                            "machine": fingerprint.machine(session.registry.tools()),
                             "root": str(session.project.root), "models": {}}
     remembered = _load_selections(session)
     for name, model in session.project.models.items():
@@ -46,7 +48,8 @@ def collect_all(session: Session, models: list[str] | None = None) -> tuple[dict
 
 def split_measured(status: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(reproducible status, figures)`` of a full status: the machine, every target's ``profile``,
-    the timings among its ``metadata`` and each model's ``selections`` move to the figures."""
+    the timings among its ``metadata`` and its check's ``runner_info``, and each model's
+    ``selections`` move to the figures."""
     status = copy.deepcopy(dict(status))
     figures: dict[str, Any] = {"schema": FIGURES_SCHEMA, "project": status.get("project"),
                                "machine": status.pop("machine", None), "models": {}}
@@ -56,6 +59,9 @@ def split_measured(status: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
         for target_name, target in (model.get("targets") or {}).items():
             metadata = target.get("metadata") or {}
             timings = {k: metadata.pop(k) for k in sorted(metadata) if k.endswith(TIMING_SUFFIX)}
+            # what the runner said during the check (runner_info) may time itself too: a compile's seconds
+            runner_info = (target.get("correctness") or {}).get("runner_info") or {}
+            timings.update({f"check_{k}": runner_info.pop(k) for k in sorted(runner_info) if k.endswith(TIMING_SUFFIX)})
             timings.update(target.pop("timings", None) or {})
             measured["targets"][target_name] = {"profile": target.pop("profile", None), "timings": timings}
         figures["models"][model_name] = measured
@@ -67,40 +73,56 @@ def _model(session: Session, name: str, model: Any, remembered: dict[str, str]) 
     entry: dict[str, Any] = {"framework": spec.framework, "entry": spec.entry, "inputs": [], "outputs": [],
                              "max_batch_size": spec.max_batch_size, "batch_dim": spec.batch_dim,
                              "samples": None, "reference": None, "targets": {}, "selected": {}}
-    for internal in INTERNAL_RULES:
-        manifest = session.current_manifest(f"{name}:{internal}")
+    for role in ROLES:
+        role_target = session.graph.targets[f"{name}:{role}"]
+        manifest = session.current_manifest(role_target.name)
         if manifest is not None:
-            folder = session.out_dir(session.graph.targets[f"{name}:{internal}"])
-            session.materialize(session.graph.targets[f"{name}:{internal}"], manifest)
-            entry[internal] = {"digest": manifest["files"][f"{internal}.tensors"], "key": manifest["key"],
-                               "path": str(folder / f"{internal}.tensors")}
+            folder = session.out_dir(role_target)
+            session.materialize(role_target, manifest)
+            entry[role] = {"digest": manifest["files"][role_target.tensor_file], "key": manifest["key"],
+                           "path": str(folder / role_target.tensor_file)}
     if entry["samples"]:
         entry["inputs"] = _io_from(entry["samples"]["path"])
     if entry["reference"]:
         entry["outputs"] = _io_from(entry["reference"]["path"])
     artifacts = [t for t in session.graph.targets.values()
-                 if t.kind == ARTIFACT and t.spec.name == name and t.rule.name not in INTERNAL_RULES]
+                 if t.kind == ARTIFACT and t.spec.name == name and t.rule.role is None]
     for target in artifacts:
         entry["targets"][target.short] = _target(session, target)
-    order = [t.short for t in sorted(artifacts, key=lambda t: preference(model, t))]
+    order = tie_order(model, artifacts)
     entry["selected"], entry["selections"] = select(entry["targets"], session.project.profile.strategies,
-                                                    order=order, previous=remembered)
+                                                    order=order, previous=remembered,
+                                                    margin_pct=session.project.profile.tie_margin_pct)
     remembered.clear()
     remembered.update(entry["selected"])
     return entry
 
 
-def preference(model: Any, target: Any) -> tuple[int, int, str]:
+def tie_order(model: Any, artifacts: list[Any]) -> list[str]:
+    """The short names of a model's ``artifacts`` (in the graph's order) from the most preferred:
+    the ``order`` its selections break ties with."""
+    ranked = sorted(enumerate(artifacts), key=lambda item: preference(model, item[1], item[0]))
+    return [target.short for _, target in ranked]
+
+
+def preference(model: Any, target: Any, declared: int = 0) -> tuple[int, int, int, str]:
     """Which of two equally fast targets a model prefers: the earlier declared precision, then the
-    earlier declared format (an implicit upstream format last), then the name."""
+    earlier declared format (an implicit upstream format last), then the earlier in the graph's
+    declaration order (``declared``: the variants of one format in the order their values were
+    listed, or the rule declares them for ``"search"``), then the name."""
     precisions, formats = model.targets.precisions, model.targets.formats
     return (precisions.index(target.precision) if target.precision in precisions else len(precisions),
-            formats.index(target.rule.name) if target.rule.name in formats else len(formats), target.short)
+            formats.index(target.rule.name) if target.rule.name in formats else len(formats), declared,
+            target.short)
 
 
-def select(targets: dict[str, Any], strategies: list[str], *, order: list[str] | None = None,
-           previous: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, Any]]:
-    """Each strategy's choice among the profiled, correct targets (and the figures behind it)."""
+def select(targets: dict[str, Any], strategies: list[Any], *, order: list[str] | None = None,
+           previous: Mapping[str, str] | None = None,
+           margin_pct: float | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+    """Each strategy's choice among the profiled, correct targets (and the figures behind it).
+
+    ``previous``: each strategy's last choice, by its name; ``margin_pct``: the tie margin (None:
+    the selection's default for the device)."""
     from navbuild.measure.profiling import ProfileResult
     from navbuild.measure.selection import select as choose
 
@@ -110,7 +132,9 @@ def select(targets: dict[str, Any], strategies: list[str], *, order: list[str] |
         return {}, {}
     selected, details = {}, {}
     for strategy in strategies:
-        selection = choose(candidates, strategy, order=order or (), previous=(previous or {}).get(strategy))
+        name = strategy if isinstance(strategy, str) else getattr(strategy, "name", None)
+        selection = choose(candidates, strategy, order=order or (), previous=(previous or {}).get(name),
+                           margin_pct=margin_pct)
         details[strategy] = selection.to_dict()
         if selection.target:
             selected[strategy] = selection.target
@@ -156,7 +180,8 @@ def _target(session: Session, target: Any) -> dict[str, Any]:
               "rule_version": rule.version, "key": None, "digest": None, "device": target.device,
               "device_bound": rule.device_bound, "portable": not rule.device_bound, "runner": rule.runner,
               "files": {}, "dir": str(session.out_dir(target)), "status": "missing", "reason": None,
-              "correctness": None, "profile": None, "metadata": {}, "timings": {}}
+              "correctness": None, "profile": None, "metadata": {}, "timings": {}, "base": rule.base,
+              "triton": rule.triton.to_dict() if rule.triton else None}
     reason = session.unmet_needs(target)
     if reason:
         record.update(status="skipped", reason=reason)

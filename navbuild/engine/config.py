@@ -10,9 +10,11 @@ import ast
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from navbuild.rule import ModelSpec
+from navbuild.engine import remote_settings
+from navbuild.engine.variants import VariantError, expand as expand_variants
+from navbuild.rule import ModelSpec, entry_file, is_function_entry
 
 CONFIG_NAME = "navbuild.toml"
 DEVICES = ("cpu", "cuda", "auto")
@@ -82,6 +84,9 @@ class ProfileSettings:
     enabled: bool
     strategies: list[str]
     options: dict[str, Any]  # navbuild.measure.profiling.ProfileConfig fields
+    # selection's tie margin in % (navbuild.measure.selection); None: its default for the device.
+    # Not a ProfileConfig field: it changes no measurement, so it enters no profile's key
+    tie_margin_pct: float | None = None
 
 
 @dataclass
@@ -94,6 +99,7 @@ class ProjectConfig:
     out: Path
     models: dict[str, ModelConfig]
     profile: "ProfileSettings" = None  # type: ignore[assignment]
+    remote: remote_settings.RemoteSettings = remote_settings.RemoteSettings()  # [cache]
 
 
 # -- small typed readers ----------------------------------------------------------------------
@@ -154,8 +160,10 @@ def find_config(start: Path) -> Path:
                       "run navbuild from a project folder, or pass --config PATH")
 
 
-def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectConfig:
-    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation."""
+def load(path: Path, known_formats: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None = None
+         ) -> ProjectConfig:
+    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation, or is a
+    function of a model's framework that gives that map (``Registry.formats``)."""
     path = Path(path).resolve()
     try:
         data = tomllib.loads(path.read_text())
@@ -163,7 +171,18 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
         raise ConfigError(path, "", "file not found")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}", "fix the syntax at the position shown")
-    root = path.parent
+    return from_mapping(data, path.parent, known_formats, label=path)
+
+
+def from_mapping(data: Mapping[str, Any], root: Path, known_formats: Mapping[str, Any] | None = None,
+                 label: Path | str | None = None) -> ProjectConfig:
+    """Validate a project given as the mapping that navbuild.toml holds (what ``tomllib`` returns),
+    its paths relative to ``root``. ``label`` names the source in every ConfigError (the file, or
+    e.g. "OptimizeConfig"). The one validator: navbuild.toml and the Python API both come here."""
+    root = Path(root).resolve()
+    path = Path(label) if label is not None else root / CONFIG_NAME
+    if not isinstance(data, Mapping):
+        raise ConfigError(path, "", f"must be a table (a mapping), not {type(data).__name__}")
     top = _Reader(path, data, "")
     project = _Reader(path, top.table_("project"), "project")
     name = project.get("name", str, root.name)
@@ -173,6 +192,10 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
     project.reject_unknown()
     correctness = _correctness(path, top.table_("correctness"), "correctness", None)
     profile = _profile(path, top.table_("profile"))
+    try:
+        remote = remote_settings.from_table(top.table_("cache"))
+    except remote_settings.RemoteSettingsError as exc:
+        raise ConfigError(path, exc.where, exc.problem, exc.fix)
     models_table = top.get("models", dict, fix="declare at least one [models.<name>] table")
     if not models_table:
         raise ConfigError(path, "models", "declares no model", "add a [models.<name>] table")
@@ -186,13 +209,17 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
         models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats)
     top.reject_unknown()
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
-                         models=models, profile=profile)
+                         models=models, profile=profile, remote=remote)
 
 
 def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
     reader = _Reader(path, table, "profile")
     enabled = reader.get("enabled", bool, True)
     strategies = reader.str_list("strategies", ["max-throughput", "min-latency"])
+    tie_margin_pct = reader.get("tie_margin_pct", float, None, fix="a percentage, e.g. 5.0")
+    if tie_margin_pct is not None and not 0 <= tie_margin_pct < 100:
+        raise ConfigError(path, reader.key("tie_margin_pct"), f"must be a percentage from 0 to below 100, "
+                          f"not {tie_margin_pct:g}", "0 compares figures exactly; unset: 10 on a CPU, 3 on a GPU")
     options = {k: v for k, v in table.items() if k not in reader.used}
     if not table:
         return ProfileSettings(enabled=enabled, strategies=strategies, options={})
@@ -208,7 +235,8 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
             parse_strategy(strategy)
         except ValueError as exc:
             raise ConfigError(path, "profile.strategies", str(exc))
-    return ProfileSettings(enabled=enabled, strategies=strategies, options=dict(options))
+    return ProfileSettings(enabled=enabled, strategies=strategies, options=dict(options),
+                           tie_margin_pct=tie_margin_pct)
 
 
 def _device(path: Path, reader: _Reader, key: str, default: str) -> str:
@@ -259,20 +287,25 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
 
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
-           correctness: CorrectnessConfig, known_formats: Mapping[str, Any] | None) -> ModelConfig:
+           correctness: CorrectnessConfig,
+           known_formats: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None) -> ModelConfig:
     where = f"models.{name}"
     reader = _Reader(path, table, where)
     framework = reader.get("framework", str, fix='e.g. framework = "torch"')
-    entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model"')
-    _check_entry(path, root, reader.key("entry"), entry)
+    entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model", or a model file: "model.onnx"')
+    if is_function_entry(entry) or entry.endswith(".py"):  # python code needs its function's name
+        _check_entry(path, root, reader.key("entry"), entry)
+    elif not (root / entry).is_file():
+        raise ConfigError(path, reader.key("entry"), f"file {entry} does not exist",
+                          "give 'path/file.py:function', or the path of a model file, relative to the folder "
+                          "holding navbuild.toml")
     samples = reader.get("samples", str, fix='a function ("model.py:make_samples") or a .tensors/.npz file')
     if ":" in samples and samples.rsplit(":", 1)[0].endswith(".py"):
         _check_entry(path, root, reader.key("samples"), samples)
     elif not (root / samples).is_file():
         raise ConfigError(path, reader.key("samples"), f"file {samples} does not exist",
                           "give an existing file or a 'file.py:function' that returns samples")
-    entry_file = entry.rsplit(":", 1)[0]
-    sources = reader.str_list("sources", [entry_file])
+    sources = reader.str_list("sources", [entry_file(entry)])
     for pattern in sources:
         if not any(root.glob(pattern)):
             raise ConfigError(path, reader.key("sources"), f"{pattern!r} matches no file",
@@ -288,7 +321,8 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
         raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
     dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
     device = _device(path, reader, "device", project_device)
-    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, known_formats)
+    formats = known_formats(framework) if callable(known_formats) else known_formats
+    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
     reader.reject_unknown()
     spec = ModelSpec(name=name, framework=framework, entry=entry, root=root, inputs=tuple(inputs),
@@ -344,7 +378,7 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
                          normalize=normalize, format_options=options)
 
 
-ENGINE_PARAMS = ("max_batch_size", "normalize")
+ENGINE_PARAMS = ("max_batch_size", "normalize", "profile_batch_sizes")
 
 
 def _check_format_options(path: Path, where: str, formats: list[str], precisions: list[str],
@@ -359,12 +393,17 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
     for fmt in formats:
         rule = known_formats[fmt]
         validate = getattr(rule, "validate", None)
+        try:
+            variants = expand_variants(rule, options.get(fmt, {}))
+        except VariantError as exc:
+            raise ConfigError(path, f"{where}.{fmt}.{exc.option}", exc.problem, exc.fix)
         for precision in precisions:
             if precision not in rule.precisions:
                 continue
-            problem = validate(options.get(fmt, {}), precision) if validate else None
-            if problem:
-                raise ConfigError(path, f"{where}.{fmt}", problem)
+            for variant in variants:
+                problem = validate(variant.options, precision) if validate else None
+                if problem:
+                    raise ConfigError(path, f"{where}.{fmt}", problem)
         if not any(p in rule.precisions for p in precisions):
             raise ConfigError(path, f"{where}.precisions", f"format {fmt} builds none of {precisions}",
                               f"it supports {list(rule.precisions)}")

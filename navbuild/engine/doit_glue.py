@@ -77,7 +77,7 @@ def run(session: Session, task_names: list[str], jobs: int = 1, reporter: Any = 
                  "DOIT_CONFIG": {"backend": "navbuild-null", "dep_file": str(session.store.root / "doit-null"),
                                  "verbosity": 2, "reporter": reporter or "zero"}}
     args = ["run", "--continue"]
-    if jobs > 1 and _frameworks_imported():
+    if jobs > 1 and _frameworks_imported(session.registry.modules()):
         import warnings
 
         warnings.warn("navbuild: -j runs targets in forked processes, which is unsafe once a framework is "
@@ -89,10 +89,10 @@ def run(session: Session, task_names: list[str], jobs: int = 1, reporter: Any = 
     return DoitMain(ModuleTaskLoader(namespace), config_filenames=(), extra_config=extra).run(args + task_names)
 
 
-def _frameworks_imported() -> bool:
+def _frameworks_imported(modules: tuple[str, ...]) -> bool:
     import sys
 
-    return any(name in sys.modules for name in ("torch", "tensorflow", "jax", "onnxruntime"))
+    return any(name in sys.modules for name in modules)
 
 
 class NullBackend:

@@ -5,11 +5,12 @@ same tools; same device for device-bound targets) and builds only what is still 
 """
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from navbuild.engine.session import Session
 from navbuild.hashing import tree_digest
+from navbuild.rule import ROLE_REFERENCE, ROLES
 
 
 def import_package(session: Session, path: Path) -> int:
@@ -19,14 +20,14 @@ def import_package(session: Session, path: Path) -> int:
     status = package.import_package(path, session.store.put_file)
     count = 0
     for model_name, model in status.get("models", {}).items():
-        for internal in ("samples", "reference"):
-            info = model.get(internal)
+        for role in ROLES:
+            info = model.get(role)
             if info and info.get("key"):
-                files = {f"{internal}.tensors": info["digest"]}
+                files = {PurePosixPath(info["path"]).name: info["digest"]}  # the file its rule wrote
                 metadata: dict[str, Any] = {}
-                if internal == "reference":
+                if role == ROLE_REFERENCE:
                     metadata["outputs"] = [o["name"] for o in model.get("outputs", [])]
-                _put(session, info["key"], f"{model_name}:{internal}", files, tree_digest(files), metadata)
+                _put(session, info["key"], f"{model_name}:{role}", files, tree_digest(files), metadata)
                 count += 1
         for short, target in model.get("targets", {}).items():
             if target.get("packaged") and target.get("key") and target.get("files"):

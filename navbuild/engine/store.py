@@ -5,6 +5,7 @@ Layout under the store root (``.navbuild/`` by default)::
     objects/ab/cdef...     file contents, named by their xxh3-128 digest (read-only once written)
     actions/ab/cdef...     action key -> manifest (msgpack)
     targets/<target>       the last key and key material of each target (status, explain)
+    failures/ab/cdef...    action key -> record of the build that failed under it (reason, log)
     cache/<rule>/<device>  caches that rules keep between builds (timing caches, compile caches)
     locks/, tmp/           per-key build locks; staging space on the same file system
 
@@ -239,6 +240,24 @@ class Store:
             manifest = self.get_manifest(key)
             if manifest is not None:
                 yield key, manifest
+
+    # -- failures ---------------------------------------------------------------------------------
+    def failure_path(self, key: str) -> Path:
+        return self.root / "failures" / key[:2] / key[2:]
+
+    def get_failure(self, key: str) -> dict[str, Any] | None:
+        """The record of a build that failed under ``key`` (its reason and log), if one was kept."""
+        try:
+            record = msgpack.unpackb(self.failure_path(key).read_bytes(), raw=False)
+        except (FileNotFoundError, ValueError, msgpack.UnpackException):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def put_failure(self, key: str, record: dict[str, Any]) -> None:
+        atomic_write(self.failure_path(key), msgpack.packb(record, use_bin_type=True), self.tmp, durable=False)
+
+    def drop_failure(self, key: str) -> None:
+        self.failure_path(key).unlink(missing_ok=True)
 
     # -- last state of each target ------------------------------------------------------------------
     def target_record_path(self, target: str) -> Path:

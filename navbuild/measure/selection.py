@@ -12,24 +12,37 @@ Strategies, also as strings for the CLI and navbuild.toml (``parse_strategy``):
 A Python callable ``fn(target, result) -> float | None`` is a strategy too (``CallableStrategy``).
 
 Measurements are noisy, so the choice is made to be stable: a candidate *clearly beats* another
-only when its figure is better by a factor of more than 1 + ``MIN_MARGIN_PCT`` % (or 1 + its own
-measured ``spread_pct``, if larger). Every candidate that the best does not
-clearly beat is tied with it, and the tie goes, in this order, to the ``previous`` choice (a
-re-profile keeps a selection unless the new figures clearly beat it), then to the earliest
-target in ``order`` (the project's preference: its precisions, then its formats, as declared),
-then to the target name. A ``CallableStrategy`` compares exactly (margin 0).
+only when its figure is better by a factor of more than 1 + the tie margin % (or 1 + its own
+measured ``spread_pct``, if larger). The margin is ``[profile] tie_margin_pct``; unset, it is
+``DEFAULT_MARGIN_PCT`` of the device the candidates were measured on (a CPU shared with other work
+drifts between two targets' profiles far more than a GPU does, and on a GPU a wide margin would give
+away a real lead to the declared order). Every candidate that the best does not clearly beat is tied
+with it, and the tie goes, in this order, to the ``previous`` choice (a re-profile keeps a selection
+unless the new figures clearly beat it), then to the earliest target in ``order`` (the project's
+preference: its precisions, then its formats, then the variants of a format, as declared), then to
+the target name. A ``CallableStrategy`` compares exactly (margin 0).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from navbuild.measure.profiling import ProfilePoint, ProfileResult, round_sig
 
 SELECTION_FORMAT = "navbuild-selection/1"
 _PERCENTILES = ("p50", "p90", "p95", "p99", "mean")
-MIN_MARGIN_PCT = 10.0  # figures closer than this are equal, however small their measured spread
+# figures closer than this are equal, however small their measured spread (when no margin is set):
+# on a CPU, where two targets' profiles minutes apart see different loads; on a GPU, where they do not
+DEFAULT_MARGIN_PCT = {"cpu": 10.0, "cuda": 3.0}
+MIN_MARGIN_PCT = DEFAULT_MARGIN_PCT["cpu"]
+
+
+def default_margin(results: Iterable[ProfileResult]) -> float:
+    """The tie margin for candidates measured as ``results``: the GPU's only when all ran on one."""
+    devices = [str(result.device or "cpu") for result in results]
+    on_gpu = bool(devices) and all(device.startswith("cuda") for device in devices)
+    return DEFAULT_MARGIN_PCT["cuda" if on_gpu else "cpu"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,7 @@ class Selection:
     excluded: dict[str, str] = field(default_factory=dict)  # target -> why it did not compete
     tied: list[str] = field(default_factory=list)  # candidates the best did not clearly beat
     kept_previous: bool = False  # the previous choice was among them, so it stayed
+    margin_pct: float | None = None  # the tie margin it used
 
     @property
     def target(self) -> str | None:
@@ -90,7 +104,8 @@ class Selection:
                 "chosen": self.chosen.to_dict() if self.chosen else None,
                 "runner_up": self.runner_up.to_dict() if self.runner_up else None,
                 "ranking": [c.to_dict() for c in self.ranking],
-                "excluded": dict(self.excluded), "tied": list(self.tied), "kept_previous": self.kept_previous}
+                "excluded": dict(self.excluded), "tied": list(self.tied), "kept_previous": self.kept_previous,
+                "margin_pct": self.margin_pct}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Selection":
@@ -98,7 +113,7 @@ class Selection:
         chosen = Choice.from_dict(data["chosen"]) if data.get("chosen") else None
         runner_up = Choice.from_dict(data["runner_up"]) if data.get("runner_up") else None
         return cls(data["strategy"], chosen, runner_up, ranking, dict(data.get("excluded", {})),
-                   list(data.get("tied", [])), bool(data.get("kept_previous", False)))
+                   list(data.get("tied", [])), bool(data.get("kept_previous", False)), data.get("margin_pct"))
 
 
 # -- strategies ----------------------------------------------------------------------------------
@@ -119,7 +134,7 @@ class Strategy:
     """Base: ``score`` returns (score, batch size, figures) or a reason string to exclude."""
 
     name = "strategy"
-    margin_pct = MIN_MARGIN_PCT
+    margin_pct: float | None = None  # None: the configured tie margin; a strategy may fix its own
 
     def prepare(self, results: Mapping[str, ProfileResult]) -> None:
         """Look at all competing results first (MinLatency picks a common batch size)."""
@@ -261,9 +276,11 @@ def clearly_beats(a: Choice, b: Choice, margin_pct: float = MIN_MARGIN_PCT) -> b
 
 def select(candidates: Mapping[str, Candidate | tuple[ProfileResult, bool]],
            strategy: Strategy | str | Callable[[str, ProfileResult], float | None] = "max-throughput",
-           *, order: Sequence[str] = (), previous: str | None = None) -> Selection:
+           *, order: Sequence[str] = (), previous: str | None = None,
+           margin_pct: float | None = None) -> Selection:
     """Rank the correct candidates with ``strategy`` and choose among those tied with the best:
-    ``previous`` if it is one of them, else the earliest in ``order``, else by target name."""
+    ``previous`` if it is one of them, else the earliest in ``order``, else by target name.
+    ``margin_pct``: the tie margin (None: ``default_margin`` of the competing results)."""
     strategy = parse_strategy(strategy)
     excluded: dict[str, str] = {}
     competing: dict[str, ProfileResult] = {}
@@ -278,6 +295,10 @@ def select(candidates: Mapping[str, Candidate | tuple[ProfileResult, bool]],
         else:
             competing[target] = candidate.result
     strategy.prepare(competing)
+    if strategy.margin_pct is not None:
+        margin_pct = strategy.margin_pct
+    elif margin_pct is None:
+        margin_pct = default_margin(competing.values())
     ranking: list[Choice] = []
     for target, result in competing.items():
         scored = strategy.score(target, result)
@@ -293,11 +314,11 @@ def select(candidates: Mapping[str, Candidate | tuple[ProfileResult, bool]],
 
     ranking.sort(key=lambda c: (-c.score, *preferred(c)))
     if not ranking:
-        return Selection(strategy=strategy.name, chosen=None, runner_up=None, excluded=excluded)
-    tied = [c for c in ranking if not clearly_beats(ranking[0], c, strategy.margin_pct)]
+        return Selection(strategy=strategy.name, chosen=None, runner_up=None, excluded=excluded, margin_pct=margin_pct)
+    tied = [c for c in ranking if not clearly_beats(ranking[0], c, margin_pct)]
     kept = next((c for c in tied if c.target == previous), None)
     chosen = kept or min(tied, key=preferred)
     ranking = [chosen] + [c for c in ranking if c is not chosen]
     return Selection(strategy=strategy.name, chosen=chosen, runner_up=ranking[1] if len(ranking) > 1 else None,
                      ranking=ranking, excluded=excluded, tied=sorted(c.target for c in tied),
-                     kept_previous=kept is not None)
+                     kept_previous=kept is not None, margin_pct=margin_pct)

@@ -10,7 +10,7 @@ from navbuild.engine.session import FAILED, Record, Session
 
 KINDS = ((ARTIFACT, "artifacts", "build"), (CHECK, "checks", "check"), (PROFILE, "profiles", "profile"))
 
-STATUS_STYLE = {"built": "green", "cached": "cyan", "skipped": "yellow", "failed": "bold red"}
+STATUS_STYLE = {"built": "green", "cached": "cyan", "remote": "blue", "skipped": "yellow", "failed": "bold red"}
 
 
 def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
@@ -21,7 +21,7 @@ def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
             continue
         check = records.get(f"{name}.check")
         profile = records.get(f"{name}.profile")
-        status, reason = record.status, record.reason
+        status, reason = record.label, record.reason  # "remote": restored from the remote cache
         if check is not None and check.status == FAILED and status != FAILED:
             status, reason = FAILED, f"correctness: {check.reason}"
         elif check is not None and check.status == "skipped" and status not in ("skipped", FAILED):
@@ -75,8 +75,8 @@ def counts(session: Session, records: dict[str, Record]) -> list[tuple[str, dict
     for kind, label, _ in KINDS:
         of_kind = [r for name, r in records.items() if session.graph.targets[name].kind == kind]
         by_status: dict[str, int] = {}
-        for record in of_kind:
-            by_status[record.status] = by_status.get(record.status, 0) + 1
+        for record in of_kind:  # by label: a target restored from the remote cache counts as "remote"
+            by_status[record.label] = by_status.get(record.label, 0) + 1
         found.append((label, by_status, sum(r.seconds for r in of_kind)))
     return found
 

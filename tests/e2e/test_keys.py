@@ -65,6 +65,16 @@ def test_strategies_rebuild_nothing(project):
     assert set(selected) == {"min-latency", "latency-budget:5ms"}  # the package follows the strategies
 
 
+def test_the_tie_margin_rebuilds_nothing_but_re_selects(project):
+    import json
+
+    edit(project, "[profile]\n", "[profile]\ntie_margin_pct = 0\n")
+    assert built(project.build()) == set()
+    figures = json.loads((project.root / "navbuild-out" / "tiny.profile.json").read_text())
+    selections = figures["models"]["mlp"]["selections"]
+    assert {s["margin_pct"] for s in selections.values()} == {0.0}  # the package was chosen afresh with it
+
+
 def test_a_tolerance_re_runs_the_checks_only(project):
     edit(project, "atol = 1e-4", "atol = 2e-4")  # [correctness] atol is the fp32 tolerance
     assert built(project.build()) == {"mlp:torchscript-trace.check", "mlp:onnx.check"}
