@@ -91,7 +91,7 @@ def main() -> int:
               f"{'samples/s':>11} stable")
         for p in result.points:
             print(f"  {p.batch_size:>5} {durations[p.batch_size]:>7.3f} {p.windows:>7} {p.runs:>7} "
-                  f"{p.p50_ms:>9.4f} {p.p95_ms:>9.4f} {p.throughput:>11,.0f} {'yes' if p.stable else 'no'}")
+                  f"{p.p50_ms:>9.4f} {p.p95_ms:>9.4f} {p.throughput:>11,.0f} {'yes' if p.stable else p.note}")
         figures["default_profile"] = {"total_s": result.wall_s, "points": len(result.points),
                                       "per_point_s": {b: round(d, 4) for b, d in durations.items()},
                                       "result": result.to_dict()}

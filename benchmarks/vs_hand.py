@@ -167,7 +167,8 @@ def picks(config: Path, model: str) -> dict[str, dict[str, Any]]:
 
     session = open_project(config)
     try:
-        entry = status.collect(session, [model])["models"][model]
+        collected, figures = status.collect_all(session, [model])
+        entry, measured = collected["models"][model], figures["models"][model]  # profiles are in the figures
         chosen = {}
         for strategy in STRATEGIES:
             short = entry["selected"].get(strategy)
@@ -179,7 +180,7 @@ def picks(config: Path, model: str) -> dict[str, dict[str, Any]]:
                 cache = session.store.rule_cache_dir(target.rule.name, digest_value(fingerprint.device(target.device)))
             chosen[strategy] = {"target": target.name, "runner": target.rule.runner, "dir": session.out_dir(target),
                                 "cache_dir": cache, "spec": target.spec, "device": target.device,
-                                "precision": target.precision, "profile": entry["targets"][short].get("profile")}
+                                "precision": target.precision, "profile": measured["targets"][short].get("profile")}
         return chosen
     finally:
         session.close()
@@ -372,8 +373,8 @@ def quick_overrides(args) -> dict[str, Any]:
     """CPU-sized settings: small buckets, one compile mode, short profiles."""
     return {"device": "cpu", "max_batch_size": max(args.batch, 1),
             "formats": {"torch-compile": {"buckets": [1, args.batch], "mode": "default", "channels_last": True}},
-            "profile": {"batch_sizes": [1, args.batch], "warmup_runs": 1, "warmup_s": 0.0, "window_size": 3,
-                        "min_window_s": 0.0, "stabilization_windows": 1, "min_trials": 1, "max_trials": 2}}
+            "profile": {"batch_sizes": [1, args.batch], "warmup_runs": 1, "warmup_s": 0.0, "min_window_runs": 3,
+                        "window_s": 0.0, "stabilization_windows": 1, "min_trials": 1, "max_trials": 2}}
 
 
 def main() -> None:

@@ -42,17 +42,19 @@ class Needs:
     gpu: bool = False  # needs a CUDA device whatever the target's device is
     cuda_when_device_is_cuda: bool = True  # a `device = "cuda"` target needs a GPU
 
+    def needs_cuda(self, device: str) -> bool:
+        """Whether it needs a CUDA GPU when targeting ``device``."""
+        return self.gpu or (device == "cuda" and self.cuda_when_device_is_cuda)
+
     def unmet(self, device: str, machine: Any) -> str | None:
-        """The reason this machine cannot build it, or None.
+        """Every reason this machine cannot build it, joined with "; ", or None.
 
         ``machine`` answers ``has_module(name)`` and ``has_cuda()`` (the engine's MachineInfo).
         """
-        for module in self.modules:
-            if not machine.has_module(module):
-                return f"{module} is not installed"
-        if (self.gpu or (device == "cuda" and self.cuda_when_device_is_cuda)) and not machine.has_cuda():
-            return "no CUDA GPU on this machine"
-        return None
+        reasons = [f"{module} is not installed" for module in self.modules if not machine.has_module(module)]
+        if self.needs_cuda(device) and not machine.has_cuda():
+            reasons.append("no CUDA GPU on this machine")
+        return "; ".join(reasons) or None
 
 
 @dataclass(frozen=True)

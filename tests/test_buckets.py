@@ -60,7 +60,7 @@ def test_the_profile_measures_every_bucket_besides_its_own_sizes():
     config = ProfileConfig(batch_sizes=(1, 64, 128))
     widened = coverage.profile_config(config, [1, 8, 64])
     assert widened.batch_sizes == (1, 8, 64)  # 128 is above the largest bucket: the runner refuses it
-    assert widened.window_size == config.window_size
+    assert widened.window_s == config.window_s and widened.budget_s == config.budget_s
     swept = coverage.profile_config(ProfileConfig(), [1, 3], default_max=4)
     assert swept.batch_sizes == (1, 2, 3)
     assert coverage.profile_config(config, None) is config

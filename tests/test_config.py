@@ -67,6 +67,9 @@ CASES = [
     ("unknown format option", GOOD + "\n[models.cnn.targets.onnx]\nopsett = 17\n", "format onnx has no option 'opsett'"),
     ("negative tolerance", GOOD + "\n[correctness]\natol = -1.0\n", "tolerances must not be negative"),
     ("bad max batch", GOOD.replace("max_batch_size = 16", "max_batch_size = 0"), "must be at least 1"),
+    ("negative tie margin", GOOD + "\n[profile]\ntie_margin_pct = -5\n",
+     "profile.tie_margin_pct: must be a percentage from 0 to below 100, not -5"),
+    ("tie margin as text", GOOD + '\n[profile]\ntie_margin_pct = "10%"\n', "profile.tie_margin_pct: must be"),
 ]
 
 
@@ -120,3 +123,16 @@ def test_an_entry_may_name_a_model_file(root):
     model = config.load(root / "navbuild.toml").models["cnn"]
     assert model.sources == ["vision/weights.pt"]
     assert model.spec.load_entry() == (root / "vision" / "weights.pt").resolve()
+
+
+def test_the_tie_margin_is_a_selection_setting_not_a_profile_option(root):
+    """[profile] tie_margin_pct reaches the selection and no ProfileConfig (so no profile's key)."""
+    from navbuild.engine.config import load
+    from navbuild.measure.profiling import ProfileConfig
+
+    (root / "navbuild.toml").write_text(GOOD + "\n[profile]\ntie_margin_pct = 5\nbudget_s = 1\n")
+    settings = load(root / "navbuild.toml").profile
+    assert settings.tie_margin_pct == 5.0 and settings.options == {"budget_s": 1}
+    assert "tie_margin_pct" not in ProfileConfig.from_dict(settings.options).as_key()
+    (root / "navbuild.toml").write_text(GOOD)
+    assert load(root / "navbuild.toml").profile.tie_margin_pct is None  # the device's default

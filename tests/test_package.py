@@ -10,7 +10,9 @@ import pytest
 
 from navbuild import tensors
 from navbuild.hashing import digest_file
-from navbuild.deploy.package import PackageError, import_package, read_package, write_package
+from navbuild.deploy.package import (PackageError, figures_path, import_package, read_package, write_figures,
+                                     write_package)
+from navbuild.deploy.status import split_measured
 from navbuild.deploy.triton_repo import write_model_repository
 from navbuild.ziputil import write_zip
 from tests.triton_util import ROOT, built_status, status  # noqa: F401  (fixtures)
@@ -59,14 +61,14 @@ def test_layout_base_formats_and_selected_targets(status, tmp_path):
         "cnn/onnx/model.onnx", "cnn/reference.tensors", "cnn/samples.tensors",
         "cnn/torch-export/model.pt2", "cnn/torchscript-trace/model.pt", "status.json"]
     packed = contents.status
-    assert packed["schema"] == "navbuild-status/1" and "root" not in packed
+    assert packed["schema"] == "navbuild-status/2" and "root" not in packed and "machine" not in packed
     assert packed["package"] == {"format": "navbuild-package/1", "strategies": ["max-throughput"],
                                  "include_all": False}
     targets = packed["models"]["cnn"]["targets"]
     assert {name: t["packaged"] for name, t in targets.items()} == {
         "onnx": True, "torchscript-trace": True, "torch-export": True, "torch": False, "trt-fp16": False}
     assert targets["onnx"]["dir"] == "cnn/onnx" and "dir" not in targets["trt-fp16"]
-    assert targets["onnx"]["profile"] == status["models"]["cnn"]["targets"]["onnx"]["profile"]
+    assert "profile" not in targets["onnx"]  # measured: beside the package (write_figures), not in it
     assert packed["models"]["cnn"]["samples"]["path"] == "cnn/samples.tensors"
     assert packed["models"]["cnn"]["selected"] == status["models"]["cnn"]["selected"]
     # JSON with sorted keys and fixed separators
@@ -143,3 +145,22 @@ def test_bad_inputs_are_clear(status, tmp_path):
     with pytest.raises(PackageError, match="'../evil' is not a relative path"):
         read_package(tmp_path / "e.nav")
     assert not (tmp_path / "a.nav").exists()
+
+
+def test_measured_figures_never_change_the_bytes(status, tmp_path):
+    first = write_package(status, tmp_path / "a.nav")
+    noisier = json.loads(json.dumps(status))
+    noisier["machine"]["cpu"] = "another cpu"
+    for target in noisier["models"]["cnn"]["targets"].values():
+        for point in (target.get("profile") or {}).get("points", []):
+            point["throughput"] *= 1.5
+        target["metadata"]["compile_seconds"] = 12.5  # a rule's timing
+    noisier["models"]["cnn"]["selections"] = {"max-throughput": {"ranking": []}}
+    second = write_package(noisier, tmp_path / "b.nav")
+    assert digest_file(first) == digest_file(second)
+    _, figures = split_measured(noisier)
+    assert figures["machine"]["cpu"] == "another cpu"
+    assert figures["models"]["cnn"]["targets"]["onnx"]["timings"] == {"compile_seconds": 12.5}
+    assert figures["models"]["cnn"]["targets"]["onnx"]["profile"]["points"]
+    path = write_figures(figures, figures_path(second))
+    assert path == tmp_path / "b.profile.json" and json.loads(path.read_text()) == figures

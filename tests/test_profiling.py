@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -15,12 +16,12 @@ import pytest
 
 from navbuild.measure.profiling import (
     ProfileConfig, ProfileError, ProfilePoint, ProfileResult, ProgressEvent, is_out_of_memory,
-    is_stable, measure_point, profile, profile_runner, run_profile, tile_array, tile_value,
+    is_stable, measure_point, profile, profile_runner, run_profile, tile_array, tile_value, window_runs,
 )
 from navbuild.rule import ModelSpec
 from navbuild.runner import Runner
 
-FAST = dict(warmup_runs=1, warmup_s=0.0, window_size=5, min_window_s=0.0)
+FAST = dict(warmup_runs=1, warmup_s=0.0, window_s=0.0, min_window_runs=5, budget_s=0)  # 5-run windows, no budget
 
 
 class ScriptedTimer:
@@ -59,13 +60,15 @@ def test_alternating_windows_never_stabilize_and_report_unstable():
     warmup = config.warmup_runs
 
     def script(batch, n):  # windows alternate 1 ms and 2 ms: 33 % apart from their mean
-        window = (n - warmup - 1) // config.window_size
+        window = (n - warmup - 1) // config.min_window_runs
         return 0.001 if window % 2 == 0 else 0.002
 
     point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script))
     assert not point.stable
     assert point.windows == 7
-    assert len(point.window_means_ms) == 7
+    assert len(point.window_medians_ms) == 7
+    assert point.ended == "max_trials" and point.note == "unstable"
+    assert point.spread_pct == pytest.approx(100.0)  # kept medians 1, 2, 1 ms: a range of 1 ms around 1 ms
     assert point.runs == 3 * 5  # figures from the last three windows only
 
 
@@ -76,7 +79,7 @@ def test_stabilizes_once_noise_settles():
     def script(batch, n):
         if n <= config.warmup_runs:
             return 0.05
-        return means[(n - config.warmup_runs - 1) // config.window_size] / 1e3
+        return means[(n - config.warmup_runs - 1) // config.min_window_runs] / 1e3
 
     point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script))
     assert point.stable and point.windows == 6
@@ -89,17 +92,141 @@ def test_min_trials_above_stabilization_windows():
     assert point.stable and point.windows == 5 and point.runs == 2 * 5
 
 
-def test_window_runs_until_count_and_minimum_time():
-    config = ProfileConfig(warmup_runs=0, warmup_s=0.0, window_size=4, min_window_s=0.0095)
-    timer = ScriptedTimer(lambda b, n: 0.001)  # 1 ms: ten runs reach the 10 ms minimum
-    point = measure_point(lambda: None, lambda: None, 1, config, timer)
-    assert point.runs == 3 * 10
+def test_windows_are_sized_from_the_measured_call_time():
+    config = ProfileConfig(warmup_runs=2, warmup_s=0.0, window_s=0.01, min_window_runs=3, budget_s=0)
+    fast = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(lambda b, n: 0.0001))
+    assert fast.runs == 3 * 100  # 10 ms of 0.1 ms calls per window
+    slow = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(lambda b, n: 0.1))
+    assert slow.runs == 3 * 3  # a 100 ms call: the minimum of three runs per window
+    # no warm-up: one call sizes the first window
+    bare = ProfileConfig(warmup_runs=0, warmup_s=0.0, window_s=0.01, min_window_runs=3, budget_s=0)
+    assert measure_point(lambda: None, lambda: None, 1, bare, ScriptedTimer(lambda b, n: 0.001)).runs == 3 * 10
 
 
 def test_zero_time_timer_is_capped():
-    config = ProfileConfig(warmup_runs=0, warmup_s=1.0, window_size=2, min_window_s=1.0, max_window_runs=50)
+    config = ProfileConfig(warmup_runs=0, warmup_s=1.0, min_window_runs=2, max_window_runs=50, budget_s=0)
     point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(lambda b, n: 0.0))
     assert point.runs == 150 and point.stable and point.throughput == 0.0
+
+
+def test_throughput_comes_from_the_median_not_the_mean():
+    # one call in ten takes a second (a busy machine): the mean is ruled by it, the median is not
+    config = _fixed_point_config(min_window_runs=10)
+    point = measure_point(lambda: None, lambda: None, 4, config, ScriptedTimer(lambda b, n: 1.0 if n % 10 == 0 else 0.002))
+    assert point.p50_ms == pytest.approx(2.0) and point.throughput == pytest.approx(2000.0)
+    assert point.mean_ms > 50 * point.p50_ms
+    assert point.stable and point.spread_pct == pytest.approx(0.0)
+
+
+def test_budget_ends_a_point_that_is_not_stable_with_its_spread():
+    config = _fixed_point_config(max_trials=10, budget_s=0.1)
+
+    def script(batch, n):  # 10 ms calls whose windows alternate 10 and 20 ms: never stable
+        window = (n - config.warmup_runs - 1) // config.min_window_runs
+        return 0.01 if window % 2 == 0 else 0.02
+
+    point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script), budget_s=0.1)
+    assert point.ended == "budget" and point.note == "budget reached" and not point.stable
+    assert point.windows == 2  # 0.02 of warm-up, then windows of 0.05 and 0.10 s: the budget is spent
+    assert point.seconds == pytest.approx(0.17)
+    # two windows: the ten kept calls in three blocks (4, 3, 3 calls) have medians 10, 20, 20 ms
+    assert point.spread_pct == pytest.approx(50.0)
+
+
+def test_warm_up_lasts_until_a_jit_has_compiled():
+    # a TorchScript-like first calls at a new shape: 600 ms, 450 ms, 20 ms, then 0.3 ms
+    first = [0.6, 0.45, 0.02]
+
+    def script(batch, n):
+        return first[n - 1] if n <= len(first) else 0.0003
+
+    config = ProfileConfig(warmup_runs=3, warmup_s=0.0, max_warmup_s=5.0, window_s=0.003, min_window_runs=3,
+                           budget_s=0)
+    point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script))
+    assert point.p50_ms == pytest.approx(0.3) and point.max_ms == pytest.approx(0.3) and point.settled
+    assert point.stable and point.runs == 3 * window_runs(0.0003, config) == 3 * 10  # from the settled calls
+    # max_warmup_s ends a warm-up that has not settled: the point says so, and an unsettled first
+    # window never stops a target as "slower"
+    capped = measure_point(lambda: None, lambda: None, 1, replace(config, max_warmup_s=0.5), ScriptedTimer(script),
+                           best_elsewhere=1e9)
+    assert not capped.settled and capped.ended == "stable" and capped.p50_ms == pytest.approx(0.3)
+
+
+def test_a_window_stops_at_the_budget_when_calls_turn_slow():
+    # sized from 1 ms warm-up calls (50 runs), the calls then take 100 ms: 0.3 s of budget stops it
+    config = ProfileConfig(warmup_runs=3, warmup_s=0.0, window_s=0.05, min_window_runs=3)
+    point = measure_point(lambda: None, lambda: None, 1, config,
+                          ScriptedTimer(lambda b, n: 0.001 if n <= 3 else 0.1), budget_s=0.3)
+    assert point.ended == "budget" and point.runs == 3 and point.seconds == pytest.approx(0.303)
+
+
+def test_budget_is_shared_by_the_batch_sizes():
+    config = _fixed_point_config(batch_sizes=(1, 2, 4), budget_s=0.3, max_trials=10)
+    result = _profile_with(lambda b, n: 0.01 if (n // 5) % 2 else 0.02, config)  # never stable
+    assert result.batch_sizes == [1, 2, 4] and result.budget_s == 0.3
+    assert all(p.ended == "budget" for p in result.points)
+    spent = sum(p.seconds for p in result.points)
+    assert 0.3 <= spent <= 0.3 + 3 * 0.1  # each point may finish the window that crossed its share
+    # a budget spent before the last batch sizes leaves them out, and says so
+    short = _profile_with(lambda b, n: 0.05, _fixed_point_config(batch_sizes=(1, 2, 4, 8), budget_s=0.5))
+    assert short.batch_sizes == [1, 2] and short.stop_reason == "budget"
+    assert short.notes == ["batch sizes 4, 8 not measured: the 0.5 s budget was spent"]
+    # the default budget follows the device
+    assert ProfileConfig().budget("cpu") == 3.0 and ProfileConfig().budget("cuda:0") == 15.0
+    assert ProfileConfig(budget_s=0).budget("cpu") is None
+
+
+def test_compiled_buckets_share_the_budget_and_their_windows_follow_their_call_time():
+    """Issue 15's buckets join the batch sizes before measuring (measure/coverage.py), so issue 14's
+    budget and window sizing cover them as any batch size: one budget for all, and a bucket left
+    when it is spent is named."""
+    from navbuild.measure import coverage
+
+    config = coverage.profile_config(_fixed_point_config(batch_sizes=(1, 4), window_s=0.01, min_window_runs=2,
+                                                         budget_s=0.3), [1, 8, 16])
+    assert config.batch_sizes == (1, 4, 8, 16) and config.budget_s == 0.3
+    result = _profile_with(lambda b, n: 0.001 * b, config)  # 1 ms per sample: steady
+    assert result.batch_sizes == [1, 4, 8, 16] and result.budget_s == 0.3
+    assert all(p.ended == "stable" for p in result.points)
+    windows = {p.batch_size: p.runs // 3 for p in result.points}  # runs per window (3 kept windows)
+    assert windows == {1: 10, 4: 3, 8: 2, 16: 2}  # 10 ms windows (rounded up) sized from each size's own call time
+    assert sum(p.seconds for p in result.points) <= 0.3 + 0.05
+    # slower calls: what the smaller sizes leave of the one budget is too little for the buckets,
+    # which get their warm-up and one window each (cut short by their share), and say so
+    slow = _profile_with(lambda b, n: 0.004 * b, config)
+    assert slow.batch_sizes == [1, 4, 8, 16]
+    assert [p.ended for p in slow.points] == ["stable", "stable", "budget", "budget"]
+    assert [p.windows for p in slow.points[2:]] == [1, 1]
+    # a budget spent before the largest buckets leaves them out, and the notes say which
+    short = _profile_with(lambda b, n: 0.05, coverage.profile_config(
+        _fixed_point_config(batch_sizes=(1,), budget_s=0.5), [1, 2, 4, 8]))
+    assert short.batch_sizes == [1, 2] and short.stop_reason == "budget"
+    assert short.notes == ["batch sizes 4, 8 not measured: the 0.5 s budget was spent"]
+
+
+def test_a_target_far_slower_than_the_best_stops_after_two_windows():
+    config = _fixed_point_config(batch_sizes=(1, 2, 4))
+    result = _profile_with(lambda b, n: 0.01, config, baseline={1: (10_000.0, "m:fast")})  # 100/s vs 10000/s
+    assert result.batch_sizes == [1] and result.stop_reason == "slower_than_best"
+    assert result.points[0].ended == "slower" and result.points[0].windows == 2
+    assert "100x slower than m:fast" in result.notes[0]
+    # within the factor it is measured as usual
+    near = _profile_with(lambda b, n: 0.01, config, baseline={1: (500.0, "m:fast")})
+    assert near.batch_sizes == [1, 2, 4] and near.points[0].ended == "stable"
+    # a second window that is fast again (a JIT that was still compiling) keeps it going: call 1
+    # warms up, calls 2-6 (the first window) take 0.3 s, then 0.1 ms
+    def jit(batch, n):
+        return 0.3 if 2 <= n <= 6 else 0.0001
+
+    recovered = _profile_with(jit, config, baseline={1: (5_000.0, "m:fast")})
+    assert recovered.batch_sizes == [1, 2, 4] and recovered.points[0].ended != "slower"
+
+
+def test_only_the_first_batch_size_can_stop_a_target_as_slower():
+    # at batch 4 a recompiling JIT looks 100x slower for a while: that stops nothing
+    config = _fixed_point_config(batch_sizes=(1, 2, 4))
+    result = _profile_with(lambda b, n: 0.01 * b, config, baseline={4: (40_000.0, "m:fast")})
+    assert result.batch_sizes == [1, 2, 4] and result.stop_reason == "batch_sizes"
 
 
 def test_is_stable_rule():
@@ -253,7 +380,9 @@ def test_other_errors_are_raised_with_the_batch_size():
 # -- config and JSON -------------------------------------------------------------------------------
 def test_config_defaults_and_key():
     config = ProfileConfig()
-    assert (config.window_size, config.stability_pct, config.stabilization_windows) == (25, 10.0, 3)
+    assert (config.window_s, config.min_window_runs, config.stability_pct, config.stabilization_windows) == \
+        (0.05, 3, 10.0, 3)
+    assert (config.budget_s, config.slower_than_best) == (None, 10.0)
     assert (config.min_trials, config.max_trials) == (3, 10)
     assert (config.throughput_cutoff_pct, config.throughput_backoff_limit) == (5.0, 2)
     key = config.as_key()
@@ -267,7 +396,8 @@ def test_config_defaults_and_key():
     assert isinstance(ProfileConfig(stability_pct=10).as_key()["stability_pct"], float)
 
 
-@pytest.mark.parametrize("bad", [dict(window_size=0), dict(max_trials=2), dict(batch_sizes=()),
+@pytest.mark.parametrize("bad", [dict(min_window_runs=0), dict(max_trials=2), dict(budget_s=-1),
+                                 dict(min_window_runs=10, max_window_runs=5), dict(batch_sizes=()),
                                  dict(batch_sizes=(0, 1)), dict(timer="sundial"), dict(stability_pct=-1)])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
@@ -322,13 +452,14 @@ def test_tile_value_nests_and_torch():
 def test_profile_torch_callable():
     torch = pytest.importorskip("torch")
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
-    config = ProfileConfig(batch_sizes=(1, 4, 16), warmup_s=0.0, min_window_s=0.002)
+    config = ProfileConfig(batch_sizes=(1, 4, 16), warmup_s=0.0, window_s=0.002)
     with torch.inference_mode():
         result = profile(lambda x: model(x), [torch.randn(4, 8)], config)
     assert result.batch_sizes == [1, 4, 16] and result.device == "cpu"
     for point in result.points:
         assert 0 < point.p50_ms <= point.p90_ms <= point.p95_ms <= point.p99_ms <= point.max_ms
-        assert point.throughput > 0 and point.windows >= 3
+        assert point.throughput > 0 and point.windows >= 1
+        assert point.p25_ms <= point.p50_ms <= point.p75_ms
 
 
 def test_profile_calling_convention():

@@ -158,7 +158,7 @@ def test_variants_build_check_and_are_selected_among(tmp_path):
 
     path = project(tmp_path, formats='["torch"]', options='[models.cnn.targets.torch]\nchannels_last = "search"\n')
     text = path.read_text().replace('precisions = ["fp32", "fp16"]', 'precisions = ["fp32"]')
-    text = text.replace("batch_sizes = [1, 24]", "batch_sizes = [1]\nwindow_size = 3\nmin_window_s = 0.0\n"
+    text = text.replace("batch_sizes = [1, 24]", "batch_sizes = [1]\nmin_window_runs = 3\nwindow_s = 0.0\n"
                         "stabilization_windows = 1\nmin_trials = 1\nmax_trials = 2\nwarmup_runs = 1\nwarmup_s = 0.0")
     path.write_text(text)
     report = tmp_path / "run.json"
@@ -174,6 +174,37 @@ def test_variants_build_check_and_are_selected_among(tmp_path):
     from navbuild.engine.project import open_project
 
     session = open_project(path)
-    selected = status.collect(session, ["cnn"])["models"]["cnn"]["selections"]["max-throughput"]
+    selected = status.collect_all(session, ["cnn"])[1]["models"]["cnn"]["selections"]["max-throughput"]  # the figures
     session.close()
     assert {row["target"] for row in selected["ranking"]} == {"torch", "torch+cl"}
+
+
+def test_ties_between_variants_go_by_their_declared_order(tmp_path):
+    """Selection's tie order (issue 14) over variant targets (issue 15): precisions, then formats,
+    then a format's variants in the order their values are listed, never by name."""
+    from navbuild.deploy.status import select, tie_order
+
+    options = ('[models.cnn.targets.torch-compile]\nmode = ["reduce-overhead", "default"]\n'
+               'channels_last = "search"\n')
+    graph = graph_of(project(tmp_path, formats='["torch-compile", "onnx"]', options=options))
+    artifacts = [t for t in graph.targets.values() if t.kind == ARTIFACT and t.rule.role is None]
+    model = artifacts[0].model
+    order = tie_order(model, artifacts)
+    compiled = [name for name in order if name.startswith("torch-compile-fp16")]
+    # fp16 variants: listed mode values first ("reduce-overhead" before "default"), channels_last's
+    # declared values (false, then true) outside them, as the names are built
+    assert compiled == ["torch-compile-fp16+cudagraphs", "torch-compile-fp16",
+                        "torch-compile-fp16+cl+cudagraphs", "torch-compile-fp16+cl"], order
+    assert order.index("onnx") < order.index("torch-compile-fp16+cudagraphs")  # fp32 first
+    assert order.index("torch-compile+cudagraphs") < order.index("onnx")  # then the declared formats
+
+    # four variants measured alike: the first in that order wins, whatever the names' sort order
+    profile = {"format": "navbuild-profile/2", "runner": "torch-compile", "device": "cpu", "points": [
+        {"batch_size": 1, "mean_ms": 1.0, "std_ms": 0.0, "min_ms": 1.0, "max_ms": 1.0, "p50_ms": 1.0,
+         "p90_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "throughput": 1000.0, "windows": 3, "runs": 30,
+         "stable": True, "spread_pct": 1.0, "ended": "stable"}]}
+    targets = {name: {"profile": profile, "correctness": {"passed": True}} for name in compiled}
+    selected, details = select(targets, ["max-throughput"], order=order)
+    assert selected == {"max-throughput": "torch-compile-fp16+cudagraphs"}
+    assert details["max-throughput"]["tied"] == sorted(compiled)
+    assert select(targets, ["max-throughput"], order=order[::-1])[0] == {"max-throughput": "torch-compile-fp16+cl"}

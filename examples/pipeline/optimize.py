@@ -30,7 +30,7 @@ def config(workspace: Path, device: str = "cpu") -> navbuild.OptimizeConfig:
     return navbuild.OptimizeConfig(
         target_formats=(navbuild.Format.TORCH, navbuild.Format.TORCHSCRIPT, navbuild.Format.ONNX),
         target_device=device, workspace=workspace,
-        optimization_profile={"batch_sizes": [1], "window_size": 10, "min_trials": 3, "max_trials": 5})
+        optimization_profile={"batch_sizes": [1], "min_window_runs": 10, "min_trials": 3, "max_trials": 5})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,10 @@
 """``Package``: what an optimize returns, or what a ``.nav`` file holds, for one model.
 
-It reads the build status (``navbuild.deploy.status``, schema ``navbuild-status/1``): per target its
-status, reason, files, correctness and profile. ``get_runner`` returns the activated runner of the
-target a strategy selects; ``get_model`` a callable that takes what the original model takes and
+It reads the build status (``navbuild.deploy.status``, schema ``navbuild-status/2``: per target its
+status, reason, files and correctness) and the figures measured beside it (``navbuild-figures/1``:
+per target its profile, per strategy the selection behind ``selected``; a ``.nav`` file keeps them in
+``<name>.profile.json`` beside it). ``get_runner`` returns the activated runner of the target a
+strategy selects; ``get_model`` a callable that takes what the original model takes and
 returns what it returned (torch tensors in, torch tensors out).
 """
 from __future__ import annotations
@@ -45,16 +47,21 @@ class Package:
     """One model's build: targets with status, artifacts, selection, runners.
 
     status     the model's entry of the build status (``status["models"][name]``)
+    figures    the model's entry of the measured figures (``figures["models"][name]``: profiles,
+               selections, times), None when none were measured or kept
     records    this run's records of its targets, when it comes from an optimize in this process
     live       what the optimize knew of the live model: call structure, output tree, classes
     """
 
     def __init__(self, name: str, status: Mapping[str, Any], *, project_status: Mapping[str, Any],
                  root: Path | None, records: Mapping[str, Any] | None = None,
-                 live: Mapping[str, Any] | None = None) -> None:
+                 live: Mapping[str, Any] | None = None, figures: Mapping[str, Any] | None = None,
+                 project_figures: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.status = dict(status)
+        self.figures = dict(figures or {})
         self.project_status = project_status
+        self.project_figures = project_figures
         self.root = root
         self.records = dict(records or {})
         self.live = dict(live or {})
@@ -73,8 +80,7 @@ class Package:
             check = self.records.get(f"{self.name}:{short}.check")
             if check is not None and check.status == "failed" and status in USABLE:
                 status, reason = "failed", f"correctness: {check.reason}"
-            profile = entry.get("profile") or {}
-            points = profile.get("points") or []
+            points = (self.profile(short) or {}).get("points") or []
             best = max((p.get("throughput", 0.0) for p in points), default=None)
             smallest = min(points, key=lambda p: p.get("batch_size", 0), default=None)
             found[short] = TargetStatus(
@@ -90,20 +96,29 @@ class Package:
         """Folders of the targets that were built (or found in the store)."""
         return {name: t.path for name, t in self.targets.items() if t.path is not None}
 
+    def profile(self, target: str) -> dict[str, Any] | None:
+        """The profile of ``target`` (a dict, ``navbuild-profile/2``), None when it was not profiled:
+        from the figures, or from the status of a package written before they moved out of it."""
+        measured = ((self.figures.get("targets") or {}).get(target) or {}).get("profile")
+        return measured or ((self.status.get("targets") or {}).get(target) or {}).get("profile")
+
     def is_empty(self) -> bool:
         return not any(t.usable for t in self.targets.values())
 
     def selected(self, strategy: Any = None) -> str:
-        """The target ``strategy`` chooses among the correct (and verified) targets."""
+        """The target ``strategy`` chooses among the correct (and verified) targets: the build's own
+        choice (``selected``) while it is still among those tied with the best, as the build chose."""
         from navbuild.deploy.status import select
 
         views = self.targets
         usable = {n: t for n, t in (self.status.get("targets") or {}).items()
                   if views[n].usable and self.verified.get(n, True)}
         chosen = strategy_of(strategy, DEFAULT_STRATEGY)
-        profiled = {n: t for n, t in usable.items() if t.get("profile")}
+        profiled = {n: {**t, "profile": self.profile(n)} for n, t in usable.items() if self.profile(n)}
         if profiled:
-            selected, _ = select(profiled, [chosen])
+            recorded = (self.figures.get("selections") or {}).get(chosen.name) or {}
+            selected, _ = select(profiled, [chosen], order=list(self.status.get("targets") or {}),
+                                 previous=self.status.get("selected"), margin_pct=recorded.get("margin_pct"))
             if selected:
                 return next(iter(selected.values()))
         if usable:  # nothing profiled (profiling off): the first correct target in declaration order

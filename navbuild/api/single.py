@@ -81,7 +81,8 @@ def _build_one(workspace: Workspace, source: ModelSource, config: OptimizeConfig
 def package_of(result: BuildResult, name: str) -> Package:
     from navbuild.deploy import status
 
-    collected = status.collect(result.session, models=[name])
+    collected, figures = status.collect_all(result.session, models=[name])
     records = {n: r for n, r in result.records.items() if n.split(":", 1)[0] == name}
     return Package(name, collected["models"][name], project_status=collected, root=result.session.project.root,
-                   records=records, live=result.sources[name].live)
+                   records=records, live=result.sources[name].live, figures=figures["models"][name],
+                   project_figures=figures)

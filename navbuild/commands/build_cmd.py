@@ -84,6 +84,7 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
             if name not in records:
                 records[name] = _not_run(session, name, records)
         shown = {name: records[name] for name in closure}
+        stale = session.outputs.prune()
         session.built_something = any(r.status == BUILT or r.origin == REMOTE for r in shown.values())
         _write_lock(session, shown)
         if getattr(args, "json", None):
@@ -95,6 +96,8 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
                     out.print(f"failed {record.target}: {record.reason}", highlight=False)
         else:
             summary.print_summary(out, session, shown)
+            if stale:
+                out.print(f"removed outputs of targets no longer declared: {', '.join(stale)}", highlight=False)
         return 1 if any(r.status == FAILED for r in shown.values()) else 0
     finally:
         session.close()

@@ -30,10 +30,19 @@ def main(args: argparse.Namespace) -> int:
         session.close()
 
 
+TRITON_EXTRA = "pip install -e '.[triton]'"
+
+
 def _triton(session: Session, args: argparse.Namespace) -> int:
     from navbuild.deploy import status
     from navbuild.deploy.triton_repo import DeployError, write_model_repositories, write_model_repository
 
+    try:  # config.pbtxt is written with tritonclient's schema: without it, say which extra to install
+        import tritonclient.grpc.model_config_pb2  # noqa: F401
+    except ImportError as exc:
+        console(stderr=True).print(f"navbuild: error: navbuild triton needs tritonclient ({exc}); install the "
+                                   f"triton extra: {TRITON_EXTRA}", highlight=False, markup=False)
+        return 2
     collected = status.collect(session)
     repo = Path(args.repo or "model_repository")
     strategy = args.strategy or session.project.profile.strategies[0]

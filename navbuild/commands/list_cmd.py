@@ -1,4 +1,8 @@
-"""``navbuild list``: every target, its rule, device binding, and whether this machine can build it."""
+"""``navbuild list``: every target, its rule, device binding, and whether this machine can build it.
+
+The device column is the device a target really needs: ``cuda`` for a rule that runs only on a GPU
+(a TensorRT plan) even in a project whose device is ``cpu``.
+"""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +26,7 @@ def main(args: argparse.Namespace) -> int:
             continue
         rule = target.rule
         reason = session.unmet_needs(target)
-        table.add_row(name, f"{rule.name} v{rule.version}", target.precision, target.device,
+        table.add_row(name, f"{rule.name} v{rule.version}", target.precision, needed_device(target),
                       "device-bound" if rule.device_bound else "portable",
                       "yes" if reason is None else f"[yellow]no: {reason}[/]")
     out = console()
@@ -30,3 +34,10 @@ def main(args: argparse.Namespace) -> int:
     aliases = ", ".join(sorted(a for a in session.graph.aliases if a not in session.graph.targets))
     out.print(f"aliases: {aliases}")
     return 0
+
+
+def needed_device(target) -> str:
+    rule = target.rule
+    if target.device not in rule.devices or rule.needs.needs_cuda(target.device):
+        return "cuda" if "cuda" in rule.devices or rule.needs.gpu else rule.devices[0]
+    return target.device

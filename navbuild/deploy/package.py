@@ -2,7 +2,8 @@
 
 Layout (every name relative, sorted, fixed timestamps and permissions: ``navbuild.ziputil``)::
 
-    status.json                   the build status (docs/status-schema.md), paths package-relative
+    status.json                   the build status (docs/status-schema.md), paths package-relative,
+                                  without what was measured (``status.split_measured``)
     <model>/<samples file>        sample inputs (the file the samples rule declares)
     <model>/<reference file>      the source model's outputs on them (the reference rule's file)
     <model>/<target>/<file>       files of each packaged target
@@ -11,6 +12,10 @@ Packaged targets: the base portable formats (``base`` in the status, as their ru
 fp32: what other targets can be rebuilt from on another machine), the targets selected by the given strategies,
 or every built target with ``include_all``. Every target stays described in status.json; those whose
 files travel carry ``"packaged": true`` and ``"dir": "<model>/<target>"``.
+
+The bytes depend only on what two clean builds reproduce: profiles, the figures behind the
+selections, build times and the machine stay out (``write_figures`` puts them in a JSON file
+beside the package), so the same sources, settings, tools and selections give the same bytes.
 """
 from __future__ import annotations
 
@@ -101,10 +106,12 @@ def package_entries(status: Mapping[str, Any], *, strategies: Iterable[str] = ("
                     include_all: bool = False) -> list[tuple[str, bytes]]:
     """``(name, bytes)`` of every entry of the package, status.json included."""
     strategies = tuple(strategies)
+    from navbuild.deploy.status import split_measured
+
     schema = str(status.get("schema", ""))
     if not schema.startswith(STATUS_SCHEMA_PREFIX):
         raise PackageError(f"not a navbuild build status (schema {schema!r})")
-    packed = copy.deepcopy(dict(status))
+    packed, _ = split_measured(status)
     root = packed.pop("root", None)
     entries: list[tuple[str, bytes]] = []
     replacements: list[tuple[str, str]] = []
@@ -151,6 +158,22 @@ def write_package(status: Mapping[str, Any], dest: Path, *, strategies: Iterable
     entries = package_entries(status, strategies=strategies, include_all=include_all)
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_zip(dest, entries)
+    return dest
+
+
+def figures_path(package: Path) -> Path:
+    """Where the figures of ``package`` go: ``<name>.profile.json`` beside ``<name>.nav``."""
+    package = Path(package)
+    return package.with_name(package.stem + ".profile.json")
+
+
+def write_figures(figures: Mapping[str, Any], dest: Path) -> Path:
+    """The measured half of a build (``status.split_measured``) as canonical JSON."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_bytes(dumps_json(figures))
+    tmp.replace(dest)
     return dest
 
 

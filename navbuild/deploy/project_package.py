@@ -1,5 +1,6 @@
 """The project's own ``.nav`` package: written by ``navbuild package`` and as the last step of
-``navbuild all`` (``navbuild-out/<project>.nav``)."""
+``navbuild all`` (``navbuild-out/<project>.nav``), with what was measured beside it
+(``navbuild-out/<project>.profile.json``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,26 +15,49 @@ def default_path(session: Session) -> Path:
 
 
 def write(session: Session, dest: Path | None = None, include_all: bool = False) -> Path:
+    """The package at ``dest`` (the default path if None) and its figures beside it."""
     from navbuild.deploy import package, status
 
-    collected = status.collect(session)
-    return package.write_package(collected, dest or default_path(session),
-                                 strategies=session.project.profile.strategies, include_all=include_all)
+    collected, figures = status.collect_all(session)
+    dest = dest or default_path(session)
+    path = package.write_package(collected, dest, strategies=session.project.profile.strategies,
+                                 include_all=include_all)
+    package.write_figures(figures, package.figures_path(path))
+    return path
 
 
 def write_after_build(session: Session, changed: bool = True) -> Path | None:
-    """The package after a build; None when a run that built nothing found it intact (the no-op
-    path stays fast). Raises PackageError when it cannot be written."""
+    """The package after a build; None when a run that built nothing found it intact and written
+    from the same targets and settings (the no-op path stays fast). Raises PackageError when it
+    cannot be written."""
+    from navbuild.deploy.package import figures_path
     from navbuild.engine.store import atomic_write
 
     path = default_path(session)
     record = session.store.root / LAST_PACKAGE
-    if not changed and path.is_file() and record.is_file():
+    inputs = _inputs_digest(session)
+    if not changed and path.is_file() and record.is_file() and figures_path(path).is_file():
         try:
-            if record.read_text() == session.store.files.digest(path):
+            if record.read_text() == f"{session.store.files.digest(path)} {inputs}":
                 return None
         except OSError:
             pass
     path = write(session)
-    atomic_write(record, session.store.files.digest(path).encode())
+    atomic_write(record, f"{session.store.files.digest(path)} {inputs}".encode())
     return path
+
+
+def _inputs_digest(session: Session) -> str:
+    """What the package is made from: every declared target's current key, the strategies and the
+    tie margin they choose with."""
+    from navbuild.engine.keys import Pending
+    from navbuild.hashing import digest_value
+
+    keys = {}
+    for name in session.graph.targets:
+        try:
+            keys[name] = session.key(name)[0]
+        except Pending:
+            keys[name] = None
+    return digest_value({"keys": keys, "strategies": list(session.project.profile.strategies),
+                         "tie_margin_pct": session.project.profile.tie_margin_pct})

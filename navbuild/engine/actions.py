@@ -128,14 +128,33 @@ def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: P
         if event.kind == "point" and event.point is not None:
             point = event.point
             log(f"profile: batch {point.batch_size}: p50 {point.p50_ms:.3f} ms, "
-                f"{point.throughput:.1f} samples/s{'' if point.stable else ' (not stable)'}")
+                f"{point.throughput:.1f} samples/s ±{point.spread_pct:.0f}%"
+                + (f" ({point.note})" if point.note else ""))
 
+    # the buckets a runner serves are measured too, under the same budget and window sizing
     config = coverage.profile_config(session.profile_config(), runner.served_batch_sizes(), target.spec.max_batch_size)
     result = profiling.profile_runner(runner, _samples(session, target)[0], config,
-                                      device=target.device, progress=progress)
+                                      device=target.device, progress=progress,
+                                      baseline=_best_measured(session, target))
+    for note in result.notes:
+        log(f"profile: {note}")
     data = {**result.to_dict(), "runner_info": runner.runtime_info()}
     (out_dir / PROFILE_FILE).write_text(json.dumps(jsonable(data), indent=2, sort_keys=True) + "\n")
     return data
+
+
+def _best_measured(session: Session, target: Target) -> dict[int, tuple[float, str]]:
+    """Per batch size, the best throughput the model's other current profiles measured (and
+    which target did): a target far slower cannot be selected, so its profile stops early."""
+    best: dict[int, tuple[float, str]] = {}
+    for name, other in session.graph.targets.items():
+        if other.kind != PROFILE or other.spec.name != target.spec.name or name == target.name:
+            continue
+        manifest = session.current_manifest(name)
+        for point in (manifest or {}).get("metadata", {}).get("points", []):
+            if point.get("throughput", 0.0) > best.get(point["batch_size"], (0.0, ""))[0]:
+                best[point["batch_size"]] = (point["throughput"], other.artifact)
+    return best
 
 
 ACTIONS: dict[str, Callable[..., dict[str, Any] | None]] = {

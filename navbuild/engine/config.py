@@ -84,6 +84,9 @@ class ProfileSettings:
     enabled: bool
     strategies: list[str]
     options: dict[str, Any]  # navbuild.measure.profiling.ProfileConfig fields
+    # selection's tie margin in % (navbuild.measure.selection); None: its default for the device.
+    # Not a ProfileConfig field: it changes no measurement, so it enters no profile's key
+    tie_margin_pct: float | None = None
 
 
 @dataclass
@@ -213,6 +216,10 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
     reader = _Reader(path, table, "profile")
     enabled = reader.get("enabled", bool, True)
     strategies = reader.str_list("strategies", ["max-throughput", "min-latency"])
+    tie_margin_pct = reader.get("tie_margin_pct", float, None, fix="a percentage, e.g. 5.0")
+    if tie_margin_pct is not None and not 0 <= tie_margin_pct < 100:
+        raise ConfigError(path, reader.key("tie_margin_pct"), f"must be a percentage from 0 to below 100, "
+                          f"not {tie_margin_pct:g}", "0 compares figures exactly; unset: 10 on a CPU, 3 on a GPU")
     options = {k: v for k, v in table.items() if k not in reader.used}
     if not table:
         return ProfileSettings(enabled=enabled, strategies=strategies, options={})
@@ -228,7 +235,8 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
             parse_strategy(strategy)
         except ValueError as exc:
             raise ConfigError(path, "profile.strategies", str(exc))
-    return ProfileSettings(enabled=enabled, strategies=strategies, options=dict(options))
+    return ProfileSettings(enabled=enabled, strategies=strategies, options=dict(options),
+                           tie_margin_pct=tie_margin_pct)
 
 
 def _device(path: Path, reader: _Reader, key: str, default: str) -> str:

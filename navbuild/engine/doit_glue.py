@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from navbuild.engine.graph import PROFILE
 from navbuild.engine.session import Session
 
 _SESSION: Session | None = None
@@ -57,6 +58,8 @@ def task_dicts(session: Session) -> Iterator[dict[str, Any]]:
 
 
 def _doc(target: Any) -> str:
+    if target.kind == PROFILE:
+        return f"profile of {target.artifact} (latency and throughput)"
     if target.rule is None:
         return f"correctness of {target.artifact}"
     return f"{target.rule.name} ({target.precision}, {target.device})"

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from navbuild.engine.registry import Registry
     from navbuild.engine.store import Store
 
-CHECK_VERSION = "1"
-PROFILE_VERSION = "1"
+CHECK_VERSION = "2"  # 2: the artifact's rule parameters (runner options among them) enter the key
+PROFILE_VERSION = "2"  # 2: median-based figures with a spread, time budget, batch plan in the key
 
 
 class Pending(Exception):
@@ -63,6 +63,7 @@ def artifact_material(target: Target, *, sources: dict[str, str], samples_digest
         material["samples"] = samples_digest
     if rule.role == ROLE_SAMPLES:
         material["max_batch_size"] = target.spec.max_batch_size
+        material["samples_entry"] = target.model.samples  # the function, not only its file
     if rule.device_bound:
         material["device_fingerprint"] = fingerprint.device(target.device)
     return material
@@ -74,7 +75,7 @@ def check_material(target: Target, *, artifact: Target, artifact_digest: str, re
     assert target.kind == CHECK
     material = {
         "kind": "check", "version": CHECK_VERSION, "artifact": {"target": artifact.short, "digest": artifact_digest},
-        "reference": reference_digest, "samples": samples_digest, "runner": runner,
+        "params": dict(artifact.params), "reference": reference_digest, "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
         "precision": target.precision, "tolerances": tolerances,
     }
@@ -84,13 +85,19 @@ def check_material(target: Target, *, artifact: Target, artifact_digest: str, re
 
 
 def profile_material(target: Target, *, artifact: Target, artifact_digest: str, samples_digest: str, runner: str,
-                     runner_tools: tuple[str, ...], config: dict[str, Any]) -> dict[str, Any]:
-    """Figures are only true of the machine that measured them: always keyed by its fingerprint."""
+                     runner_tools: tuple[str, ...], config: dict[str, Any],
+                     resolved: dict[str, Any]) -> dict[str, Any]:
+    """Figures are only true of the machine that measured them: always keyed by its fingerprint.
+
+    ``config`` is every profile option; ``resolved`` what they come to for this target (the batch
+    sizes, which follow the model's ``max_batch_size`` in a sweep, and the device's time budget).
+    """
     return {
         "kind": "profile", "version": PROFILE_VERSION,
-        "artifact": {"target": artifact.short, "digest": artifact_digest}, "samples": samples_digest,
-        "runner": runner, "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
-        "precision": target.precision, "config": config, "device_fingerprint": fingerprint.device(target.device),
+        "artifact": {"target": artifact.short, "digest": artifact_digest}, "params": dict(artifact.params),
+        "samples": samples_digest, "runner": runner, "tools": fingerprint.tool_versions(tuple(runner_tools)),
+        "device": target.device, "precision": target.precision, "config": config, "measures": resolved,
+        "device_fingerprint": fingerprint.device(target.device),
     }
 
 
@@ -161,9 +168,11 @@ class KeyResolver:
         runner_tools = tuple(getattr(runner, "tools", ()) or artifact.rule.tools)
         samples_digest = self.digest_of(f"{target.spec.name}:{SAMPLES}")
         if target.kind == PROFILE:
+            config = self.profile_config()
             return profile_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
                                     samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
-                                    config=self.profile_config().as_key())
+                                    config=config.as_key(),
+                                    resolved=config.resolved(target.device, target.spec.max_batch_size))
         outputs = list(target.spec.outputs) or self.reference_outputs(target)
         return check_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
                               reference_digest=self.digest_of(f"{target.spec.name}:{REFERENCE}"),

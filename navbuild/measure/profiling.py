@@ -2,9 +2,14 @@
 
 For each batch size the profiler builds a batch by tiling the sample along the batch dimension,
 places it on the device once (``runner.prepare``), warms up, then measures windows of timed calls
-(``run_prepared`` followed by ``synchronize``) until the last ``stabilization_windows`` window
-means agree within ``stability_pct`` of their mean, or ``max_trials`` windows have run (then the
-point is reported with ``stable=False``). Figures come from the runs of those last windows.
+(``run_prepared`` followed by ``synchronize``). A window's length follows the call time measured
+during the warm-up (a slow call gets few runs per window, a fast one many). Windows run until the
+last ``stabilization_windows`` window medians agree within ``stability_pct`` of their median
+(``ended: "stable"``), until ``max_trials`` windows ran (``"max_trials"``), until the point's share
+of the target's time budget is spent (``"budget"``), or, after two windows at its first batch size,
+when the target is many times slower than the best already measured for the same model and batch
+(``"slower"``: the target stops there). Figures come from the calls of the last windows; throughput is
+``batch / median latency``, so a few outliers cannot rule it.
 
 Batch sizes are an explicit list, or a sweep over powers of two up to ``max_batch_size`` that stops
 once throughput grows by less than ``throughput_cutoff_pct`` for ``throughput_backoff_limit``
@@ -28,13 +33,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported where measuring happens: reading a ProfileConfig must stay cheap
     import numpy as np
 
-RESULT_FORMAT = "navbuild-profile/1"
-PERCENTILES = (50, 90, 95, 99)
+RESULT_FORMAT = "navbuild-profile/2"
+READABLE_FORMATS = ("navbuild-profile/1", RESULT_FORMAT)  # /1 lacks the spread: it reads as 0
+PERCENTILES = (25, 50, 75, 90, 95, 99)
 OOM_PROBE_RUNS = 2  # untimed calls per batch size during the max-batch-size search
+# seconds of measuring per profiled target when [profile] budget_s is not set: a CPU quick start
+# stays short, a GPU (fast calls, large batches worth measuring) gets more
+DEFAULT_BUDGET_S = {"cpu": 3.0, "cuda": 15.0}
+ENDED = ("stable", "max_trials", "budget", "slower")
 
 # timer(run, sync) -> seconds of one call; `run` is the inference, `sync` waits for the device
 Timer = Callable[[Callable[[], Any], Callable[[], None]], float]
 Progress = Callable[["ProgressEvent"], None]
+# batch size -> (best throughput already measured for the same model, the target that measured it)
+Baseline = Mapping[int, tuple[float, str]]
 
 
 class ProfileError(RuntimeError):
@@ -44,20 +56,29 @@ class ProfileError(RuntimeError):
 # -- configuration -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ProfileConfig:
-    """How to measure. Defaults are Model Navigator 0.14's, plus warm-up and a minimum window time.
+    """How to measure (docs/profiling.md compares the defaults with Model Navigator 0.14's).
 
     batch_sizes              explicit batch sizes (measured in increasing order), or None: sweep
     max_batch_size           top of the sweep (powers of two up to it, and it); None: the runner's
                              model ``max_batch_size``, else ``DEFAULT_MAX_BATCH_SIZE``
+    budget_s                 seconds of measuring per target (warm-ups included), shared by its
+                             batch sizes; None: ``DEFAULT_BUDGET_S`` of the device; 0: no budget
     warmup_runs, warmup_s    untimed-for-figures calls before the first window of each batch size:
-                             at least this many runs and at least this much measured time
-    window_size, min_window_s  a window is at least ``window_size`` runs AND at least
-                             ``min_window_s`` seconds of measured time (tiny models get more runs,
-                             so their window means are not timer noise)
-    max_window_runs          cap on runs per window (guards against a zero-time timer)
-    stability_pct            a point is stable when the last ``stabilization_windows`` window means
-    stabilization_windows    are each within ``stability_pct`` % of their mean
+                             at least this many runs and this much measured time, then until the
+                             last ``min(3, warmup_runs)`` calls agree (a JIT compiles during its
+                             first calls at a shape)...
+    max_warmup_s             ...or this much is measured. Warm-up counts against the budget, but
+                             is not cut short by it: a point always warms up, then runs a window
+    window_s                 the measured time a window aims at: its run count is this divided by
+                             the call time measured during the warm-up (then the last window)...
+    min_window_runs          ...but at least this many runs (so a slow call still gets a median)
+    max_window_runs          ...and at most this many (guards against a zero-time timer)
+    stability_pct            a point is stable when the last ``stabilization_windows`` window
+    stabilization_windows    medians are each within ``stability_pct`` % of their median
     min_trials, max_trials   windows per point: at least / at most
+    slower_than_best         stop a target after its first batch size's first two windows when
+                             the best throughput already measured for the same model and batch
+                             size is this many times higher in both (it cannot be selected); 0: never
     throughput_cutoff_pct    sweep: a step "does not pay" when throughput grows less than this
     throughput_backoff_limit sweep: stop after this many consecutive steps that do not pay
     find_max_batch_size      on a GPU, after the sweep, double the batch (untimed) until
@@ -67,15 +88,18 @@ class ProfileConfig:
 
     batch_sizes: tuple[int, ...] | None = None
     max_batch_size: int | None = None
-    warmup_runs: int = 5
+    budget_s: float | None = None
+    warmup_runs: int = 3
     warmup_s: float = 0.05
-    window_size: int = 25
-    min_window_s: float = 0.02
-    max_window_runs: int = 100_000
+    max_warmup_s: float = 1.0
+    window_s: float = 0.05
+    min_window_runs: int = 3
+    max_window_runs: int = 10_000
     stability_pct: float = 10.0
     stabilization_windows: int = 3
     min_trials: int = 3
     max_trials: int = 10
+    slower_than_best: float = 10.0
     throughput_cutoff_pct: float = 5.0
     throughput_backoff_limit: int = 2
     find_max_batch_size: bool = False
@@ -86,22 +110,31 @@ class ProfileConfig:
         # one encoding per meaning in the key: `stability_pct = 10` in TOML is the default 10.0
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type in ("float", "int") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, float(value) if f.type == "float" else int(value))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if "float" in f.type:
+                    object.__setattr__(self, f.name, float(value))
+                elif f.type == "int":
+                    object.__setattr__(self, f.name, int(value))
         if self.batch_sizes is not None:
             sizes = tuple(sorted({int(b) for b in self.batch_sizes}))
             if not sizes or sizes[0] < 1:
                 raise ValueError(f"profile batch_sizes must be positive integers, got {self.batch_sizes}")
             object.__setattr__(self, "batch_sizes", sizes)
-        for name in ("window_size", "max_window_runs", "stabilization_windows", "min_trials",
+        for name in ("min_window_runs", "max_window_runs", "stabilization_windows", "min_trials",
                      "max_trials", "throughput_backoff_limit", "max_batch_search_limit"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"profile {name} must be >= 1, got {getattr(self, name)}")
         if self.max_batch_size is not None and self.max_batch_size < 1:
             raise ValueError(f"profile max_batch_size must be >= 1, got {self.max_batch_size}")
-        for name in ("warmup_runs", "warmup_s", "min_window_s", "stability_pct", "throughput_cutoff_pct"):
+        for name in ("warmup_runs", "warmup_s", "max_warmup_s", "window_s", "stability_pct",
+                     "throughput_cutoff_pct", "slower_than_best"):
             if getattr(self, name) < 0:
                 raise ValueError(f"profile {name} must be >= 0, got {getattr(self, name)}")
+        if self.budget_s is not None and self.budget_s < 0:
+            raise ValueError(f"profile budget_s must be >= 0 (0: no budget), got {self.budget_s}")
+        if self.max_window_runs < self.min_window_runs:
+            raise ValueError(f"profile max_window_runs ({self.max_window_runs}) must be >= min_window_runs "
+                             f"({self.min_window_runs})")
         if self.max_trials < max(self.min_trials, self.stabilization_windows):
             raise ValueError(f"profile max_trials ({self.max_trials}) must be >= min_trials "
                              f"({self.min_trials}) and stabilization_windows ({self.stabilization_windows})")
@@ -136,6 +169,17 @@ class ProfileConfig:
             sizes.append(top)
         return sizes, True
 
+    def budget(self, device: str) -> float | None:
+        """Seconds of measuring per target on ``device``; None: unlimited."""
+        budget = self.budget_s if self.budget_s is not None else DEFAULT_BUDGET_S.get(
+            "cuda" if device.startswith("cuda") else "cpu")
+        return budget or None
+
+    def resolved(self, device: str, default_max: int | None) -> dict[str, Any]:
+        """What this config measures for one target: its batch plan and budget (for its key)."""
+        sizes, sweep = self.plan(default_max)
+        return {"batch_plan": sizes, "sweep": sweep, "budget_s": self.budget(device)}
+
 
 DEFAULT_MAX_BATCH_SIZE = 64
 
@@ -150,7 +194,17 @@ def round_sig(value: float, digits: int = 5) -> float:
 
 @dataclass
 class ProfilePoint:
-    """Figures for one batch size; latencies in milliseconds, throughput in samples per second."""
+    """Figures for one batch size; latencies in milliseconds, throughput in samples per second.
+
+    throughput   ``batch_size / p50``: the median call, robust to the outliers a busy machine adds
+    spread_pct   how far the median can be trusted: the range of the kept windows' medians
+                 relative to their median (with fewer than three windows, of the medians of three
+                 consecutive blocks of the kept calls). Selection treats figures closer than this
+                 as equal.
+    ended        why measuring stopped: "stable", "max_trials" (not stable), "budget" (its share
+                 of the time budget was spent first) or "slower" (stopped after two windows: many
+                 times slower than the best target already measured at this batch size)
+    """
 
     batch_size: int
     mean_ms: float
@@ -165,22 +219,34 @@ class ProfilePoint:
     windows: int  # windows run (trials)
     runs: int  # timed runs behind the figures (the last `stabilization_windows` windows)
     stable: bool
-    window_means_ms: list[float] = field(default_factory=list)
+    window_medians_ms: list[float] = field(default_factory=list)
+    p25_ms: float | None = None
+    p75_ms: float | None = None
+    spread_pct: float = 0.0
+    ended: str = ""
+    seconds: float = 0.0  # measured time spent on this point, warm-up included
+    settled: bool = True  # the warm-up calls came to agree (else max_warmup_s ended the warm-up)
 
     def latency(self, which: str = "p50") -> float:
         """``p50``/``p90``/``p95``/``p99``/``mean``/``min``/``max`` latency in ms."""
         key = which.lower().removesuffix("_ms")
         try:
             return float(getattr(self, f"{key}_ms"))
-        except AttributeError:
+        except (AttributeError, TypeError):
             raise ValueError(f"unknown latency figure {which!r}; use p50, p90, p95, p99, mean, min or max")
+
+    @property
+    def note(self) -> str:
+        """A word for tables: "" when stable, else why it is not."""
+        return {"stable": "", "budget": "budget reached", "slower": "stopped: slower",
+                "max_trials": "unstable"}.get(self.ended, "" if self.stable else "unstable")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key, value in out.items():
             if isinstance(value, float):
                 out[key] = round_sig(value)
-        out["window_means_ms"] = [round_sig(v) for v in self.window_means_ms]
+        out["window_medians_ms"] = [round_sig(v) for v in self.window_medians_ms]
         return out
 
     @classmethod
@@ -193,7 +259,10 @@ class ProfileResult:
     """A profile of one runner (or callable): one point per batch size that was measured.
 
     stop_reason  why the batch loop ended: "batch_sizes" (explicit list done), "max_batch_size"
-                 (sweep reached its top), "throughput_saturated", "out_of_memory"
+                 (sweep reached its top), "throughput_saturated", "out_of_memory", "budget" (spent
+                 before the next batch size: ``notes`` names those not measured), "slower_than_best"
+                 (see ``ProfilePoint.ended``)
+    budget_s     the time budget it ran under (None: unlimited)
     max_batch_size_found  the largest batch that ran, when memory ran out or the GPU search ran
     oom_batch_size        the batch size that ran out of memory (None if none did)
     """
@@ -208,6 +277,7 @@ class ProfileResult:
     oom_message: str | None = None
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    budget_s: float | None = None
 
     @property
     def stable(self) -> bool:
@@ -234,6 +304,7 @@ class ProfileResult:
             "oom_batch_size": self.oom_batch_size,
             "oom_message": self.oom_message,
             "wall_s": round(self.wall_s, 3),
+            "budget_s": self.budget_s,
             "notes": list(self.notes),
             "config": dict(self.config),
             "points": [p.to_dict() for p in self.points],
@@ -241,7 +312,7 @@ class ProfileResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ProfileResult":
-        if data.get("format", RESULT_FORMAT) != RESULT_FORMAT:
+        if data.get("format", RESULT_FORMAT) not in READABLE_FORMATS:
             raise ValueError(f"not a {RESULT_FORMAT} profile: format {data.get('format')!r}")
         return cls(
             points=[ProfilePoint.from_dict(p) for p in data.get("points", [])],
@@ -254,6 +325,7 @@ class ProfileResult:
             oom_message=data.get("oom_message"),
             wall_s=float(data.get("wall_s", 0.0)),
             notes=list(data.get("notes", [])),
+            budget_s=data.get("budget_s"),
         )
 
 
@@ -422,57 +494,159 @@ def _leaves(value: Any) -> Iterable[Any]:
 
 # -- measurement ---------------------------------------------------------------------------------
 def _run_window(run: Callable[[], Any], sync: Callable[[], None], timer: Timer, min_runs: int,
-                min_s: float, cap: int) -> list[float]:
+                min_s: float, cap: int, limit_s: float | None = None, floor: int = 1) -> list[float]:
+    """At least ``min_runs`` calls and ``min_s`` seconds of measured time, at most ``cap`` calls, and
+    no call started once ``limit_s`` seconds are measured (past ``floor`` calls)."""
     latencies: list[float] = []
     total = 0.0
     while (len(latencies) < min_runs or total < min_s) and len(latencies) < cap:
+        if limit_s is not None and total >= limit_s and len(latencies) >= floor:
+            break
         elapsed = timer(run, sync)
         latencies.append(elapsed)
         total += elapsed
     return latencies
 
 
-def is_stable(window_means: Sequence[float], count: int, stability_pct: float) -> bool:
-    """The last ``count`` window means are each within ``stability_pct`` % of their mean."""
-    import numpy as np
-    if len(window_means) < count:
+def _warm_up(run: Callable[[], Any], sync: Callable[[], None], timer: Timer,
+             config: ProfileConfig) -> tuple[list[float], bool]:
+    """Calls until ``warmup_runs`` and ``warmup_s`` are reached and the last ``min(3, warmup_runs)``
+    calls agree (the slowest within ``WARMUP_SETTLED`` times the fastest: a JIT's first calls at a
+    new shape compile, and can be a thousand times slower), or ``max_warmup_s`` is measured, or
+    ``max_window_runs`` calls ran. Returns the calls and whether they settled."""
+    latencies: list[float] = []
+    last = min(3, config.warmup_runs)
+    while len(latencies) < config.max_window_runs:
+        done = len(latencies) >= config.warmup_runs and sum(latencies) >= config.warmup_s
+        if done and (last == 0 or _settled(latencies[-last:])):
+            return latencies, True
+        if done and sum(latencies) >= config.max_warmup_s:
+            break
+        latencies.append(timer(run, sync))
+    return latencies, last == 0 or _settled(latencies[-last:])
+
+
+WARMUP_SETTLED = 1.5
+
+
+def _settled(last: Sequence[float]) -> bool:
+    return max(last) <= WARMUP_SETTLED * min(last)
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def window_runs(call_s: float, config: ProfileConfig) -> int:
+    """Runs in a window: ``window_s`` of calls that take ``call_s`` each, within the run limits."""
+    if call_s <= 0:
+        return config.max_window_runs
+    wanted = math.ceil(round(config.window_s / call_s, 6))  # 0.003 / 0.0003 is 10, not 11
+    return max(config.min_window_runs, min(config.max_window_runs, wanted))
+
+
+def is_stable(window_medians: Sequence[float], count: int, stability_pct: float) -> bool:
+    """The last ``count`` window medians are each within ``stability_pct`` % of their median."""
+    if len(window_medians) < count:
         return False
-    last = np.asarray(window_means[-count:], dtype=np.float64)
-    center = float(last.mean())
+    last = list(window_medians[-count:])
+    center = _median(last)
     if center <= 0:
         return True
-    return bool(np.all(np.abs(last - center) / center * 100.0 <= stability_pct))
+    return all(abs(v - center) / center * 100.0 <= stability_pct for v in last)
 
 
 def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: int,
                   config: ProfileConfig, timer: Timer = wall_timer,
-                  on_window: Callable[[int], None] | None = None) -> ProfilePoint:
-    """Warm up, then measure windows until stable or ``max_trials``; figures of the last windows."""
+                  on_window: Callable[[int], None] | None = None, budget_s: float | None = None,
+                  best_elsewhere: float | None = None) -> ProfilePoint:
+    """Warm up, then measure windows until stable, ``max_trials``, ``budget_s`` spent, or, when
+    ``best_elsewhere`` (samples/s) is more than ``slower_than_best`` times (widened by the spread)
+    the throughput of each of this target's first two windows after a settled warm-up, right after
+    the second. Figures come from the last windows.
+
+    Time is what the timer measured (warm-up included), not the wall clock: the budget then means
+    the same with a scripted timer, and a call always finishes its window.
+    """
     import numpy as np
-    _run_window(run, sync, timer, config.warmup_runs, config.warmup_s, config.max_window_runs)
+
+    warmup, settled = _warm_up(run, sync, timer, config)
+    call_s = _median(warmup[-3:]) if warmup else 0.0  # the settled calls
     needed = max(config.min_trials, config.stabilization_windows)
     windows: list[list[float]] = []
-    means: list[float] = []
-    stable = False
+    medians: list[float] = []
+    ended = "max_trials"
     while len(windows) < config.max_trials:
-        window = _run_window(run, sync, timer, config.window_size, config.min_window_s,
-                             config.max_window_runs)
+        if not windows and not warmup:  # no warm-up: size the first window by one call
+            warmup = [timer(run, sync)]
+            call_s = warmup[0]
+        left = None if budget_s is None else budget_s - sum(warmup) - sum(map(sum, windows))
+        window = _run_window(run, sync, timer, window_runs(call_s, config), 0.0, config.max_window_runs,
+                             limit_s=left, floor=config.min_window_runs)
         windows.append(window)
-        means.append(float(np.mean(window)))
+        medians.append(_median(window))
+        call_s = medians[-1]
         if on_window is not None:
             on_window(len(windows))
-        if len(windows) >= needed and is_stable(means, config.stabilization_windows, config.stability_pct):
-            stable = True
+        if len(windows) >= needed and is_stable(medians, config.stabilization_windows, config.stability_pct):
+            ended = "stable"
             break
-    kept = np.concatenate([np.asarray(w, dtype=np.float64) for w in windows[-config.stabilization_windows:]]) * 1e3
-    p50, p90, p95, p99 = (float(v) for v in np.percentile(kept, PERCENTILES))
+        if len(windows) <= 2 and settled and best_elsewhere and config.slower_than_best:
+            if all(_far_slower(w, batch_size, best_elsewhere, config.slower_than_best) for w in windows):
+                if len(windows) == 2:  # two windows agree: not a JIT recompiling for a while
+                    ended = "slower"
+                    break
+                continue  # confirm with a second window, whatever the budget says
+        if budget_s is not None and sum(warmup) + sum(map(sum, windows)) >= budget_s:
+            ended = "budget"
+            break
+    kept_windows = windows[-config.stabilization_windows:]
+    kept = np.concatenate([np.asarray(w, dtype=np.float64) for w in kept_windows]) * 1e3
+    p25, p50, p75, p90, p95, p99 = (float(v) for v in np.percentile(kept, PERCENTILES))
     mean = float(kept.mean())
+    spread = _spread(*kept_windows)
     return ProfilePoint(
         batch_size=batch_size, mean_ms=mean, std_ms=float(kept.std()), min_ms=float(kept.min()),
         max_ms=float(kept.max()), p50_ms=p50, p90_ms=p90, p95_ms=p95, p99_ms=p99,
-        throughput=batch_size / (mean / 1e3) if mean > 0 else 0.0,
-        windows=len(windows), runs=int(kept.size), stable=stable,
-        window_means_ms=[m * 1e3 for m in means])
+        throughput=batch_size / (p50 / 1e3) if p50 > 0 else 0.0,
+        windows=len(windows), runs=int(kept.size), stable=ended == "stable",
+        window_medians_ms=[m * 1e3 for m in medians], p25_ms=p25, p75_ms=p75, spread_pct=spread * 100.0,
+        ended=ended, seconds=sum(warmup) + sum(map(sum, windows)), settled=settled)
+
+
+def _far_slower(window: list[float], batch_size: int, best: float, factor: float) -> bool:
+    """The window's throughput is more than ``factor`` (widened by its spread) below ``best``."""
+    median = _median(window)
+    return median > 0 and best > factor * (1 + _spread(window)) * batch_size / median
+
+
+SPREAD_BLOCKS = 3  # a point's spread is the range of at least this many medians
+
+
+def _spread(*windows: list[float]) -> float:
+    """The range of the windows' medians relative to their median (fewer than ``SPREAD_BLOCKS``
+    windows: of the medians of that many consecutive blocks of their calls)."""
+    if len(windows) < SPREAD_BLOCKS:
+        windows = tuple(_blocks([v for w in windows for v in w], SPREAD_BLOCKS))
+    medians = [_median(w) for w in windows if w]
+    center = _median(medians) if medians else 0.0
+    return (max(medians) - min(medians)) / center if center > 0 else 0.0
+
+
+def _blocks(values: list[float], count: int) -> list[list[float]]:
+    """``values`` cut into ``count`` consecutive blocks (fewer when there are fewer values)."""
+    count = min(count, len(values))
+    if count == 0:
+        return []
+    size, extra = divmod(len(values), count)
+    blocks, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        blocks.append(values[start:end])
+        start = end
+    return blocks
 
 
 def _saturated(points: Sequence[ProfilePoint], config: ProfileConfig) -> bool:
@@ -489,26 +663,43 @@ def _saturated(points: Sequence[ProfilePoint], config: ProfileConfig) -> bool:
 def run_profile(make_call: Callable[[int], Callable[[], Any]], sync: Callable[[], None],
                 config: ProfileConfig, *, device: str = "cpu", runner_name: str = "",
                 timer: Timer | None = None, progress: Progress | None = None,
-                default_max: int | None = None) -> ProfileResult:
+                default_max: int | None = None, baseline: Baseline | None = None) -> ProfileResult:
     """The batch loop shared by ``profile_runner`` and ``profile``.
 
     ``make_call(batch_size)`` prepares a batch (inputs placed on the device) and returns the call
     to time. An out-of-memory error in it or in the call ends the loop cleanly; any other error is
-    raised as ProfileError naming the batch size.
+    raised as ProfileError naming the batch size. The time budget is shared by the batch sizes
+    still to measure (what one leaves unspent goes to the next); once it is spent, the batch sizes
+    left are not measured. ``baseline`` gives, per batch size, the best throughput other targets
+    of the model measured (``slower_than_best``).
     """
     started = time.perf_counter()
     timer = _make_timer(config, device, timer)
     emit = progress or (lambda event: None)
     plan, sweep = config.plan(default_max)
-    result = ProfileResult(points=[], runner=runner_name, device=device, config=config.as_key())
+    budget = config.budget(device)
+    baseline = baseline or {}
+    result = ProfileResult(points=[], runner=runner_name, device=device, config=config.as_key(), budget_s=budget)
     result.stop_reason = "max_batch_size" if sweep else "batch_sizes"
     for step, batch_size in enumerate(plan):
         emit(ProgressEvent("start", batch_size, step, len(plan), 0, config.max_trials))
+        share = None
+        if budget is not None:
+            spent = sum(p.seconds for p in result.points)
+            if spent >= budget and result.points:
+                result.stop_reason = "budget"
+                result.notes.append(f"batch sizes {', '.join(map(str, plan[step:]))} not measured: the "
+                                    f"{budget:g} s budget was spent")
+                break
+            share = (budget - spent) / (len(plan) - step)
+        # only a target's first batch size can stop it: a JIT recompiling at a later shape can be
+        # hundreds of times slower for a while, which says nothing of the target
+        best, best_target = baseline.get(batch_size, (None, "")) if step == 0 else (None, "")
         call = None
         try:
             call = make_call(batch_size)
             point = measure_point(call, sync, batch_size, config, timer, on_window=lambda w, b=batch_size, s=step: emit(
-                ProgressEvent("window", b, s, len(plan), w, config.max_trials)))
+                ProgressEvent("window", b, s, len(plan), w, config.max_trials)), budget_s=share, best_elsewhere=best)
         except Exception as exc:  # noqa: BLE001 - OOM is data, anything else is re-raised
             call = None
             if not is_out_of_memory(exc):
@@ -523,6 +714,12 @@ def run_profile(make_call: Callable[[int], Callable[[], Any]], sync: Callable[[]
             del call
         result.points.append(point)
         emit(ProgressEvent("point", batch_size, step + 1, len(plan), point.windows, config.max_trials, point))
+        if point.ended == "slower":
+            result.stop_reason = "slower_than_best"
+            result.notes.append(f"stopped after two windows at batch {batch_size}: {point.throughput:.4g}/s, "
+                                f"{best / point.throughput:.0f}x slower than {best_target or 'another target'} "
+                                f"({best:.4g}/s)")
+            break
         if sweep and _saturated(result.points, config):
             result.stop_reason = "throughput_saturated"
             break
@@ -579,11 +776,12 @@ def _search_max_batch(make_call: Callable[[int], Callable[[], Any]], sync: Calla
 def profile_runner(runner: Any, sample: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
                    config: ProfileConfig | None = None, device: str | None = None,
                    progress: Progress | None = None, timer: Timer | None = None,
-                   batch_dim: int = 0) -> ProfileResult:
+                   batch_dim: int = 0, baseline: Baseline | None = None) -> ProfileResult:
     """Profile a navbuild Runner on one sample (dict name -> array, batch dimension first).
 
     Activates the runner if it is not active (and deactivates it afterwards only then). Per batch
     size: ``runner.prepare(feed)`` once, then timed ``run_prepared`` + ``synchronize`` calls.
+    ``baseline``: see ``run_profile``.
     """
     config = config or ProfileConfig()
     if not isinstance(sample, Mapping):
@@ -603,7 +801,7 @@ def profile_runner(runner: Any, sample: Mapping[str, np.ndarray] | Sequence[Mapp
     try:
         return run_profile(make_call, runner.synchronize, config, device=device,
                            runner_name=getattr(runner, "name", type(runner).__name__), timer=timer,
-                           progress=progress, default_max=default_max)
+                           progress=progress, default_max=default_max, baseline=baseline)
     finally:
         if not was_active:
             runner.deactivate()

@@ -10,17 +10,39 @@ Strategies, also as strings for the CLI and navbuild.toml (``parse_strategy``):
     latency-budget:5ms[:p95]        highest throughput among batch sizes whose latency percentile
                                     (p95 by default) fits the budget; units ms, us, s
 A Python callable ``fn(target, result) -> float | None`` is a strategy too (``CallableStrategy``).
+
+Measurements are noisy, so the choice is made to be stable: a candidate *clearly beats* another
+only when its figure is better by a factor of more than 1 + the tie margin % (or 1 + its own
+measured ``spread_pct``, if larger). The margin is ``[profile] tie_margin_pct``; unset, it is
+``DEFAULT_MARGIN_PCT`` of the device the candidates were measured on (a CPU shared with other work
+drifts between two targets' profiles far more than a GPU does, and on a GPU a wide margin would give
+away a real lead to the declared order). Every candidate that the best does not clearly beat is tied
+with it, and the tie goes, in this order, to the ``previous`` choice (a re-profile keeps a selection
+unless the new figures clearly beat it), then to the earliest target in ``order`` (the project's
+preference: its precisions, then its formats, then the variants of a format, as declared), then to
+the target name. A ``CallableStrategy`` compares exactly (margin 0).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from navbuild.measure.profiling import ProfilePoint, ProfileResult, round_sig
 
 SELECTION_FORMAT = "navbuild-selection/1"
 _PERCENTILES = ("p50", "p90", "p95", "p99", "mean")
+# figures closer than this are equal, however small their measured spread (when no margin is set):
+# on a CPU, where two targets' profiles minutes apart see different loads; on a GPU, where they do not
+DEFAULT_MARGIN_PCT = {"cpu": 10.0, "cuda": 3.0}
+MIN_MARGIN_PCT = DEFAULT_MARGIN_PCT["cpu"]
+
+
+def default_margin(results: Iterable[ProfileResult]) -> float:
+    """The tie margin for candidates measured as ``results``: the GPU's only when all ran on one."""
+    devices = [str(result.device or "cpu") for result in results]
+    on_gpu = bool(devices) and all(device.startswith("cuda") for device in devices)
+    return DEFAULT_MARGIN_PCT["cuda" if on_gpu else "cpu"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,10 @@ class Choice:
     batch_size: int | None
     figures: dict[str, Any]
 
+    @property
+    def spread_pct(self) -> float:
+        return float(self.figures.get("spread_pct") or 0.0)
+
     def to_dict(self) -> dict[str, Any]:
         figures = {k: round_sig(v) if isinstance(v, float) else v for k, v in self.figures.items()}
         return {"target": self.target, "runner": self.runner, "score": round_sig(self.score),
@@ -65,6 +91,9 @@ class Selection:
     runner_up: Choice | None
     ranking: list[Choice] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # target -> why it did not compete
+    tied: list[str] = field(default_factory=list)  # candidates the best did not clearly beat
+    kept_previous: bool = False  # the previous choice was among them, so it stayed
+    margin_pct: float | None = None  # the tie margin it used
 
     @property
     def target(self) -> str | None:
@@ -75,20 +104,23 @@ class Selection:
                 "chosen": self.chosen.to_dict() if self.chosen else None,
                 "runner_up": self.runner_up.to_dict() if self.runner_up else None,
                 "ranking": [c.to_dict() for c in self.ranking],
-                "excluded": dict(self.excluded)}
+                "excluded": dict(self.excluded), "tied": list(self.tied), "kept_previous": self.kept_previous,
+                "margin_pct": self.margin_pct}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Selection":
         ranking = [Choice.from_dict(c) for c in data.get("ranking", [])]
         chosen = Choice.from_dict(data["chosen"]) if data.get("chosen") else None
         runner_up = Choice.from_dict(data["runner_up"]) if data.get("runner_up") else None
-        return cls(data["strategy"], chosen, runner_up, ranking, dict(data.get("excluded", {})))
+        return cls(data["strategy"], chosen, runner_up, ranking, dict(data.get("excluded", {})),
+                   list(data.get("tied", [])), bool(data.get("kept_previous", False)), data.get("margin_pct"))
 
 
 # -- strategies ----------------------------------------------------------------------------------
 def _figures(point: ProfilePoint) -> dict[str, Any]:
     return {"batch_size": point.batch_size, "throughput": point.throughput, "p50_ms": point.p50_ms,
-            "p95_ms": point.p95_ms, "p99_ms": point.p99_ms, "stable": point.stable}
+            "p95_ms": point.p95_ms, "p99_ms": point.p99_ms, "stable": point.stable,
+            "spread_pct": point.spread_pct, "ended": point.ended}
 
 
 def _check_percentile(percentile: str) -> str:
@@ -102,6 +134,7 @@ class Strategy:
     """Base: ``score`` returns (score, batch size, figures) or a reason string to exclude."""
 
     name = "strategy"
+    margin_pct: float | None = None  # None: the configured tie margin; a strategy may fix its own
 
     def prepare(self, results: Mapping[str, ProfileResult]) -> None:
         """Look at all competing results first (MinLatency picks a common batch size)."""
@@ -182,6 +215,8 @@ class MaxThroughputUnderLatencyBudget(Strategy):
 class CallableStrategy(Strategy):
     """A user function ``fn(target, result) -> float | None``: higher wins, None excludes."""
 
+    margin_pct = 0.0  # a user's score means what it says
+
     def __init__(self, fn: Callable[[str, ProfileResult], float | None], name: str | None = None) -> None:
         self.fn = fn
         self.name = name or f"callable:{getattr(fn, '__name__', 'fn')}"
@@ -227,10 +262,25 @@ def _as_candidate(value: Candidate | tuple[ProfileResult, bool]) -> Candidate:
     return Candidate(result, bool(correct))
 
 
+def clearly_beats(a: Choice, b: Choice, margin_pct: float = MIN_MARGIN_PCT) -> bool:
+    """``a``'s figure is better than ``b``'s by a factor of more than 1 + the margin or ``a``'s own
+    spread (throughputs: a / b; latencies, scored negative: b / a). Only the leader's spread
+    counts: its lead is real when its own measurement is steady, however noisy ``b``'s was (a
+    JIT still compiling during ``b``'s window must not tie it with a target measured 3x faster)."""
+    tolerance = max(margin_pct, a.spread_pct) / 100.0
+    if tolerance == 0 or (a.score > 0) != (b.score > 0) or 0 in (a.score, b.score):
+        return a.score > b.score
+    ratio = a.score / b.score if a.score > 0 else b.score / a.score
+    return ratio > 1 + tolerance
+
+
 def select(candidates: Mapping[str, Candidate | tuple[ProfileResult, bool]],
            strategy: Strategy | str | Callable[[str, ProfileResult], float | None] = "max-throughput",
-           ) -> Selection:
-    """Rank the correct candidates with ``strategy``; ties go to the target name, sorted."""
+           *, order: Sequence[str] = (), previous: str | None = None,
+           margin_pct: float | None = None) -> Selection:
+    """Rank the correct candidates with ``strategy`` and choose among those tied with the best:
+    ``previous`` if it is one of them, else the earliest in ``order``, else by target name.
+    ``margin_pct``: the tie margin (None: ``default_margin`` of the competing results)."""
     strategy = parse_strategy(strategy)
     excluded: dict[str, str] = {}
     competing: dict[str, ProfileResult] = {}
@@ -245,6 +295,10 @@ def select(candidates: Mapping[str, Candidate | tuple[ProfileResult, bool]],
         else:
             competing[target] = candidate.result
     strategy.prepare(competing)
+    if strategy.margin_pct is not None:
+        margin_pct = strategy.margin_pct
+    elif margin_pct is None:
+        margin_pct = default_margin(competing.values())
     ranking: list[Choice] = []
     for target, result in competing.items():
         scored = strategy.score(target, result)
@@ -253,7 +307,18 @@ def select(candidates: Mapping[str, Candidate | tuple[ProfileResult, bool]],
             continue
         score, batch_size, figures = scored
         ranking.append(Choice(target, result.runner, score, batch_size, figures))
-    ranking.sort(key=lambda c: (-c.score, c.target))
-    return Selection(strategy=strategy.name, chosen=ranking[0] if ranking else None,
-                     runner_up=ranking[1] if len(ranking) > 1 else None, ranking=ranking,
-                     excluded=excluded)
+    preference = {name: index for index, name in enumerate(order)}
+
+    def preferred(choice: Choice) -> tuple[int, str]:
+        return preference.get(choice.target, len(preference)), choice.target
+
+    ranking.sort(key=lambda c: (-c.score, *preferred(c)))
+    if not ranking:
+        return Selection(strategy=strategy.name, chosen=None, runner_up=None, excluded=excluded, margin_pct=margin_pct)
+    tied = [c for c in ranking if not clearly_beats(ranking[0], c, margin_pct)]
+    kept = next((c for c in tied if c.target == previous), None)
+    chosen = kept or min(tied, key=preferred)
+    ranking = [chosen] + [c for c in ranking if c is not chosen]
+    return Selection(strategy=strategy.name, chosen=chosen, runner_up=ranking[1] if len(ranking) > 1 else None,
+                     ranking=ranking, excluded=excluded, tied=sorted(c.target for c in tied),
+                     kept_previous=kept is not None, margin_pct=margin_pct)

@@ -120,7 +120,7 @@ def profile_table(model_name: str, results: Mapping[str, ProfileResult],
             table.add_row(target if j == 0 else "", (result.runner or "") if j == 0 else "", str(point.batch_size),
                           fmt_ms(point.p50_ms), fmt_ms(point.p95_ms), fmt_ms(point.p99_ms),
                           fmt_throughput(point.throughput),
-                          "yes" if point.stable else "[yellow]no[/yellow]", mark, style=style)
+                          "yes" if point.stable else f"[yellow]{point.note or 'no'}[/yellow]", mark, style=style)
         if result.oom_batch_size:
             table.add_row("", "", str(result.oom_batch_size), "-", "-", "-", "-", "-", "[red]OOM[/red]")
     if selection is not None:
@@ -192,7 +192,7 @@ class RichProgress:
                 p = event.point
                 fields = {"completed": event.step, "status": (
                     f"batch {p.batch_size}: p50 {fmt_ms(p.p50_ms)} ms, {fmt_throughput(p.throughput)}/s"
-                    + ("" if p.stable else " (not stable)"))}
+                    + (f" ({p.note})" if p.note else ""))}
             elif event.kind == "oom":
                 fields = {"status": f"out of memory at batch {event.batch_size}"}
             elif event.kind == "search":

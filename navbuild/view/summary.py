@@ -1,10 +1,14 @@
-"""The table a build ends with: one row per artifact, its check folded into it."""
+"""The table a build ends with: one row per artifact, its check and profile folded into it, then
+how many targets of each kind ran (artifacts, checks, profiles: they add up to every target of
+the run) and the time each kind took."""
 from __future__ import annotations
 
 from typing import Any
 
-from navbuild.engine.graph import ARTIFACT
+from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE
 from navbuild.engine.session import FAILED, Record, Session
+
+KINDS = ((ARTIFACT, "artifacts", "build"), (CHECK, "checks", "check"), (PROFILE, "profiles", "profile"))
 
 STATUS_STYLE = {"built": "green", "cached": "cyan", "remote": "blue", "skipped": "yellow", "failed": "bold red"}
 
@@ -23,7 +27,8 @@ def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
         elif check is not None and check.status == "skipped" and status not in ("skipped", FAILED):
             reason = f"check skipped: {check.reason}"
         table.append({"target": name, "status": status, "reason": reason, "digest": record.digest,
-                      "seconds": record.seconds + (check.seconds if check else 0.0),
+                      "seconds": record.seconds, "check_seconds": check.seconds if check else None,
+                      "profile_seconds": profile.seconds if profile else None,
                       "correctness": _correctness_text(check), "throughput": _throughput_text(profile),
                       "record": record, "check": check})
     return table
@@ -50,16 +55,45 @@ def _throughput_text(profile: Record | None) -> str:
     if not points:
         return ""
     best = max(points, key=lambda p: p.get("throughput", 0.0))
-    stable = "" if all(p.get("stable", True) for p in points) else " (unstable)"
-    return f"{best['throughput']:.4g}/s @ batch {best['batch_size']}{stable}"
+    figure = best["throughput"]
+    text = f"{figure:.0f}" if figure >= 100 else f"{figure:.3g}"
+    return f"{text}/s @ batch {best['batch_size']}{_caveat(points)}"
+
+
+def _caveat(points: list[dict[str, Any]]) -> str:
+    """What keeps the figures from being settled: the budget, a stop, or noise."""
+    ended = {p.get("ended") or ("stable" if p.get("stable", True) else "max_trials") for p in points}
+    for word, note in (("slower", "stopped: slower"), ("budget", "budget reached"), ("max_trials", "unstable")):
+        if word in ended:
+            return f" ({note})"
+    return ""
+
+
+def counts(session: Session, records: dict[str, Record]) -> list[tuple[str, dict[str, int], float]]:
+    """Per kind of target: its name, how many ended in each status, and the seconds they took."""
+    found = []
+    for kind, label, _ in KINDS:
+        of_kind = [r for name, r in records.items() if session.graph.targets[name].kind == kind]
+        by_status: dict[str, int] = {}
+        for record in of_kind:  # by label: a target restored from the remote cache counts as "remote"
+            by_status[record.label] = by_status.get(record.label, 0) + 1
+        found.append((label, by_status, sum(r.seconds for r in of_kind)))
+    return found
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def print_summary(console: Any, session: Session, records: dict[str, Record]) -> None:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="navbuild", show_lines=False, header_style="bold")
-    for column, justify in (("target", "left"), ("status", "left"), ("digest", "left"), ("time", "right"),
-                            ("correctness", "left"), ("best throughput", "left")):
+    table = Table(title="navbuild", show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
+                  collapse_padding=True, pad_edge=False)
+    for column, justify in (("target", "left"), ("status", "left"), ("digest", "left"), ("build s", "right"),
+                            ("check s", "right"), ("profile s", "right"), ("correctness", "left"),
+                            ("best throughput", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     data = rows(session, records)
     for row in data:
@@ -67,8 +101,8 @@ def print_summary(console: Any, session: Session, records: dict[str, Record]) ->
         if row["reason"]:
             status += f": {row['reason']}"
         digest = (row["digest"] or "")[:12]
-        table.add_row(row["target"], status, digest, f"{row['seconds']:.2f} s", row["correctness"],
-                      row["throughput"])
+        table.add_row(row["target"], status, digest, _seconds(row["seconds"]), _seconds(row["check_seconds"]),
+                      _seconds(row["profile_seconds"]), row["correctness"], row["throughput"])
     console.print(table)
     for row in data:
         if row["status"] == FAILED:
@@ -81,7 +115,16 @@ def print_summary(console: Any, session: Session, records: dict[str, Record]) ->
                 console.print(f"  log: {log}", highlight=False)
             console.print(f"  rebuild just it, with full output: [bold]{session.rebuild_command(failed.target)}[/]",
                           highlight=False)
-    counts: dict[str, int] = {}
-    for row in data:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing to do", highlight=False)
+    console.print(footer(session, records), highlight=False)
+
+
+def footer(session: Session, records: dict[str, Record]) -> str:
+    """``12 targets: 6 artifacts (4 built, 2 cached), 3 checks (3 built), 3 profiles (3 built)``
+    and, below, the seconds that building, checking and profiling took in this run."""
+    if not records:
+        return "nothing to do"
+    kinds = counts(session, records)
+    parts = [f"{sum(by.values())} {label} ({', '.join(f'{n} {s}' for s, n in sorted(by.items()))})"
+             for label, by, _ in kinds if by]
+    times = ", ".join(f"{verb} {seconds:.1f} s" for (_, _, verb), (_, by, seconds) in zip(KINDS, kinds) if by)
+    return f"{len(records)} targets: " + ", ".join(parts) + f"\ntime: {times}"

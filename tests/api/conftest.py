@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 # a few runs per batch size: these tests are about what gets built, not about the figures
-FAST_PROFILE = {"batch_sizes": [1], "warmup_runs": 1, "warmup_s": 0.0, "window_size": 3, "min_window_s": 0.0,
+FAST_PROFILE = {"batch_sizes": [1], "warmup_runs": 1, "warmup_s": 0.0, "min_window_runs": 3, "window_s": 0.0,
                 "min_trials": 3, "max_trials": 3, "stabilization_windows": 3}
 
 

@@ -5,7 +5,7 @@ import numpy as np
 
 import navbuild
 
-QUICK = {"batch_sizes": [1, 2], "warmup_runs": 1, "warmup_s": 0.0, "window_size": 3, "min_window_s": 0.0,
+QUICK = {"batch_sizes": [1, 2], "warmup_runs": 1, "warmup_s": 0.0, "min_window_runs": 3, "window_s": 0.0,
          "min_trials": 3, "max_trials": 3}
 
 

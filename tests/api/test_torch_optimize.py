@@ -99,6 +99,10 @@ def test_package_save_and_load(built, tmp_path):
         navbuild.package.save(package, path)
     loaded = navbuild.package.load(path)
     assert loaded.name == "cnn" and set(loaded.targets) == set(FORMATS)
+    # the figures travel beside the package (issue 14), and the package's choice is the build's
+    assert path.with_name("cnn.profile.json").is_file()
+    assert all(target.throughput for target in loaded.targets.values())
+    assert loaded.selected() == package.selected() == package.status["selected"]["max-throughput"]
     sample = vision_model.make_samples()[1]
     model = loaded.get_model(target="onnx")
     assert isinstance(model, OptimizedModel)

@@ -85,7 +85,7 @@ def _write_project(root: Path) -> Path:
         state = {key: torch.randn(shape) for key, shape in SHAPES.items()}
         torch.save(state, root / name / "weights.pt")
     config = ["[project]\nname = \"identity\"\n",
-              "[profile]\nbatch_sizes = [1]\nwindow_size = 3\nmin_window_s = 0.001\nwarmup_runs = 1\n"
+              "[profile]\nbatch_sizes = [1]\nmin_window_runs = 3\nwindow_s = 0.001\nwarmup_runs = 1\n"
               "warmup_s = 0.0\nmin_trials = 3\nmax_trials = 3\n"]
     for name in MODELS:
         sources = [f"{name}/*.py"] + ([f"{name}/weights.pt"] if name.startswith("weights") else [])
@@ -148,8 +148,8 @@ def test_two_projects_sharing_a_store_never_share_a_recipe_digest(tmp_path):
 
             [profile]
             batch_sizes = [1]
-            window_size = 3
-            min_window_s = 0.001
+            min_window_runs = 3
+            window_s = 0.001
             min_trials = 3
             max_trials = 3
 

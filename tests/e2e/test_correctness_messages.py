@@ -63,8 +63,8 @@ class Net(nn.Module):
 
 
 def _project(root: Path) -> Path:
-    config = ["[project]\nname = \"messages\"\n", "[profile]\nbatch_sizes = [1]\nwindow_size = 3\n"
-              "min_window_s = 0.001\nmin_trials = 3\nmax_trials = 3\n"]
+    config = ["[project]\nname = \"messages\"\n", "[profile]\nbatch_sizes = [1]\nmin_window_runs = 3\n"
+              "window_s = 0.001\nmin_trials = 3\nmax_trials = 3\n"]
     for name, body in MODELS.items():
         (root / name).mkdir(parents=True)
         seed = "torch.manual_seed(0)\n    " if name != "dropout" else ""

@@ -49,7 +49,7 @@ formats = ["torchscript-trace", "onnx"]
 {cache}
 """
 NO_PROFILE = "[profile]\nenabled = false"
-TINY_PROFILE = "[profile]\nbatch_sizes = [1]\nwindow_size = 5\nmin_window_s = 0.002\nmin_trials = 3\nmax_trials = 3"
+TINY_PROFILE = "[profile]\nbatch_sizes = [1]\nmin_window_runs = 5\nwindow_s = 0.002\nmin_trials = 3\nmax_trials = 3"
 
 
 @dataclass

@@ -1,0 +1,72 @@
+"""Issue 14: what a run says it did adds up, and what cannot run here says every reason."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from navbuild.cli import main
+from navbuild.engine.project import open_project
+
+from .tiny import ARTIFACTS, CHECKS, PROFILES, make_tiny_project
+
+
+def test_the_summary_counts_every_kind_of_target_and_adds_up(tmp_path, capsys):
+    project = make_tiny_project(tmp_path / "project")
+    report = tmp_path / "records.json"
+    assert main(["--config", str(project.config), "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    import json
+
+    records = json.loads(report.read_text())
+    footer = re.search(r"(\d+) targets: (\d+) artifacts \(([^)]*)\), (\d+) checks \(([^)]*)\), "
+                       r"(\d+) profiles \(([^)]*)\)", out.replace("\n", " "))
+    assert footer, out
+    total, artifacts, artifact_states, checks, check_states, profiles, profile_states = footer.groups()
+    assert int(total) == len(records) == int(artifacts) + int(checks) + int(profiles)
+    assert (int(artifacts), int(checks), int(profiles)) == (len(ARTIFACTS) + 2, len(CHECKS), len(PROFILES))
+    assert artifact_states == f"{len(ARTIFACTS) + 2} built" and profile_states == f"{len(PROFILES)} built"
+    assert re.search(r"time: build \d+\.\d s, check \d+\.\d s, profile \d+\.\d s", out), out
+    assert re.search(r"target\s.*\sbuild\s.*\scheck\s.*\sprofile\s", out), out  # a time column per kind
+
+    assert main(["--config", str(project.config)]) == 0  # a second run: every target cached, and said so
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert f"{len(records)} targets: {len(ARTIFACTS) + 2} artifacts ({len(ARTIFACTS) + 2} cached)" in out
+
+
+def test_unmet_needs_are_all_named_and_list_shows_the_device_a_target_needs(tmp_path, capsys):
+    project = make_tiny_project(tmp_path / "project")
+    project.config.write_text(project.config.read_text().replace('formats = ["torchscript-trace", "onnx"]',
+                                                                 'formats = ["onnx", "trt"]'))
+    session = open_project(project.config)
+    target = session.graph.targets["mlp:trt-fp32"]
+    machine = session.machine
+    reasons = []
+    if not machine.has_module("tensorrt"):
+        reasons.append("tensorrt is not installed")
+    if not machine.has_cuda():
+        reasons.append("no CUDA GPU on this machine")
+    assert session.unmet_needs(target) == ("; ".join(reasons) or None)
+    assert main(["--config", str(project.config), "list"]) == 0
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("│")}
+    assert rows["mlp:trt-fp32"][3] == "cuda"  # the project's device is cpu, but a plan needs a GPU
+    assert rows["mlp:onnx"][3] == "cpu"
+
+
+def test_doit_describes_profiles_as_profiles(tmp_path):
+    from navbuild.engine.doit_glue import task_dicts
+
+    project = make_tiny_project(tmp_path / "project")
+    docs = {task["basename"]: task["doc"] for task in task_dicts(open_project(project.config))}
+    assert docs["mlp:onnx.profile"] == "profile of mlp:onnx (latency and throughput)"
+    assert docs["mlp:onnx.check"] == "correctness of mlp:onnx"
+
+
+def test_triton_without_the_triton_extra_says_which_extra_to_install(tmp_path):
+    project = make_tiny_project(tmp_path / "project")
+    code = ("import sys; sys.modules['tritonclient'] = None; from navbuild.cli import main; "
+            f"sys.exit(main(['--config', {str(project.config)!r}, 'triton', '--repo', 'repo']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pip install -e '.[triton]'" in result.stderr and "Traceback" not in result.stderr
