@@ -90,7 +90,9 @@ class Runner:
 
     def runtime_info(self) -> dict[str, Any]:
         """What this runner did to run the artifact fast, for the check's and the profile's records
-        (e.g. ``{"cudnn_benchmark": True, "graphs_compiled": 0}``); JSON-able, after ``activate``."""
+        (e.g. ``{"cudnn_benchmark": True, "graphs_compiled": 0}``); JSON-able, after ``activate``. Keys
+        ending in ``_seconds`` or starting with ``graphs_`` measure this one run: they are kept in the
+        check's record but not in its output file, whose digest must not change from run to run."""
         return {}
 
     # -- hooks ------------------------------------------------------------------------------

@@ -101,6 +101,10 @@ def test_build_check_and_profile_compile_once_and_a_second_build_compiles_nothin
     assert second["tiny:torch-compile"]["metadata"]["graphs_loaded"] == 2
     assert second["tiny:torch-compile.check"]["correctness"]["runner_info"]["graphs_compiled"] == 0
     assert json.loads(profile_file.read_text())["runner_info"]["graphs_compiled"] == 0
+    # the check's output is the same bytes whether its runner compiled or loaded: a reproducible digest
+    third = build(tmp_path, "tiny:torch-compile.check", "--force")
+    assert third["tiny:torch-compile.check"]["status"] == "built"
+    assert third["tiny:torch-compile.check"]["digest"] == first["tiny:torch-compile.check"]["digest"]
 
     third = build(tmp_path, "tiny:torch-compile")
     assert {record["status"] for record in third.values()} == {"cached"}
