@@ -61,8 +61,10 @@ class ProfileConfig:
     batch_sizes              explicit batch sizes (measured in increasing order), or None: sweep
     max_batch_size           top of the sweep (powers of two up to it, and it); None: the runner's
                              model ``max_batch_size``, else ``DEFAULT_MAX_BATCH_SIZE``
-    budget_s                 seconds of measuring per target (warm-ups included), shared by its
-                             batch sizes; None: ``DEFAULT_BUDGET_S`` of the device; 0: no budget
+    budget_s                 seconds of measuring per target (warm-ups included, but not the first
+                             call at each batch size: a JIT compiles there, it measures nothing),
+                             shared by its batch sizes; None: ``DEFAULT_BUDGET_S`` of the device;
+                             0: no budget
     warmup_runs, warmup_s    untimed-for-figures calls before the first window of each batch size:
                              at least this many runs and this much measured time, then until the
                              last ``min(3, warmup_runs)`` calls agree (a JIT compiles during its
@@ -224,7 +226,7 @@ class ProfilePoint:
     p75_ms: float | None = None
     spread_pct: float = 0.0
     ended: str = ""
-    seconds: float = 0.0  # measured time spent on this point, warm-up included
+    seconds: float = 0.0  # time charged to the budget: warm-up included, its first call not
     settled: bool = True  # the warm-up calls came to agree (else max_warmup_s ended the warm-up)
 
     def latency(self, which: str = "p50") -> float:
@@ -573,6 +575,9 @@ def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: 
     import numpy as np
 
     warmup, settled = _warm_up(run, sync, timer, config)
+    # the first call at a shape is where a JIT compiles (seconds for jax.jit or a traced SavedModel
+    # on a busy CPU): charged to the budget, it would leave nothing to measure the next batch sizes
+    charged = lambda: sum(warmup[1:]) + sum(map(sum, windows))  # noqa: E731
     call_s = _median(warmup[-3:]) if warmup else 0.0  # the settled calls
     needed = max(config.min_trials, config.stabilization_windows)
     windows: list[list[float]] = []
@@ -582,7 +587,7 @@ def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: 
         if not windows and not warmup:  # no warm-up: size the first window by one call
             warmup = [timer(run, sync)]
             call_s = warmup[0]
-        left = None if budget_s is None else budget_s - sum(warmup) - sum(map(sum, windows))
+        left = None if budget_s is None else budget_s - charged()
         window = _run_window(run, sync, timer, window_runs(call_s, config), 0.0, config.max_window_runs,
                              limit_s=left, floor=config.min_window_runs)
         windows.append(window)
@@ -599,7 +604,7 @@ def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: 
                     ended = "slower"
                     break
                 continue  # confirm with a second window, whatever the budget says
-        if budget_s is not None and sum(warmup) + sum(map(sum, windows)) >= budget_s:
+        if budget_s is not None and charged() >= budget_s:
             ended = "budget"
             break
     kept_windows = windows[-config.stabilization_windows:]
@@ -613,7 +618,7 @@ def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: 
         throughput=batch_size / (p50 / 1e3) if p50 > 0 else 0.0,
         windows=len(windows), runs=int(kept.size), stable=ended == "stable",
         window_medians_ms=[m * 1e3 for m in medians], p25_ms=p25, p75_ms=p75, spread_pct=spread * 100.0,
-        ended=ended, seconds=sum(warmup) + sum(map(sum, windows)), settled=settled)
+        ended=ended, seconds=charged(), settled=settled)
 
 
 def _far_slower(window: list[float], batch_size: int, best: float, factor: float) -> bool:

@@ -107,3 +107,11 @@ def project(warm_project, tmp_path) -> Project:
     dest = tmp_path / "project"
     shutil.copytree(source.root, dest, symlinks=True)
     return Project(dest)
+
+
+def profiled_in_full_or_stopped_as_slower(points: list[dict], batch_sizes: list[int]) -> bool:
+    """Every batch size measured, or (docs/profiling.md, ``slower_than_best``) the target stopped
+    after its first batch size because another target of the model measured there first is
+    far faster: which one gets measured first depends on the order doit runs them in."""
+    measured = [p["batch_size"] for p in points]
+    return measured == batch_sizes or (measured == batch_sizes[:1] and points[0]["ended"] == "slower")

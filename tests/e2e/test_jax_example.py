@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from tests.e2e.conftest import REPO, Project
+from tests.e2e.conftest import REPO, Project, profiled_in_full_or_stopped_as_slower
 
 HAVE_JAX = all(importlib.util.find_spec(name) for name in ("jax", "tensorflow", "tf2onnx", "onnxruntime"))
 needs_jax = pytest.mark.skipif(not HAVE_JAX, reason="jax, tensorflow, tf2onnx or onnxruntime is not installed")
@@ -39,7 +39,8 @@ def test_every_target_builds_checks_and_profiles(example):
         check = records[f"{name}.check"]
         assert check["status"] == "built" and check["correctness"]["passed"], check
         points = records[f"{name}.profile"]["metadata"]["points"]
-        assert records[f"{name}.profile"]["status"] == "built" and [p["batch_size"] for p in points] == [1, 2, 4]
+        assert records[f"{name}.profile"]["status"] == "built"
+        assert profiled_in_full_or_stopped_as_slower(points, [1, 2, 4]), points
     for name in GPU_ONLY:
         assert records[name]["status"] == "skipped" and records[name]["reason"], records[name]
     assert records["classifier:savedmodel"]["metadata"]["serialization"] == "graph"

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.e2e.conftest import REPO, Project
+from tests.e2e.conftest import REPO, Project, profiled_in_full_or_stopped_as_slower
 
 pytest.importorskip("onnxruntime", reason="the onnx_file example runs on ONNX Runtime")
 EXAMPLE = REPO / "examples" / "onnx_file"
@@ -29,7 +29,8 @@ def test_every_target_builds_checks_and_profiles(example):
         assert records[name]["status"] == "built", records[name]
         assert records[f"{name}.check"]["status"] == "built" and records[f"{name}.check"]["correctness"]["passed"]
         assert records[f"{name}.profile"]["status"] == "built"
-        assert [p["batch_size"] for p in records[f"{name}.profile"]["metadata"]["points"]] == [1, 2, 4]
+        points = records[f"{name}.profile"]["metadata"]["points"]
+        assert profiled_in_full_or_stopped_as_slower(points, [1, 2, 4]), points
     if SLIM:
         slim = records["classifier:onnx-slim"]["metadata"]
         assert slim["nodes_after"] < slim["nodes_before"]  # the identity and the constant product are gone
