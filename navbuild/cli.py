@@ -50,11 +50,14 @@ def parser() -> argparse.ArgumentParser:
                         help="triton: auto (native backend where Triton has one) or python (navbuild's runner)")
     deploy.add_argument("--ort-tensorrt", action="store_true", help="triton: TensorRT accelerator for ONNX models")
     deploy.add_argument("--from", dest="from_package", metavar="PKG", help="build: import this .nav package first")
+    deploy.add_argument("--package-limit", action="append", metavar="NAME=SIZE",
+                        help="build --from: raise a limit on what a package may hold (entry=16G, total=64G, "
+                             "entries=100000, ratio=200, status=64M)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # options may come before, between or after the words
     from navbuild.engine.config import ConfigError
     from navbuild.engine.graph import GraphError
     from navbuild.deploy.package import PackageError

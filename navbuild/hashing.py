@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 import xxhash
 
 CHUNK = 1 << 20
+DIGEST_CHARS = frozenset("0123456789abcdef")
+
+
+def is_digest(value: object) -> bool:
+    """32 lowercase hex digits: what every digest and key navbuild writes looks like."""
+    return isinstance(value, str) and len(value) == 32 and DIGEST_CHARS.issuperset(value)
 
 
 def digest_bytes(data: bytes) -> str:
@@ -19,6 +25,19 @@ def digest_file(path: Path) -> str:
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def copy_with_digest(source: BinaryIO, dest: BinaryIO, limit: int) -> str:
+    """Copy a stream while hashing it; ValueError once more than ``limit`` bytes came."""
+    hasher = xxhash.xxh3_128()
+    copied = 0
+    while chunk := source.read(CHUNK):
+        copied += len(chunk)
+        if copied > limit:
+            raise ValueError(f"more than {limit} bytes")
+        hasher.update(chunk)
+        dest.write(chunk)
     return hasher.hexdigest()
 
 

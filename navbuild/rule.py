@@ -61,6 +61,8 @@ class Rule:
     canonical_digest  optional ``fn(out_dir) -> str`` when bytes cannot be made identical
     validate      optional ``fn(params, precision) -> str | None``: the problem with a target's options
                   as one sentence (config validation shows it before anything builds), or None
+    loads_code    loading its output runs code carried in the files (a shared library, compiled GPU
+                  kernels, a pickle): a package's or another machine's copy is never imported
     """
 
     name: str
@@ -80,6 +82,7 @@ class Rule:
     canonical_digest: Callable[[Path], str] | None = None
     description: str = ""
     validate: Callable[[Mapping[str, Any], str], str | None] | None = None
+    loads_code: bool = False
 
     def target_suffix(self, precision: str) -> str:
         if precision == self.precisions[0] and not self.suffix_default_precision:

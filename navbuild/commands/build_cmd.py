@@ -23,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
     session = open_project(args.config, options)
     words = args.words or ["all"]
     if words[0] == "build":
-        if args.from_package and not _import(session, Path(args.from_package)):
+        if args.from_package and not _import(session, Path(args.from_package), args):
             return 2
         words = words[1:] or ["all"]
     selected = session.graph.resolve(words)
@@ -33,14 +33,20 @@ def main(args: argparse.Namespace) -> int:
     return code
 
 
-def _import(session: Session, path: Path) -> bool:
+def _import(session: Session, path: Path, args: argparse.Namespace) -> bool:
+    from navbuild.deploy.package import Limits
     from navbuild.engine.package_import import import_package
 
     if not path.is_file():
         console(stderr=True).print(f"navbuild: error: package {path} does not exist", highlight=False)
         return False
-    imported = import_package(session, path)
-    console().print(f"imported {imported} artifacts from {path}", highlight=False)
+    report = import_package(session, path, Limits.parse(getattr(args, "package_limit", None) or ()))
+    out = console()
+    out.print(f"imported {len(report.imported)} artifacts from {path}"
+              + (f" ({len(report.present)} already in the store)" if report.present else ""), highlight=False)
+    if args.verbose:
+        for name, why in sorted(report.skipped.items()):
+            out.print(f"  not imported: {name}: {why}", highlight=False)
     return True
 
 

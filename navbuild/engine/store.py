@@ -22,11 +22,11 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import msgpack
 
-from navbuild.hashing import digest_bytes, digest_file
+from navbuild.hashing import copy_with_digest, digest_bytes, digest_file, is_digest
 
 MANIFEST_SCHEMA = 1
 
@@ -274,6 +274,15 @@ class Store:
     def scratch(self, prefix: str) -> Path:
         return Path(tempfile.mkdtemp(dir=self.tmp, prefix=prefix))
 
+    @contextlib.contextmanager
+    def staging(self) -> Iterator["Staging"]:
+        """Objects from an untrusted source, held apart until every one is verified (``Staging``)."""
+        folder = self.scratch("staging-")
+        try:
+            yield Staging(self, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     # -- garbage collection ---------------------------------------------------------------------
     def gc(self) -> dict[str, int]:
         """Delete objects no manifest reaches and stale temporary files; returns counts and bytes."""
@@ -298,6 +307,47 @@ class Store:
         self.files.dirty = True
         self.files.save()
         return {"objects_removed": removed, "bytes_freed": freed, "objects_kept": len(reachable)}
+
+
+class Staging:
+    """Objects streamed into a private folder with a running digest; ``commit`` moves them into
+    ``objects/`` only once all were added, so bytes that do not match their digest never enter."""
+
+    def __init__(self, store: Store, folder: Path) -> None:
+        self.store, self.folder = store, folder
+
+    def add(self, stream: BinaryIO, expected: str, limit: int, label: str) -> None:
+        if not is_digest(expected):
+            raise CorruptObject(f"{label}: {expected!r} is not a digest")
+        dest = self.folder / expected
+        if dest.exists():
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    actual = copy_with_digest(stream, out, limit)
+                except ValueError as exc:
+                    raise CorruptObject(f"{label}: {exc}") from None
+                out.flush()
+                os.fsync(out.fileno())
+            if actual != expected:
+                raise CorruptObject(f"{label} has digest {actual}, but {expected} is recorded")
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def commit(self) -> None:
+        for path in sorted(self.folder.iterdir()):
+            if path.name.startswith("."):
+                continue
+            dest = self.store.object_path(path.name)
+            if not self.store._object_ok(dest, path.name):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+                self.store.files.forget(dest)
 
 
 def is_disk_full(exc: BaseException) -> bool:

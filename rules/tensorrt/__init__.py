@@ -25,7 +25,7 @@ TRT = Rule(
     name="trt", version="1", build=build.build_trt, consumes="onnx", params=dict(config.DEFAULTS),
     tools=("tensorrt",), precisions=config.PRECISIONS, device_bound=True, devices=("cuda",), runner="tensorrt",
     needs=Needs(modules=("tensorrt",), gpu=True), suffix_default_precision=True, normalized=False,
-    canonical_digest=build.info_digest, validate=config.validate,
+    canonical_digest=build.info_digest, validate=config.validate, loads_code=True,
     description="TensorRT plan (model.plan) from the ONNX model: fp32, fp16, bf16, int8 (calibrated)",
 )
 
@@ -34,7 +34,7 @@ ORT_TRT = Rule(
     params={key: config.DEFAULTS[key] for key in ("max_batch_size", "opt_batch_size", "workspace")},
     tools=("onnxruntime-gpu", "onnxruntime"), precisions=("fp32", "fp16", "bf16"), device_bound=True,
     devices=("cuda",), runner="ort-trt", needs=Needs(modules=("onnxruntime",), gpu=True), normalized=False,
-    canonical_digest=build.info_digest,
+    canonical_digest=build.info_digest, loads_code=True,
     description="ONNX model with ONNX Runtime's TensorRT execution provider and its engine cache",
 )
 

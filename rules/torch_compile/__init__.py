@@ -21,7 +21,7 @@ TORCH_COMPILE = Rule(
     name="torch-compile", version="1", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.COMPILE_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
-    validate=options.validate_compile,
+    validate=options.validate_compile, loads_code=True,
     description="torch.compile recipe (mode, backend, dynamic, precision) plus torch's compile cache",
 )
 
@@ -29,6 +29,7 @@ AOTI = Rule(
     name="aoti", version="1", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.AOTI_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="aoti", normalized=False, canonical_digest=build.aoti_digest, validate=options.validate_aoti,
+    loads_code=True,
     description="AOTInductor package (model.pt2) with a dynamic batch, run in a worker process",
 )
 
