@@ -14,7 +14,7 @@ from pathlib import Path
 from navbuild.commands import console
 from navbuild.engine.graph import PROFILE
 from navbuild.engine.project import open_project
-from navbuild.engine.records import BUILT, FAILED, SKIPPED, Record, clear_run_dir, new_run_dir
+from navbuild.engine.records import BUILT, FAILED, SKIPPED, Record
 from navbuild.engine.session import Options, Session
 
 
@@ -72,9 +72,6 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
     from navbuild.view import progress, summary
 
     session.forced = force
-    # worker processes (-j) report through files; one process keeps its records in memory
-    run_dir = new_run_dir(session.store.root) if args.jobs > 1 else None
-    session.records.run_dir = run_dir
     out = console()
     try:
         closure = session.graph.closure(selected)
@@ -100,9 +97,6 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
         return 1 if any(r.status == FAILED for r in shown.values()) else 0
     finally:
         session.close()
-        if run_dir is not None:
-            clear_run_dir(run_dir)
-            run_dir.rmdir()
 
 
 def _not_run(session: Session, name: str, records: dict[str, Record]) -> Record:

@@ -7,7 +7,10 @@ points are checked by parsing their file with ``ast``.
 from __future__ import annotations
 
 import ast
+import os
+import posixpath
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,6 +18,7 @@ from typing import Any, Mapping
 from navbuild.rule import ModelSpec
 
 CONFIG_NAME = "navbuild.toml"
+DEFAULT_TIMEOUT_S = 1800.0  # one build, check or profile; [project] timeout, per model, per format
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Looser tolerances for reduced precisions unless the project sets its own.
@@ -62,6 +66,7 @@ class TargetsConfig:
     device: str
     normalize: bool
     format_options: dict[str, dict[str, Any]]  # format -> rule params from [targets.<format>]
+    timeouts: dict[str, float] = field(default_factory=dict)  # format -> seconds, from [targets.<format>]
 
 
 @dataclass
@@ -71,6 +76,7 @@ class ModelConfig:
     sources: list[str]  # globs relative to the root
     targets: TargetsConfig
     correctness: CorrectnessConfig
+    timeout: float = DEFAULT_TIMEOUT_S  # seconds a build, check or profile of user code may take
 
     @property
     def name(self) -> str:
@@ -94,6 +100,8 @@ class ProjectConfig:
     out: Path
     models: dict[str, ModelConfig]
     profile: "ProfileSettings" = None  # type: ignore[assignment]
+    timeout: float = DEFAULT_TIMEOUT_S
+    mapping: dict[str, Any] = field(default_factory=dict)  # the validated TOML: rebuilds it in a worker
 
 
 # -- small typed readers ----------------------------------------------------------------------
@@ -154,22 +162,51 @@ def find_config(start: Path) -> Path:
                       "run navbuild from a project folder, or pass --config PATH")
 
 
-def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectConfig:
-    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation."""
-    path = Path(path).resolve()
+def read(path: Path) -> dict[str, Any]:
+    """The TOML mapping of ``path`` (a folder holding navbuild.toml is taken for that file)."""
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        path = path / CONFIG_NAME
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(path, "", "file not found")
+    except IsADirectoryError:
+        raise ConfigError(path, "", f"is a folder with no {CONFIG_NAME}", "pass the path of navbuild.toml itself")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8")
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot be read: {exc.strerror or exc}")
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}", "fix the syntax at the position shown")
-    root = path.parent
+
+
+def config_path(path: Path) -> Path:
+    path = Path(path).resolve()
+    return path / CONFIG_NAME if path.is_dir() and (path / CONFIG_NAME).is_file() else path
+
+
+def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectConfig:
+    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation."""
+    path = config_path(path)
+    return from_mapping(read(path), path, path.parent, known_formats)
+
+
+def from_mapping(data: Mapping[str, Any], path: Path, root: Path,
+                 known_formats: Mapping[str, Any] | None = None) -> ProjectConfig:
+    """Validate a config mapping (what navbuild.toml holds) for a project rooted at ``root``;
+    ``path`` names it in messages. A worker process rebuilds the project this way."""
+    path, root = Path(path), Path(root)
     top = _Reader(path, data, "")
     project = _Reader(path, top.table_("project"), "project")
-    name = project.get("name", str, root.name)
+    name = _plain_name(path, project.key("name"), project.get("name", str, root.name))
     device = _device(path, project, "device", "cpu")
-    store = root / project.get("store", str, ".navbuild")
-    out = root / project.get("out", str, "navbuild-out")
+    outside = project.get("allow_paths_outside", bool, False)
+    store = _inside(path, root, project.key("store"), project.get("store", str, ".navbuild"), outside)
+    out = _inside(path, root, project.key("out"), project.get("out", str, "navbuild-out"), outside)
+    _separate_folders(path, root, store, out)
+    timeout = _timeout(path, project, DEFAULT_TIMEOUT_S)
     project.reject_unknown()
     correctness = _correctness(path, top.table_("correctness"), "correctness", None)
     profile = _profile(path, top.table_("profile"))
@@ -183,10 +220,59 @@ def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectC
         if not model_name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(path, f"models.{model_name}", "a model name may hold letters, digits, "
                               "'-' and '_' only")
-        models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats)
+        models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout)
     top.reject_unknown()
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
-                         models=models, profile=profile)
+                         models=models, profile=profile, timeout=timeout, mapping=dict(data))
+
+
+# -- paths ----------------------------------------------------------------------------------------
+OUTSIDE_FIX = "use a path inside the folder of navbuild.toml"
+
+
+def _unusable(text: str) -> bool:
+    return not text or any(unicodedata.category(c).startswith("C") for c in text)
+
+
+def _plain_name(path: Path, key: str, text: str) -> str:
+    if _unusable(text) or text in (".", "..") or "/" in text or "\\" in text:
+        raise ConfigError(path, key, f"{text!r} is not a plain name (it names files: no '/', '..' or control "
+                          "characters)")
+    return text
+
+
+def _escapes(text: str) -> bool:
+    """A path that leaves the folder it is relative to (absolute, or ``..`` past its start)."""
+    normal = posixpath.normpath(text.replace("\\", "/"))
+    return normal.startswith("/") or normal == ".." or normal.startswith("../")
+
+
+def _inside(path: Path, root: Path, key: str, text: str, outside_allowed: bool = False) -> Path:
+    """``root / text``, refused when ``text`` leads out of the project (unless that is allowed)."""
+    if _unusable(text):
+        raise ConfigError(path, key, f"{text!r} is not a usable path")
+    if _escapes(text) and not outside_allowed:
+        raise ConfigError(path, key, f"{text!r} is outside the project folder",
+                          OUTSIDE_FIX + (" (or set allow_paths_outside = true in [project] for store and out)"
+                                         if key.startswith("project.") else ""))
+    return root / text
+
+
+def _separate_folders(path: Path, root: Path, store: Path, out: Path) -> None:
+    """`clean` deletes out: it must never hold the store or the project, nor be the same folder."""
+    root_, store_, out_ = (Path(os.path.normpath(p)) for p in (root, store, out))
+    for key, folder in (("project.out", out_), ("project.store", store_)):
+        if folder == root_ or folder in root_.parents:
+            raise ConfigError(path, key, f"{folder} is the project folder or holds it", "name a folder of its own")
+    if out_ == store_ or out_ in store_.parents or store_ in out_.parents:
+        raise ConfigError(path, "project.out", "out and store must be separate folders (clean deletes out)")
+
+
+def _timeout(path: Path, reader: _Reader, default: float) -> float:
+    value = reader.get("timeout", float, default, fix="seconds, e.g. timeout = 600")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(path, reader.key("timeout"), "must be a positive number of seconds")
+    return value
 
 
 def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
@@ -259,7 +345,8 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
 
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
-           correctness: CorrectnessConfig, known_formats: Mapping[str, Any] | None) -> ModelConfig:
+           correctness: CorrectnessConfig, known_formats: Mapping[str, Any] | None,
+           project_timeout: float = DEFAULT_TIMEOUT_S) -> ModelConfig:
     where = f"models.{name}"
     reader = _Reader(path, table, where)
     framework = reader.get("framework", str, fix='e.g. framework = "torch"')
@@ -268,15 +355,13 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
     samples = reader.get("samples", str, fix='a function ("model.py:make_samples") or a .tensors/.npz file')
     if ":" in samples and samples.rsplit(":", 1)[0].endswith(".py"):
         _check_entry(path, root, reader.key("samples"), samples)
-    elif not (root / samples).is_file():
+    elif not _inside(path, root, reader.key("samples"), samples).is_file():
         raise ConfigError(path, reader.key("samples"), f"file {samples} does not exist",
                           "give an existing file or a 'file.py:function' that returns samples")
     entry_file = entry.rsplit(":", 1)[0]
     sources = reader.str_list("sources", [entry_file])
     for pattern in sources:
-        if not any(root.glob(pattern)):
-            raise ConfigError(path, reader.key("sources"), f"{pattern!r} matches no file",
-                              "list the model's files relative to the folder of navbuild.toml")
+        _check_pattern(path, root, reader.key("sources"), pattern)
     inputs = reader.str_list("inputs", [])
     outputs = reader.str_list("outputs", [])
     batch_dim = reader.get("batch_dim", int, 0)
@@ -288,6 +373,7 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
         raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
     dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
     device = _device(path, reader, "device", project_device)
+    timeout = _timeout(path, reader, project_timeout)
     targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, known_formats)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
     reader.reject_unknown()
@@ -295,7 +381,19 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
                      outputs=tuple(outputs), batch_dim=batch_dim, max_batch_size=max_batch_size,
                      dynamic_axes=dynamic_axes)
     return ModelConfig(spec=spec, samples=samples, sources=sources, targets=targets,
-                       correctness=model_correctness)
+                       correctness=model_correctness, timeout=timeout)
+
+
+def _check_pattern(path: Path, root: Path, key: str, pattern: str) -> None:
+    if _unusable(pattern) or pattern.startswith("/") or ".." in pattern.replace("\\", "/").split("/"):
+        raise ConfigError(path, key, f"{pattern!r} is not a pattern inside the project folder", OUTSIDE_FIX)
+    try:
+        matched = any(root.glob(pattern))
+    except (ValueError, NotImplementedError, OSError) as exc:
+        raise ConfigError(path, key, f"{pattern!r} is not a usable glob pattern ({exc})")
+    if not matched:
+        raise ConfigError(path, key, f"{pattern!r} matches no file",
+                          "list the model's files relative to the folder of navbuild.toml")
 
 
 def _dynamic_axes(path: Path, where: str, table: Mapping[str, Any]) -> dict[str, dict[int, str]]:
@@ -328,6 +426,7 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
         if precision not in PRECISIONS:
             raise ConfigError(path, f"{where}.precisions", f"unknown precision {precision!r}",
                               f"use one of {PRECISIONS}")
+    timeouts = {}
     for key, value in table.items():
         if key in reader.used:
             continue
@@ -338,10 +437,13 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
         if not isinstance(value, dict):
             raise ConfigError(path, f"{where}.{key}", "format options must be a table")
         options[key] = dict(value)
+        if "timeout" in value:  # the engine's, not the rule's: how long its targets may take
+            timeouts[key] = _timeout(path, _Reader(path, {"timeout": options[key].pop("timeout")},
+                                                   f"{where}.{key}"), DEFAULT_TIMEOUT_S)
     if known_formats is not None:
         _check_format_options(path, where, formats, precisions, options, known_formats)
     return TargetsConfig(formats=formats, precisions=precisions, device=target_device,
-                         normalize=normalize, format_options=options)
+                         normalize=normalize, format_options=options, timeouts=timeouts)
 
 
 ENGINE_PARAMS = ("max_batch_size", "normalize")
@@ -375,14 +477,16 @@ def _check_entry(path: Path, root: Path, key: str, entry: str) -> None:
     file_text, sep, func = entry.rpartition(":")
     if not sep or not file_text or not func:
         raise ConfigError(path, key, f"{entry!r} is not of the form 'path/file.py:function'")
-    source = root / file_text
+    source = _inside(path, root, key, file_text)
     if not source.is_file():
         raise ConfigError(path, key, f"file {file_text} does not exist",
                           "paths are relative to the folder holding navbuild.toml")
     try:
-        tree = ast.parse(source.read_text(), filename=str(source))
+        tree = ast.parse(source.read_bytes(), filename=str(source))
     except SyntaxError as exc:
         raise ConfigError(path, key, f"{file_text} has a syntax error at line {exc.lineno}: {exc.msg}")
+    except (ValueError, OSError, RecursionError, MemoryError) as exc:
+        raise ConfigError(path, key, f"{file_text} cannot be read as Python: {type(exc).__name__}: {exc}")
     defined = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -1,8 +1,8 @@
 """navbuild's targets as doit tasks, run through doit's library API.
 
 Each target is a doit task whose ``uptodate`` asks the store (not doit's dependency file) and
-whose action builds it. The task functions are module-level so that doit's process pool can run
-them; the session they act on is set once per process before doit starts.
+whose action builds it; the action hands user code to a worker process (``workers``), so ``-j N``
+runs doit's thread executor: N threads, each waiting on a worker.
 """
 from __future__ import annotations
 
@@ -74,22 +74,13 @@ def run(session: Session, task_names: list[str], jobs: int = 1, reporter: Any = 
                  "DOIT_CONFIG": {"backend": "navbuild-null", "dep_file": str(session.store.root / "doit-null"),
                                  "verbosity": 2, "reporter": reporter or "zero"}}
     args = ["run", "--continue"]
-    if jobs > 1 and _frameworks_imported():
-        import warnings
+    if jobs > 1:  # threads that wait on worker processes (navbuild.engine.workers): one per running target
+        args += ["-n", str(jobs), "-P", "thread"]
+        from navbuild.engine import workers
 
-        warnings.warn("navbuild: -j runs targets in forked processes, which is unsafe once a framework is "
-                      "imported in this process; building one target at a time")
-        jobs = 1
-    if jobs > 1:
-        args += ["-n", str(jobs), "-P", "process"]
+        workers.pool(session).size = jobs
     extra = {"BACKEND": {"navbuild-null": "navbuild.engine.doit_glue:NullBackend"}}
     return DoitMain(ModuleTaskLoader(namespace), config_filenames=(), extra_config=extra).run(args + task_names)
-
-
-def _frameworks_imported() -> bool:
-    import sys
-
-    return any(name in sys.modules for name in ("torch", "tensorflow", "jax", "onnxruntime"))
 
 
 class NullBackend:

@@ -35,6 +35,7 @@ class Target:
     upstream: str | None = None  # the target whose files this one reads
     deps: list[str] = field(default_factory=list)  # every target it waits for
     artifact: str | None = None  # for CHECK and PROFILE: the artifact it checks or measures
+    timeout: float | None = None  # seconds its action may run in a worker (None: the model's)
 
     @property
     def spec(self) -> ModelSpec:
@@ -43,6 +44,11 @@ class Target:
     @property
     def short(self) -> str:
         return self.name.split(":", 1)[1]
+
+    @property
+    def seconds_allowed(self) -> float:
+        """How long its build, check or profile may run: its format's timeout, else its model's."""
+        return self.timeout if self.timeout is not None else self.model.timeout
 
 
 class GraphError(ValueError):
@@ -133,7 +139,7 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
                 add(artifact, "all", model_name, rule.name, artifact.short, precision)
                 check = Target(f"{artifact.name}.check", CHECK, model, None, precision=precision,
                                device=device, deps=[artifact.name, reference.name, samples.name],
-                               artifact=artifact.name)
+                               artifact=artifact.name, timeout=artifact.timeout)
                 add(check)
                 if project.profile.enabled:
                     add(_profile_target(artifact, samples.name))
@@ -144,7 +150,7 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
 def _profile_target(artifact: Target, samples: str) -> Target:
     return Target(f"{artifact.name}.profile", PROFILE, artifact.model, None, precision=artifact.precision,
                   device=artifact.device, deps=[artifact.name, f"{artifact.name}.check", samples],
-                  artifact=artifact.name)
+                  artifact=artifact.name, timeout=artifact.timeout)
 
 
 def _params(rule: Rule, model: ModelConfig, options: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +176,7 @@ def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, sampl
         upstream = f"{model.name}:{upstream_rule.target_suffix(upstream_rule.precisions[0])}"
     deps = [samples] + ([upstream] if upstream else [])
     return Target(name, ARTIFACT, model, rule, precision=precision, device=device, params=params,
-                  upstream=upstream, deps=deps)
+                  upstream=upstream, deps=deps, timeout=model.targets.timeouts.get(rule.name))
 
 
 def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
@@ -187,7 +193,8 @@ def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
         targets[implicit.name] = implicit
         targets[f"{implicit.name}.check"] = Target(
             f"{implicit.name}.check", CHECK, target.model, None, precision=implicit.precision, device=device,
-            deps=[implicit.name, f"{model}:{REFERENCE}", f"{model}:{SAMPLES}"], artifact=implicit.name)
+            deps=[implicit.name, f"{model}:{REFERENCE}", f"{model}:{SAMPLES}"], artifact=implicit.name,
+            timeout=implicit.timeout)
         if implicit.upstream and implicit.upstream not in targets:
             pending.append(implicit)
 

@@ -27,6 +27,7 @@ class Registry:
         self.rules: dict[str, Rule] = {}
         self.runners: dict[str, type[Runner]] = {}
         self.origins: dict[str, str] = {}
+        self.modules: list[str] = []  # the rule modules added, in order: a worker process adds the same
 
     def add_module(self, module_name: str) -> None:
         try:
@@ -39,6 +40,7 @@ class Registry:
             self.add_rule(rule, module_name)
         for runner in getattr(module, "RUNNERS", ()):
             self.runners[runner.name] = runner
+        self.modules.append(module_name)
 
     def add_rule(self, rule: Rule, origin: str) -> None:
         previous = self.origins.get(rule.name)
@@ -73,6 +75,13 @@ def _entry_point_modules() -> list[str]:
     except Exception:  # a broken distribution must not break the build
         return []
     return [ep.value.split(":")[0] for ep in found]
+
+
+def from_modules(module_names: list[str]) -> Registry:
+    registry = Registry()
+    for module_name in module_names:
+        registry.add_module(module_name)
+    return registry
 
 
 @lru_cache(maxsize=1)

@@ -45,6 +45,7 @@ class Session:
         self.outputs = Outputs(project.out, graph, self.store, self.keys)
         self.records = RunRecords()
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
+        self.workers = None  # navbuild.engine.workers.Pool, made when the first action runs
         self.built_something = False  # set by a build command: did this run change any target?
 
     # -- what other modules ask ---------------------------------------------------------------------
@@ -178,6 +179,8 @@ class Session:
                                 metadata={"build_seconds": manifest.get("seconds", 0.0), **kept}))
 
     def close(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
         self.store.files.save()
 
 

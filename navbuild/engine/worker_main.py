@@ -1,0 +1,85 @@
+"""A worker process: opens the project from its description, then runs one target per request.
+
+Started by ``navbuild.engine.workers`` (see there for the protocol). Its stdout carries only
+frames: file descriptor 1 is pointed at stderr first, and while a target runs, 1 and 2 point at
+that target's log, so prints, native messages and the faulthandler traceback of a crash end up in
+the log the parent keeps. A file-size limit makes writes fail (EFBIG) instead of killing it.
+"""
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from navbuild.engine.workers import read_frame, write_frame
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.session: Any = None
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "open":
+            from navbuild.engine.project import open_described
+
+            self.session = open_described(request["project"])
+            return {"ok": True}
+        if op == "run":
+            return self.run(request)
+        raise ValueError(f"unknown request {op!r}")
+
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        from navbuild.engine.actions import run_action
+        from navbuild.rule import Skip
+
+        session = self.session
+        target = session.graph.targets[request["target"]]
+        session.forget_keys()  # upstream targets may have been built since the last request
+        try:
+            manifest = run_action(session, target, request["key"], request["material"], Path(request["log"]))
+        except Skip as skip:
+            return {"ok": False, "skip": str(skip)}
+        return {"ok": True, "manifest": manifest}
+
+
+def _watch_parent() -> None:
+    """The parent died (even SIGKILL): end this process group, busy or not."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="navbuild-parent-watch", daemon=True).start()
+
+
+def main() -> int:
+    frames_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    faulthandler.enable(file=sys.__stderr__)  # fd 2: the running target's log
+    _watch_parent()
+    worker = Worker()
+    frames_in = sys.stdin.buffer
+    while (request := read_frame(frames_in)) is not None:
+        try:
+            reply = worker.handle(request)
+        except BaseException as exc:  # the worker survives Python errors; a native crash ends it
+            reply = {"ok": False, "error": type(exc).__name__, "message": str(exc) or type(exc).__name__,
+                     "errno": getattr(exc, "errno", None) if isinstance(exc, OSError) else None,
+                     "traceback": traceback.format_exc()}
+        write_frame(frames_out, reply)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
