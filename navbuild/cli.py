@@ -14,7 +14,8 @@ COMMANDS = {
     "status": ("navbuild.commands.status_cmd", "what is built, stale or missing, and why"),
     "explain": ("navbuild.commands.status_cmd", "which inputs changed since a target's last build"),
     "clean": ("navbuild.commands.clean_cmd", "delete materialized outputs (the store keeps every build)"),
-    "gc": ("navbuild.commands.clean_cmd", "delete store objects that no manifest reaches"),
+    "gc": ("navbuild.commands.clean_cmd", "delete store objects that no manifest reaches (--max-size SIZE)"),
+    "fsck": ("navbuild.commands.fsck_cmd", "re-hash the store and check its manifests (--repair)"),
     "profile": ("navbuild.commands.profile_cmd", "measure latency and throughput of targets (--force: again)"),
     "report": ("navbuild.commands.profile_cmd", "tables, report.json and profile.png per model"),
     "graph": ("navbuild.commands.graph_cmd", "the target graph with each target's state, as DOT (and PNG)"),
@@ -39,6 +40,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
     p.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
     p.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
+    store = p.add_argument_group("gc and fsck")
+    store.add_argument("--max-size", metavar="SIZE",
+                       help="gc: then drop the least recently used builds until the store fits (10G, 500M)")
+    store.add_argument("--repair", action="store_true", help="fsck: remove what is damaged and the garbage")
     deploy = p.add_argument_group("package, triton and build --from")
     deploy.add_argument("-o", "--output", help="package: where to write the .nav file")
     deploy.add_argument("--all-targets", action="store_true", help="package: every built target, not just the selected")
@@ -76,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("navbuild: interrupted; the store is consistent, run again to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a file-size limit, a permission: the machine's, not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"navbuild: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from navbuild.engine.session import Options, Session
 def main(args: argparse.Namespace) -> int:
     options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config)
     session = open_project(args.config, options)
+    session.store.hold_shared()  # gc waits for this build
     words = args.words or ["all"]
     if words[0] == "build":
         if args.from_package and not _import(session, Path(args.from_package), args):
@@ -56,12 +57,15 @@ def _package(session: Session, quiet: bool) -> None:
     from navbuild.deploy.package import PackageError
 
     try:
+        session.store.hold_shared()
         path = project_package.write_after_build(session, changed=session.built_something)
-    except PackageError as exc:
-        console(stderr=True).print(f"[yellow]package not written: {exc}[/]")
+    except (PackageError, OSError) as exc:  # a full disk, a file-size limit: the build's result stands
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        console(stderr=True).print(f"[yellow]package not written: {reason}[/]", highlight=False)
         return
     finally:
         session.close()
+        session.store.remove_dead_temp()  # workers killed by a timeout or a crash
     if path is not None and not quiet:
         console().print(f"package: {path}", highlight=False)
 
@@ -72,6 +76,8 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
     from navbuild.view import progress, summary
 
     session.forced = force
+    session.store.hold_shared()
+    session.store.remove_dead_temp()  # what killed builds and workers left behind
     out = console()
     try:
         closure = session.graph.closure(selected)
@@ -97,6 +103,7 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
         return 1 if any(r.status == FAILED for r in shown.values()) else 0
     finally:
         session.close()
+        session.store.remove_dead_temp()  # workers killed by a timeout or a crash
 
 
 def _not_run(session: Session, name: str, records: dict[str, Record]) -> Record:

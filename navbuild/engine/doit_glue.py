@@ -40,6 +40,7 @@ def _action(name: str) -> Any:
 def task_dicts(session: Session) -> Iterator[dict[str, Any]]:
     """One doit task per target, plus a group task per alias."""
     use_session(session)
+    session.store.hold_shared()  # plain doit builds too: gc waits for it
     for name, target in session.graph.targets.items():
         yield {
             "basename": name,

@@ -181,7 +181,7 @@ class Session:
     def close(self) -> None:
         if self.workers is not None:
             self.workers.close()
-        self.store.files.save()
+        self.store.close()
 
 
 def _small(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ class Worker:
         if op == "open":
             from navbuild.engine.project import open_described
 
+            self.close()
             self.session = open_described(request["project"])
             return {"ok": True}
         if op == "run":
@@ -47,6 +48,11 @@ class Worker:
         except Skip as skip:
             return {"ok": False, "skip": str(skip)}
         return {"ok": True, "manifest": manifest}
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()  # its temp folder goes
+            self.session = None
 
 
 def _watch_parent() -> None:
@@ -78,6 +84,7 @@ def main() -> int:
                      "errno": getattr(exc, "errno", None) if isinstance(exc, OSError) else None,
                      "traceback": traceback.format_exc()}
         write_frame(frames_out, reply)
+    worker.close()
     return 0
 
 
