@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 COMMANDS = {
     "list": ("navbuild.commands.list_cmd", "every target with its rule, device binding and whether this machine can build it"),
@@ -63,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_intermixed_args(argv)  # options may come before, between or after the words
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit: an error, not a kill
     from navbuild.engine.config import ConfigError
     from navbuild.engine.graph import GraphError
     from navbuild.deploy.package import PackageError
