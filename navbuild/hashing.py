@@ -41,8 +41,16 @@ def copy_with_digest(source: BinaryIO, dest: BinaryIO, limit: int) -> str:
     return hasher.hexdigest()
 
 
+_PLAIN = (str, int, float, bool, type(None), bytes)
+
+
 def _canonical(value: Any) -> Any:
     """Sorted dicts, tuples as lists, paths as posix text: one encoding per meaning."""
+    kind = type(value)
+    if kind in _PLAIN:  # the common case first: every key of every target is encoded on a no-op
+        return value
+    if kind is dict and all(type(k) is str for k in value):
+        return [[k, _canonical(value[k])] for k in sorted(value)]
     if isinstance(value, dict):
         return [[str(k), _canonical(value[k])] for k in sorted(value, key=str)]
     if isinstance(value, (list, tuple)):

@@ -7,6 +7,7 @@ points are checked by parsing their file with ``ast``.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import posixpath
 import tomllib
@@ -482,11 +483,22 @@ def _check_entry(path: Path, root: Path, key: str, entry: str) -> None:
         raise ConfigError(path, key, f"file {file_text} does not exist",
                           "paths are relative to the folder holding navbuild.toml")
     try:
-        tree = ast.parse(source.read_bytes(), filename=str(source))
+        stat = source.stat()
+        defined = _defined_names(str(source), stat.st_mtime_ns, stat.st_size)
     except SyntaxError as exc:
         raise ConfigError(path, key, f"{file_text} has a syntax error at line {exc.lineno}: {exc.msg}")
     except (ValueError, OSError, RecursionError, MemoryError) as exc:
         raise ConfigError(path, key, f"{file_text} cannot be read as Python: {type(exc).__name__}: {exc}")
+    if func not in defined:
+        raise ConfigError(path, key, f"{file_text} defines no {func!r}",
+                          f"define {func}() there or point to an existing function")
+
+
+@functools.lru_cache(maxsize=4096)
+def _defined_names(source: str, mtime_ns: int, size: int) -> frozenset[str]:
+    """Top-level names a Python file defines; parsed once per version of the file (an entry and
+    its samples function usually share one)."""
+    tree = ast.parse(Path(source).read_bytes(), filename=source)
     defined = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -495,6 +507,4 @@ def _check_entry(path: Path, root: Path, key: str, entry: str) -> None:
             defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             defined.update((a.asname or a.name).split(".")[0] for a in node.names)
-    if func not in defined:
-        raise ConfigError(path, key, f"{file_text} defines no {func!r}",
-                          f"define {func}() there or point to an existing function")
+    return frozenset(defined)

@@ -28,6 +28,7 @@ class Registry:
         self.runners: dict[str, type[Runner]] = {}
         self.origins: dict[str, str] = {}
         self.modules: list[str] = []  # the rule modules added, in order: a worker process adds the same
+        self.framework_rules: list[Rule] = []  # rules that read a framework's models, per framework
 
     def add_module(self, module_name: str) -> None:
         try:
@@ -45,9 +46,14 @@ class Registry:
     def add_rule(self, rule: Rule, origin: str) -> None:
         previous = self.origins.get(rule.name)
         if previous and previous != origin:
+            if _source_rules_for_other_frameworks(self.rules[rule.name], rule):  # e.g. each family's reference
+                self.framework_rules.append(rule)
+                return
             raise RegistryError(f"rule {rule.name!r} is declared by both {previous} and {origin}")
         self.rules[rule.name] = rule
         self.origins[rule.name] = origin
+        if rule.frameworks:
+            self.framework_rules.append(rule)
 
     def rule(self, name: str) -> Rule:
         try:
@@ -63,10 +69,15 @@ class Registry:
 
     def source_rule(self, name: str, framework: str) -> Rule | None:
         """A rule reading the source model of ``framework`` (``reference``), if one is declared."""
-        for rule in self.rules.values():
+        for rule in [*self.framework_rules, *self.rules.values()]:
             if rule.name == name and (not rule.frameworks or framework in rule.frameworks):
                 return rule
         return None
+
+
+def _source_rules_for_other_frameworks(first: Rule, second: Rule) -> bool:
+    """Two families may each declare a rule of one name (``reference``) for their own frameworks."""
+    return bool(first.frameworks and second.frameworks and not set(first.frameworks) & set(second.frameworks))
 
 
 def _entry_point_modules() -> list[str]:

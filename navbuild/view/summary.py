@@ -7,6 +7,7 @@ from navbuild.engine.graph import ARTIFACT
 from navbuild.engine.session import FAILED, Record, Session
 
 STATUS_STYLE = {"built": "green", "cached": "cyan", "skipped": "yellow", "failed": "bold red"}
+FOLD_CACHED_ABOVE = 50  # rows; past this, cached rows are counted, not rendered (-v renders them)
 
 
 def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
@@ -62,14 +63,20 @@ def print_summary(console: Any, session: Session, records: dict[str, Record]) ->
                             ("correctness", "left"), ("best throughput", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     data = rows(session, records)
-    for row in data:
+    listed = data
+    if len(data) > FOLD_CACHED_ABOVE and not session.options.verbose:  # a large no-op: render only news
+        listed = [row for row in data if row["status"] != "cached" or row["reason"]]
+    for row in listed:
         status = f"[{STATUS_STYLE.get(row['status'], '')}]{row['status']}[/]"
         if row["reason"]:
             status += f": {row['reason']}"
         digest = (row["digest"] or "")[:12]
         table.add_row(row["target"], status, digest, f"{row['seconds']:.2f} s", row["correctness"],
                       row["throughput"])
-    console.print(table)
+    if listed:
+        console.print(table)
+    if len(listed) < len(data):
+        console.print(f"{len(data) - len(listed)} cached targets not listed (-v lists every target)", highlight=False)
     for row in data:
         if row["status"] == FAILED:
             failed = row["record"]
