@@ -7,6 +7,7 @@ here too, so a checkout works before it is installed.
 from __future__ import annotations
 
 import importlib
+import sys
 from functools import lru_cache
 from importlib import metadata
 
@@ -30,13 +31,20 @@ class Registry:
         self.modules: list[str] = []  # the rule modules added, in order: a worker process adds the same
         self.framework_rules: list[Rule] = []  # rules that read a framework's models, per framework
 
-    def add_module(self, module_name: str) -> None:
+    def add_module(self, module_name: str, plugin: bool = False) -> None:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
                 return  # a built-in rule family not written yet in this checkout
             raise
+        except ImportError as exc:
+            if not plugin:
+                raise
+            # an installed plug-in that does not fit this navbuild must not stop every build
+            sys.stderr.write(f"navbuild: warning: rule module {module_name} cannot be imported ({exc}); "
+                             f"its rules are left out\n")
+            return
         for rule in getattr(module, "RULES", ()):
             self.add_rule(rule, module_name)
         for runner in getattr(module, "RUNNERS", ()):
@@ -102,5 +110,5 @@ def default_registry() -> Registry:
     for module_name in (*BUILTIN_MODULES, *_entry_point_modules()):
         if module_name not in seen:
             seen.add(module_name)
-            registry.add_module(module_name)
+            registry.add_module(module_name, plugin=module_name not in BUILTIN_MODULES)
     return registry

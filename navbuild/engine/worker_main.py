@@ -1,7 +1,8 @@
 """A worker process: opens the project from its description, then runs one target per request.
 
-Started by ``navbuild.engine.workers`` (see there for the protocol). Its stdout carries only
-frames: file descriptor 1 is pointed at stderr first, and while a target runs, 1 and 2 point at
+Started by ``navbuild.engine.workers`` (see there for the protocol). The frames travel on copies of
+its first stdin and stdout: file descriptor 0 is then /dev/null, 1 is pointed at stderr, and
+while a target runs, 1 and 2 point at
 that target's log, so prints, native messages and the faulthandler traceback of a crash end up in
 the log the parent keeps. A file-size limit makes writes fail (EFBIG) instead of killing it.
 """
@@ -68,14 +69,16 @@ def _watch_parent() -> None:
 
 
 def main() -> int:
+    frames_in = os.fdopen(os.dup(0), "rb", buffering=0)
     frames_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # a model that reads stdin cannot eat the requests
+    sys.stdin = open(os.devnull)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     faulthandler.enable(file=sys.__stderr__)  # fd 2: the running target's log
     _watch_parent()
     worker = Worker()
-    frames_in = sys.stdin.buffer
     while (request := read_frame(frames_in)) is not None:
         try:
             reply = worker.handle(request)
