@@ -66,7 +66,10 @@ class TimedOut(RuntimeError):
 
 
 class WorkerError(RuntimeError):
-    """A Python exception raised in a worker; subclasses carry the original type's name."""
+    """A Python exception raised in a worker; subclasses carry the original type's name, and
+    ``worker_traceback`` the traceback as the worker formatted it."""
+
+    worker_traceback = ""
 
 
 def isolated() -> bool:
@@ -296,7 +299,9 @@ def _remote_error(reply: dict[str, Any]) -> BaseException:
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return OSError(code, message.removeprefix(f"[Errno {code}] "))
     name = str(reply.get("error") or "Error")
-    return type(name, (WorkerError,), {})(message)
+    error = type(name, (WorkerError,), {})(message)
+    error.worker_traceback = str(reply.get("traceback") or "")  # for a failure record; the log has it too
+    return error
 
 
 class _Tail:

@@ -1,6 +1,6 @@
 """torch.export archives (``model.pt2``) loaded without unpickling anything or loading native code.
 
-``torch.export.load`` in torch 2.13 has no ``weights_only`` switch and unpickles several entries:
+``torch.export.load`` in torch 2.13 (and 2.14) has no ``weights_only`` switch and unpickles several entries:
 
 - the example inputs, ``data/sample_inputs/<m>.pt``: ``torch.load(weights_only=True)``, and when
   that fails, again with ``weights_only=False`` (a crafted pickle there runs its payload);
