@@ -17,7 +17,7 @@ checked against this machine's own reference outputs before anything packages or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from navbuild.deploy.package import DEFAULT_LIMITS, Limits, PackageContents, PackageError, read_package
@@ -80,8 +80,8 @@ def _plan(session: Session, contents: PackageContents,
     packaged: dict[str, dict[str, Any]] = {}
     for model_name, model in (contents.status.get("models") or {}).items():
         samples = model.get("samples") or {}
-        if samples.get("digest"):
-            digests[f"{model_name}:samples"] = tree_digest({"samples.tensors": samples["digest"]})
+        if samples.get("digest") and samples.get("path"):  # its target's files: the one file its rule wrote
+            digests[f"{model_name}:samples"] = tree_digest({PurePosixPath(samples["path"]).name: samples["digest"]})
         for short, target in (model.get("targets") or {}).items():
             name = f"{model_name}:{short}"
             if target.get("digest"):

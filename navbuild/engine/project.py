@@ -21,7 +21,7 @@ def describe(session: Session) -> dict[str, Any]:
     """What a worker process needs to open the same project: plain data, no file required."""
     project = session.project
     return {"config": project.mapping, "path": str(project.path), "root": str(project.root),
-            "rule_modules": list(session.registry.modules),
+            "rule_modules": list(session.registry.rule_modules),
             "options": {"verbose": session.options.verbose, "config_arg": session.options.config_arg}}
 
 

@@ -28,7 +28,7 @@ class Registry:
         self.rules: dict[str, Rule] = {}
         self.runners: dict[str, type[Runner]] = {}
         self.origins: dict[str, str] = {}
-        self.modules: list[str] = []  # the rule modules added, in order: a worker process adds the same
+        self.rule_modules: list[str] = []  # the rule modules added, in order: a worker process adds the same
         self.framework_rules: list[Rule] = []  # rules that read a framework's models, per framework
 
     def add_module(self, module_name: str, plugin: bool = False) -> None:
@@ -49,7 +49,7 @@ class Registry:
             self.add_rule(rule, module_name)
         for runner in getattr(module, "RUNNERS", ()):
             self.runners[runner.name] = runner
-        self.modules.append(module_name)
+        self.rule_modules.append(module_name)
 
     def add_rule(self, rule: Rule, origin: str) -> None:
         previous = self.origins.get(rule.name)
