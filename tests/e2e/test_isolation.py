@@ -132,3 +132,22 @@ def test_a_failure_in_the_worker_keeps_its_type_and_message(unruly):
     code, output, records = run(unruly, "abort:reference")
     assert code == 1
     assert records["abort:reference"]["reason"] == "KeyError: 'no such model'", records["abort:reference"]
+
+
+def test_workers_rebuild_a_project_from_its_description_without_a_config_file(tmp_path):
+    """What the Python API will need: a project known only as data (no navbuild.toml) builds in workers."""
+    import msgpack
+
+    from navbuild.engine import doit_glue
+    from navbuild.engine.project import describe, open_described, open_project
+
+    project = make_project(tmp_path / "project")
+    description = msgpack.unpackb(msgpack.packb(describe(open_project(project.config))))  # plain data
+    project.config.unlink()
+    session = open_described(description)
+    try:
+        doit_glue.run(session, ["cnn:samples"])
+        assert session.collect_records(["cnn:samples"])["cnn:samples"].status == "built"
+        assert session.workers is not None  # it ran in a worker, which opened the description too
+    finally:
+        session.close()
