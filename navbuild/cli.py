@@ -24,6 +24,7 @@ COMMANDS = {
     "package": ("navbuild.commands.deploy_cmd", "write the .nav package (-o PATH, --all-targets)"),
     "triton": ("navbuild.commands.deploy_cmd", "write a Triton model repository (--repo DIR)"),
     "build": ("navbuild.commands.build_cmd", "build targets; --from PKG first imports a .nav package"),
+    "verify": ("navbuild.commands.verify_cmd", "rebuild targets in a scratch store and compare with navbuild.lock"),
 }
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -41,11 +42,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show every target and each build's output")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
     p.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run targets that failed before with the same inputs (else their failure is replayed)")
     p.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
     store = p.add_argument_group("gc and fsck")
     store.add_argument("--max-size", metavar="SIZE",
                        help="gc: then drop the least recently used builds until the store fits (10G, 500M)")
     store.add_argument("--repair", action="store_true", help="fsck: remove what is damaged and the garbage")
+    remote = p.add_argument_group("remote cache (docs/remote-cache.md)")
+    remote.add_argument("--remote-cache", metavar="URL",
+                        help="share builds through this cache: http(s):// (Bazel's layout), file://, s3://, ...")
+    remote.add_argument("--remote-cache-read-only", action="store_true",
+                        help="restore from the remote cache, never upload (untrusted builds)")
+    verify = p.add_argument_group("verify")
+    verify.add_argument("--sample", type=int, metavar="N", help="verify: rebuild only N targets chosen at random")
+    verify.add_argument("--seed", type=int, help="verify: the seed that chooses the sample")
     deploy = p.add_argument_group("package, triton and build --from")
     deploy.add_argument("-o", "--output", help="package: where to write the .nav file")
     deploy.add_argument("--all-targets", action="store_true", help="package: every built target, not just the selected")
@@ -71,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from navbuild.engine.graph import GraphError
     from navbuild.deploy.package import PackageError
     from navbuild.engine.registry import RegistryError
+    from navbuild.engine.remote_settings import RemoteSettingsError
 
     try:
         if args.words and args.words[0] in COMMANDS:
@@ -79,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         from navbuild.commands import build_cmd
 
         return build_cmd.main(args)
-    except (ConfigError, GraphError, RegistryError, PackageError) as exc:
+    except (ConfigError, GraphError, RegistryError, PackageError, RemoteSettingsError) as exc:
         print(f"navbuild: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -16,6 +16,16 @@ def is_digest(value: object) -> bool:
     return isinstance(value, str) and len(value) == 32 and DIGEST_CHARS.issuperset(value)
 
 
+OUTPUT_DIGEST_KINDS = "cm"  # a rule's canonical digest, or one with the model's identity mixed in
+
+
+def is_output_digest(value: object) -> bool:
+    """A target's output digest: a digest, or ``c``/``m`` and 31 hex digits (``actions.output_digest``)."""
+    if isinstance(value, str) and len(value) == 32 and value[:1] in OUTPUT_DIGEST_KINDS:
+        return DIGEST_CHARS.issuperset(value[1:])
+    return is_digest(value)
+
+
 def digest_bytes(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 

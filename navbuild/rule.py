@@ -6,13 +6,32 @@ computes keys, schedules, caches and materializes.
 """
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import importlib.util
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 SOURCE = "source"  # `consumes` value of a rule that reads the model's own code
+# A key of a build's metadata: one sentence that a failed correctness check of the artifact adds to
+# its first failure (what the build saw that explains a mismatch, e.g. a trace of data-dependent code).
+CHECK_HINT = "check_hint"
+# Roles: the two rules every model gets, besides the formats it declares. Each writes one tensors
+# file (navbuild.tensors), its first declared output; their targets are ``<model>:<role>``.
+ROLE_SAMPLES = "samples"  # the sample inputs (one rule for every framework)
+ROLE_REFERENCE = "reference"  # the source model's outputs on them (one rule per framework)
+ROLES = (ROLE_SAMPLES, ROLE_REFERENCE)
+
+
+def repeat_file_name(tensor_file: str) -> str:
+    """Where a reference rule keeps a second run of the source model beside its tensors file, when
+    the two runs differ (``reference.tensors`` -> ``reference.repeat.tensors``): the checks then
+    judge whether an artifact's error is within the source's own non-determinism."""
+    stem, dot, suffix = tensor_file.rpartition(".")
+    return f"{stem}.repeat.{suffix}" if dot else f"{tensor_file}.repeat"
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,46 @@ class Needs:
 
 
 @dataclass(frozen=True)
+class TritonModel:
+    """How Triton serves a rule's output with one of its own backends (no navbuild code on the server).
+
+    backend       Triton's ``backend`` field (``onnxruntime``)
+    platform      Triton's ``platform`` field (``onnxruntime_onnx``), None when the backend needs none
+    files         the rule's output -> its path under ``<model>/1/``. A key is a file name, or a
+                  folder ending in ``/`` whose files keep their paths below the value (also ending
+                  in ``/``). The first entry must be in the output; the others are copied when present
+    tensor_name   Triton's name of input or output number ``index``: ``"{name}"`` (the model's names),
+                  or ``"{name}__{index}"`` for a backend that binds tensors by position (libtorch)
+    io_types      ``"artifact"``: the backend feeds the artifact as it is, so the config declares the
+                  types the artifact takes (its build metadata's ``input_types``/``output_types``,
+                  falling back to the model's); ``"model"``: the model's own types
+    accelerators  Triton execution accelerators the backend accepts (``"tensorrt"``)
+    """
+
+    backend: str
+    platform: str | None
+    files: Mapping[str, str]
+    tensor_name: str = "{name}"
+    io_types: str = "artifact"
+    accelerators: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "platform": self.platform, "files": dict(self.files),
+                "tensor_name": self.tensor_name, "io_types": self.io_types,
+                "accelerators": list(self.accelerators)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TritonModel":
+        return cls(backend=str(data["backend"]), platform=data.get("platform"), files=dict(data.get("files") or {}),
+                   tensor_name=str(data.get("tensor_name") or "{name}"),
+                   io_types=str(data.get("io_types") or "artifact"),
+                   accelerators=tuple(data.get("accelerators") or ()))
+
+    def name_of(self, name: str, index: int) -> str:
+        return self.tensor_name.format(name=name, index=index)
+
+
+@dataclass(frozen=True)
 class Rule:
     """A conversion step: consumes one upstream format (or the source model), produces files.
 
@@ -45,11 +104,14 @@ class Rule:
     build         ``build(ctx: BuildContext) -> dict | None``; writes files into ctx.out_dir and
                   may return metadata (JSON-able) that goes into the manifest
     consumes      ``SOURCE`` or the name of the upstream format whose files it reads
-    frameworks    frameworks whose models it accepts when it consumes SOURCE ("torch", ...)
+    frameworks    frameworks whose models it serves ("torch", ...); empty: any. One format name may
+                  have one rule per framework (``onnx`` from torch, from TensorFlow): the engine
+                  picks the rule by (format, the model's framework), and so resolves ``consumes``
     params        parameters that change its output, name -> default (only these enter its key).
-                  The engine fills them from ``[models.<m>.targets.<format>]`` tables, except two it
-                  supplies itself when declared: ``max_batch_size`` (the model's) and ``normalize``
-                  (make the output byte-reproducible; default True, a per-target option)
+                  The engine fills them from ``[models.<m>.targets.<format>]`` tables, except those it
+                  supplies itself when declared: ``max_batch_size`` (the model's), ``normalize``
+                  (make the output byte-reproducible; default True, a per-target option) and
+                  ``profile_batch_sizes`` (the ``[profile]`` batch sizes, [] when it sweeps)
     tools         distributions whose installed version enters its key ("torch", "onnx")
     precisions    precisions it can build; the first is its default
     device_bound  output only valid on the device that built it (keyed by the device fingerprint)
@@ -59,10 +121,31 @@ class Rule:
     suffix_default_precision  name the default-precision target ``fmt-fp32`` instead of ``fmt``
     normalized    its output is made byte-reproducible (else `canonical_digest` must be given)
     canonical_digest  optional ``fn(out_dir) -> str`` when bytes cannot be made identical
+    identifies_model  whether the output's digest (its bytes, or its canonical digest) tells which model
+                  it was built from: an export holds the graph and weights, a recipe or a config does
+                  not. When it does not, the engine mixes the model's identity (source digests and
+                  entry, or the upstream's digest) into the output digest, or two models would share
+                  one cache entry. None (the default): True for a normalized output, False for a
+                  canonical digest
     validate      optional ``fn(params, precision) -> str | None``: the problem with a target's options
                   as one sentence (config validation shows it before anything builds), or None
     loads_code    loading its output runs code carried in the files (a shared library, compiled GPU
                   kernels, a pickle): a package's or another machine's copy is never imported
+    outputs       the files it writes into ``out_dir``, relative names or ``fnmatch`` patterns
+                  (``trt_engines/*``); a build that writes any other file fails. Empty: undeclared
+    triton        how Triton serves the output natively (``TritonModel``); None: through Triton's
+                  python backend and the rule's runner
+    role          ``ROLE_SAMPLES`` or ``ROLE_REFERENCE`` for the two rules every model gets (never
+                  declared as formats); None for a format
+    base          a portable format that other targets can be rebuilt from: a package carries it
+                  (at fp32) whatever was selected
+    device_tools  distributions whose version is part of a GPU's identity (TensorRT): they enter the
+                  device fingerprint of every device-bound target on a GPU
+    variants      searchable parameters: name -> {value: label}. In navbuild.toml such a parameter may
+                  be ``"search"`` (every value listed here) or a list of them; each value becomes a
+                  target of its own, named ``<target>+<label>`` (an empty label adds nothing)
+    resolve       optional ``fn(params) -> params``: the rule's canonical parameters (what enters the
+                  key), e.g. a default that depends on another parameter made explicit
     """
 
     name: str
@@ -80,9 +163,32 @@ class Rule:
     suffix_default_precision: bool = False
     normalized: bool = True
     canonical_digest: Callable[[Path], str] | None = None
+    identifies_model: bool | None = None
     description: str = ""
     validate: Callable[[Mapping[str, Any], str], str | None] | None = None
     loads_code: bool = False
+    outputs: tuple[str, ...] = ()
+    triton: TritonModel | None = None
+    role: str | None = None
+    base: bool = False
+    device_tools: tuple[str, ...] = ()
+    variants: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
+    resolve: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+
+    def serves(self, framework: str) -> bool:
+        return not self.frameworks or framework in self.frameworks
+
+    def undeclared_outputs(self, names: list[str]) -> list[str]:
+        """The names among ``names`` (files it wrote) that its ``outputs`` do not declare."""
+        if not self.outputs:
+            return []
+        return [n for n in names if not any(fnmatch.fnmatchcase(n, pattern) for pattern in self.outputs)]
+
+    @property
+    def output_identifies_model(self) -> bool:
+        if self.identifies_model is not None:
+            return self.identifies_model
+        return self.normalized or self.canonical_digest is None
 
     def target_suffix(self, precision: str) -> str:
         if precision == self.precisions[0] and not self.suffix_default_precision:
@@ -96,7 +202,7 @@ class ModelSpec:
 
     name: str
     framework: str
-    entry: str  # "path/file.py:function"
+    entry: str  # "path/file.py:function", or the path of a model file (an ONNX file) for its rules to read
     root: Path
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
@@ -106,13 +212,34 @@ class ModelSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def load_entry(self) -> Any:
-        """Import ``entry`` from its file and call it: returns the live model."""
+        """Import ``entry`` from its file and call it: returns the live model. An entry that names a
+        model file (no ``:function``) gives that file's resolved path."""
+        if not is_function_entry(self.entry):
+            return (self.root / self.entry).resolve()
         return call_entry(self.root, self.entry)
 
 
+def is_function_entry(entry: str) -> bool:
+    """``path/file.py:function`` rather than the path of a model file."""
+    path_text, sep, func_name = entry.rpartition(":")
+    return bool(sep and path_text and func_name)
+
+
+def entry_file(entry: str) -> str:
+    """The file an entry names: ``model.py`` of ``model.py:build``, or the model file itself."""
+    return entry.rpartition(":")[0] if is_function_entry(entry) else entry
+
+
 def call_entry(root: Path, entry: str, *args: Any) -> Any:
-    """Call ``path/file.py:function`` relative to ``root``; the file is imported by path."""
+    """Call ``path/file.py:function`` relative to ``root``; the file is imported by path.
+
+    While the file is imported and the function runs, the project root is first on ``sys.path``,
+    as under ``python -m`` from the root: ``models/net.py`` imports its neighbour as
+    ``from models.layers import Block``. Modules imported that way from another project's root
+    (an earlier project in the same process) are forgotten first, so a name never finds stale code.
+    """
     path_text, _, func_name = entry.rpartition(":")
+    root = Path(root).resolve()
     path = (root / path_text).resolve()
     from navbuild.hashing import digest_bytes  # stable across processes, unlike hash()
 
@@ -120,9 +247,41 @@ def call_entry(root: Path, entry: str, *args: Any) -> Any:
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, func_name)(*args)
+    with _project_imports(root):
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return getattr(module, func_name)(*args)
+
+
+_PROJECT_MODULES: dict[str, Path] = {}  # module imported by a model's code -> the project root it came from
+
+
+@contextlib.contextmanager
+def _project_imports(root: Path) -> Iterator[None]:
+    for name, owner in list(_PROJECT_MODULES.items()):
+        if owner != root:
+            sys.modules.pop(name, None)
+            del _PROJECT_MODULES[name]
+    before = set(sys.modules)
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(root))
+        for name in set(sys.modules) - before:
+            if _lives_under(sys.modules.get(name), root):
+                _PROJECT_MODULES[name] = root
+
+
+def _lives_under(module: Any, root: Path) -> bool:
+    """Whether a module's file (or a namespace package's folder) is inside ``root``."""
+    place = getattr(module, "__file__", None)
+    if place is None:
+        spec = getattr(module, "__spec__", None)
+        locations = getattr(spec, "submodule_search_locations", None)
+        place = next(iter(locations), None) if isinstance(locations, Iterable) else None
+    return isinstance(place, str) and Path(place).resolve().is_relative_to(root)
 
 
 @dataclass

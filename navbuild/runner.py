@@ -31,6 +31,10 @@ class Runner:
     needs: Needs = Needs()
     tools: tuple[str, ...] = ()  # distributions whose version can change its outputs
     loads_source: bool = False  # it imports the model's own code (``model.load_entry()``) to run
+    # The rule's persistent cache folder for this device (the build's ``ctx.cache_dir``), set by
+    # the engine before ``activate``; a runner that compiles keeps its compiler cache there, so the
+    # check and the profile reuse what the build compiled. None: the framework's own default.
+    cache_dir: Path | None = None
 
     def __init__(self, artifact_dir: Path | None, model: ModelSpec, device: str = "cpu",
                  precision: str = "fp32") -> None:
@@ -77,6 +81,17 @@ class Runner:
 
     def synchronize(self) -> None:
         self.synchronize_impl()
+
+    def served_batch_sizes(self) -> list[int] | None:
+        """The batch sizes this artifact runs code specialized to (compiled buckets; a smaller batch
+        is padded up to the next one), read from the artifact without activating; None when every
+        batch size runs the same code. The correctness check and the profile cover each of them."""
+        return None
+
+    def runtime_info(self) -> dict[str, Any]:
+        """What this runner did to run the artifact fast, for the check's and the profile's records
+        (e.g. ``{"cudnn_benchmark": True, "graphs_compiled": 0}``); JSON-able, after ``activate``."""
+        return {}
 
     # -- hooks ------------------------------------------------------------------------------
     def activate_impl(self) -> None:

@@ -70,3 +70,16 @@ def save(path: Path, samples: Iterable[Mapping[str, np.ndarray]]) -> None:
 
 def load(path: Path) -> list[dict[str, np.ndarray]]:
     return loads(Path(path).read_bytes())
+
+
+def nonfinite(values: np.ndarray) -> str | None:
+    """``"2 of 10 values are NaN (the first at index (0, 3))"``, or None when every value is finite."""
+    if values.dtype.kind not in "fc":
+        return None
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    counts = {"NaN": int(np.isnan(values).sum()), "Inf": int(np.isinf(values).sum())}
+    kinds = " or ".join(kind for kind, count in counts.items() if count)
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    return f"{int(bad.sum())} of {values.size} values are {kinds} (the first at index {first})"

@@ -6,11 +6,10 @@ The samples are checked here, once, so every later step can trust them.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from navbuild.lazy import lazy_import
-from navbuild.rule import BuildContext, Rule, call_entry
+from navbuild.rule import ROLE_SAMPLES, BuildContext, Rule, call_entry
 
 np = lazy_import("numpy")
 
@@ -81,6 +80,6 @@ def build(ctx: BuildContext) -> dict[str, Any]:
             "batch_sizes": [int(next(iter(s.values())).shape[0]) for s in samples]}
 
 
-RULES = [Rule(name="samples", version="1", build=build, params={"samples": None},
-              description="sample inputs, checked and stored deterministically")]
+RULES = [Rule(name="samples", version="1", build=build, params={"samples": None}, role=ROLE_SAMPLES,
+              outputs=(OUTPUT,), description="sample inputs, checked and stored deterministically")]
 RUNNERS: list = []

@@ -53,6 +53,8 @@ CASES = [
      "models.cnn.entry: vision/model.py defines no 'no_such_function'"),
     ("entry without function", GOOD.replace("vision/model.py:build_model", "vision/model.py"),
      "is not of the form"),
+    ("missing model file", GOOD.replace("vision/model.py:build_model", "vision/model.onnx"),
+     "models.cnn.entry: file vision/model.onnx does not exist"),
     ("unknown format", GOOD.replace('formats = ["onnx"]', 'formats = ["onix"]'),
      "models.cnn.targets.formats: unknown format 'onix'"),
     ("unknown precision", GOOD.replace('formats = ["onnx"]', 'formats = ["onnx"]\nprecisions = ["fp8"]'),
@@ -64,6 +66,10 @@ CASES = [
     ("bad device", GOOD.replace('name = "t"', 'name = "t"\ndevice = "tpu"'), "unknown device 'tpu'"),
     ("unknown format option", GOOD + "\n[models.cnn.targets.onnx]\nopsett = 17\n", "format onnx has no option 'opsett'"),
     ("negative tolerance", GOOD + "\n[correctness]\natol = -1.0\n", "tolerances must not be negative"),
+    ("precision tolerance not a table", GOOD + "\n[correctness.precision]\nfp16 = 1\n",
+     "correctness.precision.fp16: must be a table with atol and/or rtol"),
+    ("entry model file outside the project", GOOD.replace("vision/model.py:build_model", "../model.onnx"),
+     "models.cnn.entry: '../model.onnx' is outside the project folder"),
     ("bad max batch", GOOD.replace("max_batch_size = 16", "max_batch_size = 0"), "must be at least 1"),
 ]
 
@@ -105,5 +111,16 @@ def test_repository_config_is_valid():
     from navbuild.engine import config
     from navbuild.engine.registry import default_registry
 
-    project = config.load(REPO / "navbuild.toml", default_registry().rules)
+    project = config.load(REPO / "navbuild.toml", default_registry().formats)
     assert set(project.models) == {"cnn", "encoder"}
+
+
+def test_an_entry_may_name_a_model_file(root):
+    """A model given as a file (an ONNX file): its path is the entry and, by default, its source."""
+    from navbuild.engine import config
+
+    (root / "navbuild.toml").write_text(GOOD.replace("vision/model.py:build_model", "vision/weights.pt")
+                                        .replace('sources = ["vision/model.py", "vision/weights.pt"]\n', ""))
+    model = config.load(root / "navbuild.toml").models["cnn"]
+    assert model.sources == ["vision/weights.pt"]
+    assert model.spec.load_entry() == (root / "vision" / "weights.pt").resolve()

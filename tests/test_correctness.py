@@ -39,3 +39,33 @@ def test_shape_and_name_mismatches_fail():
 def test_integer_outputs_must_match_exactly():
     result = compare([{"ids": np.array([1, 2])}], [{"ids": np.array([1, 3])}], lambda _: TOL)
     assert "1 of 2 values differ" in result["failures"][0]
+
+
+def test_nan_names_the_first_index():
+    failure = check([[1.0, 2.0], [np.nan, np.nan]], [[1.0, 2.0], [3.0, 4.0]])["failures"][0]
+    assert failure == "output y, sample 0: 2 of 4 values are NaN (the first at index (1, 0))"
+    assert "(the first at index (0,))" in check([np.inf, 1.0], [1.0, 1.0])["failures"][0]
+
+
+def test_a_source_that_disagrees_with_itself_is_blamed_not_the_format():
+    from navbuild.measure.correctness import run_and_compare
+
+    class Exact:  # a format that reproduces the first run exactly
+        name = "exact"
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def infer(self, sample):
+            raise AssertionError("the artifact is not run when the source disagrees with itself")
+
+    expected = [{"y": np.array([1.0, 2.0], np.float32)}]
+    repeat = [{"y": np.array([1.0, 2.5], np.float32)}]
+    result = run_and_compare(Exact(), [{"x": np.zeros(1)}], expected, lambda _: TOL, repeat=repeat)
+    assert not result["passed"] and result["source_deterministic"] is False
+    message = result["failures"][0]
+    assert message.startswith("the source model is not deterministic")
+    assert "atol >= 0.5 for y (it has 0.0001)" in message and "no format is to blame" in message

@@ -119,9 +119,12 @@ def test_tensorrt_plan(status, tmp_path):
 
 
 def test_savedmodel_folder(status, tmp_path):
+    """A folder that the rule declares (``savedmodel/``) is laid out whole under its Triton name."""
+    triton = {"backend": "tensorflow", "platform": "tensorflow_savedmodel",
+              "files": {"savedmodel/": "model.savedmodel/"}}
     _add_target(status, tmp_path, "savedmodel", "savedmodel",
                 {"savedmodel/saved_model.pb": b"pb", "savedmodel/variables/variables.index": b"ix"},
-                runner="tensorflow")
+                runner="tensorflow", triton=triton)
     folder = write_model_repository(status, "cnn", tmp_path / "repo", target="savedmodel")
     config = read_config(folder)
     assert (config.backend, config.platform) == ("tensorflow", "tensorflow_savedmodel")
@@ -136,7 +139,7 @@ def test_onnx_with_tensorrt_accelerator(status, tmp_path):
     assert [a.name for a in accelerators] == ["tensorrt"]
     assert accelerators[0].parameters["precision_mode"] == "FP16"
     assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
-    with pytest.raises(DeployError, match="ONNX models only"):
+    with pytest.raises(DeployError, match="backend 'pytorch' takes no TensorRT accelerator"):
         write_model_repository(status, "cnn", tmp_path / "repo", strategy="min-latency", ort_tensorrt=True)
     with pytest.raises(DeployError, match="needs GPU instances"):
         write_model_repository(status, "cnn", tmp_path / "repo", ort_tensorrt=True, instance_kind="cpu")
@@ -292,6 +295,6 @@ def test_native_backend_takes_the_artifacts_own_io_types():
 
     image = {"name": "image", "dtype": "float32", "shape": [-1, 3, 32, 32]}
     own = {"image": "float16"}
-    assert artifact_dtype(image, own, "pytorch") == "float16"  # an fp16 TorchScript file wants fp16
-    assert artifact_dtype(image, own, "python") == "float32"  # navbuild's runner casts for it
-    assert artifact_dtype(image, None, "onnxruntime") == "float32"
+    assert artifact_dtype(image, own, "artifact") == "float16"  # an fp16 TorchScript file wants fp16
+    assert artifact_dtype(image, own, "model") == "float32"  # navbuild's runner casts for it
+    assert artifact_dtype(image, None, "artifact") == "float32"

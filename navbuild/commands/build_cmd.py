@@ -14,12 +14,15 @@ from pathlib import Path
 from navbuild.commands import console
 from navbuild.engine.graph import PROFILE
 from navbuild.engine.project import open_project
-from navbuild.engine.records import BUILT, FAILED, SKIPPED, Record
+from navbuild.engine.records import BUILT, FAILED, REMOTE, SKIPPED, Record
 from navbuild.engine.session import Options, Session
 
 
 def main(args: argparse.Namespace) -> int:
-    options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config)
+    options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
+                      remote_cache=getattr(args, "remote_cache", None),
+                      remote_read_only=getattr(args, "remote_cache_read_only", False),
+                      retry_failed=getattr(args, "retry_failed", False))
     session = open_project(args.config, options)
     session.store.hold_shared()  # gc waits for this build
     words = args.words or ["all"]
@@ -90,7 +93,8 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
             if name not in records:
                 records[name] = _not_run(session, name, records)
         shown = {name: records[name] for name in closure}
-        session.built_something = any(r.status == BUILT for r in shown.values())
+        session.built_something = any(r.status == BUILT or r.origin == REMOTE for r in shown.values())
+        _write_lock(session, shown)
         if getattr(args, "json", None):
             Path(args.json).write_text(json.dumps({n: r.to_dict() for n, r in shown.items()}, indent=2,
                                                   sort_keys=True, default=str) + "\n")
@@ -104,6 +108,26 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
     finally:
         session.close()
         session.store.remove_dead_temp()  # workers killed by a timeout or a crash
+
+
+def _write_lock(session: Session, records: dict[str, Record]) -> None:
+    """navbuild.lock gets this run's keys and digests (see navbuild.engine.lockfile)."""
+    from navbuild.engine import lockfile
+    from navbuild.hashing import tree_digest
+
+    entries = []
+    for record in records.values():
+        files_digest = None
+        if record.digest and record.digest.startswith("c"):  # a canonical digest: lock the bytes' too
+            manifest = session.current_manifest(record.target)
+            files_digest = tree_digest(manifest["files"]) if manifest else None
+        entry = lockfile.entry_of(session.graph, record, files_digest)
+        if entry is not None:
+            entries.append(entry)
+    try:
+        lockfile.update(lockfile.path_for(session.project.root), session.graph, entries)
+    except OSError as exc:  # a read-only checkout still builds
+        console(stderr=True).print(f"[yellow]navbuild.lock not written: {exc}[/]", highlight=False)
 
 
 def _not_run(session: Session, name: str, records: dict[str, Record]) -> Record:

@@ -38,10 +38,16 @@ def _triton(session: Session, args: argparse.Namespace) -> int:
     collected = status.collect(session)
     repo = Path(args.repo or "model_repository")
     strategy = args.strategy or session.project.profile.strategies[0]
+    if args.target and ":" in args.target:  # "multiio:onnx", as every other command names targets
+        model, _, args.target = args.target.partition(":")
+        if args.model and args.model != model:
+            console(stderr=True).print(f"navbuild: --target {model}:{args.target} is not a target of --model {args.model}")
+            return 2
+        args.model = model
     try:
         if args.target:
             if not args.model:
-                console(stderr=True).print("navbuild: --target needs --model")
+                console(stderr=True).print("navbuild: --target needs --model (or a target named model:format)")
                 return 2
             paths = [write_model_repository(collected, args.model, repo, target=args.target, strategy=strategy,
                                             ort_tensorrt=args.ort_tensorrt, backend=args.backend,
@@ -55,4 +61,15 @@ def _triton(session: Session, args: argparse.Namespace) -> int:
         return 1
     for path in paths:
         console().print(f"triton: {path}", highlight=False)
+        _say_renamed(collected, args.model if args.target else path.name, args, strategy)
     return 0
+
+
+def _say_renamed(collected: dict[str, Any], model: str, args: argparse.Namespace, strategy: str) -> None:
+    from navbuild.deploy.triton_repo import renamed_tensors
+
+    renamed = renamed_tensors(collected, model, target=args.target, strategy=strategy, backend=args.backend)
+    if renamed:
+        pairs = ", ".join(f"{name} -> {triton_name}" for name, triton_name in renamed)
+        console().print(f"  Triton's pytorch backend takes TorchScript tensors by position; clients use the "
+                        f"names {pairs}", highlight=False)

@@ -20,7 +20,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    session = open_project(args.config, Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config))
+    session = open_project(args.config, Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
+                                                retry_failed=args.retry_failed))
     if not session.project.profile.enabled:
         console(stderr=True).print("navbuild: profiling is disabled ([profile] enabled = false)")
         return 2
@@ -46,6 +47,7 @@ def _report(args: argparse.Namespace) -> int:
 def write_reports(session, models: list[str]) -> None:
     from navbuild.view import report
     from navbuild.deploy import status
+    from navbuild.measure.correctness import none_passed
     from navbuild.measure.profiling import ProfileResult
     from navbuild.measure.selection import Selection
 
@@ -55,7 +57,11 @@ def write_reports(session, models: list[str]) -> None:
     for name, model in collected["models"].items():
         results = {t: ProfileResult.from_dict(v["profile"]) for t, v in model["targets"].items() if v.get("profile")}
         if not results:
-            out.print(f"{name}: no profile yet (run `navbuild profile {name}`)")
+            failed = none_passed(model["targets"])
+            if failed:  # profiling again would change nothing: say why there is no figure
+                out.print(f"{name}: {failed}; only correct targets are profiled", highlight=False)
+            else:
+                out.print(f"{name}: no profile yet (run `navbuild profile {name}`)", highlight=False)
             continue
         strategy = session.project.profile.strategies[0]
         selection = model["selections"].get(strategy)

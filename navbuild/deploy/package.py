@@ -3,12 +3,12 @@
 Layout (every name relative, sorted, fixed timestamps and permissions: ``navbuild.ziputil``)::
 
     status.json                   the build status (docs/status-schema.md), paths package-relative
-    <model>/samples.tensors       sample inputs
-    <model>/reference.tensors     the source model's outputs on them
+    <model>/<samples file>        sample inputs (the file the samples rule declares)
+    <model>/<reference file>      the source model's outputs on them (the reference rule's file)
     <model>/<target>/<file>       files of each packaged target
 
-Packaged targets: the base portable formats (``BASE_FORMATS`` at their default precision: what
-other targets can be rebuilt from on another machine), the targets selected by the given strategies,
+Packaged targets: the base portable formats (``base`` in the status, as their rules declare, at
+fp32: what other targets can be rebuilt from on another machine), the targets selected by the given strategies,
 or every built target with ``include_all``. Every target stays described in status.json; those whose
 files travel carry ``"packaged": true`` and ``"dir": "<model>/<target>"``.
 """
@@ -26,18 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
+from navbuild.deploy import declared
 from navbuild.deploy.package_checks import (DEFAULT_LIMITS, Limits, PackageError, check_entries, check_name,
                                             check_status, read_json_entry)
 from navbuild.hashing import copy_with_digest, digest_bytes
+from navbuild.rule import ROLES
 from navbuild.ziputil import write_zip
 
 PACKAGE_FORMAT = "navbuild-package/1"
 STATUS_SCHEMA_PREFIX = "navbuild-status/"
 STATUS_ENTRY = "status.json"
-BASE_FORMATS = ("onnx", "torchscript-trace", "torchscript-script", "torch-export")
 BASE_PRECISIONS = (None, "fp32")
 USABLE = ("built", "cached")
-TENSOR_FILES = {"samples": "samples.tensors", "reference": "reference.tensors"}
 # an absolute POSIX path's folders inside free text (a traceback in a failed target's reason)
 _ABS_DIRS = re.compile(r"(?<![\w.:/~-])/(?:[^\s/\"'`<>|]+/)+")
 
@@ -56,7 +56,7 @@ def packaged_targets(model: Mapping[str, Any], strategies: Iterable[str], includ
     for name, target in targets.items():
         if target.get("status") not in USABLE:
             continue
-        base = target.get("format") in BASE_FORMATS and target.get("precision") in BASE_PRECISIONS
+        base = declared.is_base(target, model.get("framework")) and target.get("precision") in BASE_PRECISIONS
         if include_all or base:
             chosen.add(name)
     for strategy in strategies:
@@ -106,11 +106,11 @@ def package_entries(status: Mapping[str, Any], *, strategies: Iterable[str] = ("
     replacements: list[tuple[str, str]] = []
     for model_name, model in sorted((packed.get("models") or {}).items()):
         _check_name(model_name)
-        for key, file_name in TENSOR_FILES.items():
+        for key in ROLES:
             info = model.get(key)
             if not info or not info.get("path"):
                 continue
-            entry = f"{model_name}/{file_name}"
+            entry = f"{model_name}/{_check_name(Path(info['path']).name)}"
             entries.append((entry, _read_checked(Path(info["path"]), info.get("digest"), f"{model_name} {key}")))
             replacements.append((str(info["path"]), entry))
             info["path"] = entry
@@ -180,7 +180,7 @@ class PackageContents:
         """``(entry name, expected digest, label)`` of every file the status says is inside."""
         found = []
         for model_name, model in sorted((self.status.get("models") or {}).items()):
-            for key in TENSOR_FILES:
+            for key in ROLES:
                 info = model.get(key)
                 if info and info.get("path"):
                     found.append((info["path"], info.get("digest"), f"{model_name} {key}"))
@@ -209,7 +209,7 @@ class PackageContents:
                     os.unlink(tmp)
         status = copy.deepcopy(self.status)
         for model in (status.get("models") or {}).values():
-            for key in TENSOR_FILES:
+            for key in ROLES:
                 if model.get(key) and model[key].get("path"):
                     model[key]["path"] = str(dest / model[key]["path"])
             for target in (model.get("targets") or {}).values():
@@ -258,7 +258,7 @@ def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> PackageContents
     if package_format != PACKAGE_FORMAT:
         raise PackageError(f"{path}: package format {package_format!r}, expected {PACKAGE_FORMAT!r}")
     try:
-        check_status(status, TENSOR_FILES)
+        check_status(status, ROLES)
     except PackageError as exc:
         raise PackageError(f"{path}: {exc}") from None
     contents = PackageContents(path=path, status=status, names=sorted(infos), limits=limits)

@@ -23,7 +23,7 @@ import zipfile
 from dataclasses import dataclass, fields, replace
 from typing import Any, Iterable, Mapping
 
-from navbuild.hashing import is_digest
+from navbuild.hashing import is_digest, is_output_digest
 
 
 class PackageError(RuntimeError):
@@ -170,7 +170,8 @@ def _target(target: Any, where: str) -> None:
     _require(isinstance(target, dict), where, "is not an object")
     _require(isinstance(target.get("packaged", False), bool), f"{where}.packaged", "is not true or false")
     _optional_digest(target.get("key"), f"{where}.key")
-    _optional_digest(target.get("digest"), f"{where}.digest")
+    _require(target.get("digest") is None or is_output_digest(target["digest"]), f"{where}.digest",
+             f"is not a digest (32 hex digits, or c or m and 31 of them): {str(target.get('digest'))[:80]!r}")
     files = _default(target, "files")
     _require(isinstance(files, dict), f"{where}.files", "is not an object")
     for name, digest in files.items():

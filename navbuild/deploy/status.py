@@ -8,14 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from navbuild.engine import fingerprint
-from navbuild.engine.graph import ARTIFACT, INTERNAL_RULES, PROFILE
+from navbuild.engine.graph import ARTIFACT, PROFILE
+from navbuild.rule import ROLES
 from navbuild.engine.session import Session
 
 SCHEMA = "navbuild-status/1"
 
 
 def collect(session: Session, models: list[str] | None = None) -> dict[str, Any]:
-    status: dict[str, Any] = {"schema": SCHEMA, "project": session.project.name, "machine": fingerprint.machine(),
+    status: dict[str, Any] = {"schema": SCHEMA, "project": session.project.name,
+                              "machine": fingerprint.machine(session.registry.tools()),
                               "root": str(session.project.root), "models": {}}
     for name, model in session.project.models.items():
         if models and name not in models:
@@ -29,19 +31,20 @@ def _model(session: Session, name: str, model: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"framework": spec.framework, "entry": spec.entry, "inputs": [], "outputs": [],
                              "max_batch_size": spec.max_batch_size, "batch_dim": spec.batch_dim,
                              "samples": None, "reference": None, "targets": {}, "selected": {}}
-    for internal in INTERNAL_RULES:
-        manifest = session.current_manifest(f"{name}:{internal}")
+    for role in ROLES:
+        role_target = session.graph.targets[f"{name}:{role}"]
+        manifest = session.current_manifest(role_target.name)
         if manifest is not None:
-            folder = session.out_dir(session.graph.targets[f"{name}:{internal}"])
-            session.materialize(session.graph.targets[f"{name}:{internal}"], manifest)
-            entry[internal] = {"digest": manifest["files"][f"{internal}.tensors"], "key": manifest["key"],
-                               "path": str(folder / f"{internal}.tensors")}
+            folder = session.out_dir(role_target)
+            session.materialize(role_target, manifest)
+            entry[role] = {"digest": manifest["files"][role_target.tensor_file], "key": manifest["key"],
+                           "path": str(folder / role_target.tensor_file)}
     if entry["samples"]:
         entry["inputs"] = _io_from(entry["samples"]["path"])
     if entry["reference"]:
         entry["outputs"] = _io_from(entry["reference"]["path"])
     for target_name, target in session.graph.targets.items():
-        if target.kind != ARTIFACT or target.spec.name != name or target.rule.name in INTERNAL_RULES:
+        if target.kind != ARTIFACT or target.spec.name != name or target.rule.role is not None:
             continue
         entry["targets"][target.short] = _target(session, target)
     entry["selected"], entry["selections"] = select(entry["targets"], session.project.profile.strategies)
@@ -79,7 +82,8 @@ def _target(session: Session, target: Any) -> dict[str, Any]:
               "rule_version": rule.version, "key": None, "digest": None, "device": target.device,
               "device_bound": rule.device_bound, "portable": not rule.device_bound, "runner": rule.runner,
               "files": {}, "dir": str(session.out_dir(target)), "status": "missing", "reason": None,
-              "correctness": None, "profile": None, "metadata": {}}
+              "correctness": None, "profile": None, "metadata": {}, "base": rule.base,
+              "triton": rule.triton.to_dict() if rule.triton else None}
     reason = session.unmet_needs(target)
     if reason:
         record.update(status="skipped", reason=reason)

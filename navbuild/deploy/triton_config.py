@@ -4,37 +4,25 @@ The config is built with tritonclient's ``model_config_pb2`` and written with pr
 ``text_format``, so Triton and this module read the same schema. tritonclient is imported inside the
 functions that need it: importing this module costs nothing.
 
-Input/output naming (``io_names``): every backend uses the status names as they are, except
-``pytorch`` (``pytorch_libtorch``), whose backend maps tensors by position: there a tensor is named
-``<name>__<index>`` (``image__0``, ``logits__0``), Triton's ``<name>__<index>`` convention, which
-holds for any TorchScript module whatever its ``forward`` arguments are called.
+The backend, its platform, the tensor names and the I/O types come from the ``TritonModel`` that
+the target's rule declares (``navbuild.rule``); this module knows no format. Tensors keep the
+status names unless the rule declares another convention (libtorch binds by position:
+``<name>__<index>``). A target served through navbuild's runner uses ``PYTHON``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
+
+from navbuild.rule import TritonModel
 
 
 class TritonConfigError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Backend:
-    """A Triton backend: ``backend`` and ``platform`` fields and the file name in ``<version>/``."""
-
-    name: str
-    platform: str | None
-    model_file: str
-
-
-BACKENDS: dict[str, Backend] = {
-    "onnxruntime": Backend("onnxruntime", "onnxruntime_onnx", "model.onnx"),
-    "tensorrt": Backend("tensorrt", "tensorrt_plan", "model.plan"),
-    "pytorch": Backend("pytorch", "pytorch_libtorch", "model.pt"),
-    "tensorflow": Backend("tensorflow", "tensorflow_savedmodel", "model.savedmodel"),
-    "python": Backend("python", None, "model.py"),
-}
+# Triton's python backend running navbuild's runner (triton_python_model.py), which casts: the
+# config declares the model's own types
+PYTHON = TritonModel(backend="python", platform=None, files={}, io_types="model")
 
 # numpy dtype names (as the status writes them) -> Triton data types
 DTYPES: dict[str, str] = {
@@ -46,6 +34,7 @@ DTYPES: dict[str, str] = {
 }
 
 INSTANCE_KINDS = ("auto", "cpu", "gpu")
+TENSORRT_ACCELERATOR = "tensorrt"  # Triton's name of the GPU execution accelerator of --ort-tensorrt
 PREFERRED_WITHIN = 0.9  # batch sizes within 10% of the best throughput are preferred
 PREFERRED_MAX = 3
 
@@ -92,12 +81,11 @@ def preferred_batch_sizes(profile: Mapping[str, Any] | None, max_batch_size: int
     return sorted({int(p["batch_size"]) for p in good[:PREFERRED_MAX]})
 
 
-def io_names(model: Mapping[str, Any], backend: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def io_names(model: Mapping[str, Any], serving: TritonModel = PYTHON
+             ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """``(status name, Triton name)`` pairs for the inputs and for the outputs."""
     def names(specs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-        if backend == "pytorch":
-            return [(spec["name"], f"{spec['name']}__{i}") for i, spec in enumerate(specs)]
-        return [(spec["name"], spec["name"]) for spec in specs]
+        return [(spec["name"], serving.name_of(spec["name"], i)) for i, spec in enumerate(specs)]
 
     return names(model.get("inputs") or ()), names(model.get("outputs") or ())
 
@@ -116,41 +104,39 @@ def instance_kind_for(target: Mapping[str, Any], instance_kind: str, ort_tensorr
     return "KIND_GPU" if gpu else "KIND_CPU"
 
 
-def artifact_dtype(tensor: Mapping[str, Any], own_types: Mapping[str, str] | None, backend: str) -> str:
-    """A native backend feeds the artifact as it is: an fp16 TorchScript file takes fp16 inputs.
-    The python backend runs navbuild's runner, which casts, so it keeps the model's own types."""
-    if backend != "python" and own_types and tensor["name"] in own_types:
+def artifact_dtype(tensor: Mapping[str, Any], own_types: Mapping[str, str] | None, io_types: str) -> str:
+    """``io_types`` "artifact": the backend feeds the artifact as it is (an fp16 TorchScript file takes
+    fp16 inputs). "model": navbuild's runner casts, so the config keeps the model's own types."""
+    if io_types == "artifact" and own_types and tensor["name"] in own_types:
         return str(own_types[tensor["name"]])
     return str(tensor["dtype"])
 
 
-def build_config(model: Mapping[str, Any], target: Mapping[str, Any], *, name: str, backend: str,
+def build_config(model: Mapping[str, Any], target: Mapping[str, Any], *, name: str, serving: TritonModel,
                  instance_kind: str = "auto", instance_count: int = 1, dynamic_batching: bool = True,
                  max_queue_delay_us: int = 0, ort_tensorrt: bool = False) -> Any:
-    """The ``ModelConfig`` message for ``target`` of ``model`` (both entries of the build status)."""
+    """The ``ModelConfig`` message for ``target`` of ``model`` (both entries of the build status),
+    served as ``serving`` says (the rule's declared ``TritonModel``, or ``PYTHON``)."""
     from tritonclient.grpc import model_config_pb2 as mc
 
-    if backend not in BACKENDS:
-        raise TritonConfigError(f"unknown Triton backend {backend!r}; known: {', '.join(BACKENDS)}")
-    if ort_tensorrt and backend != "onnxruntime":
-        raise TritonConfigError(f"the TensorRT accelerator applies to ONNX models only, "
-                                f"not to backend {backend!r} (target {target.get('target')})")
-    spec = BACKENDS[backend]
+    if ort_tensorrt and TENSORRT_ACCELERATOR not in serving.accelerators:
+        raise TritonConfigError(f"backend {serving.backend!r} takes no TensorRT accelerator (target "
+                                f"{target.get('target')}); only targets whose rule declares it do")
     batching = batching_enabled(model)
     max_batch_size = int(model.get("max_batch_size") or 0) if batching else 0
 
-    config = mc.ModelConfig(name=name, backend=spec.name, max_batch_size=max_batch_size)
-    if spec.platform:
-        config.platform = spec.platform
+    config = mc.ModelConfig(name=name, backend=serving.backend, max_batch_size=max_batch_size)
+    if serving.platform:
+        config.platform = serving.platform
 
-    input_names, output_names = io_names(model, backend)
+    input_names, output_names = io_names(model, serving)
     metadata = target.get("metadata") or {}
     for (tensors, pairs, field, own_types) in (
             (model.get("inputs") or (), input_names, config.input, metadata.get("input_types")),
             (model.get("outputs") or (), output_names, config.output, metadata.get("output_types"))):
         for tensor, (_, triton_name) in zip(tensors, pairs):
             dims, reshape = tensor_dims(tensor["shape"], batching)
-            dtype = artifact_dtype(tensor, own_types, backend)
+            dtype = artifact_dtype(tensor, own_types, serving.io_types)
             entry = field.add(name=triton_name, data_type=mc.DataType.Value(triton_dtype(dtype)), dims=dims)
             if reshape is not None:
                 entry.reshape.SetInParent()
@@ -167,7 +153,8 @@ def build_config(model: Mapping[str, Any], target: Mapping[str, Any], *, name: s
     config.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value(kind), count=int(instance_count))
 
     if ort_tensorrt:
-        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(
+            name=TENSORRT_ACCELERATOR)
         accelerator.parameters["precision_mode"] = "FP16" if target.get("precision") == "fp16" else "FP32"
         accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
     return config

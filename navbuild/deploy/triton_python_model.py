@@ -28,7 +28,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         model = self.spec["model"]
         self.batching = int(config.get("max_batch_size") or 0) > 0
-        self.inputs, self.outputs = io_names(model, "python")
+        self.inputs, self.outputs = io_names(model)
         self.output_dtypes = {
             triton: pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(config, triton)["data_type"])
             for _, triton in self.outputs}

@@ -1,12 +1,12 @@
 """Triton model repository writer: ``<repo>/<name>/config.pbtxt`` + ``<repo>/<name>/1/model.*``.
 
 It reads the build status (docs/status-schema.md), picks the target that a strategy selected (or the
-one asked for), and lays it out for the backend that can run it natively: ``onnxruntime``,
-``tensorrt``, ``pytorch`` (TorchScript) or ``tensorflow`` (SavedModel). A target that no native
-backend runs (torch eager, torch.export, torch.compile, AOTInductor) goes to Triton's ``python``
-backend: ``1/model.py`` (navbuild/deploy/triton_python_model.py) loads the navbuild runner named in the
-status, with the target's files in ``1/artifact/`` and ``1/navbuild_model.json`` describing the
-model, runner and precision (``runner_spec``).
+one asked for), and lays it out as its rule declared (``navbuild.rule.TritonModel``, recorded in the
+status as ``triton``): the backend that runs it natively and where each file goes under ``1/``. A
+target whose rule declares none goes to Triton's ``python`` backend: ``1/model.py``
+(navbuild/deploy/triton_python_model.py) loads the navbuild runner named in the status, with the
+target's files in ``1/artifact/`` and ``1/navbuild_model.json`` describing the model, runner and
+precision (``runner_spec``).
 
 Nothing here imports a framework at module import time.
 """
@@ -20,8 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from navbuild.deploy import triton_config
+from navbuild.deploy import declared, triton_config
 from navbuild.hashing import digest_file
+from navbuild.rule import TritonModel, entry_file
 
 SPEC_FORMAT = "navbuild-triton-model/1"
 SPEC_FILE = "navbuild_model.json"
@@ -54,7 +55,13 @@ def deployed_target(status: Mapping[str, Any], model_name: str, *, target: str |
     model = model_status(status, model_name)
     targets = model.get("targets") or {}
     if target is None:
+        from navbuild.measure.correctness import none_passed
+
         selected = model.get("selected") or {}
+        failed = none_passed(targets)
+        if failed and not selected.get(strategy):
+            raise DeployError(f"model {model_name}: {failed}; there is nothing to deploy until one passes "
+                              f"(the logs: navbuild-out/{model_name}/<target>/check.log)")
         if strategy not in selected or selected[strategy] is None:
             raise DeployError(
                 f"model {model_name}: no target selected for strategy {strategy!r} (selected: "
@@ -76,20 +83,29 @@ def deployed_target(status: Mapping[str, Any], model_name: str, *, target: str |
     return target, entry
 
 
-def native_backend(target: Mapping[str, Any]) -> str | None:
-    """The Triton backend that runs the target's files natively, or None (python backend)."""
-    fmt = str(target.get("format", ""))
-    names = list(target.get("files") or {})
-    if fmt.startswith("onnx") and any(n.endswith(".onnx") for n in names):
-        return "onnxruntime"
-    if (fmt.startswith("trt") or fmt.startswith("tensorrt")) and any(
-            n.endswith((".plan", ".engine")) for n in names):
-        return "tensorrt"
-    if fmt.startswith("torchscript") and any(n.endswith(".pt") for n in names):
-        return "pytorch"
-    if "savedmodel" in fmt or any(n.rsplit("/", 1)[-1] == "saved_model.pb" for n in names):
-        return "tensorflow"
-    return None
+def serving(target: Mapping[str, Any], framework: str | None, backend: str, label: str) -> TritonModel:
+    """How to serve the target: ``backend`` "auto" takes the rule's declared Triton mapping, else the
+    python backend; "python" forces that; the declared backend's own name is accepted too."""
+    native = declared.triton_model(target, framework)
+    if backend == "auto":
+        return native or triton_config.PYTHON
+    if backend == triton_config.PYTHON.backend:
+        return triton_config.PYTHON
+    if native is not None and backend == native.backend:
+        return native
+    usable = ["auto", triton_config.PYTHON.backend] + ([native.backend] if native else [])
+    raise DeployError(f"{label}: unknown Triton backend {backend!r} for this target; use {', '.join(usable)}")
+
+
+def renamed_tensors(status: Mapping[str, Any], model_name: str, *, target: str | None = None,
+                    strategy: str = "max-throughput", backend: str = "auto") -> list[tuple[str, str]]:
+    """``(status name, Triton name)`` of every tensor that the deployment renames: Triton's pytorch
+    backend takes TorchScript tensors by position, named ``<name>__<index>`` (``image__0``)."""
+    target_name, entry = deployed_target(status, model_name, target=target, strategy=strategy)
+    model = model_status(status, model_name)
+    how = serving(entry, model.get("framework"), backend, f"{model_name}:{target_name}")
+    inputs, outputs = triton_config.io_names(model, how)
+    return [(name, triton_name) for name, triton_name in inputs + outputs if name != triton_name]
 
 
 # -- the runner of the python backend -----------------------------------------------------------
@@ -206,36 +222,29 @@ def _copy_checked(src: Path, dest: Path, expected: str | None, label: str) -> No
                           f"changed after the build; rebuild it)")
 
 
-def _native_files(backend: str, files: Mapping[str, str]) -> dict[str, str]:
-    """Target file name -> name under ``1/`` for a native backend."""
-    def single(suffixes: tuple[str, ...]) -> str:
-        found = sorted(n for n in files if n.endswith(suffixes))
-        if len(found) != 1:
-            raise DeployError(f"expected one {'/'.join(suffixes)} file for the {backend} backend, "
-                              f"found {found or 'none'}")
-        return found[0]
-
-    if backend == "onnxruntime":  # external-data files keep their names beside model.onnx
-        main = single((".onnx",))
-        return {n: ("model.onnx" if n == main else n) for n in files}
-    if backend == "tensorrt":
-        return {single((".plan", ".engine")): "model.plan"}
-    if backend == "pytorch":
-        return {single((".pt",)): "model.pt"}
-    if backend == "tensorflow":  # the SavedModel folder becomes model.savedmodel/
-        tops = {n.split("/", 1)[0] for n in files}
-        strip = len(tops) == 1 and all("/" in n for n in files)
-        return {n: "model.savedmodel/" + (n.split("/", 1)[1] if strip else n) for n in files}
-    raise DeployError(f"unknown native backend {backend!r}")
+def native_files(serving: TritonModel, files: Mapping[str, str]) -> dict[str, str]:
+    """Target file name -> path under ``1/``, as declared: a file by its name, a folder (``dir/``) by
+    every file below it. The first declared entry must be in the output."""
+    layout: dict[str, str] = {}
+    for index, (source, dest) in enumerate(serving.files.items()):
+        if source.endswith("/"):
+            found = {n: dest + n[len(source):] for n in files if n.startswith(source)}
+        else:
+            found = {source: dest} if source in files else {}
+        if index == 0 and not found:
+            raise DeployError(f"expected {source} in the output for the {serving.backend} backend, "
+                              f"found {sorted(files) or 'none'}")
+        layout.update(found)
+    return layout
 
 
 def _copy_source(root: Path, model: Mapping[str, Any], dest: Path, label: str) -> None:
     """The entry's folder (relative to the project root) copied under ``dest``."""
-    entry_file = (model.get("entry") or "").rpartition(":")[0]
-    src = (root / entry_file).resolve()
+    entry_path = entry_file(model.get("entry") or "")
+    src = (root / entry_path).resolve()
     if not src.is_file():
         raise DeployError(f"{label}: the model's entry file {src} is missing")
-    rel = Path(entry_file).parent
+    rel = Path(entry_path).parent
     if rel == Path("."):  # the entry sits in the project root: take that file only
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest / src.name)
@@ -264,8 +273,8 @@ def write_model_repository(status: Mapping[str, Any], model_name: str, repo_dir:
                            include_source: bool | None = None) -> Path:
     """Write ``<repo_dir>/<triton_name>/`` for the selected (or given) target; returns that folder.
 
-    backend       ``auto`` (the native backend, else ``python``) or a name from
-                  ``triton_config.BACKENDS``; ``python`` serves any target through its runner
+    backend       ``auto`` (the backend the target's rule declares, else ``python``), ``python``
+                  (any target, through its runner) or the declared backend's name
     source_root   project root, for runners that load the model's code (default: status["root"])
     include_source  python backend: copy the entry's folder to ``1/source/`` (None: when the runner
                   declares ``loads_source``, or does not say and the root is known)
@@ -275,12 +284,13 @@ def write_model_repository(status: Mapping[str, Any], model_name: str, repo_dir:
     name, entry = deployed_target(status, model_name, target=target, strategy=strategy)
     label = f"{model_name}:{name}"
     model = model_status(status, model_name)
-    chosen = (native_backend(entry) or "python") if backend == "auto" else backend
-    if chosen == "python" and not entry.get("runner"):
+    chosen = serving(entry, model.get("framework"), backend, label)
+    on_python = chosen.backend == triton_config.PYTHON.backend
+    if on_python and not entry.get("runner"):
         raise DeployError(f"{label} names no runner, so the python backend cannot run it")
     try:
         config = triton_config.build_config(
-            model, entry, name=triton_name or model_name, backend=chosen, instance_kind=instance_kind,
+            model, entry, name=triton_name or model_name, serving=chosen, instance_kind=instance_kind,
             instance_count=instance_count, dynamic_batching=dynamic_batching,
             max_queue_delay_us=max_queue_delay_us, ort_tensorrt=ort_tensorrt)
     except triton_config.TritonConfigError as exc:
@@ -294,7 +304,7 @@ def write_model_repository(status: Mapping[str, Any], model_name: str, repo_dir:
     try:
         version_dir = staging / VERSION
         version_dir.mkdir()
-        if chosen == "python":
+        if on_python:
             root = project_root(status, source_root)
             with_source = needs_source(entry, label, root, include_source)
             if files:
@@ -310,7 +320,7 @@ def write_model_repository(status: Mapping[str, Any], model_name: str, repo_dir:
         else:
             src_dir = _target_dir(model_name, name, entry)
             try:
-                layout = _native_files(chosen, files)
+                layout = native_files(chosen, files)
             except DeployError as exc:
                 raise DeployError(f"{label}: {exc}") from None
             for file_name, dest_name in sorted(layout.items()):

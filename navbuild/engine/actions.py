@@ -7,6 +7,7 @@ three kinds differ only in the function that fills the output folder (``ACTIONS`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -18,33 +19,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from navbuild.engine import fingerprint, keys
-from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Target
+from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Target
 from navbuild.engine.outputs import CHECK_FILE, PROFILE_FILE
 from navbuild.engine.store import atomic_write, safe_name
 from navbuild.hashing import digest_value, tree_digest
-from navbuild.rule import BuildContext, Skip
+from navbuild.rule import CHECK_HINT, ROLE_SAMPLES, BuildContext, Skip, repeat_file_name
 
 if TYPE_CHECKING:
     from navbuild.engine.session import Session
 
 STEP_VERSIONS = {CHECK: keys.CHECK_VERSION, PROFILE: keys.PROFILE_VERSION}
+# What a model's reference target writes (any framework's reference rule): its outputs on every
+# sample, and a second run of the source when the two differed (see measure/correctness.py).
 
 
-def execute(session: Session, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
-    """Run ``target``'s action and store its outputs; returns the manifest written under ``key``.
-
-    User code runs in a worker process (``workers``) unless ``NAVBUILD_IN_PROCESS=1``, so that a
-    crash, a hang or an abort in it is this target's failure and not the build's end."""
-    from navbuild.engine import workers
-
-    if workers.isolated():
-        return workers.pool(session).execute(target, key, material)
-    return run_action(session, target, key, material)
-
-
-def run_action(session: Session, target: Target, key: str, material: dict[str, Any],
-               log_path: Path | None = None) -> dict[str, Any]:
-    """``execute`` in this process; ``log_path`` (a worker's) receives the log as it is written."""
+def execute(session: Session, target: Target, key: str, material: dict[str, Any],
+            log_path: Path | None = None) -> dict[str, Any]:
+    """Run ``target``'s action in this process and store its outputs; returns the manifest written
+    under ``key``. A session calls it through ``workers.execute`` (a worker process runs it there);
+    ``log_path`` (a worker's) receives the log as it is written."""
     store = session.store
     scratch = store.scratch(safe_name(target.name) + "-")
     log = BuildLog(echo=session.options.verbose and log_path is None, path=log_path)
@@ -55,8 +48,8 @@ def run_action(session: Session, target: Target, key: str, material: dict[str, A
         with log.capture():
             log(f"navbuild: building {target.name} (key {key[:12]})")
             metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
-        files = _store_outputs(session, out_dir)
-        digest = _output_digest(target, out_dir, files)
+        files = _store_outputs(session, target, out_dir)
+        digest = output_digest(target, out_dir, files, material)
         seconds = time.perf_counter() - started
         log(f"navbuild: {target.name} done in {seconds:.2f} s, digest {digest[:12]}")
         manifest = {"target": target.name, "rule": target.rule.name if target.rule else target.kind,
@@ -88,13 +81,11 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
                    log: BuildLog) -> dict[str, Any] | None:
     rule = target.rule
     samples: list[dict[str, Any]] = []
-    if rule.name != "samples":
+    if rule.role != ROLE_SAMPLES:
         samples = _samples(session, target)
-    cache_dir = None
-    if rule.device_bound:
-        cache_dir = session.store.rule_cache_dir(rule.name, digest_value(fingerprint.device(target.device)))
+    cache_dir = _cache_dir(session, target)
     params = dict(target.params)
-    if rule.name == "samples":
+    if rule.role == ROLE_SAMPLES:
         params["samples"] = target.model.samples
     ctx = BuildContext(model=target.spec, target=target.name, precision=target.precision, device=target.device,
                        params=params, out_dir=out_dir,
@@ -105,13 +96,29 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
 
 def check_artifact(session: Session, target: Target, out_dir: Path, scratch: Path, log: BuildLog) -> dict[str, Any]:
     from navbuild import tensors
-    from navbuild.measure import correctness
+    from navbuild.measure import correctness, coverage
 
     runner = _runner(session, target)
-    expected = tensors.load(session.outputs.materialized(f"{target.spec.name}:reference") / "reference.tensors")
+    reference = session.graph.targets[f"{target.spec.name}:{REFERENCE}"]
+    folder = session.outputs.materialized(reference.name)
+    repeat_path = folder / repeat_file_name(reference.tensor_file)  # a second run of the source, when it differed
+    samples = _samples(session, target)
+    buckets = runner.served_batch_sizes()
+    cases, expected = coverage.check_cases(samples, tensors.load(folder / reference.tensor_file), buckets,
+                                           target.spec.batch_dim)
+    repeat = None
+    if repeat_path.is_file():
+        _, repeat = coverage.check_cases(samples, tensors.load(repeat_path), buckets, target.spec.batch_dim)
     result = correctness.run_and_compare(
-        runner, _samples(session, target), expected,
-        lambda output: target.model.correctness.tolerance(target.precision, output))
+        runner, cases, expected, lambda output: target.model.correctness.tolerance(target.precision, output),
+        repeat=repeat)
+    hint = (session.current_manifest(target.artifact) or {}).get("metadata", {}).get(CHECK_HINT)
+    if hint and result["failures"] and result.get("source_deterministic", True):
+        result["failures"][0] += f"; {hint}"
+    if len(cases) > len(samples):
+        result["bucket_cases"] = [coverage.batch_size(case, target.spec.batch_dim) for case in cases[len(samples):]]
+    if result.get("source_deterministic", True):  # else the runner never ran
+        result["runner_info"] = runner.runtime_info()
     for failure in result["failures"]:
         log(f"correctness: {failure}")
     (out_dir / CHECK_FILE).write_text(json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
@@ -120,7 +127,7 @@ def check_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
 
 def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: Path,
                      log: BuildLog) -> dict[str, Any]:
-    from navbuild.measure import profiling
+    from navbuild.measure import coverage, profiling
 
     check = session.current_manifest(f"{target.artifact}.check")
     if check is None or not check.get("metadata", {}).get("passed", False):
@@ -133,9 +140,10 @@ def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: P
             log(f"profile: batch {point.batch_size}: p50 {point.p50_ms:.3f} ms, "
                 f"{point.throughput:.1f} samples/s{'' if point.stable else ' (not stable)'}")
 
-    result = profiling.profile_runner(runner, _samples(session, target)[0], session.profile_config(),
+    config = coverage.profile_config(session.profile_config(), runner.served_batch_sizes(), target.spec.max_batch_size)
+    result = profiling.profile_runner(runner, _samples(session, target)[0], config,
                                       device=target.device, progress=progress)
-    data = result.to_dict()
+    data = {**result.to_dict(), "runner_info": runner.runtime_info()}
     (out_dir / PROFILE_FILE).write_text(json.dumps(jsonable(data), indent=2, sort_keys=True) + "\n")
     return data
 
@@ -145,34 +153,70 @@ ACTIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
 
 
 def _samples(session: Session, target: Target) -> list[dict[str, Any]]:
+    return _role_tensors(session, target, SAMPLES)
+
+
+def _role_tensors(session: Session, target: Target, role: str) -> list[dict[str, Any]]:
+    """The tensors file of the model's samples or reference target, as its rule declares it."""
     from navbuild import tensors
 
-    return tensors.load(session.outputs.materialized(f"{target.spec.name}:samples") / "samples.tensors")
+    role_target = session.graph.targets[f"{target.spec.name}:{role}"]
+    return tensors.load(session.outputs.materialized(role_target.name) / role_target.tensor_file)
 
 
 def _runner(session: Session, target: Target) -> Any:
-    """The runner of the artifact that ``target`` checks or profiles, not yet activated."""
+    """The runner of the artifact that ``target`` checks or profiles, not yet activated; it gets the
+    rule's cache folder, so it reuses what the build compiled.
+
+    A model that declares no outputs gets the reference's output names (the keys of what its forward
+    returns, or ``output__<i>``), so that a runner whose artifact returns a tuple names them the same.
+    """
     artifact = session.graph.targets[target.artifact]
     runner_cls = session.registry.runner(artifact.rule.runner)
-    return runner_cls(session.outputs.materialized(artifact.name), target.spec, artifact.device, artifact.precision)
+    spec = target.spec
+    if not spec.outputs:
+        spec = dataclasses.replace(spec, outputs=tuple(session.keys.reference_outputs(target)))
+    runner = runner_cls(session.outputs.materialized(artifact.name), spec, artifact.device, artifact.precision)
+    runner.cache_dir = _cache_dir(session, artifact)
+    return runner
+
+
+def _cache_dir(session: Session, artifact: Target) -> Path | None:
+    """The persistent cache folder of a device-bound rule on this device (None for portable rules)."""
+    if not artifact.rule.device_bound:
+        return None
+    return session.store.rule_cache_dir(artifact.rule.name, digest_value(fingerprint.device(artifact.device)))
 
 
 # -- outputs ------------------------------------------------------------------------------------
-def _store_outputs(session: Session, out_dir: Path) -> dict[str, str]:
-    files = {}
-    for path in sorted(out_dir.rglob("*")):
-        if path.is_file():
-            files[path.relative_to(out_dir).as_posix()] = session.store.put_file(path)
-    if not files:
+def _store_outputs(session: Session, target: Target, out_dir: Path) -> dict[str, str]:
+    paths = {path.relative_to(out_dir).as_posix(): path for path in sorted(out_dir.rglob("*")) if path.is_file()}
+    if not paths:
         raise RuntimeError("the rule wrote no output file")
-    return files
+    undeclared = target.rule.undeclared_outputs(list(paths)) if target.rule else []
+    if undeclared:  # the Triton writer and the roles trust the declaration: hold the rule to it
+        raise RuntimeError(f"rule {target.rule.name} wrote {', '.join(undeclared)}, which its outputs "
+                           f"({', '.join(target.rule.outputs)}) do not declare")
+    return {name: session.store.put_file(path) for name, path in paths.items()}
 
 
-def _output_digest(target: Target, out_dir: Path, files: dict[str, str]) -> str:
+def output_digest(target: Target, out_dir: Path, files: dict[str, str], material: dict[str, Any]) -> str:
     rule = target.rule
-    if rule is not None and not rule.normalized and rule.canonical_digest is not None:
-        return "c" + rule.canonical_digest(out_dir)[:31]
-    return tree_digest(files)
+    canonical = rule is not None and not rule.normalized and rule.canonical_digest is not None
+    digest = rule.canonical_digest(out_dir) if canonical else tree_digest(files)
+    if rule is not None and not rule.output_identifies_model:
+        # A recipe or a config names no model: without the model's identity, two models with the same
+        # options would share one digest, and one's checks and profiles be served for the other.
+        return "m" + digest_value({"output": digest, "model": model_identity(material)})[:31]
+    return "c" + digest[:31] if canonical else digest
+
+
+def model_identity(material: dict[str, Any]) -> dict[str, Any]:
+    """What in an artifact's key material names its model: the entry and source digests, or the
+    upstream artifact's digest."""
+    if "sources" in material:
+        return {"entry": material.get("entry"), "sources": material["sources"]}
+    return {"upstream": material["upstream"]["digest"]}
 
 
 def jsonable(value: Any) -> Any:

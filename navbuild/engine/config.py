@@ -14,9 +14,11 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from navbuild.rule import ModelSpec
+from navbuild.engine import remote_settings
+from navbuild.engine.variants import VariantError, expand as expand_variants
+from navbuild.rule import ModelSpec, entry_file, is_function_entry
 
 CONFIG_NAME = "navbuild.toml"
 DEFAULT_TIMEOUT_S = 1800.0  # one build, check or profile; [project] timeout, per model, per format
@@ -101,8 +103,9 @@ class ProjectConfig:
     out: Path
     models: dict[str, ModelConfig]
     profile: "ProfileSettings" = None  # type: ignore[assignment]
+    remote: remote_settings.RemoteSettings = remote_settings.RemoteSettings()  # [cache]
     timeout: float = DEFAULT_TIMEOUT_S
-    mapping: dict[str, Any] = field(default_factory=dict)  # the validated TOML: rebuilds it in a worker
+    mapping: dict[str, Any] = field(default_factory=dict)  # the validated mapping: a worker reopens it
 
 
 # -- small typed readers ----------------------------------------------------------------------
@@ -188,17 +191,26 @@ def config_path(path: Path) -> Path:
     return path / CONFIG_NAME if path.is_dir() and (path / CONFIG_NAME).is_file() else path
 
 
-def load(path: Path, known_formats: Mapping[str, Any] | None = None) -> ProjectConfig:
-    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation."""
+KnownFormats = Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None
+
+
+def load(path: Path, known_formats: KnownFormats = None) -> ProjectConfig:
+    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation, or is a
+    function of a model's framework that gives that map (``Registry.formats``)."""
     path = config_path(path)
-    return from_mapping(read(path), path, path.parent, known_formats)
+    return from_mapping(read(path), path.parent, known_formats, label=path)
 
 
-def from_mapping(data: Mapping[str, Any], path: Path, root: Path,
-                 known_formats: Mapping[str, Any] | None = None) -> ProjectConfig:
-    """Validate a config mapping (what navbuild.toml holds) for a project rooted at ``root``;
-    ``path`` names it in messages. A worker process rebuilds the project this way."""
-    path, root = Path(path), Path(root)
+def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormats = None,
+                 label: Path | str | None = None) -> ProjectConfig:
+    """Validate a project given as the mapping that navbuild.toml holds (what ``tomllib`` returns),
+    its paths relative to ``root``. ``label`` names the source in every ConfigError (the file, or
+    e.g. "OptimizeConfig"). The one validator: navbuild.toml, the Python API and a worker process
+    reopening a project (``project.open_described``) all come here."""
+    root = Path(root).resolve()
+    path = Path(label) if label is not None else root / CONFIG_NAME
+    if not isinstance(data, Mapping):
+        raise ConfigError(path, "", f"must be a table (a mapping), not {type(data).__name__}")
     top = _Reader(path, data, "")
     project = _Reader(path, top.table_("project"), "project")
     name = _plain_name(path, project.key("name"), project.get("name", str, root.name))
@@ -211,6 +223,10 @@ def from_mapping(data: Mapping[str, Any], path: Path, root: Path,
     project.reject_unknown()
     correctness = _correctness(path, top.table_("correctness"), "correctness", None)
     profile = _profile(path, top.table_("profile"))
+    try:
+        remote = remote_settings.from_table(top.table_("cache"))
+    except remote_settings.RemoteSettingsError as exc:
+        raise ConfigError(path, exc.where, exc.problem, exc.fix)
     models_table = top.get("models", dict, fix="declare at least one [models.<name>] table")
     if not models_table:
         raise ConfigError(path, "models", "declares no model", "add a [models.<name>] table")
@@ -224,7 +240,7 @@ def from_mapping(data: Mapping[str, Any], path: Path, root: Path,
         models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout)
     top.reject_unknown()
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
-                         models=models, profile=profile, timeout=timeout, mapping=dict(data))
+                         models=models, profile=profile, remote=remote, timeout=timeout, mapping=dict(data))
 
 
 # -- paths ----------------------------------------------------------------------------------------
@@ -332,6 +348,8 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
         if precision == "fp32":
             base = _tolerance(path, {k: table[k] for k in ("atol", "rtol") if k in table}, where, base)
         per = precision_tables.get(precision)
+        if per is not None and not isinstance(per, dict):
+            raise ConfigError(path, f"{where}.precision.{precision}", "must be a table with atol and/or rtol")
         by_precision[precision] = _tolerance(path, per, f"{where}.precision.{precision}", base) if per else base
     unknown = sorted(set(precision_tables) - set(PRECISIONS))
     if unknown:
@@ -346,21 +364,25 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
 
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
-           correctness: CorrectnessConfig, known_formats: Mapping[str, Any] | None,
+           correctness: CorrectnessConfig, known_formats: KnownFormats,
            project_timeout: float = DEFAULT_TIMEOUT_S) -> ModelConfig:
     where = f"models.{name}"
     reader = _Reader(path, table, where)
     framework = reader.get("framework", str, fix='e.g. framework = "torch"')
-    entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model"')
-    _check_entry(path, root, reader.key("entry"), entry)
+    entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model", or a model file: "model.onnx"')
+    if is_function_entry(entry) or entry.endswith(".py"):  # python code needs its function's name
+        _check_entry(path, root, reader.key("entry"), entry)
+    elif not _inside(path, root, reader.key("entry"), entry).is_file():
+        raise ConfigError(path, reader.key("entry"), f"file {entry} does not exist",
+                          "give 'path/file.py:function', or the path of a model file, relative to the folder "
+                          "holding navbuild.toml")
     samples = reader.get("samples", str, fix='a function ("model.py:make_samples") or a .tensors/.npz file')
     if ":" in samples and samples.rsplit(":", 1)[0].endswith(".py"):
         _check_entry(path, root, reader.key("samples"), samples)
     elif not _inside(path, root, reader.key("samples"), samples).is_file():
         raise ConfigError(path, reader.key("samples"), f"file {samples} does not exist",
                           "give an existing file or a 'file.py:function' that returns samples")
-    entry_file = entry.rsplit(":", 1)[0]
-    sources = reader.str_list("sources", [entry_file])
+    sources = reader.str_list("sources", [entry_file(entry)])
     for pattern in sources:
         _check_pattern(path, root, reader.key("sources"), pattern)
     inputs = reader.str_list("inputs", [])
@@ -375,7 +397,8 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
     dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
     device = _device(path, reader, "device", project_device)
     timeout = _timeout(path, reader, project_timeout)
-    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, known_formats)
+    formats = known_formats(framework) if callable(known_formats) else known_formats
+    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
     reader.reject_unknown()
     spec = ModelSpec(name=name, framework=framework, entry=entry, root=root, inputs=tuple(inputs),
@@ -447,7 +470,7 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
                          normalize=normalize, format_options=options, timeouts=timeouts)
 
 
-ENGINE_PARAMS = ("max_batch_size", "normalize")
+ENGINE_PARAMS = ("max_batch_size", "normalize", "profile_batch_sizes")
 
 
 def _check_format_options(path: Path, where: str, formats: list[str], precisions: list[str],
@@ -462,12 +485,17 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
     for fmt in formats:
         rule = known_formats[fmt]
         validate = getattr(rule, "validate", None)
+        try:
+            variants = expand_variants(rule, options.get(fmt, {}))
+        except VariantError as exc:
+            raise ConfigError(path, f"{where}.{fmt}.{exc.option}", exc.problem, exc.fix)
         for precision in precisions:
             if precision not in rule.precisions:
                 continue
-            problem = validate(options.get(fmt, {}), precision) if validate else None
-            if problem:
-                raise ConfigError(path, f"{where}.{fmt}", problem)
+            for variant in variants:
+                problem = validate(variant.options, precision) if validate else None
+                if problem:
+                    raise ConfigError(path, f"{where}.{fmt}", problem)
         if not any(p in rule.precisions for p in precisions):
             raise ConfigError(path, f"{where}.precisions", f"format {fmt} builds none of {precisions}",
                               f"it supports {list(rule.precisions)}")

@@ -21,8 +21,6 @@ from typing import Any
 OVERRIDE_ENV = "NAVBUILD_DEVICE_FINGERPRINT"
 CPU_FLAGS_OF_INTEREST = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16",
                          "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile", "asimd", "sve")
-TOOL_DISTRIBUTIONS = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "torch-tensorrt",
-                      "tensorflow", "jax")
 
 
 @lru_cache(maxsize=None)
@@ -34,7 +32,7 @@ def tool_version(distribution: str) -> str | None:
         return None
 
 
-def tool_versions(distributions: tuple[str, ...] = TOOL_DISTRIBUTIONS) -> dict[str, str | None]:
+def tool_versions(distributions: tuple[str, ...]) -> dict[str, str | None]:
     return {name: tool_version(name) for name in distributions}
 
 
@@ -143,14 +141,21 @@ def device(kind: str) -> dict[str, Any]:
             return {"override": override}
     if kind == "cuda":
         found = gpus()
-        return {"gpu": found[0] if found else None, "tensorrt": tool_version("tensorrt")}
+        return {"gpu": found[0] if found else None, **tool_versions(device_tools())}
     return {"cpu": cpu()}
 
 
-def machine() -> dict[str, Any]:
-    """Everything, for reports and the package manifest."""
+def device_tools() -> tuple[str, ...]:
+    """Distributions that rules declare part of a GPU's identity (``Rule.device_tools``)."""
+    from navbuild.engine.registry import default_registry
+
+    return default_registry().device_tools()
+
+
+def machine(tools: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Everything, for reports and the package manifest; ``tools``: the distributions to report."""
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu(),
-            "gpus": gpus() if gpu_present() else [], "tools": tool_versions()}
+            "gpus": gpus() if gpu_present() else [], "tools": tool_versions(tuple(tools))}
 
 
 class MachineInfo:

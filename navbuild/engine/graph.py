@@ -3,11 +3,12 @@
 Per model ``m``:
     m:samples            sample inputs (from a function or a file)
     m:reference          the source model's outputs on the samples (the correctness reference)
-    m:<format>[-<prec>]  one artifact per declared format and precision the rule supports
+    m:<format>[-<prec>]  one artifact per declared format and precision the rule supports, and one
+                         per variant when an option is searched (``m:<format>[-<prec>]+<label>``)
     m:<artifact>.check   correctness of that artifact against the reference
     m:<artifact>.profile latency and throughput of its runner (when [profile] is enabled)
-Aliases: ``all``, the model name, a format (``onnx``), a format with precision (``trt-fp16``),
-a rule name (``trt``: every precision), a precision (``fp16``).
+Aliases: ``all``, the model name, a format (``onnx``), a format with precision (``trt-fp16``,
+which includes its variants), a rule name (``trt``: every precision), a precision (``fp16``).
 """
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from navbuild.engine.config import ENGINE_PARAMS, ModelConfig, ProjectConfig
-from navbuild.engine.registry import Registry
-from navbuild.rule import SOURCE, ModelSpec, Rule
+from navbuild.engine.registry import Registry, RegistryError
+from navbuild.engine.variants import LABEL_SEPARATOR, expand as expand_variants
+from navbuild.rule import ROLE_REFERENCE, ROLE_SAMPLES, SOURCE, ModelSpec, Rule
 
 ARTIFACT, CHECK, PROFILE = "artifact", "check", "profile"
-SAMPLES, REFERENCE = "samples", "reference"
-INTERNAL_RULES = (SAMPLES, REFERENCE)  # every model gets them; never declared as formats
+SAMPLES, REFERENCE = ROLE_SAMPLES, ROLE_REFERENCE  # every model's two role targets: <model>:<role>
 
 
 @dataclass
@@ -49,6 +50,11 @@ class Target:
     def seconds_allowed(self) -> float:
         """How long its build, check or profile may run: its format's timeout, else its model's."""
         return self.timeout if self.timeout is not None else self.model.timeout
+
+    @property
+    def tensor_file(self) -> str:
+        """The one file a role target (samples, reference) writes, as its rule declares it."""
+        return self.rule.outputs[0]
 
 
 class GraphError(ValueError):
@@ -114,13 +120,16 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
                 aliases[alias].append(target.name)
 
     for model_name, model in project.models.items():
-        if model_name in registry.rules or model_name in ("all", "fp32", "fp16", "bf16", "int8"):
+        if model_name in registry.names() or model_name in ("all", "fp32", "fp16", "bf16", "int8"):
             raise GraphError(f"model name {model_name!r} clashes with a format or alias name; rename it")
         device = resolve_device(model.targets.device, gpu_present)
-        samples_rule = registry.rule(SAMPLES)
+        framework = model.spec.framework
+        samples_rule = registry.role(SAMPLES, framework)
+        if samples_rule is None:
+            raise GraphError(f"model {model_name}: no rule gives sample inputs; is rules.samples installed?")
         samples = Target(f"{model_name}:{SAMPLES}", ARTIFACT, model, samples_rule, device="cpu")
         add(samples)
-        reference_rule = registry.source_rule(REFERENCE, model.spec.framework)
+        reference_rule = registry.role(REFERENCE, framework)
         if reference_rule is None:
             raise GraphError(f"model {model_name}: no rule gives reference outputs for framework "
                              f"{model.spec.framework!r}; is its rule family installed?")
@@ -128,23 +137,39 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
                            params=_params(reference_rule, model, {}), deps=[samples.name])
         add(reference)
         for fmt in model.targets.formats:
-            rule = registry.rule(fmt)
-            if rule.consumes == SOURCE and rule.frameworks and model.spec.framework not in rule.frameworks:
-                raise GraphError(f"model {model_name}: format {fmt} takes {', '.join(rule.frameworks)} "
-                                 f"models, not {model.spec.framework}")
+            rule = _rule(registry, model_name, fmt, framework)
             for precision in model.targets.precisions:
                 if precision not in rule.precisions:
                     continue
-                artifact = _artifact(model, rule, precision, device, samples.name, registry)
-                add(artifact, "all", model_name, rule.name, artifact.short, precision)
-                check = Target(f"{artifact.name}.check", CHECK, model, None, precision=precision,
-                               device=device, deps=[artifact.name, reference.name, samples.name],
-                               artifact=artifact.name, timeout=artifact.timeout)
-                add(check)
-                if project.profile.enabled:
-                    add(_profile_target(artifact, samples.name))
+                for artifact in _artifacts(project, model, rule, precision, device, samples.name, registry):
+                    add(artifact, "all", model_name, rule.name, artifact.short, rule.target_suffix(precision),
+                        precision)
+                    check = Target(f"{artifact.name}.check", CHECK, model, None, precision=precision,
+                                   device=device, deps=[artifact.name, reference.name, samples.name],
+                                   artifact=artifact.name, timeout=artifact.timeout)
+                    add(check)
+                    if project.profile.enabled:
+                        add(_profile_target(artifact, samples.name))
     _add_upstreams(targets, registry)
     return Graph(targets=targets, aliases=aliases)
+
+
+def _rule(registry: Registry, model_name: str, fmt: str, framework: str) -> Rule:
+    """The rule of ``fmt`` for this model's framework, whose upstream formats exist for it too."""
+    if fmt not in registry.formats(framework):
+        rules = registry.by_name.get(fmt, [])
+        if not rules:
+            raise GraphError(f"model {model_name}: unknown format {fmt!r}; known: "
+                             f"{', '.join(sorted(registry.formats(framework)))}")
+        takes = sorted({fw for rule in rules for fw in rule.frameworks})
+        if takes and framework not in takes:
+            raise GraphError(f"model {model_name}: format {fmt} takes {', '.join(takes)} models, not {framework}")
+        raise GraphError(f"model {model_name}: format {fmt} reads {rules[0].consumes}, which {framework} "
+                         f"models have no rule for")
+    try:
+        return registry.rule(fmt, framework)
+    except RegistryError as exc:
+        raise GraphError(f"model {model_name}: {exc}") from None
 
 
 def _profile_target(artifact: Target, samples: str) -> Target:
@@ -153,41 +178,70 @@ def _profile_target(artifact: Target, samples: str) -> Target:
                   artifact=artifact.name, timeout=artifact.timeout)
 
 
-def _params(rule: Rule, model: ModelConfig, options: dict[str, Any]) -> dict[str, Any]:
+def _params(rule: Rule, model: ModelConfig, options: dict[str, Any],
+            project: ProjectConfig | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name, default in rule.params.items():
         if name == "max_batch_size":
             params[name] = model.spec.max_batch_size
         elif name == "normalize":
             params[name] = options.get("normalize", model.targets.normalize)
+        elif name == "profile_batch_sizes":
+            params[name] = _profile_batch_sizes(project)
         else:
             params[name] = options.get(name, default)
-    return params
+    return dict(rule.resolve(params)) if rule.resolve else params
+
+
+def _profile_batch_sizes(project: ProjectConfig | None) -> list[int]:
+    if project is None or not project.profile.enabled:
+        return []
+    return sorted({int(size) for size in project.profile.options.get("batch_sizes") or ()})
+
+
+def _artifacts(project: ProjectConfig, model: ModelConfig, rule: Rule, precision: str, device: str,
+               samples: str, registry: Registry) -> list[Target]:
+    """One artifact per variant of the format's options (one when nothing is searched)."""
+    options = model.targets.format_options.get(rule.name, {})
+    return [_artifact(model, rule, precision, device, samples, registry, variant.options, variant.suffix, project)
+            for variant in expand_variants(rule, options)]
 
 
 def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, samples: str,
-              registry: Registry) -> Target:
-    options = model.targets.format_options.get(rule.name, {})
-    params = _params(rule, model, options)
-    name = f"{model.name}:{rule.target_suffix(precision)}"
+              registry: Registry, options: dict[str, Any] | None = None, suffix: str = "",
+              project: ProjectConfig | None = None) -> Target:
+    if options is None:
+        options = expand_variants(rule, model.targets.format_options.get(rule.name, {}))[0].options
+    params = _params(rule, model, options, project)
+    name = f"{model.name}:{rule.target_suffix(precision)}{suffix}"
     upstream = None
     if rule.consumes != SOURCE:
-        upstream_rule = registry.rule(rule.consumes)
+        upstream_rule = registry.rule(rule.consumes, model.spec.framework)
         upstream = f"{model.name}:{upstream_rule.target_suffix(upstream_rule.precisions[0])}"
-    deps = [samples] + ([upstream] if upstream else [])
+    # A source rule waits for the reference: the first load of the model, where a model that does
+    # not match its declared inputs or outputs fails once, with the cause, instead of once per format.
+    deps = [samples] + ([upstream] if upstream else [f"{model.name}:{REFERENCE}"])
     return Target(name, ARTIFACT, model, rule, precision=precision, device=device, params=params,
                   upstream=upstream, deps=deps, timeout=model.targets.timeouts.get(rule.name))
 
 
 def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
-    """A conversion whose upstream format was not declared gets it as an implicit target."""
+    """A conversion whose upstream format was not declared gets it as an implicit target; one whose
+    upstream was declared only as variants reads the first of them."""
+    for target in list(targets.values()):
+        if target.upstream and target.upstream not in targets:
+            variants = sorted(n for n in targets if n.startswith(target.upstream + LABEL_SEPARATOR)
+                              and targets[n].kind == ARTIFACT)
+            if variants:
+                target.deps = [variants[0] if d == target.upstream else d for d in target.deps]
+                target.upstream = variants[0]
     pending = [t for t in targets.values() if t.upstream and t.upstream not in targets]
     while pending:
         target = pending.pop()
         if target.upstream in targets:
             continue
         model, fmt = target.upstream.split(":", 1)
-        rule = registry.rule(target.rule.consumes)
+        rule = registry.rule(target.rule.consumes, target.spec.framework)
         device = target.device
         implicit = _artifact(target.model, rule, rule.precisions[0], device, f"{model}:{SAMPLES}", registry)
         targets[implicit.name] = implicit

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from navbuild.engine import fingerprint
-from navbuild.engine.graph import CHECK, PROFILE, Graph, Target
+from navbuild.engine.graph import CHECK, PROFILE, REFERENCE, SAMPLES, Graph, Target
 from navbuild.hashing import digest_value
-from navbuild.rule import SOURCE
+from navbuild.rule import ROLE_SAMPLES, SOURCE
 
 if TYPE_CHECKING:
     from navbuild.engine.config import ProjectConfig
@@ -61,7 +61,7 @@ def artifact_material(target: Target, *, sources: dict[str, str], samples_digest
         material["upstream"] = {"target": target.upstream.split(":", 1)[1], "digest": upstream_digest}
     if samples_digest is not None:
         material["samples"] = samples_digest
-    if rule.name == "samples":
+    if rule.role == ROLE_SAMPLES:
         material["max_batch_size"] = target.spec.max_batch_size
     if rule.device_bound:
         material["device_fingerprint"] = fingerprint.device(target.device)
@@ -146,7 +146,7 @@ class KeyResolver:
         if target.kind in (CHECK, PROFILE):
             material = self._measure_material(target)
         else:
-            samples_name = f"{target.spec.name}:samples"
+            samples_name = f"{target.spec.name}:{SAMPLES}"
             samples_digest = None if name == samples_name else self.digest_of(samples_name)
             upstream_digest = self.digest_of(target.upstream) if target.upstream else None
             material = artifact_material(target, sources=self._sources(target), samples_digest=samples_digest,
@@ -159,14 +159,14 @@ class KeyResolver:
         artifact = self.graph.targets[target.artifact]
         runner = self.registry.runner(artifact.rule.runner)
         runner_tools = tuple(getattr(runner, "tools", ()) or artifact.rule.tools)
-        samples_digest = self.digest_of(f"{target.spec.name}:samples")
+        samples_digest = self.digest_of(f"{target.spec.name}:{SAMPLES}")
         if target.kind == PROFILE:
             return profile_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
                                     samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
                                     config=self.profile_config().as_key())
-        outputs = list(target.spec.outputs) or self._reference_outputs(target)
+        outputs = list(target.spec.outputs) or self.reference_outputs(target)
         return check_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
-                              reference_digest=self.digest_of(f"{target.spec.name}:reference"),
+                              reference_digest=self.digest_of(f"{target.spec.name}:{REFERENCE}"),
                               samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
                               tolerances=target.model.correctness.as_key(target.precision, outputs))
 
@@ -175,9 +175,11 @@ class KeyResolver:
 
         return ProfileConfig.from_dict(self.project.profile.options)
 
-    def _reference_outputs(self, target: Target) -> list[str]:
-        manifest = self.current_manifest(f"{target.spec.name}:reference")
-        return list(manifest.get("metadata", {}).get("outputs", [])) if manifest else []
+    def reference_outputs(self, target: Target) -> list[str]:
+        """The output names that the model's reference recorded (its forward's keys, or output__<i>)."""
+        manifest = self.current_manifest(f"{target.spec.name}:{REFERENCE}")
+        outputs = manifest.get("metadata", {}).get("outputs", []) if manifest else []
+        return [output["name"] for output in outputs]
 
     def _sources(self, target: Target) -> dict[str, str]:
         patterns = list(target.model.sources)

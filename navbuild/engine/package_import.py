@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from navbuild.deploy.package import DEFAULT_LIMITS, Limits, PackageContents, PackageError, read_package
-from navbuild.engine.graph import ARTIFACT, INTERNAL_RULES
+from navbuild.engine.actions import output_digest
+from navbuild.engine.graph import ARTIFACT
 from navbuild.engine.keys import KeyResolver, Pending
 from navbuild.engine.session import Session
 from navbuild.engine.store import CorruptObject
@@ -92,9 +93,9 @@ def _plan(session: Session, contents: PackageContents,
     plan = []
     for name, target in sorted(packaged.items()):
         why = _not_importable(session, name, target)
-        if why is None and tree_digest(target["files"]) != target.get("digest"):
-            raise PackageError(f"{contents.path}: {name} records digest {target.get('digest')}, but its files "
-                               f"give {tree_digest(target['files'])}; the package was altered")
+        local = session.graph.targets[name] if why is None else None
+        if local is not None and local.rule.output_identifies_model:
+            _check_digest(contents, name, target, tree_digest(target["files"]))
         if why is None:
             try:
                 key, material = keys.key(name)
@@ -103,9 +104,12 @@ def _plan(session: Session, contents: PackageContents,
             else:
                 if key != target.get("key"):
                     why = "built from other inputs (sources, parameters, tools or device) than this project's"
-                elif _present(session, key):
-                    report.present.append(name)
-                    continue
+                else:  # same key, same material: a digest that names the model is recomputed with it
+                    # (a normalized rule's digest needs no folder, only the files' digests)
+                    _check_digest(contents, name, target, output_digest(local, None, target["files"], material))
+                    if _present(session, key):
+                        report.present.append(name)
+                        continue
         if why is not None:
             report.skipped[name] = why
             continue
@@ -113,12 +117,18 @@ def _plan(session: Session, contents: PackageContents,
     return plan
 
 
+def _check_digest(contents: PackageContents, name: str, target: dict[str, Any], computed: str) -> None:
+    if computed != target.get("digest"):
+        raise PackageError(f"{contents.path}: {name} records digest {target.get('digest')}, but its files "
+                           f"give {computed}; the package was altered")
+
+
 def _not_importable(session: Session, name: str, target: dict[str, Any]) -> str | None:
     local = session.graph.targets.get(name)
     if local is None or local.kind != ARTIFACT or local.rule is None:
         return "not a target of this project"
     rule = local.rule
-    if rule.name in INTERNAL_RULES:
+    if rule.role is not None:
         return "computed here (samples and reference outputs are never imported)"
     if rule.loads_code:
         return f"{rule.name} outputs carry code that loading runs; built here"

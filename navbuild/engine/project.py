@@ -1,11 +1,15 @@
-"""Open a project: navbuild.toml (or its description) + the registered rules -> a target graph and a session."""
+"""Open a project: navbuild.toml, a mapping of the same shape (the Python API), or a project's
+description (a worker process) + the registered rules -> a target graph and a session.
+
+All three go through ``config.from_mapping``, the one validator."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from navbuild.engine import config as config_module
-from navbuild.engine.graph import INTERNAL_RULES, build_graph
+from navbuild.engine.graph import build_graph
 from navbuild.engine.registry import Registry, default_registry, from_modules
 from navbuild.engine.session import Options, Session
 
@@ -13,28 +17,26 @@ from navbuild.engine.session import Options, Session
 def open_project(config_path: str | Path | None = None, options: Options | None = None) -> Session:
     path = Path(config_path) if config_path else config_module.find_config(Path.cwd())
     registry = default_registry()
-    project = config_module.load(path, _formats(registry))
+    project = config_module.load(path, registry.formats)
     return _session(project, registry, options)
 
 
-def describe(session: Session) -> dict[str, Any]:
-    """What a worker process needs to open the same project: plain data, no file required."""
-    project = session.project
-    return {"config": project.mapping, "path": str(project.path), "root": str(project.root),
-            "rule_modules": list(session.registry.rule_modules),
-            "options": {"verbose": session.options.verbose, "config_arg": session.options.config_arg}}
+def open_mapping(data: Mapping[str, Any], root: str | Path, label: str | Path | None = None,
+                 options: Options | None = None) -> Session:
+    """A project described as the navbuild.toml mapping plus its root (the Python API)."""
+    registry = default_registry()
+    project = config_module.from_mapping(data, Path(root), registry.formats, label=label)
+    return _session(project, registry, options)
 
 
 def open_described(description: dict[str, Any]) -> Session:
+    """The project a worker process serves, from ``Session.describe``."""
     registry = from_modules(description["rule_modules"])
-    project = config_module.from_mapping(description["config"], Path(description["path"]),
-                                         Path(description["root"]), _formats(registry))
+    project = config_module.from_mapping(description["config"], Path(description["root"]), registry.formats,
+                                         label=description["label"])
+    project = dataclasses.replace(project, store=Path(description["store"]), out=Path(description["out"]))
     options = Options(verbose=description["options"]["verbose"], config_arg=description["options"]["config_arg"])
     return _session(project, registry, options)
-
-
-def _formats(registry: Registry) -> dict[str, Any]:
-    return {name: rule for name, rule in registry.rules.items() if name not in INTERNAL_RULES}
 
 
 def _session(project: config_module.ProjectConfig, registry: Registry, options: Options | None) -> Session:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BUILT, CACHED, SKIPPED, FAILED = "built", "cached", "skipped", "failed"
+REMOTE = "remote"  # an origin: a cached target that this run restored from the remote cache
 
 
 @dataclass
@@ -21,6 +22,12 @@ class Record:
     seconds: float = 0.0
     correctness: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    origin: str | None = None  # REMOTE when the run restored it from the remote cache
+
+    @property
+    def label(self) -> str:
+        """The status as people read it: ``remote`` for a cached target fetched from the remote cache."""
+        return REMOTE if self.status == CACHED and self.origin == REMOTE else self.status
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

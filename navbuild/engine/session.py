@@ -3,27 +3,30 @@ runs the ones that are not.
 
 doit schedules; the session answers doit's two questions per target. ``is_up_to_date`` asks the
 store alone (never doit's dependency file), restoring materialized outputs on the way; ``run``
-executes the target's action (``actions.execute``) under a per-key lock, so two processes never
+executes the target's action (``workers.execute``: in a worker process) under a per-key lock, so two processes never
 build the same key, and records the outcome (``records``).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from navbuild.engine import actions, keys
+from navbuild.engine import keys, workers
 from navbuild.engine.config import ProjectConfig
 from navbuild.engine.fingerprint import MachineInfo
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
 from navbuild.engine.outputs import Outputs
-from navbuild.engine.records import BUILT, CACHED, FAILED, SKIPPED, Record, RunRecords
+from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, SKIPPED, Record, RunRecords
+from navbuild.engine.remote import RemoteCache
 from navbuild.engine.registry import Registry
-from navbuild.engine.store import Store, is_disk_full
+from navbuild.engine.store import Store, atomic_write, is_disk_full
 from navbuild.rule import Skip
 
 __all__ = ["Session", "Options", "Record", "BUILT", "CACHED", "SKIPPED", "FAILED"]
+LOG_KEPT_BYTES = 1 << 20  # the tail of a failed build's log kept in its failure record
 
 
 @dataclass
@@ -31,6 +34,10 @@ class Options:
     verbose: bool = False
     quiet: bool = False
     config_arg: str | None = None  # how the user named the config (for rebuild commands)
+    remote_cache: str | None = None  # --remote-cache URL ("" turns a configured one off)
+    remote_read_only: bool = False  # --remote-cache-read-only
+    retry_failed: bool = False  # run targets whose key failed before instead of replaying the failure
+    isolate: bool = True  # actions run in worker processes (engine/workers.py); False: in this one
 
 
 class Session:
@@ -46,7 +53,10 @@ class Session:
         self.records = RunRecords()
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
         self.workers = None  # navbuild.engine.workers.Pool, made when the first action runs
+        self.worker_hook: workers.Hook | None = None  # what a caller adds to its workers (the Python API)
         self.built_something = False  # set by a build command: did this run change any target?
+        remote = project.remote.with_overrides(self.options.remote_cache, self.options.remote_read_only)
+        self.remote = RemoteCache(remote) if remote.url else None
 
     # -- what other modules ask ---------------------------------------------------------------------
     def key(self, name: str) -> tuple[str, dict[str, Any]]:
@@ -115,27 +125,42 @@ class Session:
             key, material = self.key(name)
         except keys.Pending as pending:
             return self._upstream_unavailable(name, pending.upstream)
+        if name not in self.forced and not self.options.retry_failed:
+            failure = self.store.get_failure(key)
+            if failure is not None:
+                return self._failed_before(target, failure)
+        origin = None
         try:
             with self.store.lock(key):
                 manifest = self.store.get_manifest(key)
                 if manifest is not None and self.store.manifest_intact(manifest) and name not in self.forced:
                     status = CACHED  # another process built it while we waited for the lock
+                elif name not in self.forced and (manifest := self._restore(target, key, material)) is not None:
+                    status, origin = CACHED, REMOTE
                 else:
-                    manifest = {**actions.execute(self, target, key, material), "key": key}
+                    manifest = {**workers.execute(self, target, key, material), "key": key}
                     status = BUILT
                 self.materialize(target, manifest)
                 self.keys.set_current(name, manifest)
+            if status == BUILT and self.remote is not None:
+                self.remote.publish(self.store, target, key, manifest)
         except Skip as skip:
             self.records.add(Record(name, SKIPPED, reason=str(skip), seconds=time.perf_counter() - started))
             return True
         except Exception as exc:  # the target fails, the build goes on
-            return self._failed(target, exc, started)
-        self._record_from_manifest(name, status, key, manifest, seconds=time.perf_counter() - started)
+            return self._failed(target, exc, started, key)
+        if status == BUILT:
+            self.store.drop_failure(key)  # a retry that succeeded
+        self._record_from_manifest(name, status, key, manifest, seconds=time.perf_counter() - started,
+                                   origin=origin)
         self.store.put_target_record(name, {"key": key, "material": material, "digest": manifest["digest"],
                                             "time": time.time()})
         if target.kind == CHECK and not manifest.get("metadata", {}).get("passed", False):
             return False
         return manifest.get("status") == "ok"
+
+    def _restore(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any] | None:
+        return self.remote.restore(self.store, target, key, material) if self.remote is not None else None
 
     def _upstream_unavailable(self, name: str, upstream: str) -> bool:
         record = self.records.get(upstream)
@@ -146,20 +171,46 @@ class Session:
         self.records.add(Record(name, FAILED, reason=f"needs {upstream}, which {why}"))
         return False
 
-    def _failed(self, target: Target, exc: BaseException, started: float) -> bool:
+    def _failed(self, target: Target, exc: BaseException, started: float, key: str | None = None) -> bool:
+        # not the target's doing: a full disk, no memory, or no worker process that could start
+        transient = is_disk_full(exc) or isinstance(exc, (MemoryError, workers.WorkerStartError))
         if is_disk_full(exc):
             reason = f"disk full while building ({exc}); free space and run again"
         else:
             reason = f"{type(exc).__name__}: {exc}".strip()
         first_line = reason.splitlines()[0] if reason else type(exc).__name__
+        if key is not None and not transient:
+            self._record_failure(target, key, first_line)
         self.records.add(Record(target.name, FAILED, reason=first_line, seconds=time.perf_counter() - started,
                                 metadata={"log": str(self.outputs.log_path(target)),
                                           "rebuild": self.rebuild_command(target.name)}))
         return False
 
+    # -- failure records: the same key fails again at once, with its log ---------------------------------
+    def _record_failure(self, target: Target, key: str, reason: str) -> None:
+        """Keep the failure under its key, with the log that the action left (in this process or a worker)."""
+        try:
+            log = self.outputs.log_path(target).read_bytes()[-LOG_KEPT_BYTES:]
+        except OSError:
+            log = b""
+        with contextlib.suppress(OSError):
+            self.store.put_failure(key, {"target": target.name, "reason": reason, "log": log, "time": time.time()})
+
+    def _failed_before(self, target: Target, failure: dict[str, Any]) -> bool:
+        log_path = self.outputs.log_path(target)
+        if failure.get("log"):
+            with contextlib.suppress(OSError):
+                atomic_write(log_path, failure["log"], durable=False)
+        reason = f"{failure.get('reason', 'failed')} (failed before with the same inputs; not run again, " \
+                 f"--retry-failed, or retry_failed=True from Python, runs it)"
+        self.records.add(Record(target.name, FAILED, reason=reason,
+                                metadata={"log": str(log_path), "rebuild": self.rebuild_command(target.name),
+                                          "failed_before": failure.get("time")}))
+        return False
+
     # -- records ----------------------------------------------------------------------------------------
     def _record_from_manifest(self, name: str, status: str, key: str, manifest: dict[str, Any],
-                              seconds: float | None = None) -> None:
+                              seconds: float | None = None, origin: str | None = None) -> None:
         target = self.graph.targets[name]
         correctness = None
         metadata = manifest.get("metadata", {})
@@ -171,12 +222,22 @@ class Session:
                 self.records.add(Record(name, FAILED, reason=failures[0], digest=manifest["digest"], key=key,
                                         seconds=seconds, correctness=correctness,
                                         metadata={"cached": status == CACHED,
-                                                  "log": str(self.outputs.log_path(target))}))
+                                                  "log": str(self.outputs.log_path(target))}, origin=origin))
                 return
         kept = {"points": metadata.get("points", [])} if target.kind == PROFILE else _small(metadata)
         self.records.add(Record(name, status, digest=manifest["digest"], key=key, seconds=seconds,
-                                correctness=correctness,
+                                correctness=correctness, origin=origin,
                                 metadata={"build_seconds": manifest.get("seconds", 0.0), **kept}))
+
+    def describe(self) -> dict[str, Any]:
+        """What a worker process needs to open this project (``project.open_described``): plain data,
+        no file required."""
+        hook = self.worker_hook
+        return {"config": self.project.mapping, "root": str(self.project.root), "label": str(self.project.path),
+                "store": str(self.project.store), "out": str(self.project.out),  # as used: verify's scratch
+                "rule_modules": list(self.registry.rule_modules),
+                "options": {"verbose": self.options.verbose, "config_arg": self.options.config_arg},
+                "hook": {"module": hook.module, "data": hook.data} if hook is not None else None}
 
     def close(self) -> None:
         if self.workers is not None:

@@ -5,6 +5,7 @@ Layout under the store root (``.navbuild/`` by default)::
     objects/ab/cdef...     file contents, named by their xxh3-128 digest (read-only once written)
     actions/ab/cdef...     action key -> manifest (msgpack)
     targets/<target>       the last key and key material of each target (status, explain)
+    failures/ab/cdef...    action key -> record of the build that failed under it (reason, log)
     cache/<rule>/<device>  caches that rules keep between builds (timing caches, compile caches)
     locks/                 per-key build locks, the store lock, one owner lock per live process
     tmp/<pid>-<token>/     each process's staging space on the same file system
@@ -36,7 +37,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import msgpack
 
-from navbuild.hashing import copy_with_digest, digest_bytes, digest_file, is_digest
+from navbuild.hashing import copy_with_digest, digest_bytes, digest_file, is_digest, is_output_digest
 
 MANIFEST_SCHEMA = 1
 USE_RESOLUTION_S = 3600  # a manifest used as current is marked used at most once an hour (gc --max-size)
@@ -379,6 +380,24 @@ class Store:
             if manifest is not None:
                 yield key, manifest
 
+    # -- failures ---------------------------------------------------------------------------------
+    def failure_path(self, key: str) -> Path:
+        return self.root / "failures" / key[:2] / key[2:]
+
+    def get_failure(self, key: str) -> dict[str, Any] | None:
+        """The record of a build that failed under ``key`` (its reason and log), if one was kept."""
+        try:
+            record = msgpack.unpackb(self.failure_path(key).read_bytes(), raw=False)
+        except (FileNotFoundError, ValueError, msgpack.UnpackException):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def put_failure(self, key: str, record: dict[str, Any]) -> None:
+        atomic_write(self.failure_path(key), msgpack.packb(record, use_bin_type=True), self.tmp, durable=False)
+
+    def drop_failure(self, key: str) -> None:
+        self.failure_path(key).unlink(missing_ok=True)
+
     # -- last state of each target ------------------------------------------------------------------
     def target_record_path(self, target: str) -> Path:
         return self.targets / safe_name(target)
@@ -427,6 +446,10 @@ class Store:
             shutil.rmtree(folder, ignore_errors=True)
 
     # -- garbage collection and checks (navbuild.engine.maintenance) -------------------------------
+    @staticmethod
+    def manifest_problem(manifest: Any, key: str | None = None) -> str | None:
+        return manifest_problem(manifest, key)
+
     def gc(self, max_size: int | None = None, keep: set[str] = frozenset()) -> dict[str, int]:
         from navbuild.engine import maintenance
 
@@ -446,7 +469,7 @@ def manifest_problem(manifest: Any, key: str | None = None) -> str | None:
             return f"file name {str(name)[:80]!r} is not a relative path"
         if not is_digest(digest):
             return f"file {name} has digest {str(digest)[:40]!r}"
-    if not is_digest(manifest.get("digest")):
+    if not is_output_digest(manifest.get("digest")):
         return f"digest {str(manifest.get('digest'))[:40]!r} is not a digest"
     if manifest.get("log") is not None and not is_digest(manifest["log"]):
         return f"log {str(manifest['log'])[:40]!r} is not a digest"

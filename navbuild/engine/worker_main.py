@@ -9,6 +9,7 @@ the log the parent keeps. A file-size limit makes writes fail (EFBIG) instead of
 from __future__ import annotations
 
 import faulthandler
+import importlib
 import os
 import signal
 import sys
@@ -24,6 +25,8 @@ from navbuild.engine.workers import read_frame, write_frame
 class Worker:
     def __init__(self) -> None:
         self.session: Any = None
+        self.hook: dict[str, Any] | None = None  # the caller's hook this process took (workers.Hook)
+        self.hook_module: Any = None
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -31,21 +34,34 @@ class Worker:
             from navbuild.engine.project import open_described
 
             self.close()
+            self.take_hook(request["project"].get("hook"))
             self.session = open_described(request["project"])
             return {"ok": True}
         if op == "run":
             return self.run(request)
         raise ValueError(f"unknown request {op!r}")
 
+    def take_hook(self, hook: dict[str, Any] | None) -> None:
+        """Run a caller's ``open_worker`` once; a process that took one serves no other caller."""
+        if hook == self.hook:
+            return
+        if self.hook is not None:
+            raise RuntimeError(f"this worker runs the code of another caller ({self.hook['module']})")
+        module = importlib.import_module(hook["module"])
+        module.open_worker(hook["data"])
+        self.hook, self.hook_module = hook, module
+
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
-        from navbuild.engine.actions import run_action
+        from navbuild.engine import actions
         from navbuild.rule import Skip
 
         session = self.session
+        if request.get("hook") is not None and self.hook_module is not None:
+            self.hook_module.before_target(request["hook"])
         target = session.graph.targets[request["target"]]
         session.forget_keys()  # upstream targets may have been built since the last request
         try:
-            manifest = run_action(session, target, request["key"], request["material"], Path(request["log"]))
+            manifest = actions.execute(session, target, request["key"], request["material"], Path(request["log"]))
         except Skip as skip:
             return {"ok": False, "skip": str(skip)}
         return {"ok": True, "manifest": manifest}

@@ -3,7 +3,7 @@ target and nothing else.
 
 A ``Pool`` of persistent workers, each a fresh interpreter (``python -m navbuild.engine.worker_main``:
 never a fork, so CUDA is never initialised in a forked process), each opening the project once
-from its description (``project.describe``: the validated config mapping, root and rule modules)
+from its description (``Session.describe``: the validated config mapping, root and rule modules)
 and then building, checking and profiling many targets; a framework is imported once per worker,
 not once per target. Workers start only when a target must run: the no-op path starts none.
 
@@ -11,14 +11,18 @@ The parent sends one request per target and waits for the reply for at most the 
 (``[project] timeout``, a model's ``timeout``, or ``timeout`` in a format's table). A worker that
 dies (SIGSEGV, SIGABRT, ...) or does not answer in time (then it is killed with its process group)
 is replaced, and the target fails with that reason and the log written so far. ``-j N`` runs N
-targets at once through N workers. ``NAVBUILD_IN_PROCESS=1`` runs actions in the navbuild process
-instead (for a debugger; no timeout, and a crash ends the build).
+targets at once through N workers. ``NAVBUILD_IN_PROCESS=1`` (or ``Options.isolate = False``) runs
+actions in the navbuild process instead (for a debugger; no timeout, and a crash ends the build).
+
+A caller may add code of its own to its workers through a ``Hook`` named by module (the Python
+API imports the caller's script there and hands over its live models); the engine imports no caller.
 
 Protocol: frames on the worker's stdin (requests) and stdout (replies), each a 4-byte big-endian
 length and a msgpack map; one reply per request:
 
     {"op": "open", "project": description}                       -> {"ok": true}
-    {"op": "run", "target", "key", "material", "log": log path}  -> {"ok": true, "manifest": {...}}
+    {"op": "run", "target", "key", "material", "log": log path,
+     "hook": the hook's payload or None}                         -> {"ok": true, "manifest": {...}}
         | {"ok": false, "skip": reason} | {"ok": false, "error": type, "message": str, "errno": int | None}
 
 End of input ends a worker; so does its parent's death (it watches for it).
@@ -37,8 +41,9 @@ import threading
 import time
 import uuid
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 import msgpack
 
@@ -65,6 +70,11 @@ class TimedOut(RuntimeError):
     """The target ran longer than its timeout; its worker was killed."""
 
 
+class WorkerStartError(RuntimeError):
+    """No worker process could start and open the project: not the target's doing, so it is never
+    recorded as the target's failure."""
+
+
 class WorkerError(RuntimeError):
     """A Python exception raised in a worker; subclasses carry the original type's name, and
     ``worker_traceback`` the traceback as the worker formatted it."""
@@ -72,8 +82,31 @@ class WorkerError(RuntimeError):
     worker_traceback = ""
 
 
+@dataclass
+class Hook:
+    """What a caller adds to its worker processes. ``module`` is imported in each worker, by name:
+    its ``open_worker(data)`` runs before the worker opens the project, and its
+    ``before_target(payload)`` before each target, with ``payload(target name)`` computed in this
+    process just before the target is sent. ``data`` and the payloads are plain data."""
+
+    module: str
+    data: dict[str, Any]
+    payload: Callable[[str], dict[str, Any]] | None = None
+
+
 def isolated() -> bool:
     return os.environ.get(IN_PROCESS_ENV, "").lower() not in ("1", "true", "yes")
+
+
+def execute(session: Session, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
+    """Run ``target``'s action (``actions.execute``) in a worker process; returns the manifest
+    written under ``key``. It runs in this process when ``NAVBUILD_IN_PROCESS=1``, and for a
+    registry that a worker cannot rebuild from module names (rules added by code, as tests do)."""
+    if isolated() and session.options.isolate and session.registry.from_modules_alone():
+        return pool(session).execute(target, key, material)
+    from navbuild.engine import actions
+
+    return actions.execute(session, target, key, material)
 
 
 def pool(session: Session) -> Pool:
@@ -113,23 +146,28 @@ class Pool:
     """At most ``size`` workers; a target checks one out, runs, and gives it back (or it is replaced)."""
 
     def __init__(self, session: Session) -> None:
-        from navbuild.engine.project import describe
-
         self.session = session
-        self.description = describe(session)
+        self.description = session.describe()
         self.size = 1
         self.idle: list[Worker] = []
         self.count = 0  # workers alive or starting
         self.ready = threading.Condition()
+        self.broken: str | None = None  # why no worker could start (later targets are not tried again)
         _POOLS.add(self)
 
     def execute(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
         from navbuild.engine.actions import write_failure_log
 
         log = self.session.store.tmp / f"{safe_name(target.name)}-{uuid.uuid4().hex[:8]}.log"
-        worker = self._checkout()
         try:
-            return worker.run(target, key, material, log, echo=self.session.options.verbose)
+            worker = self._checkout()
+        except WorkerStartError as exc:
+            write_failure_log(self.session, target, f"navbuild: {target.name}: {exc}\n")
+            raise
+        hook = self.session.worker_hook
+        payload = hook.payload(target.name) if hook is not None and hook.payload is not None else None
+        try:
+            return worker.run(target, key, material, log, echo=self.session.options.verbose, hook=payload)
         except (Crashed, TimedOut) as exc:
             text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
             write_failure_log(self.session, target, f"{text}\nnavbuild: {target.name}: {exc}\n")
@@ -141,6 +179,8 @@ class Pool:
     def _checkout(self) -> Worker:
         with self.ready:
             while True:
+                if self.broken:
+                    raise WorkerStartError(self.broken)
                 if self.idle:
                     worker = self.idle.pop()
                     if worker.alive():
@@ -154,10 +194,12 @@ class Pool:
                     self.ready.wait()
         try:
             return _spare(self.description) or Worker(self.description)
-        except BaseException:
+        except BaseException as exc:
             with self.ready:
                 self.count -= 1
-                self.ready.notify()
+                if isinstance(exc, WorkerStartError):
+                    self.broken = str(exc)
+                self.ready.notify_all()
             raise
 
     def _checkin(self, worker: Worker) -> None:
@@ -212,11 +254,15 @@ class Worker:
         self.env = _environment()
         self.proc = subprocess.Popen([sys.executable, "-m", "navbuild.engine.worker_main"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=self.env, bufsize=0, start_new_session=True)
-        reply = self._request({"op": "open", "project": description}, OPEN_TIMEOUT_S)
+        try:
+            reply = self._request({"op": "open", "project": description}, OPEN_TIMEOUT_S)
+        except (Crashed, TimedOut) as exc:
+            self.close()
+            raise WorkerStartError(f"a worker process could not open the project: {exc}") from None
         if not reply.get("ok"):
             self.close()
-            raise RuntimeError(f"a worker process could not open the project: {reply.get('error')}: "
-                               f"{reply.get('message')}")
+            raise WorkerStartError(f"a worker process could not open the project: {reply.get('error')}: "
+                                   f"{reply.get('message')}")
 
     def open(self, description: dict[str, Any]) -> bool:
         try:
@@ -227,8 +273,10 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def run(self, target: Target, key: str, material: dict[str, Any], log: Path, echo: bool) -> dict[str, Any]:
-        request = {"op": "run", "target": target.name, "key": key, "material": material, "log": str(log)}
+    def run(self, target: Target, key: str, material: dict[str, Any], log: Path, echo: bool,
+            hook: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = {"op": "run", "target": target.name, "key": key, "material": material, "log": str(log),
+                   "hook": hook}
         reply = self._request(request, target.seconds_allowed, tail=_Tail(log) if echo else None)
         if reply.get("ok"):
             return reply["manifest"]

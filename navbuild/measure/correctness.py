@@ -1,7 +1,10 @@
 """Correctness: an artifact's outputs against the source model's, sample by sample.
 
 An output passes when every element satisfies |actual - expected| <= atol + rtol * |expected|
-(numpy.allclose's rule). NaN or Inf in an output fails with its own message.
+(numpy.allclose's rule). NaN or Inf in an output fails with its own message, naming the first
+index. When the reference step ran the source model twice and the two runs disagree beyond the
+tolerance (``repeat``), the check fails on the source, not on the format: the message says so and
+names the atol it would need.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from navbuild.engine.config import Tolerance
+from navbuild.tensors import nonfinite
 
 
 def compare(actual_samples: list[Mapping[str, np.ndarray]], expected_samples: list[Mapping[str, np.ndarray]],
@@ -47,12 +51,12 @@ def _compare_one(name: str, index: int, actual: np.ndarray, expected: np.ndarray
         return None
     actual64 = actual.astype(np.float64)
     expected64 = expected.astype(np.float64)
-    if not np.all(np.isfinite(expected64)):
-        return f"output {name}, sample {index}: the reference itself holds NaN or Inf; the source model is unstable on this sample"
-    bad = ~np.isfinite(actual64)
-    if bad.any():
-        kind = "NaN" if np.isnan(actual64).any() else "Inf"
-        return f"output {name}, sample {index}: {int(bad.sum())} values are {kind}"
+    unstable = nonfinite(expected64)
+    if unstable:
+        return f"output {name}, sample {index}: the reference itself holds NaN or Inf ({unstable}); the source model is unstable"
+    bad = nonfinite(actual64)
+    if bad:
+        return f"output {name}, sample {index}: {bad}"
     abs_error = np.abs(actual64 - expected64)
     rel_error = abs_error / np.maximum(np.abs(expected64), np.finfo(np.float64).tiny)
     max_abs = float(abs_error.max()) if abs_error.size else 0.0
@@ -68,8 +72,40 @@ def _compare_one(name: str, index: int, actual: np.ndarray, expected: np.ndarray
     return None
 
 
+def needed_atol(actual: np.ndarray, expected: np.ndarray, rtol: float) -> float:
+    """The smallest atol with which ``actual`` passes against ``expected`` at ``rtol``."""
+    difference = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+    return float(np.max(difference - rtol * np.abs(expected.astype(np.float64)), initial=0.0))
+
+
+def disagreement(repeat: list[Mapping[str, np.ndarray]], expected: list[Mapping[str, np.ndarray]],
+                 tolerance: Callable[[str], Tolerance]) -> str | None:
+    """Why a second run of the source model does not pass against the first, or None if it does."""
+    if compare(repeat, expected, tolerance)["passed"]:
+        return None
+    worst: dict[str, float] = {}
+    for again, first in zip(repeat, expected):
+        for name, reference in first.items():
+            if name in again and np.shape(again[name]) == np.shape(reference) and reference.dtype.kind in "fc":
+                need = needed_atol(np.asarray(again[name]), np.asarray(reference), tolerance(name).rtol)
+                worst[name] = max(worst.get(name, 0.0), need)
+    needs = ", ".join(f"atol >= {atol:.2g} for {name} (it has {tolerance(name).atol:g})"
+                      for name, atol in worst.items() if atol > tolerance(name).atol)
+    return (f"the source model is not deterministic: run twice on the same samples it disagrees with itself"
+            f"{', ' + needs if needs else ''}; no format is to blame. Make the model deterministic (no "
+            f"dropout or random draws in forward, weights loaded or seeded in the entry) or raise the tolerance")
+
+
 def run_and_compare(runner: Any, samples: list[Mapping[str, np.ndarray]],
-                    expected: list[Mapping[str, np.ndarray]], tolerance: Callable[[str], Tolerance]) -> dict[str, Any]:
+                    expected: list[Mapping[str, np.ndarray]], tolerance: Callable[[str], Tolerance],
+                    repeat: list[Mapping[str, np.ndarray]] | None = None) -> dict[str, Any]:
+    """Run ``samples`` through ``runner`` and compare with ``expected``; ``repeat`` is a second run
+    of the source model, when it differed from the first: if it disagrees beyond the tolerance, the
+    artifact is not run and the check fails on the source."""
+    unstable = disagreement(repeat, expected, tolerance) if repeat is not None else None
+    if unstable:
+        return {"passed": False, "outputs": {}, "failures": [unstable], "samples": len(expected),
+                "runner": runner.name, "source_deterministic": False}
     with runner:
         actual = [runner.infer(sample) for sample in samples]
     result = compare(actual, expected, tolerance)
@@ -78,3 +114,13 @@ def run_and_compare(runner: Any, samples: list[Mapping[str, np.ndarray]],
     if provider:
         result["provider"] = provider
     return result
+
+
+def none_passed(targets: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """When no target of a model passed its check (its entries in the build status): the sentence that
+    says so, with each failure's first reason; None when one passed or none was checked yet."""
+    checked = {name: entry["correctness"] for name, entry in targets.items() if entry.get("correctness")}
+    if not checked or any(result.get("passed") for result in checked.values()):
+        return None
+    reasons = "; ".join(f"{name}: {(result.get('failures') or ['failed'])[0]}" for name, result in sorted(checked.items()))
+    return f"no target passed its correctness check ({reasons})"

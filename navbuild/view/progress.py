@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-STYLE = {"built": "green", "cached": "dim", "skipped": "yellow", "failed": "bold red"}
+STYLE = {"built": "green", "cached": "dim", "remote": "blue", "skipped": "yellow", "failed": "bold red"}
 
 
 class Reporter:
@@ -83,8 +83,8 @@ class Reporter:
             if fail is not None:
                 self.console.print(f"[bold red]failed[/]  {task.name}: {fail.get_msg().strip().splitlines()[-1]}")
             return
-        style = STYLE.get(record.status, "")
-        line = f"[{style}]{record.status:<8}[/] {task.name}"
+        style = STYLE.get(record.label, "")
+        line = f"[{style}]{record.label:<8}[/] {task.name}"
         if record.status in ("built", "failed") and record.seconds:
             line += f"  [dim]{record.seconds:.2f} s[/]"
         if record.reason:

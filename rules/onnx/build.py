@@ -14,21 +14,18 @@ from typing import Any, Mapping
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
-from navbuild.runner import output_names
 
+from rules.onnx.finish import write_onnx
+from rules.onnx.loader import ONNX_FILE, load_model
 from rules.torch import build as torch_build
-from rules.torch import model_io
+from rules.torch import memory_format, model_io, plain_io
 
-onnx = lazy_import("onnx")
 torch = lazy_import("torch")
 
-ONNX_FILE = "model.onnx"
-EXTERNAL_DATA_FILE = "model.onnx.data"
 DEFAULT_OPSET = 17  # LayerNormalization is native from 17; TensorRT 8.6+ and ONNX Runtime 1.14+ read it
 DYNAMO_MIN_OPSET = 18  # the dynamo exporter's own lowest opset
 MIN_OPSET, MAX_OPSET = 7, 23  # what torch 2.x writes (its TorchScript-based exporter: up to 20)
 EXPORTERS = ("auto", "torchscript", "dynamo")
-PROTOBUF_LIMIT = 2_000_000_000  # a larger model keeps its weights in EXTERNAL_DATA_FILE
 
 
 def validate_params(params: Mapping[str, Any], precision: str) -> str | None:
@@ -38,7 +35,7 @@ def validate_params(params: Mapping[str, Any], precision: str) -> str | None:
     opset = params.get("opset", DEFAULT_OPSET)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         return f"opset {opset!r} is not an integer from {MIN_OPSET} to {MAX_OPSET}"
-    return None
+    return memory_format.validate(params, precision)
 
 
 def build_onnx(ctx: BuildContext) -> dict[str, Any]:
@@ -49,22 +46,10 @@ def build_onnx(ctx: BuildContext) -> dict[str, Any]:
     exported = ctx.workdir / "export" / ONNX_FILE
     exported.parent.mkdir(parents=True, exist_ok=True)
     used = _export(ctx, exporter, exported)
-    proto = onnx.load(str(exported))
-    if ctx.precision == "fp16":
-        from rules.onnx.fp16 import convert_to_fp16
-
-        proto = convert_to_fp16(proto)
-    normalized = bool(ctx.params.get("normalize", True))
-    if normalized:
-        from rules.onnx.normalize import strip_debug_info
-
-        strip_debug_info(proto)
-    _save(proto, ctx.out_dir / ONNX_FILE)
-    onnx.checker.check_model(str(ctx.out_dir / ONNX_FILE))
-    return {"exporter": used, "opset": _opset(proto),
-            "precision_mode": "graph-fp16" if ctx.precision == "fp16" else "fp32",
-            "input_types": _io_types(proto.graph.input), "output_types": _io_types(proto.graph.output),
-            "normalized": normalized}
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
+    metadata = write_onnx(ctx, load_model(exported))
+    memory_format.write_runtime(ctx.out_dir, channels_last)  # the CUDA provider then prefers NHWC
+    return {"exporter": used, **metadata, "memory_format": memory_format.name(channels_last)}
 
 
 def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
@@ -73,7 +58,7 @@ def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
     sample = model_io.example_batch(ctx.model, ctx.samples, torch_build.max_batch_size(ctx))
     example = model_io.to_tensors(ctx.model, sample)
     inputs = model_io.input_order(ctx.model, sample)
-    outputs = output_names(ctx.model, _output_count(model, example))
+    model, outputs = plain_io.exportable(model, ctx.model, inputs, example)  # inputs by position, plain outputs
     attempts = {"torchscript": _export_torchscript, "dynamo": _export_dynamo}
     order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
     failures: list[str] = []
@@ -91,7 +76,8 @@ def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
 
 def _export_torchscript(ctx: BuildContext, model: Any, example: tuple[Any, ...], inputs: list[str],
                         outputs: list[str], path: Path) -> None:
-    with torch_build.warnings_to_log(ctx), torch.no_grad():
+    with torch_build.warnings_to_log(ctx), torch_build.native_stdout_to_log(ctx, "the torchscript exporter"), \
+            torch.no_grad():
         torch.onnx.export(model, example, str(path), dynamo=False, opset_version=_opset_param(ctx),
                           input_names=inputs, output_names=outputs, dynamic_axes=_dynamic_axes(ctx, inputs, outputs),
                           do_constant_folding=True)
@@ -116,24 +102,6 @@ def _dynamic_axes(ctx: BuildContext, inputs: list[str], outputs: list[str]) -> d
     return {name: value for name, value in axes.items() if value}
 
 
-def _output_count(model: Any, example: tuple[Any, ...]) -> int:
-    with torch.no_grad():
-        return len(model_io.flatten(model(*example)))
-
-
-def _save(proto: Any, path: Path) -> None:
-    large = sum(len(t.raw_data) for t in proto.graph.initializer) > PROTOBUF_LIMIT
-    onnx.save_model(proto, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
-                    location=EXTERNAL_DATA_FILE, size_threshold=1024)
-
-
-def _io_types(values: Any) -> dict[str, str]:
-    return {value.name: str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
-            for value in values}
-
-
-def _opset(proto: Any) -> int:
-    return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
 
 
 def _opset_param(ctx: BuildContext) -> int:

@@ -4,7 +4,10 @@ cpu -> CPUExecutionProvider; cuda -> CUDAExecutionProvider (with the CPU provide
 nodes CUDA has no kernel for). A missing provider skips the target (``navbuild.rule.Skip``: a fact
 about the machine), never a silent fall back to the CPU.
 On cuda the inputs are copied to the GPU once in ``prepare`` and the outputs stay there
-(I/O binding), so a profiled call does not time host copies.
+(I/O binding), so a profiled call does not time host copies. An export built with
+``channels_last = true`` (``runtime.json``) runs on CUDA with the provider's ``prefer_nhwc`` option:
+convolutions in NHWC layout, the graph's own NCHW inputs transposed inside ONNX Runtime. The CPU
+provider has no such option; there the flag changes nothing.
 """
 from __future__ import annotations
 
@@ -14,11 +17,12 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
+from rules.onnx.loader import ONNX_FILE, inference_session
+from rules.torch import memory_format
 
 np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
 
-ONNX_FILE = "model.onnx"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
@@ -32,6 +36,7 @@ class OnnxRuntimeRunner(Runner):
     loads_source = False
 
     provider: str | None = None
+    layout = "NCHW"  # "NHWC" when the CUDA provider runs convolutions channels-last
 
     def activate_impl(self) -> None:
         wanted = PROVIDERS.get(self.device)
@@ -41,10 +46,12 @@ class OnnxRuntimeRunner(Runner):
         if wanted not in available:  # a fact about this machine: the check is skipped, not failed
             raise Skip(f"{self.name}: {wanted} is not available for device {self.device!r} (this "
                        f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only: the CPU provider's cast warnings are expected for fp16
-        providers = [wanted] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
-        self._session = onnxruntime.InferenceSession(str(self._model_path()), options, providers=providers)
+        provider_options: dict[str, str] = {}
+        if self.device == "cuda" and memory_format.read_runtime(self.artifact_dir):
+            provider_options["prefer_nhwc"] = "1"
+            self.layout = "NHWC"
+        providers = [(wanted, provider_options)] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
+        self._session = inference_session(self._model_path(), providers)
         self.provider = self._session.get_providers()[0]
         if self.provider != wanted:
             raise RunnerError(f"{self.name}: asked for {wanted}, onnxruntime gave {self.provider}")
@@ -54,6 +61,9 @@ class OnnxRuntimeRunner(Runner):
 
     def deactivate_impl(self) -> None:
         self._session = self._binding = None
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"provider": self.provider, "layout": self.layout}
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
         feed = self._checked(feed)

@@ -17,15 +17,17 @@ path must not import onnxruntime).
 Configuration mistakes raise ``config.TensorRTConfigError``; a machine without TensorRT, a GPU or
 the provider gives ``navbuild.rule.Skip``. Importing this module imports no framework.
 """
-from navbuild.rule import Needs, Rule
-from rules.tensorrt import build, config
+from navbuild.rule import Needs, Rule, TritonModel
+from rules.tensorrt import build, config, loader
 from rules.tensorrt.runner import OrtCudaRunner, OrtTensorRTRunner, TensorRTRunner
 
 TRT = Rule(
     name="trt", version="1", build=build.build_trt, consumes="onnx", params=dict(config.DEFAULTS),
     tools=("tensorrt",), precisions=config.PRECISIONS, device_bound=True, devices=("cuda",), runner="tensorrt",
     needs=Needs(modules=("tensorrt",), gpu=True), suffix_default_precision=True, normalized=False,
-    canonical_digest=build.info_digest, validate=config.validate, loads_code=True,
+    canonical_digest=build.info_digest, validate=config.validate, outputs=(loader.PLAN_FILE, loader.BUILD_INFO),
+    triton=TritonModel(backend="tensorrt", platform="tensorrt_plan", files={loader.PLAN_FILE: "model.plan"}),
+    device_tools=("tensorrt",), loads_code=True,
     description="TensorRT plan (model.plan) from the ONNX model: fp32, fp16, bf16, int8 (calibrated)",
 )
 
@@ -34,14 +36,16 @@ ORT_TRT = Rule(
     params={key: config.DEFAULTS[key] for key in ("max_batch_size", "opt_batch_size", "workspace")},
     tools=("onnxruntime-gpu", "onnxruntime"), precisions=("fp32", "fp16", "bf16"), device_bound=True,
     devices=("cuda",), runner="ort-trt", needs=Needs(modules=("onnxruntime",), gpu=True), normalized=False,
-    canonical_digest=build.info_digest, loads_code=True,
+    canonical_digest=build.info_digest,
+    outputs=(loader.ONNX_FILE, loader.BUILD_INFO, f"{loader.ORT_ENGINE_DIR}/*"), device_tools=("tensorrt",),
+    loads_code=True,
     description="ONNX model with ONNX Runtime's TensorRT execution provider and its engine cache",
 )
 
 ORT_CUDA = Rule(
     name="ort-cuda", version="1", build=build.build_ort_cuda, consumes="onnx",
     tools=("onnxruntime-gpu", "onnxruntime"), devices=("cuda",), runner="ort-cuda",
-    needs=Needs(modules=("onnxruntime",), gpu=True),
+    needs=Needs(modules=("onnxruntime",), gpu=True), outputs=(loader.ONNX_FILE,),
     description="ONNX model checked on ONNX Runtime's CUDA execution provider",
 )
 

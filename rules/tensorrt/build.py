@@ -16,28 +16,10 @@ from navbuild.hashing import digest_bytes, digest_file, digest_value
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext, Skip
 from rules.tensorrt import config
+from rules.tensorrt.loader import (BUILD_INFO, ONNX_FILE, ORT_CUDA, ORT_ENGINE_DIR, ORT_TRT, PLAN_FILE, TIMING_CACHE,
+                                   import_tensorrt, ort_session, ort_trt_options)
 
 torch = lazy_import("torch")
-
-PLAN_FILE = "model.plan"
-ONNX_FILE = "model.onnx"
-BUILD_INFO = "build.json"  # what the output was built from; the canonical digest of trt and ort-trt
-TIMING_CACHE = "timing.cache"
-ORT_ENGINE_DIR = "trt_engines"
-ORT_TRT = "TensorrtExecutionProvider"
-ORT_CUDA = "CUDAExecutionProvider"
-
-
-def import_tensorrt() -> Any:
-    try:
-        import tensorrt
-    except ModuleNotFoundError as exc:
-        if exc.name == "tensorrt":
-            raise Skip("tensorrt is not installed") from None
-        raise Skip(f"tensorrt cannot be imported: {exc}") from None
-    except ImportError as exc:  # installed, but its libraries do not load here
-        raise Skip(f"tensorrt cannot be imported: {exc}") from None
-    return tensorrt
 
 
 def require_cuda(where: str) -> None:
@@ -210,22 +192,8 @@ def require_provider(provider: str) -> Any:
     return onnxruntime
 
 
-def ort_trt_options(engine_dir: Path, timing_dir: Path | None, precision: str, workspace: int,
-                    profile: Mapping[str, config.ShapeRange]) -> dict[str, Any]:
-    """TensorRT execution provider options: engine cache in ``engine_dir``, timing cache, profile."""
-    options: dict[str, Any] = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(engine_dir),
-                               "trt_max_workspace_size": workspace, **config.ort_profile_options(profile)}
-    if timing_dir is not None:
-        options.update(trt_timing_cache_enable=True, trt_timing_cache_path=str(timing_dir))
-    if precision == "fp16":
-        options["trt_fp16_enable"] = True
-    elif precision == "bf16":
-        options["trt_bf16_enable"] = True
-    return options
-
-
 def _session(onnxruntime: Any, path: Path, providers: list[Any], expected: str) -> Any:
-    session = onnxruntime.InferenceSession(str(path), providers=providers)
+    session = ort_session(path, providers)
     if session.get_providers()[0] != expected:  # onnxruntime falls back silently when a provider fails
         raise Skip(f"onnxruntime could not start {expected} here (it fell back to "
                    f"{', '.join(session.get_providers())}); see the build log for its error")

@@ -8,7 +8,8 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, output_names
-from rules.tensorrt.build import ONNX_FILE, ORT_CUDA, ORT_ENGINE_DIR, ORT_TRT, PLAN_FILE
+from rules.tensorrt.loader import (ONNX_FILE, ORT_CUDA, ORT_TRT, PLAN_FILE, deserialize_plan, ort_session,
+                                   ort_trt_options_from_info)
 
 np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
@@ -47,7 +48,7 @@ class TensorRTRunner(Runner):
         self._torch = torch
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine((self.artifact_dir / PLAN_FILE).read_bytes())
+        self._engine = deserialize_plan(trt, self._runtime, self.artifact_dir)
         if self._engine is None:
             raise RunnerError(f"{self.name}: TensorRT could not deserialize {PLAN_FILE} (built for another "
                               f"GPU or TensorRT version?)")
@@ -114,7 +115,7 @@ class OrtGpuRunner(Runner):
         providers = [(self.provider, self.provider_options())]
         if self.provider != ORT_CUDA:
             providers.append(ORT_CUDA)
-        self._session = onnxruntime.InferenceSession(str(self.artifact_dir / ONNX_FILE), providers=providers)
+        self._session = ort_session(self.artifact_dir / ONNX_FILE, providers)
         if self._session.get_providers()[0] != self.provider:
             raise RunnerError(f"{self.name}: onnxruntime fell back to {self._session.get_providers()}")
         self._output_names = [o.name for o in self._session.get_outputs()]
@@ -150,17 +151,8 @@ class OrtTensorRTRunner(OrtGpuRunner):
     provider = ORT_TRT
 
     def provider_options(self) -> dict[str, Any]:
-        import json
-
-        from rules.tensorrt import config
-        from rules.tensorrt.build import BUILD_INFO, ort_trt_options
-
         assert self.artifact_dir is not None
-        info = json.loads((self.artifact_dir / BUILD_INFO).read_text())
-        profile = {name: config.ShapeRange(tuple(r["min"]), tuple(r["opt"]), tuple(r["max"]))
-                   for name, r in info["profile"].items()}
-        return ort_trt_options(self.artifact_dir / ORT_ENGINE_DIR, None, info["precision"], info["workspace"],
-                               profile)
+        return ort_trt_options_from_info(self.artifact_dir)
 
 
 class OrtCudaRunner(OrtGpuRunner):

@@ -6,34 +6,44 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from navbuild.rule import Needs, Rule
+from navbuild.rule import ROLE_REFERENCE, Needs, Rule, TritonModel
 
-from rules.torch import build, runner
+from rules.torch import build, loader, memory_format, runner
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-EXPORT_PARAMS = {"max_batch_size": 1, "normalize": True}  # both supplied by the engine
+EXPORT_PARAMS = {"max_batch_size": 1, "normalize": True,  # both supplied by the engine
+                 memory_format.OPTION: False}
 NEEDS = Needs(modules=("torch",))
+# Triton's libtorch backend binds tensors by position: they are named <name>__<index>
+LIBTORCH = TritonModel(backend="pytorch", platform="pytorch_libtorch",
+                       files={loader.TORCHSCRIPT_FILE: "model.pt"}, tensor_name="{name}__{index}")
 
 
-def _export_rule(name: str, build_fn: Callable[..., Any], runner_name: str, description: str) -> Rule:
+def _export_rule(name: str, build_fn: Callable[..., Any], runner_name: str, description: str,
+                 output: str, triton: TritonModel | None = None) -> Rule:
     return Rule(name=name, version="1", build=build_fn, frameworks=("torch",), params=dict(EXPORT_PARAMS),
                 tools=("torch",), precisions=PRECISIONS, runner=runner_name, needs=NEEDS,
-                description=description)
+                validate=memory_format.validate, variants=memory_format.VARIANTS, description=description,
+                outputs=(output, loader.RUNTIME_FILE), triton=triton, base=True)
 
 
 RULES = [
     Rule(name="reference", version="1", build=build.build_reference, frameworks=("torch",), tools=("torch",),
-         needs=Needs(modules=("torch",), cuda_when_device_is_cuda=False),
+         needs=Needs(modules=("torch",), cuda_when_device_is_cuda=False), role=ROLE_REFERENCE,
+         outputs=(loader.REFERENCE_FILE, loader.REFERENCE_REPEAT_FILE),
          description="the eager model's fp32 outputs on every sample, computed on the CPU"),
-    Rule(name="torch", version="1", build=build.build_eager_recipe, frameworks=("torch",), tools=("torch",),
-         precisions=PRECISIONS, runner=runner.TorchEagerRunner.name, needs=NEEDS,
-         description="the source model run eagerly (a recipe, not an export)"),
+    # The recipe names the entry file and the weights, not the modules that the entry imports: the
+    # engine adds the model's source digests to its digest (identifies_model=False).
+    Rule(name="torch", version="3", build=build.build_eager_recipe, frameworks=("torch",), tools=("torch",),
+         precisions=PRECISIONS, runner=runner.TorchEagerRunner.name, needs=NEEDS, identifies_model=False,
+         params={memory_format.OPTION: False}, validate=memory_format.validate, variants=memory_format.VARIANTS,
+         outputs=(loader.RECIPE_FILE,), description="the source model run eagerly (a recipe, not an export)"),
     _export_rule("torchscript-trace", build.build_torchscript_trace, runner.TorchScriptRunner.name,
-                 "TorchScript from torch.jit.trace"),
+                 "TorchScript from torch.jit.trace", loader.TORCHSCRIPT_FILE, LIBTORCH),
     _export_rule("torchscript-script", build.build_torchscript_script, runner.TorchScriptRunner.name,
-                 "TorchScript from torch.jit.script"),
+                 "TorchScript from torch.jit.script", loader.TORCHSCRIPT_FILE, LIBTORCH),
     _export_rule("torch-export", build.build_torch_export, runner.TorchExportRunner.name,
-                 "an ExportedProgram (.pt2) from torch.export with a dynamic batch dimension"),
+                 "an ExportedProgram (.pt2) from torch.export with a dynamic batch dimension", loader.EXPORT_FILE),
 ]
 
 RUNNERS = [runner.TorchEagerRunner, runner.TorchScriptRunner, runner.TorchExportRunner]

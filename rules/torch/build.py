@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import sys
+import tempfile
 import warnings
 from typing import Any, Iterator
 
 from navbuild.lazy import lazy_import
-from navbuild.rule import BuildContext
-from navbuild.runner import output_names
+from navbuild.rule import CHECK_HINT, BuildContext
 
-from rules.torch import model_io, normalize
-from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, TORCHSCRIPT_FILE, load_exported,
-                                load_torchscript)
+from rules.torch import memory_format, model_io, normalize, plain_io
+from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, REFERENCE_REPEAT_FILE, TORCHSCRIPT_FILE,
+                                load_exported, load_torchscript)
 
 torch = lazy_import("torch")
 
@@ -30,42 +32,147 @@ class ExportError(RuntimeError):
     """An exporter refused the model; the message names the model, the exporter and the cause."""
 
 
-def export_error(ctx: BuildContext, exporter: str, exc: BaseException) -> ExportError:
-    """The cause's first line on the first line (what a status line shows), then the whole of it."""
+def export_error(ctx: BuildContext, exporter: str, exc: BaseException, hint: str | None = None) -> ExportError:
+    """The cause's first line on the first line (what a status line shows), with the hint, then the
+    whole of it."""
     text = _ANSI_ESCAPE.sub("", str(exc)).strip()  # the dynamo exporter colours its messages
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     message = f"model {ctx.model.name}: {exporter} failed: {type(exc).__name__}: {lines[0] if lines else ''}"
-    return ExportError(message.rstrip(": ") + ("\n" + text if len(lines) > 1 else ""))
+    message = message.rstrip(": ") + (f"; {hint}" if hint else "")
+    return ExportError(message + ("\n" + text if len(lines) > 1 else ""))
+
+
+def script_hint(model: Any) -> str | None:
+    """Why torch.jit.script fails on a Hugging Face model, and what to use instead."""
+    if type(model).__module__.startswith("transformers."):
+        return ("torch.jit.script is not expected to work for Hugging Face models (their Python code is "
+                "beyond TorchScript); use torchscript-trace, torch-export or onnx")
+    return None
 
 
 @contextlib.contextmanager
-def warnings_to_log(ctx: BuildContext) -> Iterator[None]:
-    """Exporters' warnings (tracer warnings, deprecations) go to the build log, each once."""
+def warnings_to_log(ctx: BuildContext) -> Iterator[list[str]]:
+    """Exporters' warnings (tracer warnings, deprecations) go to the build log, each once; the list
+    it yields holds them (``Category: message``) once the block is done."""
+    messages: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            yield messages
+        finally:
+            messages.extend(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+            for message in messages:
+                ctx.log(message)
+
+
+# A trace records the branch that the example took when the model turns a tensor into a Python value.
+_DATA_DEPENDENT_TRACE = "TracerWarning: Converting a tensor to a Python"
+
+
+def trace_check_hint(messages: list[str]) -> str | None:
+    """What a failed check of a trace says when the tracer warned of data-dependent control flow."""
+    found = next((m for m in messages if m.startswith(_DATA_DEPENDENT_TRACE)), None)
+    if found is None:
+        return None
+    return (f"torch.jit.trace warned \"{found.split('. ')[0]}\": the trace recorded only the branch that "
+            f"the example took; use torchscript-script, or torch-export with the branch written as torch.cond")
+
+
+def export_hint(exc: BaseException) -> str | None:
+    """What a torch.export failure on data-dependent control flow should suggest."""
+    if type(exc).__name__ == "GuardOnDataDependentSymNode" or "data-dependent expression" in str(exc):
+        return ("the model branches on a tensor's value, which torch.export cannot trace: write the branch "
+                "as torch.cond, or use torchscript-script")
+    return None
+
+
+@contextlib.contextmanager
+def native_stdout_to_log(ctx: BuildContext, what: str) -> Iterator[None]:
+    """What native code prints on the process's stdout (file descriptor 1, which Python's redirection
+    does not reach) goes to the build log: the TorchScript ONNX exporter prints its whole IR graph
+    there when it fails ("Torch IR graph at exception"), hundreds of lines."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 1)
+        try:
             yield
         finally:
-            for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
-                ctx.log(message)
+            os.dup2(saved, 1)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace").strip()
+            if text:
+                ctx.log(f"{what} printed {len(text.splitlines())} lines:\n{text}")
 
 
 # -- reference --------------------------------------------------------------------------------------
 def build_reference(ctx: BuildContext) -> dict[str, Any]:
-    """The eager model's fp32 outputs on every sample, on the CPU whatever the target device."""
+    """The eager model's fp32 outputs on every sample, on the CPU whatever the target device.
+
+    This is the first load of the model: inputs and outputs that do not match their declaration
+    stop it here (``model_io.BindingError``), and so does a reference that holds NaN or Inf, with
+    one message for the model rather than one per format. The model is loaded and run a second
+    time; when the two runs differ at all, the second is kept (``REFERENCE_REPEAT_FILE``) and each
+    check tells a source that disagrees with itself from a format that is wrong.
+    """
     from navbuild import tensors
 
-    model = model_io.prepare_model(ctx.model.load_entry(), "cpu", torch.float32)
+    outputs = _reference_run(ctx, log_training=True)
+    unstable = _first_nonfinite(outputs)
+    if unstable:
+        raise ReferenceError(f"model {ctx.model.name}: the reference itself is unstable: {unstable}; no "
+                             f"artifact can be checked against it, so none is built. Check the model and "
+                             f"its samples")
+    tensors.save(ctx.out_dir / REFERENCE_FILE, outputs)
+    repeat = _reference_run(ctx, log_training=False)
+    if not _identical(outputs, repeat):
+        ctx.log(f"reference: a second load and run of model {ctx.model.name} gave other outputs; kept in "
+                f"{REFERENCE_REPEAT_FILE} for the checks to judge")
+        tensors.save(ctx.out_dir / REFERENCE_REPEAT_FILE, repeat)
+    first = outputs[0] if outputs else {}
+    return {"samples": len(outputs), "deterministic": _identical(outputs, repeat),
+            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": [-1, *array.shape[1:]]}
+                        for name, array in first.items()]}
+
+
+class ReferenceError(RuntimeError):
+    """The source model's own outputs cannot serve as a reference."""
+
+
+def _reference_run(ctx: BuildContext, log_training: bool) -> list[dict[str, Any]]:
+    source = ctx.model.load_entry()
+    training = model_io.training_modules(source)
+    if training and log_training:
+        ctx.log(f"warning: model {ctx.model.name} was in training mode ({', '.join(training)}); navbuild runs "
+                f"every model in eval mode (model.eval()), where dropout is off and batch norm uses its "
+                f"running statistics")
+    model = model_io.prepare_model(source, "cpu", torch.float32)
+    names = model_io.input_order(ctx.model, ctx.samples[0])
+    binding = model_io.input_binding(ctx.model, model, names)  # the first load: a mismatch stops everything
     outputs = []
     with torch.inference_mode():
         for sample in ctx.samples:
             inputs = model_io.to_tensors(ctx.model, sample, "cpu", torch.float32)
-            outputs.append(model_io.named_outputs(ctx.model, model(*inputs)))
-    tensors.save(ctx.out_dir / REFERENCE_FILE, outputs)
-    first = outputs[0] if outputs else {}
-    return {"samples": len(outputs),
-            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": [-1, *array.shape[1:]]}
-                        for name, array in first.items()]}
+            outputs.append(model_io.named_outputs(ctx.model, model_io.call(model, names, inputs, binding)))
+    return outputs
+
+
+def _first_nonfinite(outputs: list[dict[str, Any]]) -> str | None:
+    from navbuild.tensors import nonfinite
+
+    for index, sample in enumerate(outputs):
+        for name, array in sample.items():
+            found = nonfinite(array)
+            if found:
+                return f"output {name} of sample {index}: {found}"
+    return None
+
+
+def _identical(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> bool:
+    import numpy as np
+
+    return all(a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a) for a, b in zip(first, second))
 
 
 # -- eager recipe -------------------------------------------------------------------------------------
@@ -77,18 +184,25 @@ def build_eager_recipe(ctx: BuildContext) -> dict[str, Any]:
     edit in the entry file does too.
     """
     source = ctx.model.load_entry()
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
     recipe = {"format": "torch-eager", "entry": ctx.model.entry, "precision": ctx.precision,
               "dtype": model_io.DTYPES[ctx.precision], "precision_mode": "cast",
+              "memory_format": memory_format.name(channels_last),
               "entry_file_digest": _entry_file_digest(ctx), "weights_digest": state_digest(source)}
     dtype = model_io.torch_dtype(ctx.precision)
-    model = model_io.prepare_model(source, ctx.device, dtype)
+    model = memory_format.model(model_io.prepare_model(source, ctx.device, dtype), channels_last)
+    names = model_io.input_order(ctx.model, ctx.samples[0])
+    binding = model_io.input_binding(ctx.model, model, names)
     with torch.inference_mode():  # fail here, not at the first correctness check
         try:
-            model(*model_io.to_tensors(ctx.model, ctx.samples[0], ctx.device, dtype))
+            tensors = memory_format.inputs(model_io.to_tensors(ctx.model, ctx.samples[0], ctx.device, dtype),
+                                           channels_last)
+            model_io.call(model, names, tensors, binding)
         except Exception as exc:
             raise export_error(ctx, f"running the model in {ctx.precision} on {ctx.device}", exc) from exc
     (ctx.out_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
-    return {"precision_mode": "cast", "dtype": recipe["dtype"]}  # the runner casts inputs and outputs
+    return {"precision_mode": "cast", "dtype": recipe["dtype"],  # the runner casts inputs and outputs
+            **_runtime_metadata(ctx, channels_last)}
 
 
 def _entry_file_digest(ctx: BuildContext) -> str:
@@ -110,30 +224,47 @@ def state_digest(model: Any) -> str:
 
 # -- TorchScript ------------------------------------------------------------------------------------
 def build_torchscript_trace(ctx: BuildContext) -> dict[str, Any]:
-    def trace(model: Any, example: tuple[Any, ...]) -> Any:
-        # strict=False lets dict and list outputs through; the correctness check replaces check_trace.
-        return torch.jit.trace(model, example, strict=False, check_trace=False)
+    def trace(model: Any, example: tuple[Any, ...], names: list[str]) -> tuple[Any, list[str]]:
+        module, output_names = plain_io.exportable(model, ctx.model, names, example)
+        # check_trace=False: the correctness check replaces it.
+        return torch.jit.trace(module, example, strict=False, check_trace=False), output_names
 
     return _build_torchscript(ctx, "torch.jit.trace", trace)
 
 
 def build_torchscript_script(ctx: BuildContext) -> dict[str, Any]:
-    return _build_torchscript(ctx, "torch.jit.script", lambda model, example: torch.jit.script(model))
+    def script(model: Any, example: tuple[Any, ...], names: list[str]) -> tuple[Any, list[str]]:
+        scripted = torch.jit.script(model)
+        module, output_names = plain_io.exportable(model, ctx.model, names, example, compiled=scripted)
+        if module is not scripted:  # inputs by name or a dict result: a traced shell around the scripted
+            module = torch.jit.trace(module, example, strict=False, check_trace=False)  # model keeps its code
+        return module, output_names
+
+    return _build_torchscript(ctx, "torch.jit.script", script)
 
 
 def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> dict[str, Any]:
     dtype = model_io.torch_dtype(ctx.precision)
-    model = model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype)
-    example = _example(ctx, dtype)
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
+    model = memory_format.model(model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype), channels_last)
+    example = memory_format.inputs(_example(ctx, dtype), channels_last)
+    names = model_io.input_order(ctx.model, ctx.samples[0])
     path = ctx.out_dir / TORCHSCRIPT_FILE
     try:
-        with torch.no_grad(), warnings_to_log(ctx):
-            torch.jit.save(compile_model(model, example), str(path))
+        with torch.no_grad(), warnings_to_log(ctx) as warned:
+            module, output_names = compile_model(model, example, names)
+            torch.jit.save(module, str(path))
+    except model_io.BindingError:
+        raise
     except Exception as exc:
-        raise export_error(ctx, exporter, exc) from exc
+        hint = script_hint(model) if exporter == "torch.jit.script" else None
+        raise export_error(ctx, exporter, exc, hint) from exc
+    hint = trace_check_hint(warned) if exporter == "torch.jit.trace" else None
     normalized = _normalize(ctx, lambda: normalize.normalize_torchscript(path, normalize.path_module_aliases(model)))
-    outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device), example)
-    return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized}
+    outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device)(*example), output_names)
+    memory_format.write_runtime(ctx.out_dir, channels_last)
+    return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized,
+            **_runtime_metadata(ctx, channels_last), **({CHECK_HINT: hint} if hint else {})}
 
 
 # -- torch.export -------------------------------------------------------------------------------------
@@ -148,19 +279,26 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     (the samples include batch 1). With max_batch_size 1 the batch is static.
     """
     dtype = model_io.torch_dtype(ctx.precision)
-    model = model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype)
-    example = _example(ctx, dtype)
+    channels_last = memory_format.enabled(ctx.params, ctx.target)
+    model = memory_format.model(model_io.prepare_model(ctx.model.load_entry(), ctx.device, dtype), channels_last)
+    example = memory_format.inputs(_example(ctx, dtype), channels_last)
     path = ctx.out_dir / EXPORT_FILE
     try:
         with torch.no_grad(), warnings_to_log(ctx):
-            program = torch.export.export(model, example, dynamic_shapes=dynamic_shapes(ctx))
+            module, output_names = plain_io.exportable(model, ctx.model, model_io.input_order(ctx.model, ctx.samples[0]),
+                                                       example)
+            program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes(ctx))
             torch.export.save(program, str(path))
+    except model_io.BindingError:
+        raise
     except Exception as exc:
-        raise export_error(ctx, "torch.export.export", exc) from exc
+        raise export_error(ctx, "torch.export.export", exc, export_hint(exc)) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_pt2(path, normalize.path_module_aliases(model)))
-    outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device), example)
+    outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device)(*example), output_names)
+    memory_format.write_runtime(ctx.out_dir, channels_last)
     return {"exporter": "torch.export", **_precision_metadata(ctx, example, outputs),
-            "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized}
+            "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized,
+            **_runtime_metadata(ctx, channels_last)}
 
 
 def dynamic_shapes(ctx: BuildContext) -> tuple[dict[int, Any], ...] | None:
@@ -195,22 +333,28 @@ def _normalize(ctx: BuildContext, normalize_file: Any) -> bool:
     return True
 
 
-def _check_loads(ctx: BuildContext, load: Any, example: tuple[Any, ...]) -> list[Any]:
-    """Load the written artifact back and run it once on the example; its flat outputs."""
+def _check_loads(ctx: BuildContext, load_and_run: Any, output_names: list[str]) -> list[tuple[str, Any]]:
+    """Load the written artifact back and run it once on the example: its outputs, named."""
     try:
         with torch.no_grad():
-            return model_io.flatten(load()(*example))
+            outputs = load_and_run()
     except Exception as exc:
         raise RuntimeError(f"model {ctx.model.name}: the written artifact does not load and run: "
                            f"{type(exc).__name__}: {exc}") from exc
+    return list(zip(output_names, model_io.flatten(outputs)))
 
 
-def _precision_metadata(ctx: BuildContext, example: tuple[Any, ...], outputs: list[Any]) -> dict[str, Any]:
+def _precision_metadata(ctx: BuildContext, example: tuple[Any, ...], outputs: list[tuple[str, Any]]) -> dict[str, Any]:
     """How the precision is applied and the artifact's own I/O types (its runner casts to them)."""
     inputs = model_io.input_order(ctx.model, ctx.samples[0])
     return {"precision_mode": "cast", "dtype": model_io.DTYPES[ctx.precision],
             "input_types": {name: _dtype_name(t) for name, t in zip(inputs, example)},
-            "output_types": {name: _dtype_name(t) for name, t in zip(output_names(ctx.model, len(outputs)), outputs)}}
+            "output_types": {name: _dtype_name(t) for name, t in outputs}}
+
+
+def _runtime_metadata(ctx: BuildContext, channels_last: bool) -> dict[str, Any]:
+    """How the runner will run it: memory format, and cuDNN's autotuner (on for CUDA runners)."""
+    return {"memory_format": memory_format.name(channels_last), "cudnn_benchmark": ctx.device == "cuda"}
 
 
 def _dtype_name(tensor: Any) -> str:

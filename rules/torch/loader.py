@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from navbuild.lazy import lazy_import
+from navbuild.rule import repeat_file_name
 
 torch = lazy_import("torch")
 
@@ -17,11 +18,14 @@ TORCHSCRIPT_FILE = "model.pt"
 EXPORT_FILE = "model.pt2"
 RECIPE_FILE = "recipe.json"
 REFERENCE_FILE = "reference.tensors"
+REFERENCE_REPEAT_FILE = repeat_file_name(REFERENCE_FILE)  # a second run of the source, when it differed
+RUNTIME_FILE = "runtime.json"  # beside an export built channels-last: how its runner feeds it (memory_format)
 
 
 def load_torchscript(path: Path, device: str) -> Any:
     with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the format asked for
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 says FutureWarning
         return torch.jit.load(str(path), map_location=device).eval()
 
 

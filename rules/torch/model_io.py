@@ -1,12 +1,26 @@
 """Samples in, outputs out: what every torch rule and runner does the same way.
 
-Samples are dicts input-name -> numpy array. A model takes them positionally, in the order of the
-model's declared inputs (or the sample's own order when none are declared), and may return a
-tensor, a tuple/list (nested too) or a dict; outputs are flattened in that order and named with
-``navbuild.runner.output_names``. torch and numpy are imported on first use (``navbuild.lazy``).
+Inputs. Samples are dicts input-name -> numpy array, ordered as the model's declared inputs (or
+the sample's own order when none are declared). The names are checked against the parameters of
+the model's ``forward`` (``input_binding``): when they are its parameter names, the model is fed by
+name (``forward(input_ids=..., attention_mask=...)``), whatever the order they are declared in;
+when none of them is, by position; anything in between is an error that lists both sides.
+
+Outputs (``bind_outputs``). A dict-like result (a dict, a Hugging Face ``ModelOutput``, a
+dataclass, a namedtuple) binds by key: the declared outputs are looked up by name (a subset may be
+declared), else every key is an output, in the model's order. A tensor or a tuple/list binds by
+position: the declared names in order, else ``output__<i>``. Nested values are flattened
+(``hidden_states.0``...).
+
+Exporters see plain tensors: ``plain_io.exportable`` wraps a model whose inputs go by name or whose result
+is not a tensor or a flat tuple of tensors (``plain_io.PlainIO``), so the exported artifact takes
+the inputs by position in the declared order and returns a tuple of tensors in the output order.
+torch and numpy are imported on first use (``navbuild.lazy``).
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
@@ -43,13 +57,120 @@ def to_tensors(model: ModelSpec, sample: Mapping[str, np.ndarray], device: str =
     return tuple(tensors)
 
 
+class BindingError(ValueError):
+    """A model's declared inputs or outputs do not match what its forward takes or returns."""
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+POSITIONAL, BY_NAME = "positional", "by name"
+
+
+def input_binding(spec: ModelSpec, model: Any, names: Sequence[str]) -> str:
+    """``POSITIONAL`` or ``BY_NAME``: how ``model`` takes the inputs ``names``; BindingError if neither.
+
+    By name when the names are forward's parameters (and not simply its first ones in order, which
+    is the same call by position), or when forward takes only ``**kwargs``; by position when none
+    of them is a parameter. A name that is not a parameter beside names that are is an error even
+    when forward takes ``**kwargs`` (a misspelt input would vanish there).
+    """
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError, AttributeError):
+        return POSITIONAL  # no signature to check against (a builtin or compiled forward)
+    kinds = inspect.Parameter
+    positional = [p for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+    named = {p.name for p in parameters if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)}
+    matched = [name for name in names if name in named]
+    if matched and len(matched) < len(names):
+        strangers = [name for name in names if name not in named]
+        raise _input_error(spec, names, parameters, f"{', '.join(strangers)} {'is' if len(strangers) == 1 else 'are'}"
+                                                    f" not among them")
+    if matched:
+        missing = [p.name for p in parameters if p.default is kinds.empty and p.name not in names
+                   and p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
+        if missing:
+            raise _input_error(spec, names, parameters, f"forward requires {', '.join(missing)}, which "
+                                                        f"{'is' if len(missing) == 1 else 'are'} not an input")
+        in_order = [p.name for p in positional[:len(names)]] == list(names)
+        return POSITIONAL if in_order else BY_NAME
+    if not named and any(p.kind == kinds.VAR_KEYWORD for p in parameters):
+        return BY_NAME  # forward(self, **inputs)
+    required = [p for p in positional if p.default is kinds.empty]
+    takes_varargs = any(p.kind == kinds.VAR_POSITIONAL for p in parameters)
+    if len(names) < len(required) or (len(names) > len(positional) and not takes_varargs):
+        raise _input_error(spec, names, parameters, f"forward takes {len(required)} to {len(positional)} "
+                                                    f"inputs by position, the model declares {len(names)}")
+    return POSITIONAL
+
+
+def _input_error(spec: ModelSpec, names: Sequence[str], parameters: list[Any], why: str) -> BindingError:
+    shown = [p.name if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) else str(p) for p in parameters]
+    return BindingError(
+        f"model {spec.name}: inputs {list(names)} do not match forward's parameters {shown}: {why}. Name the "
+        f"inputs after forward's parameters (they are then passed by name, in any order), or after none "
+        f"of them (they are then passed by position, in the declared order)")
+
+
+def call(model: Any, names: Sequence[str], tensors: Sequence[Any], binding: str) -> Any:
+    if binding == BY_NAME:
+        return model(**dict(zip(names, tensors)))
+    return model(*tensors)
+
+
+# -- outputs ----------------------------------------------------------------------------------------
 def flatten(outputs: Any) -> list[Any]:
     """A model's return value as a flat list of tensors (tuples, lists and dicts in their order)."""
+    return [tensor for _, tensor in tensor_leaves(outputs, None)]
+
+
+def keyed_items(outputs: Any) -> list[tuple[str, Any]] | None:
+    """``(key, value)`` of a dict-like result (dict, ModelOutput, dataclass, namedtuple), None values
+    left out; None for a tensor, a tuple or a list."""
     if isinstance(outputs, Mapping):
-        return [leaf for value in outputs.values() for leaf in flatten(value)]
-    if isinstance(outputs, (tuple, list)):
-        return [leaf for value in outputs for leaf in flatten(value)]
-    return [outputs]
+        items = list(outputs.items())
+    elif dataclasses.is_dataclass(outputs) and not isinstance(outputs, type):
+        items = [(field.name, getattr(outputs, field.name)) for field in dataclasses.fields(outputs)]
+    elif isinstance(outputs, tuple) and hasattr(outputs, "_fields"):
+        items = list(zip(outputs._fields, outputs))
+    else:
+        return None
+    return [(str(key), value) for key, value in items if value is not None]
+
+
+def tensor_leaves(value: Any, path: str | None) -> list[tuple[str | None, Any]]:
+    """Every tensor inside ``value`` with its dotted key path (None where the top level is positional)."""
+    def join(key: Any) -> str | None:
+        return None if path is None else (str(key) if path == "" else f"{path}.{key}")
+
+    items = keyed_items(value)
+    if items is not None:
+        return [leaf for key, item in items for leaf in tensor_leaves(item, f"{path}.{key}" if path else key)]
+    if isinstance(value, (tuple, list)):
+        return [leaf for index, item in enumerate(value) for leaf in tensor_leaves(item, join(index))]
+    return [(path, value)]
+
+
+def bind_outputs(model: ModelSpec, outputs: Any) -> list[tuple[str, Any]]:
+    """``(name, tensor)`` of every output: by key for a dict-like result, else by position."""
+    if keyed_items(outputs) is None:
+        leaves = flatten(outputs)
+        return list(zip(output_names(model, len(leaves)), leaves))
+    found = dict(tensor_leaves(outputs, ""))
+    if not model.outputs:
+        return list(found.items())
+    missing = [name for name in model.outputs if name not in found]
+    if missing:
+        raise BindingError(f"model {model.name}: declared output{'s' if len(missing) > 1 else ''} "
+                           f"{', '.join(missing)} {'are' if len(missing) > 1 else 'is'} not among the keys that "
+                           f"forward returns: {list(found)}")
+    return [(name, found[name]) for name in model.outputs]
+
+
+def is_plain(outputs: Any) -> bool:
+    """A tensor or a flat tuple/list of tensors: what every exporter and runtime takes as it is."""
+    if isinstance(outputs, (tuple, list)) and keyed_items(outputs) is None:
+        return all(isinstance(item, torch.Tensor) for item in outputs)
+    return isinstance(outputs, torch.Tensor)
 
 
 def to_numpy(tensor: Any) -> np.ndarray:
@@ -61,8 +182,7 @@ def to_numpy(tensor: Any) -> np.ndarray:
 
 
 def named_outputs(model: ModelSpec, outputs: Any) -> dict[str, np.ndarray]:
-    leaves = flatten(outputs)
-    return dict(zip(output_names(model, len(leaves)), (to_numpy(leaf) for leaf in leaves)))
+    return {name: to_numpy(tensor) for name, tensor in bind_outputs(model, outputs)}
 
 
 def example_batch(model: ModelSpec, samples: Sequence[Mapping[str, np.ndarray]],
@@ -84,6 +204,14 @@ def example_batch(model: ModelSpec, samples: Sequence[Mapping[str, np.ndarray]],
             return dict(sample)
     return {name: np.concatenate([array, array], axis=axis)[_first(2, axis, array.ndim)]
             for name, array in samples[0].items()}
+
+
+def training_modules(model: Any) -> list[str]:
+    """Kinds of the modules in training mode (``Dropout``, ``BatchNorm2d``...) that ``eval()`` changes."""
+    if not isinstance(model, torch.nn.Module):
+        return []
+    return sorted({type(module).__name__ for module in model.modules() if module.training
+                   and not list(module.children())})
 
 
 def prepare_model(model: Any, device: str, dtype: Any = None) -> Any:

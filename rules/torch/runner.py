@@ -1,8 +1,11 @@
 """Runners of the torch family: the eager model, a TorchScript archive, a torch.export program.
 
 They share one shape: ``load()`` gives a callable module on the device; ``prepare`` turns the
-numpy feed into device tensors (float inputs cast to the artifact's precision); outputs come back
-as float32 numpy arrays named by ``navbuild.runner.output_names``.
+numpy feed into device tensors (float inputs cast to the artifact's precision, 4-D ones made
+channels-last when the artifact was built so), passed by name to the eager model when it takes them
+so, and by position, in the declared order, to an export (``plain_io.exportable``); outputs come back
+as float32 numpy arrays, bound by ``model_io.bind_outputs`` (by key or by position). On CUDA they
+turn cuDNN's autotuner on (``memory_format``).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
 
-from rules.torch import model_io
+from rules.torch import memory_format, model_io
 from rules.torch.loader import EXPORT_FILE, RECIPE_FILE, TORCHSCRIPT_FILE, load_exported, load_torchscript
 
 np = lazy_import("numpy")
@@ -32,20 +35,32 @@ class _TorchRunner(Runner):
 
     def activate_impl(self) -> None:
         self._dtype = model_io.torch_dtype(self.precision)
+        self._channels_last = memory_format.read_runtime(self.artifact_dir)
+        self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
         self._module = self.load()
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"memory_format": memory_format.name(self._channels_last), "cudnn_benchmark": self.cudnn_benchmark}
 
     def deactivate_impl(self) -> None:
         self._module = None
         if self.device == "cuda":
             torch.cuda.empty_cache()
 
-    def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...]:
-        return model_io.to_tensors(self.model, feed, self.device, self._dtype)
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...] | dict[str, Any]:
+        """The feed as tensors: positional, or a dict for a module that takes them by name."""
+        names = model_io.input_order(self.model, feed)
+        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self.device, self._dtype),
+                                       self._channels_last)
+        return dict(zip(names, tensors)) if self.binding(names) == model_io.BY_NAME else tensors
 
-    def run_prepared_impl(self, prepared: tuple[Any, ...]) -> Any:
+    def binding(self, names: list[str]) -> str:
+        return model_io.POSITIONAL  # an export takes its inputs by position, in the declared order
+
+    def run_prepared_impl(self, prepared: tuple[Any, ...] | dict[str, Any]) -> Any:
         try:
             with torch.inference_mode():
-                return self._module(*prepared)
+                return self._module(**prepared) if isinstance(prepared, dict) else self._module(*prepared)
         except Exception as exc:
             raise RunnerError(f"{self.name}: model {self.model.name} failed on inputs "
                               f"{_describe(prepared)}: {type(exc).__name__}: {exc}") from exc
@@ -74,9 +89,15 @@ class TorchEagerRunner(_TorchRunner):
 
     def load(self) -> Any:
         if self.artifact_dir is not None:  # the recipe's precision wins over the one asked for
-            self.precision = json.loads(self.artifact(RECIPE_FILE).read_text())["precision"]
+            recipe = json.loads(self.artifact(RECIPE_FILE).read_text())
+            self.precision = recipe["precision"]
             self._dtype = model_io.torch_dtype(self.precision)
-        return model_io.prepare_model(self.model.load_entry(), self.device, self._dtype)
+            self._channels_last = recipe.get("memory_format") == memory_format.CHANNELS_LAST
+        model = model_io.prepare_model(self.model.load_entry(), self.device, self._dtype)
+        return memory_format.model(model, self._channels_last)
+
+    def binding(self, names: list[str]) -> str:
+        return model_io.input_binding(self.model, self._module, names)
 
 
 class TorchScriptRunner(_TorchRunner):
@@ -93,5 +114,7 @@ class TorchExportRunner(_TorchRunner):
         return load_exported(self.artifact(EXPORT_FILE), self.device)
 
 
-def _describe(tensors: tuple[Any, ...]) -> str:
-    return ", ".join(f"{str(t.dtype).replace('torch.', '')}{list(t.shape)}" for t in tensors)
+def _describe(tensors: tuple[Any, ...] | dict[str, Any]) -> str:
+    named = tensors.items() if isinstance(tensors, dict) else ((None, t) for t in tensors)
+    return ", ".join(f"{name + '=' if name else ''}{str(t.dtype).replace('torch.', '')}{list(t.shape)}"
+                     for name, t in named)

@@ -1,36 +1,43 @@
 """torch.compile and AOTInductor: rules ``torch-compile`` and ``aoti``, runners of the same names.
 
 ``torch-compile`` (a recipe target): ``recipe.json`` holds the compile options (mode, backend,
-dynamic, precision, device, the sample shapes to warm up with) and ``compile_cache.bin`` what
-``torch.compiler.save_cache_artifacts()`` returned after compiling and running the samples at
-build time. The runner loads the eager model, hot-loads the cache, compiles in ``activate``.
+dynamic, memory format, precision, device, the batch buckets and the shapes to warm up with) and
+``compile_cache.bin`` what ``torch.compiler.save_cache_artifacts()`` returned after compiling at
+build time. The runner loads the eager model, hot-loads the cache, compiles in ``activate``; with the
+rule's cache folder (``compile_cache``) the check and the profile load what the build compiled.
 
-``aoti``: ``model.pt2``, an AOTInductor package of the model exported at the target's precision
-with a dynamic batch of 1..max_batch_size. Its runner, and the build's check of the new package,
-load and run it in a worker process (``aoti_worker``), so that a native crash becomes the
-target's failure with its reason (signal, stderr tail).
+``aoti``: one AOTInductor package per batch bucket (``model-b<N>.pt2``), or with ``dynamic = true``
+one ``model.pt2`` with a dynamic batch of 1..max_batch_size, of the model exported at the target's
+precision. Its runner, and the build's check of the new packages, load and run them in a worker
+process (``aoti_worker``), so that a native crash becomes the target's failure with its reason.
 
-Both are device-bound (compiled code and caches are per device) and cast for fp16/bf16. Importing
+Both compile for batch buckets by default (``batching``): a request runs in the smallest bucket that
+holds it. Both are device-bound (compiled code and caches are per device) and cast for fp16/bf16.
+``mode``, ``channels_last`` and ``dynamic`` are searchable (``options.COMPILE_VARIANTS``). Importing
 this module imports no framework.
 """
 from navbuild.rule import SOURCE, Rule
-from rules.torch_compile import build, options
+from rules.torch_compile import build, loader, options
 from rules.torch_compile.runner import AotiRunner, TorchCompileRunner
 
 TORCH_COMPILE = Rule(
-    name="torch-compile", version="1", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
+    name="torch-compile", version="3", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.COMPILE_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
-    validate=options.validate_compile, loads_code=True,
-    description="torch.compile recipe (mode, backend, dynamic, precision) plus torch's compile cache",
+    validate=options.validate_compile, variants=options.COMPILE_VARIANTS, resolve=options.resolve_params,
+    outputs=(loader.RECIPE_FILE, loader.CACHE_FILE), loads_code=True,
+    description="torch.compile recipe (mode, backend, batch buckets or dynamic, memory format, precision) "
+                "plus torch's compile cache",
 )
 
 AOTI = Rule(
-    name="aoti", version="1", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
+    name="aoti", version="3", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.AOTI_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="aoti", normalized=False, canonical_digest=build.aoti_digest, validate=options.validate_aoti,
-    loads_code=True,
-    description="AOTInductor package (model.pt2) with a dynamic batch, run in a worker process",
+    variants=options.AOTI_VARIANTS, resolve=options.resolve_params,
+    identifies_model=True,  # aoti.json holds the digests of the exported graphs and weights
+    outputs=(loader.AOTI_FILE, loader.AOTI_BUCKET_FILES, loader.AOTI_INFO_FILE), loads_code=True,
+    description="AOTInductor packages (one per batch bucket, or one with a dynamic batch), run in a worker process",
 )
 
 RULES = [TORCH_COMPILE, AOTI]

@@ -8,7 +8,10 @@ Protocol: frames over the worker's stdin (requests) and stdout (replies); a fram
 big-endian length followed by that many bytes of msgpack holding a map. Arrays travel as
 ``navbuild.tensors.dumps`` bytes. One reply per request, in order:
 
-  {"op": "load", "path": str, "device": "cpu"|"cuda", "precision": "fp32"|"fp16"|"bf16"}
+  {"op": "load", "packages": {key: path}, "device": "cpu"|"cuda", "precision": "fp32"|"fp16"|"bf16",
+   "channels_last": bool}
+      key is a bucket's batch size ("8") or "dynamic"; a call runs the package whose key is its batch
+      size, else the dynamic one (the parent pads batches up to a bucket)
       -> {"ok": true, "seconds": float}
   {"op": "infer", "feed": bytes}      feed: dumps([{name: array}]) in the model's input order
       -> {"ok": true, "outputs": bytes}   dumps([{"0": array, "1": ...}]) flattened, float32
@@ -62,9 +65,10 @@ def write_frame(stream: BinaryIO, message: dict[str, Any]) -> None:
 
 class Worker:
     def __init__(self) -> None:
-        self.model: Any = None
+        self.models: dict[str, Any] = {}
         self.device = "cpu"
         self.precision = "fp32"
+        self.channels_last = False
         self.prepared: dict[int, tuple[Any, ...]] = {}
         self.last_outputs: Any = None
 
@@ -80,28 +84,40 @@ class Worker:
 
         started = time.perf_counter()
         self.device, self.precision = request["device"], request["precision"]
-        self.model = aoti_load_package(request["path"])
+        self.channels_last = bool(request.get("channels_last", False))
+        self.models = {str(key): aoti_load_package(path) for key, path in request["packages"].items()}
         return {"seconds": time.perf_counter() - started}
+
+    def _model(self, args: tuple[Any, ...]) -> Any:
+        if not self.models:
+            raise RuntimeError("no package is loaded; send a load request first")
+        batch = str(args[0].shape[0]) if args else "dynamic"
+        model = self.models.get(batch, self.models.get("dynamic"))
+        if model is None:
+            raise RuntimeError(f"no package for a batch of {batch}; packages: {', '.join(self.models)}")
+        return model
 
     def _tensors(self, feed_bytes: bytes) -> tuple[Any, ...]:
         from navbuild.tensors import loads
+        from rules.torch.memory_format import inputs
         from rules.torch_compile.torch_io import torch_dtype
 
-        if self.model is None:
+        if not self.models:
             raise RuntimeError("no package is loaded; send a load request first")
         dtype = torch_dtype(self.precision)
         tensors = []
         for array in loads(feed_bytes)[0].values():
             tensor = torch.from_numpy(array).to(self.device)
             tensors.append(tensor.to(dtype) if tensor.is_floating_point() else tensor)
-        return tuple(tensors)
+        return inputs(tensors, self.channels_last)
 
     def op_infer(self, request: dict[str, Any]) -> dict[str, Any]:
         from navbuild.tensors import dumps
         from rules.torch_compile.torch_io import flatten, to_numpy
 
+        args = self._tensors(request["feed"])
         with torch.inference_mode():
-            outputs = flatten(self.model(*self._tensors(request["feed"])))
+            outputs = flatten(self._model(args)(*args))
         return {"outputs": dumps([{str(i): to_numpy(t) for i, t in enumerate(outputs)}])}
 
     def op_prepare(self, request: dict[str, Any]) -> None:
@@ -115,7 +131,7 @@ class Worker:
         except KeyError:
             raise KeyError(f"no prepared feed {request['handle']}") from None
         with torch.inference_mode():
-            self.last_outputs = self.model(*args)
+            self.last_outputs = self._model(args)(*args)
 
     def op_sync(self, request: dict[str, Any]) -> None:
         if self.device.startswith("cuda"):

@@ -9,59 +9,96 @@ from typing import Any, Mapping
 from navbuild.hashing import digest_file
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
-from rules.torch_compile import options, torch_io
-from rules.torch_compile.options import CACHE_FILE, RECIPE_FILE
+from rules.torch import memory_format
+from rules.torch_compile import batching, compile_cache, options, torch_io
+from rules.torch_compile.compile_cache import compile_model
+from rules.torch_compile.loader import (AOTI_FILE, AOTI_INFO_FILE, AOTI_INFO_FORMAT, CACHE_FILE, RECIPE_FILE,
+                                        RECIPE_FORMAT, bucket_file, load_request)
 
 torch = lazy_import("torch")
-
-AOTI_FILE = "model.pt2"
-AOTI_INFO_FILE = "aoti.json"  # what the package was compiled from; its digest is aoti's canonical digest
-AOTI_INFO_FORMAT = "navbuild-aoti/1"
 
 
 # -- torch-compile --------------------------------------------------------------------------------
 def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
-    """Write ``recipe.json`` (the compile options) and ``compile_cache.bin`` (torch's compile cache).
+    """Write ``recipe.json`` (the compile options and batch buckets) and ``compile_cache.bin``.
 
-    The recipe is the artifact: the runner compiles the eager model with it. To spare the runner
-    the compile work, the build compiles here on ``ctx.device``, runs every sample once, and keeps
-    what ``torch.compiler.save_cache_artifacts()`` returns; the runner hot-loads those bytes before
-    compiling. The cache is only valid on this device and torch version (the rule is device-bound).
+    The recipe is the artifact: the runner compiles the eager model with it. The build compiles here
+    on ``ctx.device``, once per bucket (each bucket's batch made of the samples' rows), with
+    inductor's caches in ``ctx.cache_dir``, so the check and the profile, whose runner gets the same
+    folder, load what was compiled instead of compiling again. It also keeps what
+    ``torch.compiler.save_cache_artifacts()`` returns, for a machine that gets the artifact without
+    the cache folder (a shared store, a package); the runner hot-loads those bytes. Both are only
+    valid on this device and torch version (the rule is device-bound).
     """
     opts = options.compile_options(ctx.params, ctx.target)
+    plan = options.batch_plan({"max_batch_size": ctx.model.max_batch_size, **ctx.params}, ctx.target)
     precision = options.check_precision(ctx.precision, ctx.target)
     from torch.compiler._cache import CacheArtifactManager
 
     _check_backend_exists(opts["backend"], ctx.target)
-    model = torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision)
-    feeds = [torch_io.to_tensors(ctx.model, sample, ctx.device, precision) for sample in ctx.samples]
+    cudnn_benchmark = memory_format.use_cudnn_benchmark(ctx.device)
+    channels_last = opts[memory_format.OPTION]
+    model = memory_format.model(torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision), channels_last)
+    model = torch_io.runnable(model, ctx.model, torch_io.input_order(ctx.model, ctx.samples[0]))  # inputs by name
+    feeds = [memory_format.inputs(torch_io.to_tensors(ctx.model, sample, ctx.device, precision), channels_last)
+             for sample in warmup_samples(ctx.samples, plan.get("buckets"), ctx.model.batch_dim)]
+    counter = compile_cache.CompileCounter()
     # A fresh artifact list: only this model's compile goes into its cache, whatever ran before in
     # this process (compile caches that hit are recorded too, so a warm machine still fills it).
-    with CacheArtifactManager.with_fresh_cache():
-        compiled = torch.compile(model, mode=opts["mode"], backend=opts["backend"],
-                                 dynamic=options.DYNAMIC[opts["dynamic"]])
+    with compile_cache.using(ctx.cache_dir), CacheArtifactManager.with_fresh_cache():
+        compiled = compile_model(model, opts, len(feeds))
         started = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), compile_cache.loud_recompile_limit():
             for args in feeds:
                 compiled(*args)
         if ctx.device == "cuda":
             torch.cuda.synchronize()
         compile_seconds = time.perf_counter() - started
         saved = torch.compiler.save_cache_artifacts()
+    compiles = counter.delta()
     artifacts: dict[str, int] = {}
     if saved is not None:
         data, info = saved
         (ctx.out_dir / CACHE_FILE).write_bytes(data)
         artifacts = {kind: len(keys) for kind, keys in info.artifacts.items()}
-    ctx.log(f"torch-compile: compiled and ran {len(feeds)} samples in {compile_seconds:.1f} s; "
-            f"cache {'not produced' if saved is None else f'{len(saved[0])} bytes {artifacts}'}")
-    recipe = {"format": options.RECIPE_FORMAT, **opts, "precision": precision,
-              "precision_method": options.PRECISION_METHOD, "device": ctx.device,
+    ctx.log(f"torch-compile: ran {len(feeds)} warm-up batches ({_describe_plan(plan)}) in {compile_seconds:.1f} s: "
+            f"{compiles['graphs_compiled']} graphs compiled, {compiles['graphs_loaded']} loaded from "
+            f"{ctx.cache_dir}; cache {'not produced' if saved is None else f'{len(saved[0])} bytes {artifacts}'}")
+    recipe = {"format": RECIPE_FORMAT, **{k: v for k, v in opts.items() if k != memory_format.OPTION},
+              "memory_format": memory_format.name(channels_last), "batching": plan, "precision": precision,
+              "precision_method": options.PRECISION_METHOD, "device": ctx.device, "cudnn_benchmark": cudnn_benchmark,
               "cache": CACHE_FILE if saved is not None else None,
-              "warmup": options.input_specs(ctx.samples)}
+              "warmup": options.input_specs(ctx.samples, ctx.model.batch_dim, plan.get("buckets"))}
     (ctx.out_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
-    return {"precision_method": options.PRECISION_METHOD, **opts, "compile_seconds": round(compile_seconds, 3),
+    return {"precision_method": options.PRECISION_METHOD, **opts, "memory_format": recipe["memory_format"],
+            "batching": plan["mode"], "buckets": plan.get("buckets"), "cudnn_benchmark": cudnn_benchmark,
+            "compile_seconds": round(compile_seconds, 3), **compiles,
             "cache_bytes": len(saved[0]) if saved else 0, "cache_artifacts": artifacts}
+
+
+def warmup_samples(samples: list[Mapping[str, Any]], buckets: list[int] | None, batch_dim: int) -> list[dict[str, Any]]:
+    """The samples as they are (dynamic batch), or each distinct sample shape at every bucket's batch
+    size, made of that sample's own rows."""
+    import numpy as np
+
+    if buckets is None:
+        return [dict(sample) for sample in samples]
+    distinct: dict[tuple, Mapping[str, Any]] = {}
+    for sample in samples:
+        shape = tuple((name, tuple(np.delete(np.array(array.shape), batch_dim))) for name, array in sample.items())
+        distinct.setdefault(shape, sample)
+    feeds = []
+    for bucket in buckets:
+        for sample in distinct.values():
+            rows = np.arange(bucket) % batching.batch_of(sample, batch_dim)
+            feeds.append({name: np.take(array, rows, axis=batch_dim) for name, array in sample.items()})
+    return feeds
+
+
+def _describe_plan(plan: Mapping[str, Any]) -> str:
+    if plan["mode"] == "buckets":
+        return f"buckets {', '.join(map(str, plan['buckets']))}"
+    return f"dynamic batch up to {plan['max_batch_size']}"
 
 
 def _check_backend_exists(backend: str, where: str) -> None:
@@ -72,49 +109,75 @@ def _check_backend_exists(backend: str, where: str) -> None:
 
 
 def recipe_digest(out_dir: Path) -> str:
-    """torch-compile's canonical digest: the recipe alone (the cache bytes differ run to run)."""
+    """torch-compile's canonical digest: the recipe (the cache bytes differ run to run); it names no
+    model, so the engine mixes the model's sources in (``Rule.identifies_model``)."""
     return digest_file(Path(out_dir) / RECIPE_FILE)
 
 
 # -- aoti -----------------------------------------------------------------------------------------
 def build_aoti(ctx: BuildContext) -> dict[str, Any]:
-    """Export the eager model at ``ctx.precision`` with a dynamic batch (1..max_batch_size) and
-    compile it with AOTInductor into ``model.pt2``; then load and run it once in a child process.
+    """Export the eager model at ``ctx.precision`` and compile it with AOTInductor: one package per
+    batch bucket (``model-b<N>.pt2``, static shapes), or with ``dynamic = true`` one ``model.pt2``
+    with a dynamic batch of 1..max_batch_size; then load and run every package once in a child process.
 
     The export is made here from the source model rather than taken from the torch-export target,
     because a reduced precision is applied by casting the model before export.
     """
+    plan = options.batch_plan({"max_batch_size": ctx.model.max_batch_size, **ctx.params}, ctx.target)
     max_batch = options.check_max_batch_size(ctx.params.get("max_batch_size", ctx.model.max_batch_size),
                                              ctx.target)
     precision = options.check_precision(ctx.precision, ctx.target)
-    from torch._inductor import aoti_compile_and_package
-
-    model = torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision)
-    sample = torch_io.export_sample(ctx.model, ctx.samples, max_batch)
-    args = torch_io.to_tensors(ctx.model, sample, ctx.device, precision)
-    dynamic_shapes = batch_dynamic_shapes(len(args), ctx.model.batch_dim, max_batch)
-    started = time.perf_counter()
-    with torch.no_grad():
-        program = torch.export.export(model, args, dynamic_shapes=dynamic_shapes, strict=False)
-    export_seconds = time.perf_counter() - started
-    package = ctx.out_dir / AOTI_FILE
-    started = time.perf_counter()
-    with torch.no_grad():
-        aoti_compile_and_package(program, package_path=str(package))
-    compile_seconds = time.perf_counter() - started
-    ctx.log(f"aoti: exported in {export_seconds:.1f} s, compiled and packaged in {compile_seconds:.1f} s")
-    info = {"format": AOTI_INFO_FORMAT, "export_digest": export_digest(program), "precision": precision,
-            "precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch,
-            "dynamic_batch": dynamic_shapes is not None, "device": ctx.device,
+    channels_last = options.check_channels_last(ctx.params.get(memory_format.OPTION, False), ctx.target)
+    model = memory_format.model(torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision), channels_last)
+    if plan["mode"] == "dynamic":
+        shapes = {AOTI_FILE: torch_io.export_sample(ctx.model, ctx.samples, max_batch)}
+    else:
+        bucket_samples = warmup_samples(ctx.samples[:1], plan["buckets"], ctx.model.batch_dim)
+        shapes = {bucket_file(bucket): sample for bucket, sample in zip(plan["buckets"], bucket_samples)}
+    sample = next(iter(shapes.values()))
+    # plain tensors in and out: the worker that loads the packages knows no ModelOutput class
+    model, _ = torch_io.exportable(model, ctx.model, torch_io.input_order(ctx.model, sample),
+                                   memory_format.inputs(torch_io.to_tensors(ctx.model, sample, ctx.device, precision),
+                                                        channels_last))
+    export_seconds = compile_seconds = 0.0
+    digests = {}
+    with compile_cache.using(ctx.cache_dir):
+        for file_name, shape_sample in shapes.items():
+            args = memory_format.inputs(torch_io.to_tensors(ctx.model, shape_sample, ctx.device, precision),
+                                        channels_last)
+            dynamic_shapes = (batch_dynamic_shapes(len(args), ctx.model.batch_dim, max_batch)
+                              if plan["mode"] == "dynamic" else None)
+            started = time.perf_counter()
+            with torch.no_grad():
+                program = torch.export.export(model, args, dynamic_shapes=dynamic_shapes, strict=False)
+            export_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            with torch.no_grad():
+                aoti_compile_and_package(program, package_path=str(ctx.out_dir / file_name))
+            compile_seconds += time.perf_counter() - started
+            digests[file_name] = export_digest(program)
+    ctx.log(f"aoti: {len(shapes)} packages ({_describe_plan(plan)}) exported in {export_seconds:.1f} s, "
+            f"compiled and packaged in {compile_seconds:.1f} s")
+    info = {"format": AOTI_INFO_FORMAT, "export_digests": digests, "precision": precision,
+            "precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch, "batching": plan,
+            "packages": sorted(shapes), "memory_format": memory_format.name(channels_last), "device": ctx.device,
             "inputs": torch_io.input_order(ctx.model, sample)}
     (ctx.out_dir / AOTI_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    check = validate_package(package, ctx.device, precision, ctx.model, sample)
-    ctx.log(f"aoti: package loaded in a child process in {check['load_seconds']:.2f} s and ran a batch of "
-            f"{torch_io.batch_of(sample, ctx.model.batch_dim)}")
+    check = validate_package(ctx.out_dir, info, ctx.model, list(shapes.values()))
+    ctx.log(f"aoti: packages loaded in a child process in {check['load_seconds']:.2f} s and ran batches of "
+            f"{', '.join(str(torch_io.batch_of(s, ctx.model.batch_dim)) for s in shapes.values())}")
     return {"precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch,
-            "dynamic_batch": dynamic_shapes is not None, "export_seconds": round(export_seconds, 3),
-            "compile_seconds": round(compile_seconds, 3), "validated_in_child": True,
-            "child_load_seconds": round(check["load_seconds"], 3), "output_shapes": check["output_shapes"]}
+            "batching": plan["mode"], "buckets": plan.get("buckets"), "dynamic_batch": plan["mode"] == "dynamic",
+            "memory_format": info["memory_format"], "cudnn_benchmark": ctx.device == "cuda",
+            "export_seconds": round(export_seconds, 3), "compile_seconds": round(compile_seconds, 3),
+            "validated_in_child": True, "child_load_seconds": round(check["load_seconds"], 3),
+            "output_shapes": check["output_shapes"]}
+
+
+def aoti_compile_and_package(program: Any, package_path: str) -> Any:
+    from torch._inductor import aoti_compile_and_package as compile_and_package
+
+    return compile_and_package(program, package_path=package_path)
 
 
 def export_digest(program: Any) -> str:
@@ -149,16 +212,18 @@ def batch_dynamic_shapes(count: int, batch_dim: int, max_batch: int) -> tuple[di
     return tuple({batch_dim: batch} for _ in range(count))
 
 
-def validate_package(package: Path, device: str, precision: str, model: Any,
-                     sample: Mapping[str, Any]) -> dict[str, Any]:
-    """Load ``package`` in a fresh worker process and run ``sample``; a crash raises AotiChildError."""
+def validate_package(out_dir: Path, info: Mapping[str, Any], model: Any,
+                     samples: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Load the packages in a fresh worker process and run each once; a crash raises AotiChildError."""
     from navbuild.tensors import dumps, loads
     from rules.torch_compile.aoti_child import LOAD_TIMEOUT_S, AotiChild
 
-    feed = {name: sample[name] for name in torch_io.input_order(model, sample)}
     with AotiChild(label="aoti worker (validating the new package)") as child:
-        loaded = child.request({"op": "load", "path": str(package), "device": device, "precision": precision},
-                               timeout=LOAD_TIMEOUT_S, what=f"load of {package.name}")
-        reply = child.request({"op": "infer", "feed": dumps([feed])}, what="a first inference")
-    outputs = loads(reply["outputs"])[0]
-    return {"load_seconds": loaded["seconds"], "output_shapes": [list(a.shape) for a in outputs.values()]}
+        loaded = child.request(load_request(out_dir, info), timeout=LOAD_TIMEOUT_S,
+                               what=f"load of {', '.join(info['packages'])}")
+        shapes = []
+        for sample in samples:
+            feed = {name: sample[name] for name in torch_io.input_order(model, sample)}
+            reply = child.request({"op": "infer", "feed": dumps([feed])}, what="a first inference")
+            shapes.extend(list(a.shape) for a in loads(reply["outputs"])[0].values())
+    return {"load_seconds": loaded["seconds"], "output_shapes": shapes}

@@ -1,5 +1,10 @@
 """Parameters of the torch-compile and aoti rules, checked without importing torch.
 
+Both compile for a set of batch-size buckets by default (``dynamic = false``; ``batching.py``), or
+for a dynamic batch (``dynamic = true``, torch-compile also ``"auto"``). ``mode``, ``channels_last``
+and ``dynamic`` are searchable (``Rule.variants``): ``mode = ["default", "reduce-overhead"]`` builds
+one target per value, named with the labels in ``COMPILE_VARIANTS``.
+
 ``CompileConfigError`` is the one exception for a bad parameter value: a ``ValueError`` whose
 message names the target, the parameter, the bad value and the accepted ones. The engine shows it
 as the target's failure reason; ``validate`` gives the same text to config validation, so a bad
@@ -7,19 +12,31 @@ as the target's failure reason; ``validate`` gives the same text to config valid
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
+from rules.torch import memory_format
+from rules.torch_compile import batching
+from rules.torch_compile.loader import CACHE_FILE, RECIPE_FILE, RECIPE_FORMAT  # noqa: F401  (the file names are loader's)
+
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")  # modes that capture CUDA graphs
 PRECISIONS = ("fp32", "fp16", "bf16")
 DYNAMIC = {"auto": None, "true": True, "false": False}  # recipe text -> torch.compile(dynamic=...)
 PRECISION_METHOD = "cast"  # weights and float inputs cast to the precision's dtype; outputs back to fp32
 
-COMPILE_DEFAULTS: dict[str, Any] = {"mode": "default", "backend": "inductor", "dynamic": "auto"}
-AOTI_DEFAULTS: dict[str, Any] = {"max_batch_size": 1}
+# max_batch_size and profile_batch_sizes are supplied by the engine; they only resolve "auto" buckets
+BATCHING_DEFAULTS: dict[str, Any] = {"dynamic": False, "buckets": batching.AUTO, memory_format.OPTION: False,
+                                     "max_batch_size": 1, "profile_batch_sizes": []}
+COMPILE_DEFAULTS: dict[str, Any] = {"mode": "default", "backend": "inductor", **BATCHING_DEFAULTS}
+AOTI_DEFAULTS: dict[str, Any] = dict(BATCHING_DEFAULTS)
 
-RECIPE_FILE = "recipe.json"
-CACHE_FILE = "compile_cache.bin"
-RECIPE_FORMAT = "navbuild-torch-compile/1"
+DYNAMIC_VARIANTS = {"dynamic": {False: "", True: "dyn"}}
+COMPILE_VARIANTS = {**memory_format.VARIANTS,  # labels in this order: torch-compile-fp16+cl+autotune
+                    "mode": {"default": "", "reduce-overhead": "cudagraphs", "max-autotune": "autotune",
+                             "max-autotune-no-cudagraphs": "autotune-nocg"},
+                    **DYNAMIC_VARIANTS}
+AOTI_VARIANTS = {**memory_format.VARIANTS, **DYNAMIC_VARIANTS}
 
 
 class CompileConfigError(ValueError):
@@ -56,18 +73,52 @@ def check_precision(precision: Any, where: str) -> str:
 
 
 def compile_options(params: Mapping[str, Any], where: str = "torch-compile") -> dict[str, Any]:
-    """The checked torch-compile parameters, defaults filled in."""
+    """The checked torch-compile parameters that shape the compile, defaults filled in."""
     merged = {**COMPILE_DEFAULTS, **dict(params)}
     return {"mode": check_mode(merged["mode"], where), "backend": check_backend(merged["backend"], where),
-            "dynamic": check_dynamic(merged["dynamic"], where)}
+            "dynamic": check_dynamic(merged["dynamic"], where),
+            memory_format.OPTION: check_channels_last(merged[memory_format.OPTION], where)}
+
+
+def check_channels_last(value: Any, where: str) -> bool:
+    try:
+        return memory_format.check(value, where)
+    except ValueError as exc:
+        raise CompileConfigError(str(exc)) from None
+
+
+def batch_plan(params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``{"mode": "buckets", "buckets": [...]}`` or ``{"mode": "dynamic", "max_batch_size": n}``."""
+    merged = {**BATCHING_DEFAULTS, **dict(params)}
+    max_batch = check_max_batch_size(merged["max_batch_size"], where)
+    if check_dynamic(merged["dynamic"], where) != "false":
+        return {"mode": "dynamic", "max_batch_size": max_batch}
+    try:
+        buckets = batching.resolve(merged["buckets"], max_batch, merged["profile_batch_sizes"])
+    except ValueError as exc:
+        raise CompileConfigError(f"{where}: {exc}") from None
+    return {"mode": "buckets", "buckets": buckets}
+
+
+def resolve_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``Rule.resolve``: "auto" buckets made explicit (what enters the key), the profile's batch sizes
+    dropped (they matter only through the buckets), no buckets for a dynamic batch."""
+    resolved = {k: v for k, v in params.items() if k != "profile_batch_sizes"}
+    try:
+        plan = batch_plan(params, "")
+    except CompileConfigError:
+        return resolved  # the build reports it, naming the target
+    resolved["buckets"] = plan.get("buckets")
+    return resolved
 
 
 def validate_compile(params: Mapping[str, Any], precision: str) -> str | None:
     """Config-time check (``Rule.validate``): the problem as one sentence, or None."""
     try:
         compile_options(params)
+        batching.check_spec(dict(params).get("buckets", batching.AUTO))
         check_precision(precision, "torch-compile")
-    except CompileConfigError as exc:
+    except (CompileConfigError, ValueError) as exc:
         return str(exc)
     return None
 
@@ -78,16 +129,37 @@ def check_max_batch_size(value: Any, where: str = "aoti") -> int:
     return value
 
 
+def check_aoti_dynamic(value: Any, where: str = "aoti") -> bool:
+    if not isinstance(value, bool):
+        raise CompileConfigError(f"{where}: dynamic must be true or false, not {value!r}")
+    return value
+
+
 def validate_aoti(params: Mapping[str, Any], precision: str) -> str | None:
     try:
-        check_max_batch_size({**AOTI_DEFAULTS, **dict(params)}["max_batch_size"])
+        merged = {**AOTI_DEFAULTS, **dict(params)}
+        check_max_batch_size(merged["max_batch_size"])
+        check_aoti_dynamic(merged["dynamic"])
+        check_channels_last(merged[memory_format.OPTION], "aoti")
+        batching.check_spec(merged["buckets"])
         check_precision(precision, "aoti")
-    except CompileConfigError as exc:
+    except (CompileConfigError, ValueError) as exc:
         return str(exc)
     return None
 
 
-def input_specs(samples: list[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Name, shape and dtype of every input of every sample, for the recipe's warm-up."""
-    return [[{"name": name, "shape": [int(d) for d in array.shape], "dtype": str(array.dtype)}
-             for name, array in sample.items()] for sample in samples]
+def input_specs(samples: list[Mapping[str, Any]], batch_dim: int = 0,
+                buckets: list[int] | None = None) -> list[list[dict[str, Any]]]:
+    """Name, shape and dtype of every input, per warm-up call: each sample as it is, or with buckets
+    each distinct sample shape at each bucket's batch size."""
+    specs = [[{"name": name, "shape": [int(d) for d in array.shape], "dtype": str(array.dtype)}
+              for name, array in sample.items()] for sample in samples]
+    if buckets is None:
+        return specs
+    distinct = list({json.dumps(spec, sort_keys=True): spec for spec in specs}.values())
+    widened = []
+    for bucket in buckets:
+        for spec in distinct:
+            widened.append([{**item, "shape": [bucket if axis == batch_dim else d
+                                               for axis, d in enumerate(item["shape"])]} for item in spec])
+    return list({json.dumps(spec, sort_keys=True): spec for spec in widened}.values())

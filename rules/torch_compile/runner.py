@@ -1,9 +1,8 @@
-"""Runners ``torch-compile`` (compiles the eager model with the stored recipe) and ``aoti`` (runs an
-AOTInductor package in a worker process)."""
+"""Runners ``torch-compile`` (compiles the eager model with the stored recipe) and ``aoti`` (runs
+AOTInductor packages in a worker process). Both serve batch buckets (``batching``)."""
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from typing import Any, Mapping
 
@@ -11,57 +10,95 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, output_names
-from rules.torch_compile import options, torch_io
+from rules.torch import memory_format, model_io
+from rules.torch_compile import batching, compile_cache, loader, options, torch_io
 
 np = lazy_import("numpy")
 torch = lazy_import("torch")
 
 
 class TorchCompileRunner(Runner):
-    """Loads the eager model, applies the precision, hot-loads the stored compile cache and compiles
-    with the recipe in ``activate`` (by running the build's sample shapes once, on zeros).
+    """Loads the eager model, applies the precision and memory format, hot-loads the stored compile
+    cache and compiles with the recipe in ``activate`` (by running every warm-up shape of the recipe,
+    on zeros), with inductor's caches in ``cache_dir`` when the engine gives one.
 
-    After ``activate``: ``compile_seconds`` (the warm-up, that is the compile) and ``cache_info``
-    (what the cache held, None when there was none or torch could not read it).
+    With buckets, a batch runs in the smallest bucket that holds it (padded up, outputs sliced back)
+    and a batch above the largest is refused (``batching.BucketError``).
+
+    After ``activate``: ``compile_seconds`` (the warm-up, that is the compile or the cache loads),
+    ``compiles`` (graphs compiled and loaded, from torch's counters) and ``cache_info`` (what the
+    stored cache held, None when there was none or torch could not read it).
     """
 
     name = "torch-compile"
     devices = ("cpu", "cuda")
     needs = Needs(modules=("torch",))
 
-    def activate_impl(self) -> None:
+    def recipe(self) -> dict[str, Any]:
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
-        recipe = json.loads((self.artifact_dir / options.RECIPE_FILE).read_text())
-        if recipe.get("format") != options.RECIPE_FORMAT:
-            raise RunnerError(f"{self.name}: {options.RECIPE_FILE} is not a {options.RECIPE_FORMAT} recipe")
+        try:
+            return loader.read_recipe(self.artifact_dir)
+        except loader.RecipeError as exc:
+            raise RunnerError(f"{self.name}: {exc}") from None
+
+    def served_batch_sizes(self) -> list[int] | None:
+        return self.recipe()["batching"].get("buckets")
+
+    def activate_impl(self) -> None:
+        recipe = self.recipe()
         if recipe["precision"] != self.precision:
             raise RunnerError(f"{self.name}: the recipe is for {recipe['precision']}, the runner for {self.precision}")
-        self.recipe = recipe
-        self.cache_info: dict[str, int] | None = None
-        if recipe.get("cache"):
-            info = torch.compiler.load_cache_artifacts((self.artifact_dir / recipe["cache"]).read_bytes())
-            if info is not None:
-                self.cache_info = {kind: len(keys) for kind, keys in info.artifacts.items()}
-        model = torch_io.prepare_model(self.model.load_entry(), self.device, self.precision)
-        self._compiled = torch.compile(model, mode=recipe["mode"], backend=recipe["backend"],
-                                       dynamic=options.DYNAMIC[recipe["dynamic"]])
-        started = time.perf_counter()
-        for specs in recipe.get("warmup", []):
-            feed = {spec["name"]: np.zeros(spec["shape"], dtype=spec["dtype"]) for spec in specs}
-            self.run_prepared_impl(self.prepare_impl(feed))
-        self.synchronize_impl()
+        self._recipe = recipe
+        self._buckets = recipe["batching"].get("buckets")
+        self._channels_last = recipe["memory_format"] == memory_format.CHANNELS_LAST
+        self._cudagraphs = self.device == "cuda" and recipe["mode"] in options.CUDAGRAPH_MODES
+        self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
+        counter = compile_cache.CompileCounter()
+        with compile_cache.using(self.cache_dir):
+            self.cache_info = loader.load_compile_cache(self.artifact_dir, recipe)
+            model = torch_io.prepare_model(self.model.load_entry(), self.device, self.precision)
+            model = memory_format.model(model, self._channels_last)
+            warmup = recipe["warmup"] or [[]]
+            model = torch_io.runnable(model, self.model, list(self.model.inputs) or [s["name"] for s in warmup[0]])
+            self._compiled = compile_cache.compile_model(model, recipe, len(recipe["warmup"]))
+            started = time.perf_counter()
+            with compile_cache.loud_recompile_limit():
+                for specs in recipe["warmup"]:
+                    feed = {spec["name"]: np.zeros(spec["shape"], dtype=spec["dtype"]) for spec in specs}
+                    prepared = self.prepare_impl(feed)
+                    for _ in range(3 if self._cudagraphs else 1):  # CUDA graphs: warm up, record, replay
+                        self.run_prepared_impl(prepared)
+            self.synchronize_impl()
         self.compile_seconds = time.perf_counter() - started
+        self.compiles = counter.delta()
 
     def deactivate_impl(self) -> None:
         self._compiled = None
 
+    def runtime_info(self) -> dict[str, Any]:
+        return {"buckets": self._buckets, "memory_format": self._recipe["memory_format"],
+                "cudnn_benchmark": self.cudnn_benchmark, "compile_seconds": round(self.compile_seconds, 3),
+                **self.compiles}
+
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
-        return torch_io.to_tensors(self.model, feed, self.device, self.precision)
+        batch = batching.batch_of(feed, self.model.batch_dim)
+        bucket = None
+        if self._buckets:
+            bucket = batching.pick(batch, self._buckets, f"model {self.model.name} ({self.name} {self.precision})")
+            feed = batching.pad(feed, bucket, self.model.batch_dim)
+        tensors = torch_io.to_tensors(self.model, feed, self.device, self.precision)
+        return memory_format.inputs(tensors, self._channels_last), batch, bucket
 
     def run_prepared_impl(self, prepared: Any) -> Any:
+        tensors, batch, bucket = prepared
+        if self._cudagraphs:  # each call is a new step: the previous call's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.inference_mode():
-            return self._compiled(*prepared)
+            outputs = self._compiled(*tensors)
+        if bucket is None or bucket == batch:
+            return outputs
+        return _unpadded(outputs, batch, bucket)
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
         return torch_io.named_outputs(self.model, self.run_prepared_impl(self.prepare_impl(feed)))
@@ -71,30 +108,50 @@ class TorchCompileRunner(Runner):
             torch.cuda.synchronize()
 
 
-class AotiRunner(Runner):
-    """Runs ``model.pt2`` in a worker process (``aoti_worker``), so that a native crash while loading
-    or running the package fails this runner with the reason instead of killing the caller.
+def _unpadded(outputs: Any, batch: int, bucket: int) -> Any:
+    """The first ``batch`` rows of a padded call's outputs: a list of tensors, or for a dict-like
+    result a dict under the same keys (so that ``named_outputs`` still binds them by key)."""
+    if model_io.keyed_items(outputs) is None:
+        return batching.unpad(model_io.flatten(outputs), batch, bucket)
+    found = dict(model_io.tensor_leaves(outputs, ""))
+    return dict(zip(found, batching.unpad(list(found.values()), batch, bucket)))
 
-    ``prepare`` sends the feed to the worker once; ``run_prepared`` is one small round trip that runs
-    the model there without sending outputs back (what the profiler times).
+
+class AotiRunner(Runner):
+    """Runs the AOTInductor packages in a worker process (``aoti_worker``), so that a native crash
+    while loading or running one fails this runner with the reason instead of killing the caller.
+
+    With buckets, the feed is padded here up to its bucket (the worker runs that bucket's package)
+    and the outputs sliced back; a batch above the largest bucket is refused. ``prepare`` sends the
+    feed to the worker once; ``run_prepared`` is one small round trip that runs the model there
+    without sending outputs back (what the profiler times).
     """
 
     name = "aoti"
     devices = ("cpu", "cuda")
     needs = Needs(modules=("torch",))
 
+    def info(self) -> dict[str, Any]:
+        if self.artifact_dir is None:
+            raise RunnerError(f"{self.name}: no artifact directory")
+        try:
+            return loader.read_aoti_info(self.artifact_dir)
+        except loader.RecipeError as exc:
+            raise RunnerError(f"{self.name}: {exc}") from None
+
+    def served_batch_sizes(self) -> list[int] | None:
+        return self.info()["batching"].get("buckets")
+
     def activate_impl(self) -> None:
         from rules.torch_compile.aoti_child import LOAD_TIMEOUT_S, AotiChild
 
-        if self.artifact_dir is None:
-            raise RunnerError(f"{self.name}: no artifact directory")
-        package = self.artifact_dir / "model.pt2"
+        info = self.info()
+        self._buckets = info["batching"].get("buckets")
         self._handles = itertools.count()
         self._child = AotiChild(label=f"aoti worker for {self.model.name}").start()
         try:
-            reply = self._child.request({"op": "load", "path": str(package), "device": self.device,
-                                         "precision": self.precision},
-                                        timeout=LOAD_TIMEOUT_S, what=f"load of {package}")
+            reply = self._child.request(loader.load_request(self.artifact_dir, info), timeout=LOAD_TIMEOUT_S,
+                                        what=f"load of {', '.join(info['packages'])} in {self.artifact_dir}")
         except BaseException:
             self._child.close()
             raise
@@ -102,6 +159,9 @@ class AotiRunner(Runner):
 
     def deactivate_impl(self) -> None:
         self._child.close()
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"buckets": self._buckets, "load_seconds": round(self.load_seconds, 3)}
 
     @property
     def worker_pid(self) -> int | None:
@@ -111,19 +171,29 @@ class AotiRunner(Runner):
     def _ordered(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {name: feed[name] for name in torch_io.input_order(self.model, feed)}
 
+    def _padded(self, feed: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int, int | None]:
+        batch = batching.batch_of(feed, self.model.batch_dim)
+        if not self._buckets:
+            return self._ordered(feed), batch, None
+        bucket = batching.pick(batch, self._buckets, f"model {self.model.name} ({self.name} {self.precision})")
+        return self._ordered(batching.pad(feed, bucket, self.model.batch_dim)), batch, bucket
+
     def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
         from navbuild.tensors import dumps, loads
 
-        reply = self._child.request({"op": "infer", "feed": dumps([self._ordered(feed)])}, what="infer")
+        padded, batch, bucket = self._padded(feed)
+        reply = self._child.request({"op": "infer", "feed": dumps([padded])}, what="infer")
         outputs = list(loads(reply["outputs"])[0].values())
+        if bucket is not None:
+            outputs = batching.unpad(outputs, batch, bucket)
         return dict(zip(output_names(self.model, len(outputs)), outputs))
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
         from navbuild.tensors import dumps
 
         handle = next(self._handles)
-        self._child.request({"op": "prepare", "handle": handle, "feed": dumps([self._ordered(feed)])},
-                            what="prepare")
+        padded, _, _ = self._padded(feed)
+        self._child.request({"op": "prepare", "handle": handle, "feed": dumps([padded])}, what="prepare")
         return handle
 
     def run_prepared_impl(self, prepared: Any) -> Any:

@@ -9,13 +9,14 @@ back as float32 numpy arrays. torch is imported on first use (``navbuild.lazy``)
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import ModelSpec
 from rules.torch import model_io
 from rules.torch.model_io import flatten, input_order, named_outputs, to_numpy, torch_dtype  # noqa: F401 (re-exported)
+from rules.torch.plain_io import exportable, runnable  # noqa: F401 (re-exported)
 
 np = lazy_import("numpy")
 

@@ -7,7 +7,7 @@ batch (profile from the samples, as for ``trt``) and saves it as an ExportedProg
 no framework.
 """
 from navbuild.rule import Needs, Rule
-from rules.torch_tensorrt import build
+from rules.torch_tensorrt import build, loader
 from rules.torch_tensorrt.runner import TorchTensorRTRunner
 
 TORCH_TRT = Rule(
@@ -15,7 +15,7 @@ TORCH_TRT = Rule(
     params=dict(build.DEFAULTS), tools=("torch", "torch-tensorrt", "tensorrt"), precisions=build.PRECISIONS,
     device_bound=True, devices=("cuda",), runner="torch-trt", needs=Needs(modules=("torch_tensorrt",), gpu=True),
     suffix_default_precision=True, normalized=False, canonical_digest=build.info_digest, validate=build.validate,
-    loads_code=True,
+    outputs=(loader.OUTPUT_FILE, loader.BUILD_INFO), device_tools=("tensorrt",), loads_code=True,
     description="Torch-TensorRT compile of the exported program, saved as an ExportedProgram",
 )
 

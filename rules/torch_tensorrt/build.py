@@ -25,14 +25,12 @@ from navbuild.rule import BuildContext, Skip
 from rules.tensorrt import config
 from rules.torch.safe_pt2 import load_program
 from rules.torch_compile import torch_io
+from rules.torch_tensorrt.loader import BUILD_INFO, INPUT_FILE, OUTPUT_FILE, import_torch_tensorrt
 
 torch = lazy_import("torch")
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEFAULTS = {"max_batch_size": 1, "opt_batch_size": 0, "workspace": 1 << 30}
-INPUT_FILE = "model.pt2"
-OUTPUT_FILE = "model.ep"
-BUILD_INFO = "build.json"
 
 
 def validate(params: Any, precision: str) -> str | None:
@@ -41,18 +39,6 @@ def validate(params: Any, precision: str) -> str | None:
     except config.TensorRTConfigError as exc:
         return str(exc)
     return None
-
-
-def import_torch_tensorrt() -> Any:
-    try:
-        import torch_tensorrt
-    except ModuleNotFoundError as exc:
-        if exc.name in ("torch_tensorrt", "tensorrt"):
-            raise Skip(f"{exc.name} is not installed") from None
-        raise Skip(f"torch_tensorrt cannot be imported: {exc}") from None
-    except ImportError as exc:
-        raise Skip(f"torch_tensorrt cannot be imported: {exc}") from None
-    return torch_tensorrt
 
 
 def info_digest(out_dir: Path) -> str:

@@ -8,11 +8,10 @@ from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
 from rules.torch_compile import torch_io
-from rules.torch_tensorrt.build import OUTPUT_FILE
+from rules.torch_tensorrt.loader import load_program
 
 np = lazy_import("numpy")
 torch = lazy_import("torch")
-torch_tensorrt = lazy_import("torch_tensorrt")
 
 
 class TorchTensorRTRunner(Runner):
@@ -24,7 +23,7 @@ class TorchTensorRTRunner(Runner):
         if self.artifact_dir is None:
             raise RunnerError(f"{self.name}: no artifact directory")
         self._torch = torch
-        self._module = torch.export.load(str(self.artifact_dir / OUTPUT_FILE)).module()
+        self._module = load_program(self.artifact_dir)
 
     def deactivate_impl(self) -> None:
         self._module = None

@@ -59,3 +59,33 @@ def test_plain_doit_lists_the_same_graph():
     assert result.returncode == 0, result.stderr
     for name in ("cnn:onnx", "cnn:onnx.check", "encoder:torch-export", "all", "fp16"):
         assert name in result.stdout
+
+
+def test_a_failure_is_replayed_for_the_same_key_until_retried(project, capsys):
+    """Issue 9, item 5: a target that failed with the same key fails again at once, from its record."""
+    model = project.root / "text" / "model.py"
+    model.write_text(model.read_text().replace(".permute(2, 0, 3, 1, 4).unbind(0)", ".permute(2, 0, 3, 1, 4)"))
+    project.config.write_text(project.config.read_text().replace(
+        '[models.encoder.targets]\nformats = ["torchscript-trace", "onnx"]',
+        '[models.encoder.targets]\nformats = ["torchscript-trace", "torchscript-script", "onnx"]'))
+    first = project.build("encoder:torchscript-script", expect=1)["encoder:torchscript-script"]
+    assert "failed before" not in first["reason"]
+    log = project.out("encoder:torchscript-script") / "build.log"
+    log.unlink()
+
+    again = project.build("encoder:torchscript-script", expect=1)["encoder:torchscript-script"]
+    assert again["reason"].startswith(first["reason"])
+    assert "failed before with the same inputs; not run again, --retry-failed" in again["reason"]
+    assert "Traceback" in log.read_text()  # the log comes back from the record
+    assert again["metadata"]["rebuild"].endswith("encoder:torchscript-script --force --verbose")
+    code = main(["--config", str(project.config), "encoder:torchscript-script"])
+    assert code == 1 and "--retry-failed, or retry_failed=True from Python, runs it" in capsys.readouterr().out
+
+    retried = project.build("encoder:torchscript-script", "--retry-failed", expect=1)["encoder:torchscript-script"]
+    assert "failed before" not in retried["reason"]
+    forced = project.build("encoder:torchscript-script", "--force", expect=1)["encoder:torchscript-script"]
+    assert "failed before" not in forced["reason"]
+
+    model.write_text(model.read_text().replace(".permute(2, 0, 3, 1, 4)", ".permute(2, 0, 3, 1, 4).unbind(0)"))
+    fixed = project.build("encoder:torchscript-script")["encoder:torchscript-script"]
+    assert fixed["status"] == "built"  # a new key: the record of the old one does not apply

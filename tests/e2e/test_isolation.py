@@ -139,10 +139,10 @@ def test_workers_rebuild_a_project_from_its_description_without_a_config_file(tm
     import msgpack
 
     from navbuild.engine import doit_glue
-    from navbuild.engine.project import describe, open_described, open_project
+    from navbuild.engine.project import open_described, open_project
 
     project = make_project(tmp_path / "project")
-    description = msgpack.unpackb(msgpack.packb(describe(open_project(project.config))))  # plain data
+    description = msgpack.unpackb(msgpack.packb(open_project(project.config).describe()))  # plain data
     project.config.unlink()
     session = open_described(description)
     try:

@@ -10,13 +10,14 @@ import json
 from typing import Any
 
 from navbuild.lazy import lazy_import
-from navbuild.rule import BuildContext, Rule
+from navbuild.rule import ROLE_REFERENCE, BuildContext, Rule
 from navbuild.runner import Runner, output_names
 
 np = lazy_import("numpy")
 
 FORMATS = ("toy-a", "toy-b", "toy-c", "toy-d")
 ARTIFACT = "model.json"
+REFERENCE_FILE = "reference.tensors"
 
 
 def build_reference(ctx: BuildContext) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def build_reference(ctx: BuildContext) -> dict[str, Any]:
 
     factor = float(ctx.model.load_entry()["factor"])
     outputs = [{output_names(ctx.model, 1)[0]: next(iter(s.values())) * np.float32(factor)} for s in ctx.samples]
-    tensors.save(ctx.out_dir / "reference.tensors", outputs)
+    tensors.save(ctx.out_dir / REFERENCE_FILE, outputs)
     return {"outputs": [{"name": name, "dtype": "float32"} for name in outputs[0]]}
 
 
@@ -44,8 +45,8 @@ class ToyRunner(Runner):
         return {output_names(self.model, 1)[0]: next(iter(feed.values())) * np.float32(self.factor)}
 
 
-RULES = [Rule(name="reference", version="1", build=build_reference, frameworks=("toy",),
-              description="a toy model's outputs")]
+RULES = [Rule(name="reference", version="1", build=build_reference, frameworks=("toy",), role=ROLE_REFERENCE,
+              outputs=(REFERENCE_FILE,), description="a toy model's outputs")]
 RULES += [Rule(name=fmt, version="1", build=build_artifact, frameworks=("toy",), runner=ToyRunner.name,
-               description="a toy artifact (one small file)") for fmt in FORMATS]
+               outputs=(ARTIFACT,), description="a toy artifact (one small file)") for fmt in FORMATS]
 RUNNERS = [ToyRunner]

@@ -172,14 +172,14 @@ def context(tmp: Path, spec: ModelSpec, samples: list[dict[str, np.ndarray]], *,
 def build(rule_name: str, ctx: BuildContext) -> dict[str, Any]:
     from navbuild.engine.registry import default_registry
 
-    return default_registry().rule(rule_name).build(ctx) or {}
+    return default_registry().rule(rule_name, ctx.model.framework).build(ctx) or {}
 
 
 def runner_for(rule_name: str, ctx: BuildContext) -> Runner:
     from navbuild.engine.registry import default_registry
 
     registry = default_registry()
-    runner_cls = registry.runner(registry.rule(rule_name).runner)
+    runner_cls = registry.runner(registry.rule(rule_name, ctx.model.framework).runner)
     return runner_cls(ctx.out_dir, ctx.model, ctx.device, ctx.precision)
 
 
@@ -231,7 +231,7 @@ for job in jobs:
                            params={"max_batch_size": spec.max_batch_size, "normalize": True, **params},
                            out_dir=base / "out", input_dir=None, samples=samples, log=lambda m: None,
                            workdir=base / "work")
-        default_registry().rule(rule).build(ctx)
+        default_registry().rule(rule, "torch").build(ctx)
         digests.append(hashing.tree_digest({p.name: hashing.digest_file(p) for p in (base / "out").iterdir()}))
 print(json.dumps(digests))
 """

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from navbuild.runner import RunnerError  # noqa: E402
-from rules.torch_compile import AOTI, TORCH_COMPILE, build, options, torch_io  # noqa: E402
+from rules.torch_compile import AOTI, TORCH_COMPILE, batching, build, options, torch_io  # noqa: E402
 from rules.torch_compile.aoti_child import (  # noqa: E402
     AotiChild, AotiChildError, describe_exit, stderr_summary)
 from rules.torch_compile.runner import AotiRunner, TorchCompileRunner  # noqa: E402
@@ -22,40 +22,72 @@ from tests.rules._ctx import eager_outputs, image_samples, make_ctx, tiny_model 
 
 
 # -- torch-compile --------------------------------------------------------------------------------
+BUCKETS = [1, 4]  # the samples have batches 1 and 2: bucket 4 is reached by padding
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """One inductor build of the tiny model on the CPU (fp32), shared by the tests below."""
+    """One inductor build of the tiny model on the CPU (fp32, buckets 1 and 4), shared below."""
     tmp = tmp_path_factory.mktemp("torch-compile")
     model = tiny_model(tmp)
-    ctx = make_ctx(tmp, model, "torch-compile")
+    ctx = make_ctx(tmp, model, "torch-compile", params={"buckets": BUCKETS})
     metadata = TORCH_COMPILE.build(ctx)
     return model, ctx, metadata
 
 
 @pytest.mark.slow
-def test_torch_compile_runner_matches_eager(compiled):
+def test_torch_compile_runner_pads_into_buckets_slices_and_refuses_larger_batches(compiled):
     model, ctx, metadata = compiled
     assert metadata["precision_method"] == "cast" and metadata["mode"] == "default"
+    assert metadata["batching"] == "buckets" and metadata["buckets"] == BUCKETS
+    assert metadata["graphs_compiled"] == 2  # one specialization per bucket
     runner = TorchCompileRunner(ctx.out_dir, model, "cpu", "fp32")
+    assert runner.served_batch_sizes() == BUCKETS  # read without activating
     with runner:
         assert runner.cache_info, "the stored compile cache was not loaded"
-        for sample in image_samples((1, 2, 3)):  # batch 3 was never seen at build time
+        for sample in image_samples((1, 2, 3, 4)):  # 2 and 3 are padded into bucket 4
             out = runner.infer(sample)
             assert list(out) == ["logits"] and out["logits"].dtype == np.float32
+            assert out["logits"].shape == (batching.batch_of(sample), 5)
             np.testing.assert_allclose(out["logits"], eager_outputs(model, sample), rtol=1e-4, atol=1e-5)
-        prepared = runner.prepare(image_samples((2,))[0])
-        runner.run_prepared(prepared)
+        prepared = runner.prepare(image_samples((3,))[0])
+        assert prepared[0][0].shape[0] == 4 and prepared[1:] == (3, 4)
+        assert [tuple(o.shape) for o in runner.run_prepared(prepared)] == [(3, 5)]
         runner.synchronize()
+        with pytest.raises(batching.BucketError, match=r"model tiny \(torch-compile fp32\): batch 5 is above the "
+                                                       r"largest compiled bucket 4 \(buckets 1, 4\)"):
+            runner.infer(image_samples((5,))[0])
+
+
+@pytest.mark.slow
+def test_check_profile_and_a_second_build_reuse_the_compiled_graphs(compiled, tmp_path):
+    """Compile once: with the build's cache folder, a fresh compile (dynamo's in-process cache reset,
+    as in another process) loads every graph from disk and compiles none."""
+    model, ctx, _ = compiled
+    torch._dynamo.reset()
+    runner = TorchCompileRunner(ctx.out_dir, model, "cpu", "fp32")
+    runner.cache_dir = ctx.cache_dir
+    with runner:
+        info = runner.runtime_info()
+    assert info["graphs_compiled"] == 0 and info["graphs_loaded"] == 2, info
+    torch._dynamo.reset()
+    again = make_ctx(tmp_path, model, "torch-compile", params={"buckets": BUCKETS})
+    again.cache_dir = ctx.cache_dir
+    metadata = TORCH_COMPILE.build(again)
+    assert metadata["graphs_compiled"] == 0 and metadata["graphs_loaded"] == 2, metadata
+    assert build.recipe_digest(again.out_dir) == build.recipe_digest(ctx.out_dir)
 
 
 @pytest.mark.slow
 def test_torch_compile_writes_recipe_and_a_cache_a_fresh_process_loads(compiled):
     model, ctx, metadata = compiled
     recipe = json.loads((ctx.out_dir / options.RECIPE_FILE).read_text())
-    assert {k: recipe[k] for k in ("mode", "backend", "dynamic", "precision", "device", "cache")} == {
-        "mode": "default", "backend": "inductor", "dynamic": "auto", "precision": "fp32", "device": "cpu",
-        "cache": options.CACHE_FILE}
-    assert [[s["shape"] for s in specs] for specs in recipe["warmup"]] == [[[1, 3, 8, 8]], [[2, 3, 8, 8]]]
+    assert {k: recipe[k] for k in ("mode", "backend", "dynamic", "memory_format", "batching", "precision",
+                                   "device", "cache", "cudnn_benchmark")} == {
+        "mode": "default", "backend": "inductor", "dynamic": "false", "memory_format": "contiguous",
+        "batching": {"mode": "buckets", "buckets": BUCKETS}, "precision": "fp32", "device": "cpu",
+        "cache": options.CACHE_FILE, "cudnn_benchmark": False}
+    assert [[s["shape"] for s in specs] for specs in recipe["warmup"]] == [[[1, 3, 8, 8]], [[4, 3, 8, 8]]]
     cache = ctx.out_dir / options.CACHE_FILE
     assert cache.stat().st_size == metadata["cache_bytes"] > 0
     assert metadata["cache_artifacts"].get("inductor", 0) >= 1
@@ -76,20 +108,51 @@ def test_torch_compile_bf16_recipe_casts_and_runs(tmp_path):
     ctx = make_ctx(tmp_path, model, "torch-compile", precision="bf16", params={"backend": "eager"})
     metadata = TORCH_COMPILE.build(ctx)
     assert metadata["precision_method"] == "cast" and metadata["backend"] == "eager"
+    assert metadata["buckets"] == [1, 2, 4]  # "auto": powers of two up to the model's max_batch_size 4
     assert json.loads((ctx.out_dir / options.RECIPE_FILE).read_text())["precision"] == "bf16"
     with TorchCompileRunner(ctx.out_dir, model, "cpu", "bf16") as runner:
-        sample = image_samples((2,))[0]
+        sample = image_samples((3,))[0]
         out = runner.infer(sample)["logits"]
-    assert out.dtype == np.float32
+    assert out.dtype == np.float32 and out.shape == (3, 5)
     np.testing.assert_allclose(out, eager_outputs(model, sample), rtol=5e-2, atol=5e-2)
     with pytest.raises(RunnerError, match="recipe is for bf16"):
         TorchCompileRunner(ctx.out_dir, model, "cpu", "fp32").activate()
+
+
+def test_torch_compile_channels_last_converts_model_and_inputs(tmp_path):
+    model = tiny_model(tmp_path)
+    ctx = make_ctx(tmp_path, model, "torch-compile", params={"backend": "eager", "channels_last": True,
+                                                               "buckets": [2]})
+    metadata = TORCH_COMPILE.build(ctx)
+    assert metadata["memory_format"] == "channels_last" and metadata["channels_last"] is True
+    assert json.loads((ctx.out_dir / options.RECIPE_FILE).read_text())["memory_format"] == "channels_last"
+    with TorchCompileRunner(ctx.out_dir, model, "cpu", "fp32") as runner:
+        tensors, batch, bucket = runner.prepare(image_samples((1,))[0])
+        assert tensors[0].is_contiguous(memory_format=torch.channels_last) and (batch, bucket) == (1, 2)
+        for sample in image_samples((1, 2)):
+            np.testing.assert_allclose(runner.infer(sample)["logits"], eager_outputs(model, sample),
+                                       rtol=1e-4, atol=1e-5)
+        assert runner.runtime_info()["memory_format"] == "channels_last"
+
+
+def test_torch_compile_dynamic_batch_serves_any_batch(tmp_path):
+    model = tiny_model(tmp_path)
+    ctx = make_ctx(tmp_path, model, "torch-compile", params={"backend": "eager", "dynamic": True})
+    metadata = TORCH_COMPILE.build(ctx)
+    assert metadata["batching"] == "dynamic" and metadata["buckets"] is None
+    recipe = json.loads((ctx.out_dir / options.RECIPE_FILE).read_text())
+    assert recipe["batching"] == {"mode": "dynamic", "max_batch_size": 4}
+    with TorchCompileRunner(ctx.out_dir, model, "cpu", "fp32") as runner:
+        assert runner.served_batch_sizes() is None
+        sample = image_samples((5,))[0]
+        np.testing.assert_allclose(runner.infer(sample)["logits"], eager_outputs(model, sample), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("params, match", [
     ({"mode": "fastest"}, "mode 'fastest' is not accepted; use one of default, reduce-overhead, max-autotune"),
     ({"dynamic": "sometimes"}, "dynamic 'sometimes' is not accepted"),
     ({"backend": ""}, "backend must be a backend name"),
+    ({"channels_last": "yes"}, "channels_last must be true or false"),
 ])
 def test_torch_compile_bad_parameters_are_clear_errors(tmp_path, params, match):
     model = tiny_model(tmp_path)
@@ -99,6 +162,16 @@ def test_torch_compile_bad_parameters_are_clear_errors(tmp_path, params, match):
     assert str(caught.value).startswith("tiny:torch-compile: ")
     assert TORCH_COMPILE.validate(params, "fp32") is not None
     assert not list(ctx.out_dir.iterdir())
+
+
+def test_a_bucket_above_max_batch_size_is_a_clear_error(tmp_path):
+    model = tiny_model(tmp_path)
+    ctx = make_ctx(tmp_path, model, "torch-compile", params={"buckets": [1, 8], "backend": "eager"})
+    with pytest.raises(options.CompileConfigError, match="tiny:torch-compile: bucket 8 is above the model's "
+                                                         "max_batch_size 4"):
+        TORCH_COMPILE.build(ctx)
+    assert TORCH_COMPILE.validate({"buckets": [0]}, "fp32").startswith("buckets must be")
+    assert TORCH_COMPILE.validate({"buckets": [1, 8]}, "fp32") is None
 
 
 def test_torch_compile_accepts_every_documented_mode():
@@ -114,37 +187,65 @@ def test_unknown_backend_is_a_config_error(tmp_path):
         TORCH_COMPILE.build(ctx)
 
 
+def test_resolve_makes_auto_buckets_explicit():
+    resolve = TORCH_COMPILE.resolve
+    params = {**TORCH_COMPILE.params, "max_batch_size": 64, "profile_batch_sizes": [1, 24, 128]}
+    assert resolve(params)["buckets"] == [1, 2, 4, 8, 16, 24, 32, 64] and "profile_batch_sizes" not in resolve(params)
+    assert resolve({**params, "buckets": [64, 1, 8]})["buckets"] == [1, 8, 64]
+    assert resolve({**params, "dynamic": True})["buckets"] is None
+    assert resolve({**params, "max_batch_size": 6, "profile_batch_sizes": []})["buckets"] == [1, 2, 4, 6]
+
+
 # -- aoti -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def aoti_package(tmp_path_factory):
-    """One AOTInductor build of the tiny model on the CPU (fp32, dynamic batch 1..4)."""
+    """AOTInductor packages of the tiny model on the CPU (fp32, buckets 1 and 4, channels-last)."""
     tmp = tmp_path_factory.mktemp("aoti")
     model = tiny_model(tmp, max_batch_size=4)
-    ctx = make_ctx(tmp, model, "aoti", params={"max_batch_size": 4})
+    ctx = make_ctx(tmp, model, "aoti", params={"max_batch_size": 4, "buckets": BUCKETS, "channels_last": True})
     metadata = AOTI.build(ctx)
     return model, ctx, metadata
 
 
 @pytest.mark.slow
-def test_aoti_builds_validates_in_a_child_and_matches_eager(aoti_package):
+def test_aoti_builds_a_package_per_bucket_validates_in_a_child_and_matches_eager(aoti_package):
     model, ctx, metadata = aoti_package
-    assert (ctx.out_dir / build.AOTI_FILE).stat().st_size > 0
-    assert metadata["validated_in_child"] and metadata["dynamic_batch"] and metadata["output_shapes"] == [[2, 5]]
+    assert sorted(p.name for p in ctx.out_dir.iterdir()) == ["aoti.json", "model-b1.pt2", "model-b4.pt2"]
+    assert metadata["validated_in_child"] and metadata["batching"] == "buckets" and not metadata["dynamic_batch"]
+    assert metadata["output_shapes"] == [[1, 5], [4, 5]] and metadata["memory_format"] == "channels_last"
     info = json.loads((ctx.out_dir / build.AOTI_INFO_FILE).read_text())
-    assert info["precision"] == "fp32" and info["max_batch_size"] == 4 and info["inputs"] == ["image"]
+    assert info["precision"] == "fp32" and info["batching"] == {"mode": "buckets", "buckets": BUCKETS}
+    assert info["inputs"] == ["image"] and info["packages"] == ["model-b1.pt2", "model-b4.pt2"]
     runner = AotiRunner(ctx.out_dir, model, "cpu", "fp32")
+    assert runner.served_batch_sizes() == BUCKETS
     with runner:
         assert runner.worker_pid not in (None, os.getpid())
-        for sample in image_samples((1, 3, 4)):
+        for sample in image_samples((1, 2, 3, 4)):
             out = runner.infer(sample)
-            assert list(out) == ["logits"]
+            assert list(out) == ["logits"] and out["logits"].shape == (batching.batch_of(sample), 5)
             np.testing.assert_allclose(out["logits"], eager_outputs(model, sample), rtol=1e-4, atol=1e-5)
         handle = runner.prepare(image_samples((2,))[0])
         assert runner.run_prepared(handle) is None
         runner.synchronize()
+        with pytest.raises(batching.BucketError, match=r"model tiny \(aoti fp32\): batch 5 is above"):
+            runner.infer(image_samples((5,))[0])
         with pytest.raises(AotiChildError, match="run failed: KeyError"):  # a Python error in the worker
             runner.run_prepared(12345)
         runner.infer(image_samples((1,))[0])  # which survives it
+
+
+@pytest.mark.slow
+def test_aoti_dynamic_batch_is_one_package(tmp_path):
+    model = tiny_model(tmp_path, max_batch_size=4)
+    ctx = make_ctx(tmp_path, model, "aoti", params={"max_batch_size": 4, "dynamic": True})
+    metadata = AOTI.build(ctx)
+    assert metadata["dynamic_batch"] and metadata["buckets"] is None and metadata["output_shapes"] == [[2, 5]]
+    assert sorted(p.name for p in ctx.out_dir.iterdir()) == ["aoti.json", "model.pt2"]
+    with AotiRunner(ctx.out_dir, model, "cpu", "fp32") as runner:
+        assert runner.served_batch_sizes() is None
+        for sample in image_samples((1, 3)):
+            np.testing.assert_allclose(runner.infer(sample)["logits"], eager_outputs(model, sample),
+                                       rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -165,9 +266,12 @@ def test_aoti_worker_killed_by_a_signal_is_a_clear_error(aoti_package):
 @pytest.mark.slow
 def test_aoti_corrupt_package_is_a_clear_error(tmp_path):
     (tmp_path / "model.pt2").write_bytes(b"this is not a zip archive" * 64)
+    (tmp_path / build.AOTI_INFO_FILE).write_text(json.dumps({
+        "format": build.AOTI_INFO_FORMAT, "batching": {"mode": "dynamic", "max_batch_size": 4},
+        "packages": ["model.pt2"], "device": "cpu", "precision": "fp32"}))
     model = tiny_model(tmp_path)
     runner = AotiRunner(tmp_path, model, "cpu", "fp32")
-    with pytest.raises(AotiChildError, match="load of .*model.pt2") as caught:
+    with pytest.raises(AotiChildError, match="load of model.pt2") as caught:
         runner.activate()
     assert "failed:" in str(caught.value) or "killed by" in str(caught.value)
     assert not runner.active
@@ -219,13 +323,15 @@ def test_describe_exit():
     assert describe_exit(3) == "exited with status 3"
 
 
-def test_aoti_bad_max_batch_size_is_a_config_error(tmp_path):
+def test_aoti_bad_options_are_config_errors(tmp_path):
     model = tiny_model(tmp_path)
     ctx = make_ctx(tmp_path, model, "aoti", params={"max_batch_size": 0})
     with pytest.raises(options.CompileConfigError, match="max_batch_size must be an integer >= 1"):
         AOTI.build(ctx)
     assert AOTI.validate({"max_batch_size": 0}, "fp32") is not None
     assert AOTI.validate({"max_batch_size": 8}, "bf16") is None
+    assert "dynamic must be true or false" in AOTI.validate({"dynamic": "auto"}, "fp32")
+    assert "buckets must be" in AOTI.validate({"buckets": "all"}, "fp32")
 
 
 def test_export_digest_ignores_paths_but_not_weights(tmp_path):
@@ -264,5 +370,8 @@ def test_rules_are_device_bound_and_cast():
     for rule in (TORCH_COMPILE, AOTI):
         assert rule.device_bound and rule.precisions == ("fp32", "fp16", "bf16")
         assert not rule.normalized and rule.canonical_digest is not None
-    assert TORCH_COMPILE.params == {"mode": "default", "backend": "inductor", "dynamic": "auto"}
+        assert set(rule.variants) >= {"channels_last", "dynamic"}
+    assert TORCH_COMPILE.params == {"mode": "default", "backend": "inductor", "dynamic": False, "buckets": "auto",
+                                    "channels_last": False, "max_batch_size": 1, "profile_batch_sizes": []}
+    assert list(TORCH_COMPILE.variants) == ["channels_last", "mode", "dynamic"]
     assert TORCH_COMPILE.target_suffix("bf16") == "torch-compile-bf16" and AOTI.target_suffix("fp32") == "aoti"

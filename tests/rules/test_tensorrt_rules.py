@@ -12,7 +12,7 @@ import pytest
 
 from navbuild.engine.fingerprint import MachineInfo
 from navbuild.rule import Skip
-from rules.tensorrt import ORT_CUDA, ORT_TRT, TRT, build, config
+from rules.tensorrt import ORT_CUDA, ORT_TRT, TRT, build, config, loader
 from rules.tensorrt.config import ShapeRange, TensorRTConfigError
 from rules.tensorrt.runner import TensorRTRunner, torch_dtype_for
 from rules.torch_tensorrt import TORCH_TRT
@@ -184,6 +184,6 @@ def test_rule_declarations():
         assert not rule.normalized and rule.canonical_digest is not None
     assert not ORT_CUDA.device_bound and ORT_CUDA.normalized
     assert torch_dtype_for("HALF") == "float16" and torch_dtype_for("INT64") == "int64"
-    options = build.ort_trt_options(Path("/engines"), None, "fp16", 1024, {"x": ShapeRange((1, 2), (4, 2), (4, 2))})
+    options = loader.ort_trt_options(Path("/engines"), None, "fp16", 1024, {"x": ShapeRange((1, 2), (4, 2), (4, 2))})
     assert options["trt_engine_cache_path"] == "/engines" and options["trt_fp16_enable"] is True
     assert options["trt_profile_max_shapes"] == "x:4x2" and "trt_timing_cache_path" not in options

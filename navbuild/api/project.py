@@ -1,0 +1,155 @@
+"""The project an API call builds: its models described as navbuild.toml describes them.
+
+A ``Workspace`` is a project root (``OptimizeConfig.workspace``, default the current folder): the
+store and ``navbuild-out/`` live under it as for a navbuild.toml in that folder, so the CLI and the
+API share what they built. Each model becomes a ``ModelSource`` (entry, samples, sources, inputs,
+outputs, settings); ``build`` turns the sources into one mapping, opens it with the engine's
+validator (``engine.project.open_mapping``), and brings every target up to date through
+``executor.run_targets``, whose actions run in the engine's worker processes.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from navbuild.api import executor, objects
+from navbuild.api.config import LABEL, OptimizeConfig, renamed
+from navbuild.engine.config import ConfigError
+from navbuild.engine.records import Record
+from navbuild.engine.session import Options, Session
+
+PROJECT_NAME = "navbuild-api"
+SAMPLES_FILE = "samples.tensors"
+
+
+@dataclass
+class ModelSource:
+    """One model as the engine will see it, plus what only the API knows about it."""
+
+    name: str
+    framework: str
+    entry: str
+    samples: str
+    sources: list[str]
+    inputs: list[str]
+    outputs: list[str]
+    max_batch_size: int
+    dynamic_axes: dict[str, dict[int, str]]
+    config: OptimizeConfig
+    identity: str | None = None  # a live object's identity (objects.py); None for file entries
+    live: dict[str, Any] = field(default_factory=dict)  # call, output tree and classes (calls.py)
+
+
+@dataclass
+class BuildResult:
+    session: Session
+    records: dict[str, Record]
+    sources: dict[str, ModelSource]
+
+
+class Workspace:
+    def __init__(self, config: OptimizeConfig) -> None:
+        self.root = Path(config.workspace if config.workspace is not None else os.getcwd()).resolve()
+
+    def model_folder(self, name: str) -> Path:
+        return objects.folder(self.root, name)
+
+    def relative(self, path: Path) -> str:
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def write_samples(self, name: str, samples: list[dict[str, Any]]) -> str:
+        """The samples in a deterministic file under the model's folder; its path from the root."""
+        from navbuild import tensors
+
+        path = self.model_folder(name) / SAMPLES_FILE
+        objects.write_if_changed(path, tensors.dumps(samples))
+        return self.relative(path)
+
+    # -- building ---------------------------------------------------------------------------------
+    def mapping(self, models: Sequence[ModelSource], config: OptimizeConfig) -> dict[str, Any]:
+        data = config.project_table(PROJECT_NAME)
+        data["models"] = {}
+        for model in models:
+            data["models"][model.name] = model.config.model_table(
+                framework=model.framework, entry=model.entry, samples=model.samples, sources=model.sources,
+                inputs=model.inputs, outputs=model.outputs, max_batch_size=model.max_batch_size,
+                dynamic_axes=model.dynamic_axes, known=format_rules(model.framework))
+        return data
+
+    def open(self, models: Sequence[ModelSource], config: OptimizeConfig, isolate: bool | None = None) -> Session:
+        """The models as one project (``engine.project.open_mapping``); ``isolate`` (default: unless
+        NAVBUILD_USE_MULTIPROCESSING=0) runs its actions in the engine's worker processes."""
+        from navbuild.engine.project import open_mapping
+
+        options = Options(verbose=config.verbose, retry_failed=config.retry_failed,
+                          isolate=executor.isolation_enabled() if isolate is None else isolate)
+        try:
+            return open_mapping(self.mapping(models, config), self.root, label=LABEL, options=options)
+        except ConfigError as error:
+            raise renamed(error, _label(error.key)) from None
+
+    def build(self, models: Sequence[ModelSource], config: OptimizeConfig, *, jobs: int = 1,
+              isolate: bool | None = None, on_done: Callable[[Record], None] | None = None) -> BuildResult:
+        executor.refuse_nested_call()
+        session = self.open(models, config, isolate)
+        by_name = {m.name: m for m in models}
+        written: dict[str, dict[str, str]] = {}
+        writing = threading.Lock()  # targets go to workers from several threads with jobs > 1
+
+        def pickles_for(target: str) -> dict[str, str]:
+            """A worker rebuilds a live object from a pickle written now, once per model and run."""
+            source = by_name.get(target.split(":", 1)[0])
+            if source is None or source.identity is None:
+                return {}
+            with writing:
+                if source.name not in written:
+                    digest = objects.write_pickle(self.root, source.name, source.identity)
+                    written[source.name] = {source.identity: digest}
+                return written[source.name]
+
+        session.worker_hook = executor.worker_hook(pickles_for)
+        try:
+            selected = session.graph.resolve([m.name for m in models])
+            records = executor.run_targets(session, selected, jobs=jobs, on_done=on_done)
+        finally:
+            session.close()
+            for source in models:
+                if source.name in written and source.identity is not None:
+                    objects.pickle_path(self.root, source.name, source.identity).unlink(missing_ok=True)
+        session.forget_keys()  # workers built what this session looked up as missing
+        return BuildResult(session=session, records=records, sources=dict(by_name))
+
+
+def _label(key: str) -> str:
+    match = re.match(r"models\.([^.]+)\.", key)
+    return f"{LABEL} of {match.group(1)!r}" if match else LABEL
+
+
+def safe_model_name(text: str) -> str:
+    """A model name navbuild.toml accepts (letters, digits, '-' and '_')."""
+    return re.sub(r"[^0-9A-Za-z_-]", "_", text).strip("_") or "model"
+
+
+def default_model_name(cls: type) -> str:
+    """A model's name when none is given: its class name in lower case."""
+    return safe_model_name(cls.__name__).lower()
+
+
+# -- what the registry offers (the API asks it here only) ---------------------------------------------
+def format_rules(framework: str) -> dict[str, Any]:
+    """Format name -> rule that a model of ``framework`` may ask for."""
+    from navbuild.engine.registry import default_registry
+
+    return default_registry().formats(framework)
+
+
+def reads_framework(framework: str) -> bool:
+    """Whether an installed rule family gives reference outputs for ``framework``'s source models."""
+    from navbuild.engine.registry import default_registry
+    from navbuild.rule import ROLE_REFERENCE
+
+    return default_registry().role(ROLE_REFERENCE, framework) is not None

@@ -1,0 +1,75 @@
+"""What a wrapped module saw while ``navbuild.optimize`` ran the pipeline: its calls and outputs.
+
+The first ``limit`` calls are kept (on the host): the module's targets are exported and checked with
+them, and their range (dtypes, every dimension) is what the optimized module serves afterwards.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from navbuild.api import calls
+
+
+@dataclass
+class Recording:
+    """What the pipeline passed to one module and got back, while ``optimize`` ran it."""
+
+    limit: int
+    call: calls.Call | None = None
+    samples: list[tuple[tuple, dict]] = field(default_factory=list)  # the first ``limit`` calls, on the host
+    reference: Any = None  # the output of the first kept call
+    calls_seen: int = 0
+    other_signatures: int = 0  # calls whose structure differed from the first (not optimized)
+    ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # input -> (min, max) per axis
+    dtypes: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # why a call could not be recorded
+
+    def add(self, args: tuple, kwargs: dict, output: Any) -> None:
+        self.calls_seen += 1
+        try:
+            call, leaves = calls.record(args, kwargs)
+        except calls.CallError as exc:  # the pipeline goes on; the module is not optimized
+            self.error = self.error or str(exc)
+            return
+        if self.call is None:
+            self.call, self.reference = call, detached(output)
+        elif not call.same_structure(self.call):
+            self.other_signatures += 1
+            return
+        if len(self.samples) >= self.limit:
+            return
+        # the kept calls are what the targets are exported and checked with: their range is what
+        # an optimized module serves (an axis that varies among them is a dynamic axis)
+        self.samples.append(detached((tuple(args), dict(kwargs))))
+        for name, leaf in zip(self.call.names, leaves):
+            self.dtypes.setdefault(name, leaf.dtype)
+            shape = list(leaf.shape)
+            known = self.ranges.setdefault(name, [(n, n) for n in shape])
+            if len(known) == len(shape):
+                self.ranges[name] = [(min(lo, n), max(hi, n)) for (lo, hi), n in zip(known, shape)]
+
+    def admits(self, call: calls.Call, leaves: list[Any]) -> bool:
+        """A later call the optimized runner may serve: same structure, dtypes, shapes in range."""
+        if self.call is None or not call.same_structure(self.call):
+            return False
+        for name, leaf in zip(self.call.names, leaves):
+            ranges = self.ranges.get(name)
+            if leaf.dtype != self.dtypes.get(name) or ranges is None or leaf.dim() != len(ranges):
+                return False
+            if any(not lo <= n <= hi for n, (lo, hi) in zip(leaf.shape, ranges)):
+                return False
+        return True
+
+
+def detached(value: Any) -> Any:
+    """Tensors copied to the host and cut from autograd, anything else as it is."""
+    if calls.is_tensor(value):
+        return value.detach().cpu().clone()
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(detached(v) for v in value)
+    if isinstance(value, list):
+        return [detached(v) for v in value]
+    if isinstance(value, dict) and type(value) is dict:
+        return {k: detached(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,87 @@
+"""One model, optimized: ``navbuild.torch.optimize`` and ``navbuild.onnx.optimize`` come here."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from navbuild.api import calls, objects, sources
+from navbuild.api.config import LABEL, OptimizeConfig
+from navbuild.api.package import Package
+from navbuild.api.project import (BuildResult, ModelSource, Workspace, default_model_name, reads_framework,
+                                  safe_model_name)
+from navbuild.engine.config import ConfigError
+
+
+def optimize_torch(model: Any, dataloader: Any, config: OptimizeConfig | None = None, *, name: str | None = None,
+                   jobs: int = 1, quiet: bool = False) -> Package:
+    """A torch ``nn.Module`` (or a ``"file.py:function"`` entry that returns one), optimized."""
+    config = _checked(config)
+    workspace = Workspace(config)
+    if isinstance(model, str):
+        name = safe_model_name(name or Path(model.rsplit(":", 1)[0]).stem)
+        source = sources.entry_source(workspace, name, model, dataloader, config)
+    else:
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(LABEL, "model", f"must be a torch.nn.Module or a 'file.py:function' entry, not "
+                              f"{type(model).__name__}")
+        name = safe_model_name(name) if name else default_model_name(type(model))
+        samples = [calls.call_args(sample) for sample in sources.take(dataloader, config.sample_count)]
+        source = sources.object_source(workspace, name, model, samples, config)
+    return _build_one(workspace, source, config, jobs, quiet)
+
+
+def optimize_onnx(path: str | Path, dataloader: Any, config: OptimizeConfig | None = None, *,
+                  name: str | None = None, jobs: int = 1, quiet: bool = False) -> Package:
+    """An ONNX file as the source model, declared as navbuild.toml declares one (``framework =
+    "onnx"``, ``entry = "path/model.onnx"``): it needs a rule family that reads ONNX-file sources."""
+    config = _checked(config)
+    if not reads_framework("onnx"):
+        raise ConfigError(LABEL, "model", "no installed rule family reads ONNX files as source models "
+                          "(framework 'onnx')", "install one that does, or optimize the torch model instead")
+    workspace = Workspace(config)
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(LABEL, "model", f"file {path} does not exist")
+    name = safe_model_name(name or path.stem)
+    try:
+        entry = workspace.relative(path)
+    except ValueError:  # outside the workspace: a copy inside it is what the build depends on
+        copy = workspace.model_folder(name) / path.name
+        objects.write_if_changed(copy, path.read_bytes())
+        entry = workspace.relative(copy)
+    source = sources.entry_source(workspace, name, entry, dataloader, config, framework="onnx")
+    return _build_one(workspace, source, config, jobs, quiet)
+
+
+def _checked(config: OptimizeConfig | None) -> OptimizeConfig:
+    config = config or OptimizeConfig()
+    if not isinstance(config, OptimizeConfig):
+        raise ConfigError(LABEL, "config", f"must be a navbuild.OptimizeConfig, not {type(config).__name__}")
+    config.check()
+    return config
+
+
+def _build_one(workspace: Workspace, source: ModelSource, config: OptimizeConfig, jobs: int,
+               quiet: bool) -> Package:
+    result = workspace.build([source], config, jobs=jobs)
+    package = package_of(result, source.name)
+    result.session.close()  # file digests learned while collecting the status, for the next run
+    if config.verify_func is not None:
+        package.verify(config.verify_func)
+    if not quiet:
+        from navbuild.api.report import print_package
+        from navbuild.commands import console
+
+        print_package(console(), package)
+    return package
+
+
+def package_of(result: BuildResult, name: str) -> Package:
+    from navbuild.deploy import status
+
+    collected = status.collect(result.session, models=[name])
+    records = {n: r for n, r in result.records.items() if n.split(":", 1)[0] == name}
+    return Package(name, collected["models"][name], project_status=collected, root=result.session.project.root,
+                   records=records, live=result.sources[name].live)

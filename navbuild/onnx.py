@@ -1,0 +1,17 @@
+"""``navbuild.onnx.optimize(path, dataloader, config=None)``: an ONNX file as the source model.
+
+It needs a rule family that reads ONNX files as sources (framework ``onnx``); without one it
+refuses with that reason. See docs/python-api.md.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["optimize"]
+
+
+def optimize(path: Any, dataloader: Any, config: Any = None, *, name: str | None = None, jobs: int = 1,
+             quiet: bool = False) -> Any:
+    from navbuild.api.single import optimize_onnx
+
+    return optimize_onnx(path, dataloader, config, name=name, jobs=jobs, quiet=quiet)

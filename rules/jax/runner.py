@@ -1,0 +1,57 @@
+"""Runner ``jax-jit``: the source model, ``jax.jit(apply)`` on the CPU or a GPU.
+
+Parameters and inputs are placed on the device once (``prepare``); a call returns as soon as the
+work is queued, so ``synchronize`` blocks until the last result is ready.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from navbuild.lazy import lazy_import
+from navbuild.rule import Needs, Skip
+from navbuild.runner import Runner, RunnerError
+from rules.jax import loader
+
+jax = lazy_import("jax")
+np = lazy_import("numpy")
+
+
+class JaxJitRunner(Runner):
+    name = "jax-jit"
+    devices = ("cpu", "cuda")
+    needs = Needs(modules=("jax",))
+    tools = loader.TOOLS
+    loads_source = True  # the model's code is the artifact
+
+    def activate_impl(self) -> None:
+        if self.artifact_dir is not None:
+            loader.read_recipe(self.artifact_dir)  # the recipe this runner reads
+        try:
+            self._device = loader.device(self.device)
+        except RuntimeError as exc:  # no GPU backend in this jaxlib
+            raise Skip(f"{self.name}: JAX has no {self.device} device here ({exc})") from None
+        apply, params = loader.load_model(self.model)
+        self._params = jax.device_put(params, self._device)
+        self._jitted = jax.jit(apply)
+        self._last: Any = None
+
+    def deactivate_impl(self) -> None:
+        self._params = self._jitted = self._last = None
+
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> list[Any]:
+        try:
+            return [jax.device_put(feed[name], self._device) for name in loader.input_order(self.model, feed)]
+        except KeyError as exc:
+            raise RunnerError(f"{self.name}: input {exc} is missing") from None
+
+    def run_prepared_impl(self, prepared: list[Any]) -> Any:
+        self._last = self._jitted(self._params, *prepared)
+        return self._last
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
+        outputs = loader.named_outputs(self.model, self.run_prepared_impl(self.prepare_impl(feed)))
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+    def synchronize_impl(self) -> None:
+        if self._last is not None:
+            jax.block_until_ready(self._last)

@@ -1,0 +1,53 @@
+"""File names of the onnx family's artifacts, and how each is written and loaded (Polygraphy's
+``loader.py``). ``build.py`` writes these files, ``runner.py`` loads them; other families that
+produce ONNX (TensorFlow through tf2onnx, an ONNX file as the source) use the same names and calls.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from navbuild.lazy import lazy_import
+from navbuild.rule import TritonModel
+
+onnx = lazy_import("onnx")
+onnxruntime = lazy_import("onnxruntime")
+
+ONNX_FILE = "model.onnx"
+EXTERNAL_DATA_FILE = "model.onnx.data"
+PROTOBUF_LIMIT = 2_000_000_000  # a larger model keeps its weights in EXTERNAL_DATA_FILE
+OUTPUTS = (ONNX_FILE, EXTERNAL_DATA_FILE)  # what an ONNX target may write
+# Triton's ONNX Runtime backend; external weights keep their file name beside model.onnx
+ONNXRUNTIME = TritonModel(backend="onnxruntime", platform="onnxruntime_onnx",
+                          files={ONNX_FILE: "model.onnx", EXTERNAL_DATA_FILE: EXTERNAL_DATA_FILE},
+                          accelerators=("tensorrt",))
+
+
+def load_model(path: Path) -> Any:
+    """The ``onnx.ModelProto`` at ``path`` (external data, if any, loaded from beside it)."""
+    return onnx.load(str(path))
+
+
+def save_model(proto: Any, path: Path) -> None:
+    """``proto`` written to ``path``; weights over protobuf's 2 GB limit go to EXTERNAL_DATA_FILE."""
+    large = sum(len(t.raw_data) for t in proto.graph.initializer) > PROTOBUF_LIMIT
+    onnx.save_model(proto, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=EXTERNAL_DATA_FILE, size_threshold=1024)
+
+
+def io_types(values: Any) -> dict[str, str]:
+    """numpy type names of a graph's inputs or outputs (``proto.graph.input``)."""
+    return {value.name: str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
+            for value in values}
+
+
+def opset_of(proto: Any) -> int:
+    return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+def inference_session(path: Path, providers: list[Any]) -> Any:
+    """An ONNX Runtime session for ``path`` on ``providers``, logging errors only (the CPU provider's
+    cast warnings are expected for fp16 graphs)."""
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=providers)

@@ -1,0 +1,40 @@
+"""An ONNX file as the model (``framework = "onnx"``, ``entry = "path/model.onnx"``): rules
+``reference`` (the file on ONNX Runtime's CPU provider), ``onnx`` (the file checked, at fp32 or
+converted to fp16) and ``onnx-slim`` (simplified with onnxslim). They run on rules/onnx's ONNX
+Runtime runner and deploy to Triton's ONNX Runtime backend; ``trt`` builds TensorRT plans from
+``onnx`` as for any framework.
+
+``onnx-slim`` reads any framework's ``onnx`` target, so a torch or TensorFlow model can ask for it
+too. Importing this module imports no framework.
+"""
+from navbuild.rule import ROLE_REFERENCE, Needs, Rule
+from rules.onnx_file import build, loader
+
+RUNNER = "onnxruntime"  # rules/onnx's OnnxRuntimeRunner
+ONNX_PARAMS = {"normalize": True}  # supplied by the engine
+
+REFERENCE = Rule(
+    name="reference", version="1", build=build.build_reference, frameworks=(loader.FRAMEWORK,),
+    tools=("onnx", "onnxruntime"), needs=Needs(modules=("onnx", "onnxruntime"), cuda_when_device_is_cuda=False),
+    role=ROLE_REFERENCE, outputs=(loader.REFERENCE_FILE,),
+    description="the ONNX file's outputs on every sample, on ONNX Runtime's CPU provider",
+)
+
+ONNX = Rule(
+    name="onnx", version="1", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), params=dict(ONNX_PARAMS),
+    tools=("onnx",), precisions=("fp32", "fp16"), runner=RUNNER,
+    needs=Needs(modules=("onnx",), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
+    triton=loader.ONNXRUNTIME, base=True,
+    description="the ONNX file, checked (fp16: converted, with float32 inputs and outputs)",
+)
+
+ONNX_SLIM = Rule(
+    name="onnx-slim", version="1", build=build.build_slim, consumes="onnx", params=dict(ONNX_PARAMS),
+    tools=("onnxslim", "onnx"), runner=RUNNER,
+    needs=Needs(modules=("onnx", "onnxslim"), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
+    triton=loader.ONNXRUNTIME,
+    description="the ONNX model simplified by onnxslim (constants folded, identities and dead nodes removed)",
+)
+
+RULES = [REFERENCE, ONNX, ONNX_SLIM]
+RUNNERS: list = []

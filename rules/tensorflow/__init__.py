@@ -1,0 +1,53 @@
+"""TensorFlow 2 (``framework = "tensorflow"``; ``entry`` returns a Keras model or a ``tf.Module``):
+rules ``reference`` (eager outputs on the CPU), ``savedmodel`` (one serving signature with the
+model's input and output names), ``onnx`` (tf2onnx over the SavedModel, then as every ONNX target:
+fp32 or fp16, runner ``onnxruntime``, ``trt-*`` from it) and ``tf-trt`` (``tf-trt-fp32``,
+``tf-trt-fp16``: TensorFlow-TensorRT over the SavedModel, on a GPU). Runner ``tf-savedmodel`` runs
+SavedModels on the CPU or a GPU; Triton serves them with its TensorFlow backend.
+
+``onnx`` and ``tf-trt`` read a ``savedmodel`` target of either framework here or of ``jax``
+(rules/jax writes one through jax2tf). Importing this module imports no framework.
+"""
+from navbuild.rule import ROLE_REFERENCE, SOURCE, Needs, Rule
+from rules.onnx.loader import ONNXRUNTIME
+from rules.onnx.loader import OUTPUTS as ONNX_OUTPUTS
+from rules.tensorflow import build, loader
+from rules.tensorflow.runner import SavedModelRunner
+
+SAVEDMODEL_READERS = (loader.FRAMEWORK, "jax")  # frameworks whose savedmodel target these rules convert
+TF = Needs(modules=("tensorflow",), cuda_when_device_is_cuda=False)
+
+REFERENCE = Rule(
+    name="reference", version="1", build=build.build_reference, frameworks=(loader.FRAMEWORK,), tools=loader.TOOLS,
+    needs=TF, role=ROLE_REFERENCE, outputs=(loader.REFERENCE_FILE,),
+    description="the Keras model's (or tf.Module's) outputs on every sample, eagerly on the CPU",
+)
+
+SAVEDMODEL = Rule(
+    name="savedmodel", version="1", build=build.build_savedmodel, consumes=SOURCE, frameworks=(loader.FRAMEWORK,),
+    tools=loader.TOOLS, runner=SavedModelRunner.name, needs=TF, outputs=loader.SAVEDMODEL_OUTPUTS, triton=loader.TRITON_SAVEDMODEL, base=True,
+    loads_code=True,  # a SavedModel's graph may hold any TensorFlow op (file reads and writes too)
+    description="a SavedModel with one serving signature named after the model's inputs and outputs",
+)
+
+ONNX = Rule(
+    name="onnx", version="1", build=build.build_onnx, consumes="savedmodel", frameworks=SAVEDMODEL_READERS,
+    params={"normalize": True, "opset": build.DEFAULT_OPSET}, tools=("tf2onnx", "onnx", *loader.TOOLS),
+    precisions=("fp32", "fp16"), runner="onnxruntime",
+    needs=Needs(modules=("tensorflow", "tf2onnx", "onnx"), cuda_when_device_is_cuda=False),
+    validate=build.validate_onnx, outputs=ONNX_OUTPUTS, triton=ONNXRUNTIME, base=True,
+    description="ONNX converted from the SavedModel by tf2onnx (fp16: a converted graph with float32 I/O)",
+)
+
+TF_TRT = Rule(
+    name="tf-trt", version="1", build=build.build_tf_trt, consumes="savedmodel", frameworks=SAVEDMODEL_READERS,
+    params=dict(build.TF_TRT_DEFAULTS), tools=loader.TOOLS, precisions=build.TF_TRT_PRECISIONS, device_bound=True,
+    devices=("cuda",), runner=SavedModelRunner.name, needs=Needs(modules=("tensorflow",), gpu=True),
+    suffix_default_precision=True, normalized=False, canonical_digest=build.tf_trt_digest,
+    validate=build.validate_tf_trt, outputs=(*loader.SAVEDMODEL_OUTPUTS, loader.BUILD_INFO),
+    triton=loader.TRITON_SAVEDMODEL, loads_code=True,
+    description="TensorFlow-TensorRT: the SavedModel with TensorRT engines built for the samples' shapes",
+)
+
+RULES = [REFERENCE, SAVEDMODEL, ONNX, TF_TRT]
+RUNNERS = [SavedModelRunner]

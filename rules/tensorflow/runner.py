@@ -1,0 +1,64 @@
+"""Runner ``tf-savedmodel``: a SavedModel's serving signature on the CPU or a GPU.
+
+Inputs are cast to the signature's float types and placed on the device in ``prepare``; outputs
+come back by name, float16 as float32. TensorFlow runs eagerly and asynchronously on a GPU, so
+``synchronize`` waits by reading one output back.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from navbuild.lazy import lazy_import
+from navbuild.rule import Needs, Skip
+from navbuild.runner import Runner, RunnerError
+from rules.tensorflow import loader
+
+np = lazy_import("numpy")
+tf = lazy_import("tensorflow")
+
+
+class SavedModelRunner(Runner):
+    name = "tf-savedmodel"
+    devices = ("cpu", "cuda")
+    needs = Needs(modules=("tensorflow",))
+    tools = loader.TOOLS
+    loads_source = False
+
+    def activate_impl(self) -> None:
+        if self.artifact_dir is None:
+            raise RunnerError(f"{self.name}: no artifact directory")
+        if self.device == "cuda" and not tf.config.list_physical_devices("GPU"):
+            raise Skip(f"{self.name}: this TensorFlow sees no GPU (tensorflow-cpu, or no CUDA libraries)")
+        self._device = "/GPU:0" if self.device == "cuda" else "/CPU:0"
+        with tf.device(self._device):
+            self._loaded, self._signature = loader.load_signature(self.artifact_dir)
+        self._specs = loader.signature_inputs(self._signature)
+        self._last: Any = None
+
+    def deactivate_impl(self) -> None:
+        self._loaded = self._signature = self._last = None
+
+    def prepare_impl(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        if sorted(feed) != sorted(self._specs):
+            raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the signature's {sorted(self._specs)}")
+        with tf.device(self._device):
+            return {name: tf.constant(self._cast(array, self._specs[name].dtype)) for name, array in feed.items()}
+
+    def run_prepared_impl(self, prepared: dict[str, Any]) -> Any:
+        with tf.device(self._device):
+            self._last = self._signature(**prepared)
+        return self._last
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
+        outputs = self.run_prepared_impl(self.prepare_impl(feed))
+        return {name: loader.to_numpy(value) for name, value in outputs.items()}
+
+    def synchronize_impl(self) -> None:
+        if self._last:
+            next(iter(self._last.values())).numpy()
+
+    @staticmethod
+    def _cast(array: Any, dtype: Any) -> Any:
+        array = np.asarray(array)
+        return array.astype(dtype.as_numpy_dtype, copy=False) if dtype.is_floating and array.dtype.kind == "f" \
+            else array

@@ -1,0 +1,124 @@
+"""A live model's identity: the same in any process, changed by a weight, a method, a helper function,
+an attribute or a global constant it reads; unchanged by an edit outside what it uses."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from navbuild.api.identity import describe, model_identity
+from tests.api.conftest import run_python
+
+MODEL = '''
+import torch
+from torch import nn
+
+SCALE = 2.0
+# a comment outside the model's code
+
+
+def helper(x):
+    return torch.tanh(x) * SCALE
+
+
+class Block(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+        self.factor = 0.5
+
+    def forward(self, x):
+        return helper(self.linear(x)) * self.factor
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.blocks = nn.Sequential(Block(4), Block(4))
+        self.register_buffer("offset", torch.ones(4), persistent=False)
+
+    def forward(self, x):
+        return self.blocks(x) + self.offset
+
+
+def build():
+    return Net().eval()
+'''
+
+
+def load(folder: Path, text: str, name: str):
+    """Import ``text`` as module ``name`` (it stays imported: classes find their source through it)."""
+    (folder / f"{name}.py").write_text(text)
+    sys.modules.pop(name, None)
+    importlib.invalidate_caches()
+    sys.path.insert(0, str(folder))
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no stale .pyc within one second
+    try:
+        return importlib.import_module(name).build()
+    finally:
+        sys.dont_write_bytecode = writes
+        sys.path.remove(str(folder))
+
+
+def identity_in_new_process(folder: Path, name: str) -> str:
+    return run_python(f"""
+        import json
+        from {name} import build
+        from navbuild.api.identity import model_identity
+        print(json.dumps({{"identity": model_identity(build())}}))
+        """, folder, folder)["identity"]
+
+
+def test_the_same_model_has_the_same_identity_in_a_new_process(tmp_path):
+    model = load(tmp_path, MODEL, "same_model")
+    assert model_identity(model) == model_identity(load(tmp_path, MODEL, "same_model"))
+    assert model_identity(model) == identity_in_new_process(tmp_path, "same_model")
+
+
+EDITS = [
+    ("method", "return self.blocks(x) + self.offset", "return self.blocks(x) - self.offset"),
+    ("helper function", "return torch.tanh(x) * SCALE", "return torch.sigmoid(x) * SCALE"),
+    ("global constant", "SCALE = 2.0", "SCALE = 3.0"),
+    ("attribute", "self.factor = 0.5", "self.factor = 0.25"),
+    ("non-persistent buffer", "torch.ones(4)", "torch.zeros(4)"),
+    ("initial weights", "torch.manual_seed(0)", "torch.manual_seed(1)"),
+]
+
+
+@pytest.mark.parametrize("what, old, new", EDITS, ids=[e[0] for e in EDITS])
+def test_an_edit_to_what_the_model_uses_changes_its_identity(tmp_path, what, old, new):
+    before = model_identity(load(tmp_path, MODEL, f"edit_{abs(hash(what))}"))
+    assert old in MODEL
+    after = model_identity(load(tmp_path, MODEL.replace(old, new), f"edit_{abs(hash(what))}"))
+    assert before != after, what
+
+
+def test_an_edited_weight_changes_it_and_restoring_it_restores_it(tmp_path):
+    model = load(tmp_path, MODEL, "weights_model")
+    before = model_identity(model)
+    with torch.no_grad():
+        model.blocks[0].linear.weight[0, 0] += 1e-3
+    assert model_identity(model) != before
+    with torch.no_grad():
+        model.blocks[0].linear.weight[0, 0] -= 1e-3
+    # the float round trip may not restore the exact bits; compare with the bits restored
+    model.load_state_dict(load(tmp_path, MODEL, "weights_model").state_dict())
+    assert model_identity(model) == before
+
+
+def test_a_comment_outside_the_model_code_changes_nothing(tmp_path):
+    before = model_identity(load(tmp_path, MODEL, "comment_model"))
+    edited = MODEL.replace("# a comment outside the model's code", "# another comment, another line\n# here")
+    assert model_identity(load(tmp_path, edited, "comment_model")) == before
+
+
+def test_library_classes_count_by_version_and_the_material_is_plain():
+    material = describe(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()))
+    libraries = {name: entry for name, entry in material["code"].items() if entry[0] == "library"}
+    assert "torch.nn.modules.linear.Linear" in libraries
+    assert libraries["torch.nn.modules.linear.Linear"][1].startswith("torch==")
+    assert not [name for name, entry in material["code"].items() if entry[0] == "source"]
