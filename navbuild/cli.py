@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 COMMANDS = {
     "list": ("navbuild.commands.list_cmd", "every target with its rule, device binding and whether this machine can build it"),
     "status": ("navbuild.commands.status_cmd", "what is built, stale or missing, and why"),
     "explain": ("navbuild.commands.status_cmd", "which inputs changed since a target's last build"),
     "clean": ("navbuild.commands.clean_cmd", "delete materialized outputs (the store keeps every build)"),
-    "gc": ("navbuild.commands.clean_cmd", "delete store objects that no manifest reaches"),
+    "gc": ("navbuild.commands.clean_cmd", "delete store objects that no manifest reaches (--max-size SIZE)"),
+    "fsck": ("navbuild.commands.fsck_cmd", "re-hash the store and check its manifests (--repair)"),
     "profile": ("navbuild.commands.profile_cmd", "measure latency and throughput of targets (--force: again)"),
     "report": ("navbuild.commands.profile_cmd", "tables, report.json and profile.png per model"),
     "graph": ("navbuild.commands.graph_cmd", "the target graph with each target's state, as DOT (and PNG)"),
@@ -35,13 +38,24 @@ def parser() -> argparse.ArgumentParser:
                f"(cnn:onnx, onnx, trt-fp16, fp16, cnn)\n{commands}")
     p.add_argument("words", nargs="*", help="a command, or targets and aliases to build")
     p.add_argument("-c", "--config", help="path of navbuild.toml (default: found from the current folder up)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="targets built in parallel (processes)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="targets built in parallel (worker processes)")
+    p.add_argument("--gpu-jobs", type=int, default=None, metavar="N",
+                   help="of those, targets on one GPU at a time (default 1: a build or profile shares no GPU)")
+    p.add_argument("--executor", metavar="KIND", default=None,
+                   help="local (default), or ray / ray:auto / ray:HOST:PORT / ray://HOST:PORT: targets run as "
+                        "Ray tasks, artifacts travel through the remote cache (docs/distributed.md)")
+    p.add_argument("--gpu-type", metavar="TYPE",
+                   help="--executor ray: GPU targets go to nodes of this accelerator type (H100, A100, ...)")
     p.add_argument("-v", "--verbose", action="store_true", help="show every target and each build's output")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
     p.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
     p.add_argument("--retry-failed", action="store_true",
                    help="run targets that failed before with the same inputs (else their failure is replayed)")
     p.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
+    store = p.add_argument_group("gc and fsck")
+    store.add_argument("--max-size", metavar="SIZE",
+                       help="gc: then drop the least recently used builds until the store fits (10G, 500M)")
+    store.add_argument("--repair", action="store_true", help="fsck: remove what is damaged and the garbage")
     remote = p.add_argument_group("remote cache (docs/remote-cache.md)")
     remote.add_argument("--remote-cache", metavar="URL",
                         help="share builds through this cache: http(s):// (Bazel's layout), file://, s3://, ...")
@@ -61,16 +75,22 @@ def parser() -> argparse.ArgumentParser:
                         help="triton: auto (native backend where Triton has one) or python (navbuild's runner)")
     deploy.add_argument("--ort-tensorrt", action="store_true", help="triton: TensorRT accelerator for ONNX models")
     deploy.add_argument("--from", dest="from_package", metavar="PKG", help="build: import this .nav package first")
+    deploy.add_argument("--package-limit", action="append", metavar="NAME=SIZE",
+                        help="build --from: raise a limit on what a package may hold (entry=16G, total=64G, "
+                             "entries=100000, ratio=200, status=64M)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # options may come before, between or after the words
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit: an error, not a kill
     from navbuild.engine.config import ConfigError
     from navbuild.engine.graph import GraphError
     from navbuild.deploy.package import PackageError
     from navbuild.engine.registry import RegistryError
     from navbuild.engine.remote_settings import RemoteSettingsError
+    from navbuild.engine.ray_executor import ExecutorError
 
     try:
         if args.words and args.words[0] in COMMANDS:
@@ -79,12 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         from navbuild.commands import build_cmd
 
         return build_cmd.main(args)
-    except (ConfigError, GraphError, RegistryError, PackageError, RemoteSettingsError) as exc:
+    except (ConfigError, GraphError, RegistryError, PackageError, RemoteSettingsError, ExecutorError) as exc:
         print(f"navbuild: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("navbuild: interrupted; the store is consistent, run again to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a file-size limit, a permission: the machine's, not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"navbuild: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -2,12 +2,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 import xxhash
 
 CHUNK = 1 << 20
+DIGEST_CHARS = frozenset("0123456789abcdef")
+
+
+def is_digest(value: object) -> bool:
+    """32 lowercase hex digits: what every digest and key navbuild writes looks like."""
+    return isinstance(value, str) and len(value) == 32 and DIGEST_CHARS.issuperset(value)
+
+
+OUTPUT_DIGEST_KINDS = "cm"  # a rule's canonical digest, or one with the model's identity mixed in
+
+
+def is_output_digest(value: object) -> bool:
+    """A target's output digest: a digest, or ``c``/``m`` and 31 hex digits (``actions.output_digest``)."""
+    if isinstance(value, str) and len(value) == 32 and value[:1] in OUTPUT_DIGEST_KINDS:
+        return DIGEST_CHARS.issuperset(value[1:])
+    return is_digest(value)
 
 
 def digest_bytes(data: bytes) -> str:
@@ -22,8 +38,29 @@ def digest_file(path: Path) -> str:
     return hasher.hexdigest()
 
 
+def copy_with_digest(source: BinaryIO, dest: BinaryIO, limit: int) -> str:
+    """Copy a stream while hashing it; ValueError once more than ``limit`` bytes came."""
+    hasher = xxhash.xxh3_128()
+    copied = 0
+    while chunk := source.read(CHUNK):
+        copied += len(chunk)
+        if copied > limit:
+            raise ValueError(f"more than {limit} bytes")
+        hasher.update(chunk)
+        dest.write(chunk)
+    return hasher.hexdigest()
+
+
+_PLAIN = (str, int, float, bool, type(None), bytes)
+
+
 def _canonical(value: Any) -> Any:
     """Sorted dicts, tuples as lists, paths as posix text: one encoding per meaning."""
+    kind = type(value)
+    if kind in _PLAIN:  # the common case first: every key of every target is encoded on a no-op
+        return value
+    if kind is dict and all(type(k) is str for k in value):
+        return [[k, _canonical(value[k])] for k in sorted(value)]
     if isinstance(value, dict):
         return [[str(k), _canonical(value[k])] for k in sorted(value, key=str)]
     if isinstance(value, (list, tuple)):

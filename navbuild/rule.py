@@ -131,6 +131,8 @@ class Rule:
                   canonical digest
     validate      optional ``fn(params, precision) -> str | None``: the problem with a target's options
                   as one sentence (config validation shows it before anything builds), or None
+    loads_code    loading its output runs code carried in the files (a shared library, compiled GPU
+                  kernels, a pickle): a package's or another machine's copy is never imported
     outputs       the files it writes into ``out_dir``, relative names or ``fnmatch`` patterns
                   (``trt_engines/*``); a build that writes any other file fails. Empty: undeclared
     triton        how Triton serves the output natively (``TritonModel``); None: through Triton's
@@ -166,6 +168,7 @@ class Rule:
     identifies_model: bool | None = None
     description: str = ""
     validate: Callable[[Mapping[str, Any], str], str | None] | None = None
+    loads_code: bool = False
     outputs: tuple[str, ...] = ()
     triton: TritonModel | None = None
     role: str | None = None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from navbuild import tensors
-from navbuild.hashing import digest_file
+from navbuild.hashing import digest_bytes, digest_file
 from navbuild.deploy.package import (PackageError, figures_path, import_package, read_package, write_figures,
                                      write_package)
 from navbuild.deploy.status import split_measured
@@ -104,12 +104,12 @@ def test_import_hands_every_file_to_the_store(status, tmp_path):
     path = write_package(status, tmp_path / "cnn.nav")
     stored: dict[str, bytes] = {}
 
-    def put_file(file: Path) -> str:
-        digest = digest_file(file)
-        stored[digest] = file.read_bytes()
-        return digest
+    def put_stream(stream, expected: str, label: str) -> None:
+        data = stream.read()
+        assert digest_bytes(data) == expected, label
+        stored[expected] = data
 
-    imported = import_package(path, put_file)
+    imported = import_package(path, put_stream)
     targets = imported["models"]["cnn"]["targets"]
     expected = {d for t in targets.values() if t["packaged"] for d in t["files"].values()}
     expected |= {imported["models"]["cnn"][k]["digest"] for k in ("samples", "reference")}
@@ -124,7 +124,8 @@ def test_a_tampered_entry_is_named(status, tmp_path):
     entries = [(n, d[:-1] + bytes([d[-1] ^ 1]) if n == "cnn/onnx/model.onnx" else d) for n, d in entries]
     write_zip(tmp_path / "bad.nav", entries)
     with pytest.raises(PackageError, match="cnn/onnx/model.onnx \\(cnn:onnx\\) has digest .* status.json records"):
-        import_package(tmp_path / "bad.nav", digest_file)
+        read_package(tmp_path / "bad.nav").extract(tmp_path / "y")
+    assert not (tmp_path / "y" / "cnn" / "onnx").exists() or not list((tmp_path / "y" / "cnn" / "onnx").iterdir())
     with pytest.raises(PackageError, match="cnn/onnx/model.onnx"):
         read_package(tmp_path / "bad.nav").extract(tmp_path / "x")
 

@@ -192,8 +192,9 @@ class OptimizeConfig:
     def project_table(self, name: str) -> dict[str, Any]:
         """``[project]`` and ``[profile]`` of the project the API builds in."""
         project: dict[str, Any] = {"name": name, "device": _name(self.target_device)}
-        if self.store is not None:
+        if self.store is not None:  # the caller's own choice, e.g. a CI cache outside the workspace
             project["store"] = str(self.store)
+            project["allow_paths_outside"] = True
         return {"project": project, "profile": self.profile_table()}
 
     def profile_table(self) -> dict[str, Any]:

@@ -3,13 +3,15 @@
 A ``Workspace`` is a project root (``OptimizeConfig.workspace``, default the current folder): the
 store and ``navbuild-out/`` live under it as for a navbuild.toml in that folder, so the CLI and the
 API share what they built. Each model becomes a ``ModelSource`` (entry, samples, sources, inputs,
-outputs, settings); ``build`` turns the sources into one mapping, validates it with the engine's
-validator, and brings every target up to date through ``executor.run_targets``.
+outputs, settings); ``build`` turns the sources into one mapping, opens it with the engine's
+validator (``engine.project.open_mapping``), and brings every target up to date through
+``executor.run_targets``, whose actions run in the engine's worker processes.
 """
 from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,7 +20,7 @@ from navbuild.api import executor, objects
 from navbuild.api.config import LABEL, OptimizeConfig, renamed
 from navbuild.engine.config import ConfigError
 from navbuild.engine.records import Record
-from navbuild.engine.session import Session
+from navbuild.engine.session import Options, Session
 
 PROJECT_NAME = "navbuild-api"
 SAMPLES_FILE = "samples.tensors"
@@ -78,38 +80,41 @@ class Workspace:
                 dynamic_axes=model.dynamic_axes, known=format_rules(model.framework))
         return data
 
-    def open(self, models: Sequence[ModelSource], config: OptimizeConfig
-             ) -> tuple[Session, executor.ProjectDescription]:
-        data = self.mapping(models, config)
-        description = executor.ProjectDescription(mapping=data, root=str(self.root), label=LABEL,
-                                                  verbose=config.verbose, retry_failed=config.retry_failed)
+    def open(self, models: Sequence[ModelSource], config: OptimizeConfig, isolate: bool | None = None) -> Session:
+        """The models as one project (``engine.project.open_mapping``); ``isolate`` (default: unless
+        NAVBUILD_USE_MULTIPROCESSING=0) runs its actions in the engine's worker processes."""
+        from navbuild.engine.project import open_mapping
+
+        options = Options(verbose=config.verbose, retry_failed=config.retry_failed,
+                          isolate=executor.isolation_enabled() if isolate is None else isolate)
         try:
-            session = executor.open_session(description)
+            return open_mapping(self.mapping(models, config), self.root, label=LABEL, options=options)
         except ConfigError as error:
             raise renamed(error, _label(error.key)) from None
-        return session, description
 
     def build(self, models: Sequence[ModelSource], config: OptimizeConfig, *, jobs: int = 1,
               isolate: bool | None = None, on_done: Callable[[Record], None] | None = None) -> BuildResult:
         executor.refuse_nested_call()
-        session, description = self.open(models, config)
+        session = self.open(models, config, isolate)
         by_name = {m.name: m for m in models}
         written: dict[str, dict[str, str]] = {}
+        writing = threading.Lock()  # targets go to workers from several threads with jobs > 1
 
         def pickles_for(target: str) -> dict[str, str]:
             """A worker rebuilds a live object from a pickle written now, once per model and run."""
             source = by_name.get(target.split(":", 1)[0])
             if source is None or source.identity is None:
                 return {}
-            if source.name not in written:
-                digest = objects.write_pickle(self.root, source.name, source.identity)
-                written[source.name] = {source.identity: digest}
-            return written[source.name]
+            with writing:
+                if source.name not in written:
+                    digest = objects.write_pickle(self.root, source.name, source.identity)
+                    written[source.name] = {source.identity: digest}
+                return written[source.name]
 
+        session.worker_hook = executor.worker_hook(pickles_for)
         try:
             selected = session.graph.resolve([m.name for m in models])
-            records = executor.run_targets(session, description, selected, jobs=jobs, isolate=isolate,
-                                           before_worker_job=pickles_for, on_done=on_done)
+            records = executor.run_targets(session, selected, jobs=jobs, on_done=on_done)
         finally:
             session.close()
             for source in models:

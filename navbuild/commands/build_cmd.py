@@ -13,8 +13,9 @@ from pathlib import Path
 
 from navbuild.commands import console
 from navbuild.engine.graph import PROFILE
+from navbuild.engine import ray_executor
 from navbuild.engine.project import open_project
-from navbuild.engine.records import BUILT, FAILED, REMOTE, SKIPPED, Record, clear_run_dir, new_run_dir
+from navbuild.engine.records import BUILT, FAILED, REMOTE, SKIPPED, Record
 from navbuild.engine.session import Options, Session
 
 
@@ -22,28 +23,45 @@ def main(args: argparse.Namespace) -> int:
     options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
                       remote_cache=getattr(args, "remote_cache", None),
                       remote_read_only=getattr(args, "remote_cache_read_only", False),
-                      retry_failed=getattr(args, "retry_failed", False))
+                      retry_failed=getattr(args, "retry_failed", False),
+                      gpu_jobs=_positive(getattr(args, "gpu_jobs", None), "--gpu-jobs", default=1))
+    _positive(args.jobs, "-j")
+    executor = ray_executor.parse(getattr(args, "executor", None), getattr(args, "gpu_type", None))
     session = open_project(args.config, options)
+    session.store.hold_shared()  # gc waits for this build
     words = args.words or ["all"]
     if words[0] == "build":
-        if args.from_package and not _import(session, Path(args.from_package)):
+        if args.from_package and not _import(session, Path(args.from_package), args):
             return 2
         words = words[1:] or ["all"]
     selected = session.graph.resolve(words)
-    code = run(session, selected, args, force=set(selected) if args.force else set())
+    force = set(selected) if args.force else set()
+    on_nodes = None
+    if executor is not None:
+        session.forced = force
+        say = (lambda line: None) if args.quiet else (lambda line: console(stderr=True).print(line, highlight=False))
+        on_nodes = ray_executor.build(session, selected, executor, say)
+        force = set()  # the nodes rebuilt them: here they are restored
+    code = run(session, selected, args, force=force, on_nodes=on_nodes)
     if words == ["all"]:
         _package(session, args.quiet)
     return code
 
 
-def _import(session: Session, path: Path) -> bool:
+def _import(session: Session, path: Path, args: argparse.Namespace) -> bool:
+    from navbuild.deploy.package import Limits
     from navbuild.engine.package_import import import_package
 
     if not path.is_file():
         console(stderr=True).print(f"navbuild: error: package {path} does not exist", highlight=False)
         return False
-    imported = import_package(session, path)
-    console().print(f"imported {imported} artifacts from {path}", highlight=False)
+    report = import_package(session, path, Limits.parse(getattr(args, "package_limit", None) or ()))
+    out = console()
+    out.print(f"imported {len(report.imported)} artifacts from {path}"
+              + (f" ({len(report.present)} already in the store)" if report.present else ""), highlight=False)
+    if args.verbose:
+        for name, why in sorted(report.skipped.items()):
+            out.print(f"  not imported: {name}: {why}", highlight=False)
     return True
 
 
@@ -53,25 +71,37 @@ def _package(session: Session, quiet: bool) -> None:
     from navbuild.deploy.package import PackageError
 
     try:
+        session.store.hold_shared()
         path = project_package.write_after_build(session, changed=session.built_something)
-    except PackageError as exc:
-        console(stderr=True).print(f"[yellow]package not written: {exc}[/]")
+    except (PackageError, OSError) as exc:  # a full disk, a file-size limit: the build's result stands
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        console(stderr=True).print(f"[yellow]package not written: {reason}[/]", highlight=False)
         return
     finally:
         session.close()
+        session.store.remove_dead_temp()  # workers killed by a timeout or a crash
     if path is not None and not quiet:
         console().print(f"package: {path}", highlight=False)
 
 
-def run(session: Session, selected: list[str], args: argparse.Namespace, force: set[str]) -> int:
-    """Build ``selected`` (and what they need); print the summary; return navbuild's exit code."""
+def _positive(value: int | None, option: str, default: int | None = None) -> int | None:
+    if value is None:
+        return default
+    if value < 1:
+        raise ray_executor.ExecutorError(f"{option} must be 1 or more, got {value}")
+    return value
+
+
+def run(session: Session, selected: list[str], args: argparse.Namespace, force: set[str],
+        on_nodes: dict[str, Record] | None = None) -> int:
+    """Build ``selected`` (and what they need); print the summary; return navbuild's exit code.
+    ``on_nodes``: what the Ray executor ran (this run then only restores, and shows their nodes)."""
     from navbuild.engine import doit_glue
     from navbuild.view import progress, summary
 
     session.forced = force
-    # worker processes (-j) report through files; one process keeps its records in memory
-    run_dir = new_run_dir(session.store.root) if args.jobs > 1 else None
-    session.records.run_dir = run_dir
+    session.store.hold_shared()
+    session.store.remove_dead_temp()  # what killed builds and workers left behind
     out = console()
     try:
         closure = session.graph.closure(selected)
@@ -80,6 +110,8 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
                                      verbose=args.verbose, quiet=args.quiet)
         doit_glue.run(session, selected, jobs=args.jobs, reporter=reporter)
         records = session.collect_records(closure)
+        if on_nodes is not None:
+            records = ray_executor.merge(records, on_nodes)
         for name in closure:
             if name not in records:
                 records[name] = _not_run(session, name, records)
@@ -101,9 +133,7 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
         return 1 if any(r.status == FAILED for r in shown.values()) else 0
     finally:
         session.close()
-        if run_dir is not None:
-            clear_run_dir(run_dir)
-            run_dir.rmdir()
+        session.store.remove_dead_temp()  # workers killed by a timeout or a crash
 
 
 def _write_lock(session: Session, records: dict[str, Record]) -> None:

@@ -1,4 +1,4 @@
-"""``navbuild clean`` (materialized outputs) and ``navbuild gc`` (unreachable store objects)."""
+"""``navbuild clean`` (materialized outputs) and ``navbuild gc [--max-size SIZE]`` (the store)."""
 from __future__ import annotations
 
 import argparse
@@ -6,18 +6,57 @@ import shutil
 
 from navbuild.commands import console
 from navbuild.engine.graph import CHECK
+from navbuild.engine.keys import Pending
 from navbuild.engine.project import open_project
+from navbuild.engine.session import Session
+from navbuild.sizes import format_size, parse_size
 
 
 def main(args: argparse.Namespace) -> int:
     session = open_project(args.config)
+    try:
+        if args.words[0] == "gc":
+            return _gc(session, args)
+        return _clean(session, args.words[1:])
+    finally:
+        session.close()
+
+
+def _gc(session: Session, args: argparse.Namespace) -> int:
     out = console()
-    if args.words[0] == "gc":
-        counts = session.store.gc()
-        out.print(f"gc: removed {counts['objects_removed']} objects ({counts['bytes_freed'] / 1e6:.1f} MB), "
-                  f"kept {counts['objects_kept']}")
-        return 0
-    names = args.words[1:]
+    try:
+        max_size = parse_size(args.max_size) if args.max_size is not None else None
+    except ValueError as exc:
+        console(stderr=True).print(f"navbuild: error: --max-size: {exc}", highlight=False)
+        return 2
+    keep = current_keys(session) if max_size is not None else set()
+    from navbuild.engine import maintenance
+
+    with session.store.exclusive(lambda: out.print("gc: waiting for running builds to finish")):
+        counts = maintenance.gc(session.store, max_size=max_size, keep=keep)
+    out.print(f"gc: removed {counts['objects_removed']} objects ({format_size(counts['bytes_freed'])}), "
+              f"kept {counts['objects_kept']} ({format_size(counts['bytes_kept'])})"
+              + (f"; dropped {counts['manifests_dropped']} least recently used builds" if max_size is not None else ""),
+              highlight=False)
+    if counts["over_budget"]:
+        out.print(f"gc: the store is still over {format_size(max_size)}: what remains is what the current "
+                  f"targets need", highlight=False)
+    return 0
+
+
+def current_keys(session: Session) -> set[str]:
+    """The keys of every target's current build: what ``gc --max-size`` never drops."""
+    keys = set()
+    for name in session.graph.targets:
+        try:
+            keys.add(session.key(name)[0])
+        except Pending:
+            continue
+    return keys
+
+
+def _clean(session: Session, names: list[str]) -> int:
+    out = console()
     if not names:
         shutil.rmtree(session.project.out, ignore_errors=True)
         out.print(f"clean: removed {session.project.out}")

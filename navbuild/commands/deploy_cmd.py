@@ -19,6 +19,7 @@ from navbuild.engine.session import Session
 def main(args: argparse.Namespace) -> int:
     command = args.words[0]
     session = open_project(args.config)
+    session.store.hold_shared()  # what is shipped is not collected while it is read
     try:
         if command == "package":
             path = project_package.write(session, Path(args.output) if args.output else None,

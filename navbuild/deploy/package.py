@@ -19,18 +19,22 @@ beside the package), so the same sources, settings, tools and selections give th
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 import re
-import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
 from navbuild.deploy import declared
-from navbuild.hashing import digest_bytes, digest_file
+from navbuild.deploy.package_checks import (DEFAULT_LIMITS, Limits, PackageError, check_entries, check_name,
+                                            check_status, read_json_entry)
+from navbuild.hashing import copy_with_digest, digest_bytes
 from navbuild.rule import ROLES
 from navbuild.ziputil import write_zip
 
@@ -41,10 +45,6 @@ BASE_PRECISIONS = (None, "fp32")
 USABLE = ("built", "cached")
 # an absolute POSIX path's folders inside free text (a traceback in a failed target's reason)
 _ABS_DIRS = re.compile(r"(?<![\w.:/~-])/(?:[^\s/\"'`<>|]+/)+")
-
-
-class PackageError(RuntimeError):
-    """A package that cannot be written or read; the message names the entry at fault."""
 
 
 def dumps_json(value: Any) -> bytes:
@@ -84,11 +84,7 @@ def _scrub(value: Any, replacements: list[tuple[str, str]]) -> Any:
     return value
 
 
-def _check_name(name: str) -> str:
-    path = PurePosixPath(name)
-    if not name or path.is_absolute() or ".." in path.parts or "\\" in name:
-        raise PackageError(f"entry name {name!r} is not a relative path inside the package")
-    return path.as_posix()
+_check_name = check_name  # the same rule for the names a package is written with
 
 
 def _read_checked(path: Path, digest: str | None, label: str) -> bytes:
@@ -180,20 +176,30 @@ def write_figures(figures: Mapping[str, Any], dest: Path) -> Path:
 # -- reading ------------------------------------------------------------------------------------
 @dataclass
 class PackageContents:
-    """A read package: ``status`` (package-relative paths) and access to its entries."""
+    """A read package: ``status`` (package-relative paths, checked by ``package_checks``) and access
+    to its entries. Every entry is read as a bounded stream; nothing is extracted unless asked."""
 
     path: Path
     status: dict[str, Any]
     names: list[str]
+    limits: Limits = DEFAULT_LIMITS
+
+    @contextlib.contextmanager
+    def stream(self, name: str) -> Iterator[IO[bytes]]:
+        """The entry's bytes as a stream (zipfile stops at the size the directory declares)."""
+        if name not in self.names:
+            raise PackageError(f"{self.path}: no entry {name!r}")
+        with zipfile.ZipFile(self.path) as archive, archive.open(name) as stream:
+            yield stream
 
     def read(self, name: str) -> bytes:
-        with zipfile.ZipFile(self.path) as archive:
-            try:
-                return archive.read(name)
-            except KeyError:
-                raise PackageError(f"{self.path}: no entry {name!r}") from None
+        with self.stream(name) as stream:
+            data = stream.read(self.limits.entry + 1)
+        if len(data) > self.limits.entry:
+            raise PackageError(f"{self.path}: entry {name!r} holds over {self.limits.entry} bytes")
+        return data
 
-    def artifacts(self) -> list[tuple[str, str, str | None]]:
+    def artifacts(self) -> list[tuple[str, str | None, str]]:
         """``(entry name, expected digest, label)`` of every file the status says is inside."""
         found = []
         for model_name, model in sorted((self.status.get("models") or {}).items()):
@@ -208,16 +214,22 @@ class PackageContents:
         return found
 
     def extract(self, dest: Path) -> dict[str, Any]:
-        """Extract every entry under ``dest`` (digests checked); returns the status with absolute
-        paths, ready for ``write_model_repository`` or ``PyTritonAdapter``."""
+        """Extract every entry under ``dest`` (each streamed to a temporary file, digest checked, then
+        renamed); returns the status with absolute paths, ready for ``write_model_repository`` or
+        ``PyTritonAdapter``."""
         dest = Path(dest).resolve()
-        with zipfile.ZipFile(self.path) as archive:
-            for name, digest, label in self.artifacts():
-                target = dest / _check_name(name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(name) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                _verify(digest_file(target), digest, name, label)
+        for name, digest, label in self.artifacts():
+            target = dest / check_name(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            try:
+                with self.stream(name) as src, os.fdopen(fd, "wb") as out:
+                    actual = _copy(src, out, self.limits.entry, name)
+                _verify(actual, digest, name, label)
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         status = copy.deepcopy(self.status)
         for model in (status.get("models") or {}).values():
             for key in ROLES:
@@ -229,46 +241,68 @@ class PackageContents:
         return status
 
 
+def _copy(src: IO[bytes], out: IO[bytes], limit: int, name: str) -> str:
+    try:
+        return copy_with_digest(src, out, limit)
+    except ValueError as exc:
+        raise PackageError(f"entry {name}: {exc}") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise PackageError(f"entry {name} is damaged: {exc}") from None
+
+
 def _verify(actual: str, expected: str | None, name: str, label: str) -> None:
     if expected and actual != expected:
         raise PackageError(f"package entry {name} ({label}) has digest {actual}, "
                            f"but status.json records {expected}")
 
 
-def read_package(path: Path) -> PackageContents:
-    """Open a ``.nav`` package: its status and entry names (nothing is extracted)."""
+def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> PackageContents:
+    """Open a ``.nav`` package: its entries and status checked (``package_checks``), nothing extracted.
+
+    Raises PackageError, naming the entry or field, for anything a navbuild package cannot hold.
+    """
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            for name in names:
-                _check_name(name)
-            if STATUS_ENTRY not in names:
-                raise PackageError(f"{path}: no {STATUS_ENTRY}; not a navbuild package")
-            status = json.loads(archive.read(STATUS_ENTRY))
+            infos = check_entries(archive, limits, path.stat().st_size)
+            if STATUS_ENTRY not in infos:
+                raise PackageError(f"no {STATUS_ENTRY}; not a navbuild package")
+            status = read_json_entry(archive, infos[STATUS_ENTRY], limits.status)
     except zipfile.BadZipFile as exc:
         raise PackageError(f"{path}: not a zip file ({exc})") from None
-    package = status.get("package") or {}
-    if package.get("format") != PACKAGE_FORMAT:
-        raise PackageError(f"{path}: package format {package.get('format')!r}, expected {PACKAGE_FORMAT!r}")
-    contents = PackageContents(path=path, status=status, names=names)
-    missing = [name for name, _, _ in contents.artifacts() if name not in names]
+    except (zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
+        raise PackageError(f"{path}: unreadable zip ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        raise PackageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    except PackageError as exc:
+        raise PackageError(f"{path}: {exc}") from None
+    package = status.get("package") if isinstance(status, dict) else None
+    package_format = package.get("format") if isinstance(package, dict) else None
+    if package_format != PACKAGE_FORMAT:
+        raise PackageError(f"{path}: package format {package_format!r}, expected {PACKAGE_FORMAT!r}")
+    try:
+        check_status(status, ROLES)
+    except PackageError as exc:
+        raise PackageError(f"{path}: {exc}") from None
+    contents = PackageContents(path=path, status=status, names=sorted(infos), limits=limits)
+    listed = {name for name, _, _ in contents.artifacts()}
+    missing = sorted(listed - set(infos))
     if missing:
         raise PackageError(f"{path}: status.json lists entries missing from the zip: {', '.join(missing)}")
+    unlisted = sorted(set(infos) - listed - {STATUS_ENTRY})
+    if unlisted:
+        raise PackageError(f"{path}: entries that status.json does not describe: {', '.join(unlisted[:5])}")
     return contents
 
 
-def import_package(path: Path, put_file: Callable[[Path], str]) -> dict[str, Any]:
-    """Hand every packaged file to ``put_file`` (a store's, returning the content digest) and check
-    it against status.json. Returns the package's status (package-relative paths; the files are
-    found in the store by the digests it records)."""
-    contents = read_package(path)
-    with tempfile.TemporaryDirectory(prefix="navbuild-import-") as tmp, \
-            zipfile.ZipFile(contents.path) as archive:
-        for index, (name, digest, label) in enumerate(contents.artifacts()):
-            local = Path(tmp) / str(index) / PurePosixPath(name).name
-            local.parent.mkdir()
-            with archive.open(name) as src, open(local, "wb") as out:
-                shutil.copyfileobj(src, out)
-            _verify(put_file(local), digest, name, label)
+def import_package(path: Path, put_stream: Callable[[IO[bytes], str | None, str], Any],
+                   limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Hand every packaged file to ``put_stream(stream, expected_digest, label)``, which must check
+    the digest as it stores the bytes (a store's staging does). Returns the package's status
+    (package-relative paths). ``navbuild build --from`` uses ``navbuild.engine.package_import``,
+    which imports only what the local graph can use."""
+    contents = read_package(path, limits)
+    for name, digest, label in contents.artifacts():
+        with contents.stream(name) as stream:
+            put_stream(stream, digest, f"{name} ({label})")
     return contents.status

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import shutil
 import sys
 import time
@@ -32,11 +33,14 @@ STEP_VERSIONS = {CHECK: keys.CHECK_VERSION, PROFILE: keys.PROFILE_VERSION}
 # sample, and a second run of the source when the two differed (see measure/correctness.py).
 
 
-def execute(session: Session, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
-    """Run ``target``'s action and store its outputs; returns the manifest written under ``key``."""
+def execute(session: Session, target: Target, key: str, material: dict[str, Any],
+            log_path: Path | None = None) -> dict[str, Any]:
+    """Run ``target``'s action in this process and store its outputs; returns the manifest written
+    under ``key``. A session calls it through ``workers.execute`` (a worker process runs it there);
+    ``log_path`` (a worker's) receives the log as it is written."""
     store = session.store
     scratch = store.scratch(safe_name(target.name) + "-")
-    log = BuildLog(echo=session.options.verbose)
+    log = BuildLog(echo=session.options.verbose and log_path is None, path=log_path)
     started = time.perf_counter()
     try:
         out_dir = scratch / "out"
@@ -59,11 +63,17 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
         raise
     except BaseException:
         log(traceback.format_exc())
-        with contextlib.suppress(OSError):
-            atomic_write(session.outputs.log_path(target), log.text().encode())
+        write_failure_log(session, target, log.text())
         raise
     finally:
+        log.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_failure_log(session: Session, target: Target, text: str) -> None:
+    """The log of a failed action where the user looks for it (``navbuild-out/.../build.log``)."""
+    with contextlib.suppress(OSError):
+        atomic_write(session.outputs.log_path(target), text.encode(errors="replace"))
 
 
 # -- the three kinds of action ------------------------------------------------------------------
@@ -243,26 +253,63 @@ def jsonable(value: Any) -> Any:
 
 # -- logs ---------------------------------------------------------------------------------------
 class BuildLog:
-    """A build's log: lines from the rule, plus whatever it prints; echoed with --verbose."""
+    """A build's log: lines from the rule, plus whatever it prints; echoed with --verbose.
 
-    def __init__(self, echo: bool) -> None:
-        self.buffer = io.StringIO()
+    With a ``path`` (in a worker process) the log is that file, and while capturing, file
+    descriptors 1 and 2 point at it too, so that native output (a C++ abort message, the
+    faulthandler traceback of a segfault) lands in the log that the parent keeps."""
+
+    def __init__(self, echo: bool, path: Path | None = None) -> None:
         self.echo = echo
+        self.path = path
+        self.buffer = io.StringIO()
+        self.file = open(path, "a", buffering=1, encoding="utf-8", errors="replace") if path else None
 
     def __call__(self, message: str) -> None:
         line = message if message.endswith("\n") else message + "\n"
-        self.buffer.write(line)
+        (self.file or self.buffer).write(line)
         if self.echo:
             sys.__stderr__.write(line)
 
     def text(self) -> str:
-        return self.buffer.getvalue()
+        if self.file is None:
+            return self.buffer.getvalue()
+        self.file.flush()
+        return Path(self.path).read_text(encoding="utf-8", errors="replace")
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
     @contextlib.contextmanager
     def capture(self):
+        if self.file is not None:
+            with _descriptors_to(self.file), contextlib.redirect_stdout(self.file), \
+                    contextlib.redirect_stderr(self.file):
+                yield
+            return
         stream = _Tee(self.buffer, sys.__stderr__ if self.echo else None)
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             yield
+
+
+@contextlib.contextmanager
+def _descriptors_to(file: Any):
+    """File descriptors 1 and 2 pointed at ``file`` for a while (native writes included)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    os.dup2(file.fileno(), 1)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        file.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
 
 
 class _Tee(io.TextIOBase):

@@ -7,7 +7,11 @@ points are checked by parsing their file with ``ast``.
 from __future__ import annotations
 
 import ast
+import functools
+import os
+import posixpath
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -17,6 +21,7 @@ from navbuild.engine.variants import VariantError, expand as expand_variants
 from navbuild.rule import ModelSpec, entry_file, is_function_entry
 
 CONFIG_NAME = "navbuild.toml"
+DEFAULT_TIMEOUT_S = 1800.0  # one build, check or profile; [project] timeout, per model, per format
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Looser tolerances for reduced precisions unless the project sets its own.
@@ -64,6 +69,7 @@ class TargetsConfig:
     device: str
     normalize: bool
     format_options: dict[str, dict[str, Any]]  # format -> rule params from [targets.<format>]
+    timeouts: dict[str, float] = field(default_factory=dict)  # format -> seconds, from [targets.<format>]
 
 
 @dataclass
@@ -73,6 +79,7 @@ class ModelConfig:
     sources: list[str]  # globs relative to the root
     targets: TargetsConfig
     correctness: CorrectnessConfig
+    timeout: float = DEFAULT_TIMEOUT_S  # seconds a build, check or profile of user code may take
 
     @property
     def name(self) -> str:
@@ -100,6 +107,8 @@ class ProjectConfig:
     models: dict[str, ModelConfig]
     profile: "ProfileSettings" = None  # type: ignore[assignment]
     remote: remote_settings.RemoteSettings = remote_settings.RemoteSettings()  # [cache]
+    timeout: float = DEFAULT_TIMEOUT_S
+    mapping: dict[str, Any] = field(default_factory=dict)  # the validated mapping: a worker reopens it
 
 
 # -- small typed readers ----------------------------------------------------------------------
@@ -160,35 +169,60 @@ def find_config(start: Path) -> Path:
                       "run navbuild from a project folder, or pass --config PATH")
 
 
-def load(path: Path, known_formats: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None = None
-         ) -> ProjectConfig:
-    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation, or is a
-    function of a model's framework that gives that map (``Registry.formats``)."""
-    path = Path(path).resolve()
+def read(path: Path) -> dict[str, Any]:
+    """The TOML mapping of ``path`` (a folder holding navbuild.toml is taken for that file)."""
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        path = path / CONFIG_NAME
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(path, "", "file not found")
+    except IsADirectoryError:
+        raise ConfigError(path, "", f"is a folder with no {CONFIG_NAME}", "pass the path of navbuild.toml itself")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8")
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot be read: {exc.strerror or exc}")
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}", "fix the syntax at the position shown")
-    return from_mapping(data, path.parent, known_formats, label=path)
 
 
-def from_mapping(data: Mapping[str, Any], root: Path, known_formats: Mapping[str, Any] | None = None,
+def config_path(path: Path) -> Path:
+    path = Path(path).resolve()
+    return path / CONFIG_NAME if path.is_dir() and (path / CONFIG_NAME).is_file() else path
+
+
+KnownFormats = Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None
+
+
+def load(path: Path, known_formats: KnownFormats = None) -> ProjectConfig:
+    """Read and validate ``path``. ``known_formats`` maps format name -> Rule for validation, or is a
+    function of a model's framework that gives that map (``Registry.formats``)."""
+    path = config_path(path)
+    return from_mapping(read(path), path.parent, known_formats, label=path)
+
+
+def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormats = None,
                  label: Path | str | None = None) -> ProjectConfig:
     """Validate a project given as the mapping that navbuild.toml holds (what ``tomllib`` returns),
     its paths relative to ``root``. ``label`` names the source in every ConfigError (the file, or
-    e.g. "OptimizeConfig"). The one validator: navbuild.toml and the Python API both come here."""
+    e.g. "OptimizeConfig"). The one validator: navbuild.toml, the Python API and a worker process
+    reopening a project (``project.open_described``) all come here."""
     root = Path(root).resolve()
     path = Path(label) if label is not None else root / CONFIG_NAME
     if not isinstance(data, Mapping):
         raise ConfigError(path, "", f"must be a table (a mapping), not {type(data).__name__}")
     top = _Reader(path, data, "")
     project = _Reader(path, top.table_("project"), "project")
-    name = project.get("name", str, root.name)
+    name = _plain_name(path, project.key("name"), project.get("name", str, root.name))
     device = _device(path, project, "device", "cpu")
-    store = root / project.get("store", str, ".navbuild")
-    out = root / project.get("out", str, "navbuild-out")
+    outside = project.get("allow_paths_outside", bool, False)
+    store = _inside(path, root, project.key("store"), project.get("store", str, ".navbuild"), outside)
+    out = _inside(path, root, project.key("out"), project.get("out", str, "navbuild-out"), outside)
+    _separate_folders(path, root, store, out)
+    timeout = _timeout(path, project, DEFAULT_TIMEOUT_S)
     project.reject_unknown()
     correctness = _correctness(path, top.table_("correctness"), "correctness", None)
     profile = _profile(path, top.table_("profile"))
@@ -206,10 +240,59 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: Mapping[str
         if not model_name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(path, f"models.{model_name}", "a model name may hold letters, digits, "
                               "'-' and '_' only")
-        models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats)
+        models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout)
     top.reject_unknown()
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
-                         models=models, profile=profile, remote=remote)
+                         models=models, profile=profile, remote=remote, timeout=timeout, mapping=dict(data))
+
+
+# -- paths ----------------------------------------------------------------------------------------
+OUTSIDE_FIX = "use a path inside the folder of navbuild.toml"
+
+
+def _unusable(text: str) -> bool:
+    return not text or any(unicodedata.category(c).startswith("C") for c in text)
+
+
+def _plain_name(path: Path, key: str, text: str) -> str:
+    if _unusable(text) or text in (".", "..") or "/" in text or "\\" in text:
+        raise ConfigError(path, key, f"{text!r} is not a plain name (it names files: no '/', '..' or control "
+                          "characters)")
+    return text
+
+
+def _escapes(text: str) -> bool:
+    """A path that leaves the folder it is relative to (absolute, or ``..`` past its start)."""
+    normal = posixpath.normpath(text.replace("\\", "/"))
+    return normal.startswith("/") or normal == ".." or normal.startswith("../")
+
+
+def _inside(path: Path, root: Path, key: str, text: str, outside_allowed: bool = False) -> Path:
+    """``root / text``, refused when ``text`` leads out of the project (unless that is allowed)."""
+    if _unusable(text):
+        raise ConfigError(path, key, f"{text!r} is not a usable path")
+    if _escapes(text) and not outside_allowed:
+        raise ConfigError(path, key, f"{text!r} is outside the project folder",
+                          OUTSIDE_FIX + (" (or set allow_paths_outside = true in [project] for store and out)"
+                                         if key.startswith("project.") else ""))
+    return root / text
+
+
+def _separate_folders(path: Path, root: Path, store: Path, out: Path) -> None:
+    """`clean` deletes out: it must never hold the store or the project, nor be the same folder."""
+    root_, store_, out_ = (Path(os.path.normpath(p)) for p in (root, store, out))
+    for key, folder in (("project.out", out_), ("project.store", store_)):
+        if folder == root_ or folder in root_.parents:
+            raise ConfigError(path, key, f"{folder} is the project folder or holds it", "name a folder of its own")
+    if out_ == store_ or out_ in store_.parents or store_ in out_.parents:
+        raise ConfigError(path, "project.out", "out and store must be separate folders (clean deletes out)")
+
+
+def _timeout(path: Path, reader: _Reader, default: float) -> float:
+    value = reader.get("timeout", float, default, fix="seconds, e.g. timeout = 600")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(path, reader.key("timeout"), "must be a positive number of seconds")
+    return value
 
 
 def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
@@ -273,6 +356,8 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
         if precision == "fp32":
             base = _tolerance(path, {k: table[k] for k in ("atol", "rtol") if k in table}, where, base)
         per = precision_tables.get(precision)
+        if per is not None and not isinstance(per, dict):
+            raise ConfigError(path, f"{where}.precision.{precision}", "must be a table with atol and/or rtol")
         by_precision[precision] = _tolerance(path, per, f"{where}.precision.{precision}", base) if per else base
     unknown = sorted(set(precision_tables) - set(PRECISIONS))
     if unknown:
@@ -287,29 +372,27 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
 
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
-           correctness: CorrectnessConfig,
-           known_formats: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None) -> ModelConfig:
+           correctness: CorrectnessConfig, known_formats: KnownFormats,
+           project_timeout: float = DEFAULT_TIMEOUT_S) -> ModelConfig:
     where = f"models.{name}"
     reader = _Reader(path, table, where)
     framework = reader.get("framework", str, fix='e.g. framework = "torch"')
     entry = reader.get("entry", str, fix='e.g. entry = "model.py:build_model", or a model file: "model.onnx"')
     if is_function_entry(entry) or entry.endswith(".py"):  # python code needs its function's name
         _check_entry(path, root, reader.key("entry"), entry)
-    elif not (root / entry).is_file():
+    elif not _inside(path, root, reader.key("entry"), entry).is_file():
         raise ConfigError(path, reader.key("entry"), f"file {entry} does not exist",
                           "give 'path/file.py:function', or the path of a model file, relative to the folder "
                           "holding navbuild.toml")
     samples = reader.get("samples", str, fix='a function ("model.py:make_samples") or a .tensors/.npz file')
     if ":" in samples and samples.rsplit(":", 1)[0].endswith(".py"):
         _check_entry(path, root, reader.key("samples"), samples)
-    elif not (root / samples).is_file():
+    elif not _inside(path, root, reader.key("samples"), samples).is_file():
         raise ConfigError(path, reader.key("samples"), f"file {samples} does not exist",
                           "give an existing file or a 'file.py:function' that returns samples")
     sources = reader.str_list("sources", [entry_file(entry)])
     for pattern in sources:
-        if not any(root.glob(pattern)):
-            raise ConfigError(path, reader.key("sources"), f"{pattern!r} matches no file",
-                              "list the model's files relative to the folder of navbuild.toml")
+        _check_pattern(path, root, reader.key("sources"), pattern)
     inputs = reader.str_list("inputs", [])
     outputs = reader.str_list("outputs", [])
     batch_dim = reader.get("batch_dim", int, 0)
@@ -321,6 +404,7 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
         raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
     dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
     device = _device(path, reader, "device", project_device)
+    timeout = _timeout(path, reader, project_timeout)
     formats = known_formats(framework) if callable(known_formats) else known_formats
     targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
@@ -329,7 +413,19 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
                      outputs=tuple(outputs), batch_dim=batch_dim, max_batch_size=max_batch_size,
                      dynamic_axes=dynamic_axes)
     return ModelConfig(spec=spec, samples=samples, sources=sources, targets=targets,
-                       correctness=model_correctness)
+                       correctness=model_correctness, timeout=timeout)
+
+
+def _check_pattern(path: Path, root: Path, key: str, pattern: str) -> None:
+    if _unusable(pattern) or pattern.startswith("/") or ".." in pattern.replace("\\", "/").split("/"):
+        raise ConfigError(path, key, f"{pattern!r} is not a pattern inside the project folder", OUTSIDE_FIX)
+    try:
+        matched = any(root.glob(pattern))
+    except (ValueError, NotImplementedError, OSError) as exc:
+        raise ConfigError(path, key, f"{pattern!r} is not a usable glob pattern ({exc})")
+    if not matched:
+        raise ConfigError(path, key, f"{pattern!r} matches no file",
+                          "list the model's files relative to the folder of navbuild.toml")
 
 
 def _dynamic_axes(path: Path, where: str, table: Mapping[str, Any]) -> dict[str, dict[int, str]]:
@@ -362,6 +458,7 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
         if precision not in PRECISIONS:
             raise ConfigError(path, f"{where}.precisions", f"unknown precision {precision!r}",
                               f"use one of {PRECISIONS}")
+    timeouts = {}
     for key, value in table.items():
         if key in reader.used:
             continue
@@ -372,10 +469,13 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
         if not isinstance(value, dict):
             raise ConfigError(path, f"{where}.{key}", "format options must be a table")
         options[key] = dict(value)
+        if "timeout" in value:  # the engine's, not the rule's: how long its targets may take
+            timeouts[key] = _timeout(path, _Reader(path, {"timeout": options[key].pop("timeout")},
+                                                   f"{where}.{key}"), DEFAULT_TIMEOUT_S)
     if known_formats is not None:
         _check_format_options(path, where, formats, precisions, options, known_formats)
     return TargetsConfig(formats=formats, precisions=precisions, device=target_device,
-                         normalize=normalize, format_options=options)
+                         normalize=normalize, format_options=options, timeouts=timeouts)
 
 
 ENGINE_PARAMS = ("max_batch_size", "normalize", "profile_batch_sizes")
@@ -414,14 +514,27 @@ def _check_entry(path: Path, root: Path, key: str, entry: str) -> None:
     file_text, sep, func = entry.rpartition(":")
     if not sep or not file_text or not func:
         raise ConfigError(path, key, f"{entry!r} is not of the form 'path/file.py:function'")
-    source = root / file_text
+    source = _inside(path, root, key, file_text)
     if not source.is_file():
         raise ConfigError(path, key, f"file {file_text} does not exist",
                           "paths are relative to the folder holding navbuild.toml")
     try:
-        tree = ast.parse(source.read_text(), filename=str(source))
+        stat = source.stat()
+        defined = _defined_names(str(source), stat.st_mtime_ns, stat.st_size)
     except SyntaxError as exc:
         raise ConfigError(path, key, f"{file_text} has a syntax error at line {exc.lineno}: {exc.msg}")
+    except (ValueError, OSError, RecursionError, MemoryError) as exc:
+        raise ConfigError(path, key, f"{file_text} cannot be read as Python: {type(exc).__name__}: {exc}")
+    if func not in defined:
+        raise ConfigError(path, key, f"{file_text} defines no {func!r}",
+                          f"define {func}() there or point to an existing function")
+
+
+@functools.lru_cache(maxsize=4096)
+def _defined_names(source: str, mtime_ns: int, size: int) -> frozenset[str]:
+    """Top-level names a Python file defines; parsed once per version of the file (an entry and
+    its samples function usually share one)."""
+    tree = ast.parse(Path(source).read_bytes(), filename=source)
     defined = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -430,6 +543,4 @@ def _check_entry(path: Path, root: Path, key: str, entry: str) -> None:
             defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             defined.update((a.asname or a.name).split(".")[0] for a in node.names)
-    if func not in defined:
-        raise ConfigError(path, key, f"{file_text} defines no {func!r}",
-                          f"define {func}() there or point to an existing function")
+    return frozenset(defined)

@@ -1,8 +1,8 @@
 """navbuild's targets as doit tasks, run through doit's library API.
 
 Each target is a doit task whose ``uptodate`` asks the store (not doit's dependency file) and
-whose action builds it. The task functions are module-level so that doit's process pool can run
-them; the session they act on is set once per process before doit starts.
+whose action builds it; the action hands user code to a worker process (``workers``), so ``-j N``
+runs doit's thread executor: N threads, each waiting on a worker.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def _action(name: str) -> Any:
 def task_dicts(session: Session) -> Iterator[dict[str, Any]]:
     """One doit task per target, plus a group task per alias."""
     use_session(session)
+    session.store.hold_shared()  # plain doit builds too: gc waits for it
     for name, target in session.graph.targets.items():
         yield {
             "basename": name,
@@ -77,22 +78,13 @@ def run(session: Session, task_names: list[str], jobs: int = 1, reporter: Any = 
                  "DOIT_CONFIG": {"backend": "navbuild-null", "dep_file": str(session.store.root / "doit-null"),
                                  "verbosity": 2, "reporter": reporter or "zero"}}
     args = ["run", "--continue"]
-    if jobs > 1 and _frameworks_imported(session.registry.modules()):
-        import warnings
+    if jobs > 1:  # threads that wait on worker processes (navbuild.engine.workers): one per running target
+        args += ["-n", str(jobs), "-P", "thread"]
+        from navbuild.engine import workers
 
-        warnings.warn("navbuild: -j runs targets in forked processes, which is unsafe once a framework is "
-                      "imported in this process; building one target at a time")
-        jobs = 1
-    if jobs > 1:
-        args += ["-n", str(jobs), "-P", "process"]
+        workers.pool(session).size = jobs
     extra = {"BACKEND": {"navbuild-null": "navbuild.engine.doit_glue:NullBackend"}}
     return DoitMain(ModuleTaskLoader(namespace), config_filenames=(), extra_config=extra).run(args + task_names)
-
-
-def _frameworks_imported(modules: tuple[str, ...]) -> bool:
-    import sys
-
-    return any(name in sys.modules for name in modules)
 
 
 class NullBackend:

@@ -36,6 +36,7 @@ class Target:
     upstream: str | None = None  # the target whose files this one reads
     deps: list[str] = field(default_factory=list)  # every target it waits for
     artifact: str | None = None  # for CHECK and PROFILE: the artifact it checks or measures
+    timeout: float | None = None  # seconds its action may run in a worker (None: the model's)
 
     @property
     def spec(self) -> ModelSpec:
@@ -44,6 +45,11 @@ class Target:
     @property
     def short(self) -> str:
         return self.name.split(":", 1)[1]
+
+    @property
+    def seconds_allowed(self) -> float:
+        """How long its build, check or profile may run: its format's timeout, else its model's."""
+        return self.timeout if self.timeout is not None else self.model.timeout
 
     @property
     def tensor_file(self) -> str:
@@ -62,7 +68,7 @@ class Graph:
 
     def resolve(self, names: list[str]) -> list[str]:
         """Target names selected by names or aliases, with the checks of selected artifacts."""
-        selected: list[str] = []
+        selected: dict[str, None] = {}  # ordered, and a set: 2,000 targets stay linear
         for name in names or ["all"]:
             if name in self.targets:
                 found = [name]
@@ -72,9 +78,9 @@ class Graph:
                 raise GraphError(f"unknown target or alias {name!r}; try `navbuild list`")
             for target in found:
                 for item in (target, f"{target}.check", f"{target}.profile"):
-                    if item in self.targets and item not in selected:
-                        selected.append(item)
-        return selected
+                    if item in self.targets:
+                        selected.setdefault(item)
+        return list(selected)
 
     def closure(self, names: list[str]) -> list[str]:
         """The selected targets and everything they depend on, in dependency order."""
@@ -140,7 +146,7 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
                         precision)
                     check = Target(f"{artifact.name}.check", CHECK, model, None, precision=precision,
                                    device=device, deps=[artifact.name, reference.name, samples.name],
-                                   artifact=artifact.name)
+                                   artifact=artifact.name, timeout=artifact.timeout)
                     add(check)
                     if project.profile.enabled:
                         add(_profile_target(artifact, samples.name))
@@ -169,7 +175,7 @@ def _rule(registry: Registry, model_name: str, fmt: str, framework: str) -> Rule
 def _profile_target(artifact: Target, samples: str) -> Target:
     return Target(f"{artifact.name}.profile", PROFILE, artifact.model, None, precision=artifact.precision,
                   device=artifact.device, deps=[artifact.name, f"{artifact.name}.check", samples],
-                  artifact=artifact.name)
+                  artifact=artifact.name, timeout=artifact.timeout)
 
 
 def _params(rule: Rule, model: ModelConfig, options: dict[str, Any],
@@ -216,7 +222,7 @@ def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, sampl
     # not match its declared inputs or outputs fails once, with the cause, instead of once per format.
     deps = [samples] + ([upstream] if upstream else [f"{model.name}:{REFERENCE}"])
     return Target(name, ARTIFACT, model, rule, precision=precision, device=device, params=params,
-                  upstream=upstream, deps=deps)
+                  upstream=upstream, deps=deps, timeout=model.targets.timeouts.get(rule.name))
 
 
 def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
@@ -241,7 +247,8 @@ def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
         targets[implicit.name] = implicit
         targets[f"{implicit.name}.check"] = Target(
             f"{implicit.name}.check", CHECK, target.model, None, precision=implicit.precision, device=device,
-            deps=[implicit.name, f"{model}:{REFERENCE}", f"{model}:{SAMPLES}"], artifact=implicit.name)
+            deps=[implicit.name, f"{model}:{REFERENCE}", f"{model}:{SAMPLES}"], artifact=implicit.name,
+            timeout=implicit.timeout)
         if implicit.upstream and implicit.upstream not in targets:
             pending.append(implicit)
 

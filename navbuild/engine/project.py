@@ -1,12 +1,16 @@
-"""Open a project: navbuild.toml + the registered rules -> a target graph and a session."""
+"""Open a project: navbuild.toml, a mapping of the same shape (the Python API), or a project's
+description (a worker process) + the registered rules -> a target graph and a session.
+
+All three go through ``config.from_mapping``, the one validator."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
 from navbuild.engine import config as config_module
 from navbuild.engine.graph import build_graph
-from navbuild.engine.registry import default_registry
+from navbuild.engine.registry import Registry, default_registry, from_modules
 from navbuild.engine.session import Options, Session
 
 
@@ -19,13 +23,26 @@ def open_project(config_path: str | Path | None = None, options: Options | None 
 
 def open_mapping(data: Mapping[str, Any], root: str | Path, label: str | Path | None = None,
                  options: Options | None = None) -> Session:
-    """A project described as the navbuild.toml mapping plus its root (the Python API, workers)."""
+    """A project described as the navbuild.toml mapping plus its root (the Python API)."""
     registry = default_registry()
     project = config_module.from_mapping(data, Path(root), registry.formats, label=label)
     return _session(project, registry, options)
 
 
-def _session(project: Any, registry: Any, options: Options | None) -> Session:
+def open_described(description: dict[str, Any]) -> Session:
+    """The project a worker process serves, from ``Session.describe``."""
+    registry = from_modules(description["rule_modules"])
+    project = config_module.from_mapping(description["config"], Path(description["root"]), registry.formats,
+                                         label=description["label"])
+    project = dataclasses.replace(project, store=Path(description["store"]), out=Path(description["out"]))
+    given = description["options"]
+    options = Options(verbose=given["verbose"], config_arg=given["config_arg"],
+                      retry_failed=given.get("retry_failed", False),
+                      remote_cache=given.get("remote_cache"), remote_read_only=given.get("remote_read_only", False))
+    return _session(project, registry, options)
+
+
+def _session(project: config_module.ProjectConfig, registry: Registry, options: Options | None) -> Session:
     gpu = False
     if any(m.targets.device == "auto" for m in project.models.values()):
         from navbuild.engine import fingerprint

@@ -7,6 +7,7 @@ here too, so a checkout works before it is installed.
 from __future__ import annotations
 
 import importlib
+import sys
 from functools import lru_cache
 from importlib import metadata
 
@@ -33,18 +34,36 @@ class Registry:
         self.by_name: dict[str, list[Rule]] = {}
         self.runners: dict[str, type[Runner]] = {}
         self.origins: dict[int, str] = {}  # id(rule) -> the module that declared it
+        self.rule_modules: list[str] = []  # the rule modules added, in order: a worker process adds the same
+        self.runner_origins: dict[str, str] = {}  # runner name -> the module that declared it
 
-    def add_module(self, module_name: str) -> None:
+    def add_module(self, module_name: str, plugin: bool = False) -> None:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
                 return  # a built-in rule family not written yet in this checkout
             raise
+        except ImportError as exc:
+            if not plugin:
+                raise
+            # an installed plug-in that does not fit this navbuild must not stop every build
+            sys.stderr.write(f"navbuild: warning: rule module {module_name} cannot be imported ({exc}); "
+                             f"its rules are left out\n")
+            return
         for rule in getattr(module, "RULES", ()):
             self.add_rule(rule, module_name)
         for runner in getattr(module, "RUNNERS", ()):
             self.runners[runner.name] = runner
+            self.runner_origins[runner.name] = module_name
+        self.rule_modules.append(module_name)
+
+    def from_modules_alone(self) -> bool:
+        """Whether ``from_modules(self.rule_modules)`` gives this registry again (what a worker
+        process does); not when code added rules or runners of its own (a test's registry)."""
+        modules = set(self.rule_modules)
+        return (all(origin in modules for origin in self.origins.values())
+                and all(self.runner_origins.get(name) in modules for name in self.runners))
 
     def add_rule(self, rule: Rule, origin: str) -> None:
         known = self.by_name.setdefault(rule.name, [])
@@ -134,6 +153,13 @@ def _entry_point_modules() -> list[str]:
     return [ep.value.split(":")[0] for ep in found]
 
 
+def from_modules(module_names: list[str]) -> Registry:
+    registry = Registry()
+    for module_name in module_names:
+        registry.add_module(module_name)
+    return registry
+
+
 @lru_cache(maxsize=1)
 def default_registry() -> Registry:
     registry = Registry()
@@ -141,5 +167,5 @@ def default_registry() -> Registry:
     for module_name in (*BUILTIN_MODULES, *_entry_point_modules()):
         if module_name not in seen:
             seen.add(module_name)
-            registry.add_module(module_name)
+            registry.add_module(module_name, plugin=module_name not in BUILTIN_MODULES)
     return registry

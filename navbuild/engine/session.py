@@ -3,7 +3,7 @@ runs the ones that are not.
 
 doit schedules; the session answers doit's two questions per target. ``is_up_to_date`` asks the
 store alone (never doit's dependency file), restoring materialized outputs on the way; ``run``
-executes the target's action (``actions.execute``) under a per-key lock, so two processes never
+executes the target's action (``workers.execute``: in a worker process) under a per-key lock, so two processes never
 build the same key, and records the outcome (``records``).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from navbuild.engine import actions, keys
+from navbuild.engine import keys, workers
 from navbuild.engine.config import ProjectConfig
 from navbuild.engine.fingerprint import MachineInfo
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
@@ -37,6 +37,9 @@ class Options:
     remote_cache: str | None = None  # --remote-cache URL ("" turns a configured one off)
     remote_read_only: bool = False  # --remote-cache-read-only
     retry_failed: bool = False  # run targets whose key failed before instead of replaying the failure
+    isolate: bool = True  # actions run in worker processes (engine/workers.py); False: in this one
+    gpu_jobs: int = 1  # targets on the GPU at once, whatever -j says (engine/workers.py:gpu_slot)
+    restore_only: bool = False  # never run an action: only the store and the remote cache (--executor ray)
 
 
 class Session:
@@ -51,6 +54,9 @@ class Session:
         self.outputs = Outputs(project.out, graph, self.store, self.keys)
         self.records = RunRecords()
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
+        self.workers = None  # navbuild.engine.workers.Pool, made when the first action runs
+        self.gpu_slots = None  # a semaphore of options.gpu_jobs slots, made by the first GPU target
+        self.worker_hook: workers.Hook | None = None  # what a caller adds to its workers (the Python API)
         self.built_something = False  # set by a build command: did this run change any target?
         remote = project.remote.with_overrides(self.options.remote_cache, self.options.remote_read_only)
         self.remote = RemoteCache(remote) if remote.url else None
@@ -134,8 +140,10 @@ class Session:
                     status = CACHED  # another process built it while we waited for the lock
                 elif name not in self.forced and (manifest := self._restore(target, key, material)) is not None:
                     status, origin = CACHED, REMOTE
+                elif self.options.restore_only:
+                    raise Skip("not in the store nor in the remote cache (restore only)")
                 else:
-                    manifest = {**actions.execute(self, target, key, material), "key": key}
+                    manifest = {**workers.execute(self, target, key, material), "key": key}
                     status = BUILT
                 self.materialize(target, manifest)
                 self.keys.set_current(name, manifest)
@@ -169,7 +177,8 @@ class Session:
         return False
 
     def _failed(self, target: Target, exc: BaseException, started: float, key: str | None = None) -> bool:
-        transient = is_disk_full(exc) or isinstance(exc, MemoryError)
+        # not the target's doing: a full disk, no memory, or no worker process that could start
+        transient = is_disk_full(exc) or isinstance(exc, (MemoryError, workers.WorkerStartError))
         if is_disk_full(exc):
             reason = f"disk full while building ({exc}); free space and run again"
         else:
@@ -225,8 +234,21 @@ class Session:
                                 correctness=correctness, origin=origin,
                                 metadata={"build_seconds": manifest.get("seconds", 0.0), **kept}))
 
+    def describe(self) -> dict[str, Any]:
+        """What a worker process needs to open this project (``project.open_described``): plain data,
+        no file required."""
+        hook = self.worker_hook
+        return {"config": self.project.mapping, "root": str(self.project.root), "label": str(self.project.path),
+                "store": str(self.project.store), "out": str(self.project.out),  # as used: verify's scratch
+                "rule_modules": list(self.registry.rule_modules),
+                "options": {"verbose": self.options.verbose, "config_arg": self.options.config_arg,
+                            "retry_failed": self.options.retry_failed},
+                "hook": {"module": hook.module, "data": hook.data} if hook is not None else None}
+
     def close(self) -> None:
-        self.store.files.save()
+        if self.workers is not None:
+            self.workers.close()
+        self.store.close()
 
 
 def _small(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -7,11 +7,18 @@ Layout under the store root (``.navbuild/`` by default)::
     targets/<target>       the last key and key material of each target (status, explain)
     failures/ab/cdef...    action key -> record of the build that failed under it (reason, log)
     cache/<rule>/<device>  caches that rules keep between builds (timing caches, compile caches)
-    locks/, tmp/           per-key build locks; staging space on the same file system
+    locks/                 per-key build locks, the store lock, one owner lock per live process
+    tmp/<pid>-<token>/     each process's staging space on the same file system
 
 Every write is temp file + fsync + rename, so a crash or a full disk never leaves a partial object
 or manifest under its final name, and several processes (or machines on a shared file system) can
 use one store. The store, not doit's dependency file, decides what is built.
+
+Checks (docs/architecture.md, "What is checked when"): every manifest read is shape-checked (a bad
+one is absent, and reported); files are trusted by their stat signature (size, mtime, ctime,
+inode) and re-hashed when it changed; ``navbuild fsck`` re-hashes everything. A process's temp
+folder is tied to a lock it holds while alive, so a later build removes the folders of dead
+processes. Builds hold the store lock shared, ``gc`` and ``fsck --repair`` exclusive.
 """
 from __future__ import annotations
 
@@ -19,17 +26,21 @@ import contextlib
 import errno
 import fcntl
 import os
+import secrets
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import msgpack
 
-from navbuild.hashing import digest_bytes, digest_file
+from navbuild.hashing import copy_with_digest, digest_bytes, digest_file, is_digest, is_output_digest
 
 MANIFEST_SCHEMA = 1
+USE_RESOLUTION_S = 3600  # a manifest used as current is marked used at most once an hour (gc --max-size)
 
 
 class CorruptObject(RuntimeError):
@@ -69,34 +80,42 @@ def safe_name(target: str) -> str:
 
 
 class FileHashCache:
-    """Digests of files keyed by (size, mtime_ns, inode), as git's index does: an unchanged file is
-    never re-read. An entry is not trusted when the file changed within the last two seconds of its
-    hashing, since a write in the same clock tick could leave the stat unchanged ("racy git")."""
+    """Digests of files keyed by (size, mtime_ns, ctime_ns, inode), as git's index does: an unchanged
+    file is never re-read. ctime is in the key because no one can set it back: a file rewritten with
+    its old mtime restored is re-hashed. An entry is not trusted when the file changed within the
+    last two seconds of its hashing, since a write in the same clock tick could leave the stat
+    unchanged ("racy git")."""
 
     RACY_NS = 2_000_000_000
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tmp_dir: Callable[[], Path] | None = None) -> None:
         self.path = path
+        self.tmp_dir = tmp_dir
         self.entries: dict[str, list[Any]] = {}
         self.dirty = False
         with contextlib.suppress(OSError, ValueError, msgpack.UnpackException):
-            self.entries = msgpack.unpackb(path.read_bytes(), raw=False)
+            entries = msgpack.unpackb(path.read_bytes(), raw=False)
+            if isinstance(entries, dict):
+                self.entries = entries
+
+    @staticmethod
+    def signature(stat: os.stat_result) -> list[int]:
+        return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
     def digest(self, path: Path) -> str:
         stat = path.stat()
-        signature = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-        key = str(path)
-        entry = self.entries.get(key)
-        if entry and entry[:3] == signature:
-            return entry[3]
+        signature = self.signature(stat)
+        entry = self.entries.get(str(path))
+        if entry and entry[:4] == signature and len(entry) == 5:
+            return entry[4]
         value = digest_file(path)
         self.remember(path, value, stat)
         return value
 
     def remember(self, path: Path, digest: str, stat: os.stat_result | None = None) -> None:
         stat = stat or path.stat()
-        if time.time_ns() - stat.st_mtime_ns > self.RACY_NS:
-            self.entries[str(path)] = [stat.st_size, stat.st_mtime_ns, stat.st_ino, digest]
+        if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > self.RACY_NS:
+            self.entries[str(path)] = [*self.signature(stat), digest]
             self.dirty = True
 
     def forget(self, path: Path) -> None:
@@ -106,7 +125,8 @@ class FileHashCache:
     def save(self) -> None:
         if self.dirty:
             with contextlib.suppress(OSError):  # a cache: losing it costs a re-hash, never a wrong answer
-                atomic_write(self.path, msgpack.packb(self.entries, use_bin_type=True), durable=False)
+                tmp = self.tmp_dir() if self.tmp_dir else None
+                atomic_write(self.path, msgpack.packb(self.entries, use_bin_type=True), tmp, durable=False)
             self.dirty = False
 
 
@@ -116,11 +136,106 @@ class Store:
         self.objects = self.root / "objects"
         self.actions = self.root / "actions"
         self.targets = self.root / "targets"
-        self.tmp = self.root / "tmp"
+        self.tmp_root = self.root / "tmp"
         self.locks = self.root / "locks"
-        for folder in (self.objects, self.actions, self.targets, self.tmp, self.locks):
+        for folder in (self.objects, self.actions, self.targets, self.tmp_root, self.locks):
             folder.mkdir(parents=True, exist_ok=True)
-        self.files = FileHashCache(self.root / "filehash.msgpack")
+        self.files = FileHashCache(self.root / "filehash.msgpack", lambda: self.tmp)
+        self.problems: list[str] = []  # what the self-checks found (reported once each)
+        self._owned_tmp: Path | None = None
+        self._owner_lock: Any = None
+        self._store_lock: Any = None
+        self._guard = threading.Lock()
+
+    # -- this process's temp folder -------------------------------------------------------------
+    @property
+    def tmp(self) -> Path:
+        """This process's temp folder, made on first use and tied to a lock held while it lives."""
+        with self._guard:
+            if self._owned_tmp is None or not self._owned_tmp.is_dir():
+                name = f"{os.getpid()}-{secrets.token_hex(4)}"
+                owners = self.locks / "owners"
+                owners.mkdir(parents=True, exist_ok=True)
+                handle = open(owners / name, "a+")
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                folder = self.tmp_root / name
+                folder.mkdir(parents=True, exist_ok=True)
+                self._release_tmp()
+                self._owned_tmp, self._owner_lock = folder, handle
+            return self._owned_tmp
+
+    def _release_tmp(self) -> None:
+        if self._owned_tmp is not None:
+            shutil.rmtree(self._owned_tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (self.locks / "owners" / self._owned_tmp.name).unlink()
+            self._owned_tmp = None
+        if self._owner_lock is not None:
+            self._owner_lock.close()
+            self._owner_lock = None
+
+    def dead_temp(self) -> list[Path]:
+        """Temp folders of processes that died (their owner lock is free), and anything else in
+        tmp/ (left by an older navbuild) once it is an hour old."""
+        try:
+            entries = list(os.scandir(self.tmp_root))
+        except FileNotFoundError:
+            return []
+        dead = []
+        for entry in entries:
+            path = Path(entry.path)
+            if path == self._owned_tmp:
+                continue
+            lock = self.locks / "owners" / entry.name
+            if lock.exists():
+                if _owner_is_dead(lock):
+                    dead.append(path)
+                continue
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < time.time() - 3600:
+                    dead.append(path)
+        return dead
+
+    def remove_dead_temp(self) -> int:
+        """A build calls it: what killed processes left in tmp/ goes; returns how many entries."""
+        dead = self.dead_temp()
+        for path in dead:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() and not path.is_symlink() else \
+                path.unlink(missing_ok=True)
+            (self.locks / "owners" / path.name).unlink(missing_ok=True)
+        return len(dead)
+
+    def close(self) -> None:
+        """Save the stat cache, remove this process's temp folder, release the store lock."""
+        self.files.save()
+        with self._guard:
+            self._release_tmp()
+        if self._store_lock is not None:
+            self._store_lock.close()
+            self._store_lock = None
+
+    # -- the store lock: builds share it, gc and fsck --repair take it alone -----------------------
+    def hold_shared(self) -> None:
+        """Held by a build until ``close``: gc waits for it (idempotent)."""
+        if self._store_lock is None:
+            handle = open(self.locks / "store", "a+")
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+            self._store_lock = handle
+
+    @contextlib.contextmanager
+    def exclusive(self, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+        """No build runs on this store while it is held; ``waiting`` is called if builds must end first."""
+        with open(self.locks / "store", "a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting is not None:
+                    waiting()
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     # -- objects --------------------------------------------------------------------------------
     def object_path(self, digest: str) -> Path:
@@ -213,16 +328,37 @@ class Store:
         return self.actions / key[:2] / key[2:]
 
     def get_manifest(self, key: str) -> dict[str, Any] | None:
+        """The manifest under ``key``, or None. One that does not decode or has the wrong shape is
+        treated as absent (and reported once); its use marks it recently used (``gc --max-size``)."""
+        path = self.manifest_path(key)
         try:
-            data = self.manifest_path(key).read_bytes()
-        except FileNotFoundError:
+            with open(path, "rb") as handle:
+                data = handle.read()
+                used = os.fstat(handle.fileno()).st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            self._report(f"manifest {key} cannot be read ({exc.strerror}); ignored")
             return None
         try:
             manifest = msgpack.unpackb(data, raw=False)
         except (ValueError, msgpack.UnpackException):
-            self.manifest_path(key).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)  # torn or truncated: never a complete write
             return None
-        return manifest if isinstance(manifest, dict) else None
+        problem = manifest_problem(manifest, key)
+        if problem:
+            self._report(f"manifest {key} is malformed ({problem}); ignored, it is rebuilt "
+                         f"(`navbuild fsck --repair` removes it)")
+            return None
+        if used < time.time() - USE_RESOLUTION_S:
+            with contextlib.suppress(OSError):
+                os.utime(path)
+        return manifest
+
+    def _report(self, problem: str) -> None:
+        if problem not in self.problems:
+            self.problems.append(problem)
+            sys.stderr.write(f"navbuild: store {self.root}: {problem}\n")
 
     def put_manifest(self, key: str, manifest: dict[str, Any]) -> None:
         manifest = {**manifest, "schema": MANIFEST_SCHEMA, "key": key}
@@ -234,9 +370,12 @@ class Store:
     def manifest_intact(self, manifest: dict[str, Any]) -> bool:
         return all(self.has_object(d) for d in manifest.get("files", {}).values())
 
-    def iter_manifests(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def manifest_keys(self) -> Iterator[str]:
         for path in self.actions.glob("*/*"):
-            key = path.parent.name + path.name
+            yield path.parent.name + path.name
+
+    def iter_manifests(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for key in self.manifest_keys():
             manifest = self.get_manifest(key)
             if manifest is not None:
                 yield key, manifest
@@ -265,9 +404,13 @@ class Store:
 
     def get_target_record(self, target: str) -> dict[str, Any] | None:
         try:
-            return msgpack.unpackb(self.target_record_path(target).read_bytes(), raw=False)
-        except (FileNotFoundError, ValueError, msgpack.UnpackException):
+            record = msgpack.unpackb(self.target_record_path(target).read_bytes(), raw=False)
+        except (OSError, ValueError, msgpack.UnpackException):
             return None
+        if not isinstance(record, dict) or not isinstance(record.get("material", {}), dict):
+            self._report(f"the last-build record of {target} is malformed; ignored")
+            return None
+        return record
 
     def put_target_record(self, target: str, record: dict[str, Any]) -> None:
         atomic_write(self.target_record_path(target), msgpack.packb(record, use_bin_type=True), self.tmp)
@@ -293,30 +436,109 @@ class Store:
     def scratch(self, prefix: str) -> Path:
         return Path(tempfile.mkdtemp(dir=self.tmp, prefix=prefix))
 
-    # -- garbage collection ---------------------------------------------------------------------
-    def gc(self) -> dict[str, int]:
-        """Delete objects no manifest reaches and stale temporary files; returns counts and bytes."""
-        reachable: set[str] = set()
-        for _, manifest in self.iter_manifests():
-            reachable.update(manifest.get("files", {}).values())
-            if manifest.get("log"):
-                reachable.add(manifest["log"])
-        removed = freed = 0
-        for path in self.objects.glob("*/*"):
-            digest = path.parent.name + path.name
-            if digest not in reachable:
-                freed += path.stat().st_size
-                self.drop_object(digest)
-                removed += 1
-        stale_before = time.time() - 3600
-        for path in self.tmp.iterdir():
-            with contextlib.suppress(OSError):
-                if path.stat().st_mtime < stale_before:
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
-        self.files.entries = {k: v for k, v in self.files.entries.items() if os.path.exists(k)}
-        self.files.dirty = True
-        self.files.save()
-        return {"objects_removed": removed, "bytes_freed": freed, "objects_kept": len(reachable)}
+    @contextlib.contextmanager
+    def staging(self) -> Iterator["Staging"]:
+        """Objects from an untrusted source, held apart until every one is verified (``Staging``)."""
+        folder = self.scratch("staging-")
+        try:
+            yield Staging(self, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # -- garbage collection and checks (navbuild.engine.maintenance) -------------------------------
+    @staticmethod
+    def manifest_problem(manifest: Any, key: str | None = None) -> str | None:
+        return manifest_problem(manifest, key)
+
+    def gc(self, max_size: int | None = None, keep: set[str] = frozenset()) -> dict[str, int]:
+        from navbuild.engine import maintenance
+
+        with self.exclusive():
+            return maintenance.gc(self, max_size=max_size, keep=keep)
+
+
+def manifest_problem(manifest: Any, key: str | None = None) -> str | None:
+    """What is wrong with a manifest's shape (None when it can be used): checked on every read."""
+    if not isinstance(manifest, dict):
+        return f"a {type(manifest).__name__}, not a map"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return f"files is {type(files).__name__}, not a map of files"
+    for name, digest in files.items():
+        if not _safe_relative(name):
+            return f"file name {str(name)[:80]!r} is not a relative path"
+        if not is_digest(digest):
+            return f"file {name} has digest {str(digest)[:40]!r}"
+    if not is_output_digest(manifest.get("digest")):
+        return f"digest {str(manifest.get('digest'))[:40]!r} is not a digest"
+    if manifest.get("log") is not None and not is_digest(manifest["log"]):
+        return f"log {str(manifest['log'])[:40]!r} is not a digest"
+    if not isinstance(manifest.get("status"), str):
+        return "status is missing"
+    if not isinstance(manifest.get("metadata", {}), dict):
+        return "metadata is not a map"
+    if key is not None and manifest.get("key", key) != key:
+        return f"it records key {str(manifest.get('key'))[:40]!r}"
+    return None
+
+
+def _safe_relative(name: Any) -> bool:
+    if not isinstance(name, str) or not name or name.startswith("/") or "\\" in name or "\0" in name:
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _owner_is_dead(lock: Path) -> bool:
+    """The process that made a temp folder holds its owner lock while it lives."""
+    try:
+        with open(lock, "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class Staging:
+    """Objects streamed into a private folder with a running digest; ``commit`` moves them into
+    ``objects/`` only once all were added, so bytes that do not match their digest never enter."""
+
+    def __init__(self, store: Store, folder: Path) -> None:
+        self.store, self.folder = store, folder
+
+    def add(self, stream: BinaryIO, expected: str, limit: int, label: str) -> None:
+        if not is_digest(expected):
+            raise CorruptObject(f"{label}: {expected!r} is not a digest")
+        dest = self.folder / expected
+        if dest.exists():
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    actual = copy_with_digest(stream, out, limit)
+                except ValueError as exc:
+                    raise CorruptObject(f"{label}: {exc}") from None
+                out.flush()
+                os.fsync(out.fileno())
+            if actual != expected:
+                raise CorruptObject(f"{label} has digest {actual}, but {expected} is recorded")
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def commit(self) -> None:
+        for path in sorted(self.folder.iterdir()):
+            if path.name.startswith("."):
+                continue
+            dest = self.store.object_path(path.name)
+            if not self.store._object_ok(dest, path.name):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+                self.store.files.forget(dest)
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ from navbuild.engine.session import FAILED, Record, Session
 KINDS = ((ARTIFACT, "artifacts", "build"), (CHECK, "checks", "check"), (PROFILE, "profiles", "profile"))
 
 STATUS_STYLE = {"built": "green", "cached": "cyan", "remote": "blue", "skipped": "yellow", "failed": "bold red"}
+FOLD_CACHED_ABOVE = 50  # rows; past this, cached rows are counted, not rendered (-v renders them)
 
 
 def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
@@ -30,7 +31,7 @@ def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
                       "seconds": record.seconds, "check_seconds": check.seconds if check else None,
                       "profile_seconds": profile.seconds if profile else None,
                       "correctness": _correctness_text(check), "throughput": _throughput_text(profile),
-                      "record": record, "check": check})
+                      "record": record, "check": check, "node": record.node})
     return table
 
 
@@ -96,14 +97,22 @@ def print_summary(console: Any, session: Session, records: dict[str, Record]) ->
                             ("best throughput", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     data = rows(session, records)
-    for row in data:
+    listed = data
+    if len(data) > FOLD_CACHED_ABOVE and not session.options.verbose:  # a large no-op: render only news
+        listed = [row for row in data if row["status"] != "cached" or row["reason"]]
+    for row in listed:
         status = f"[{STATUS_STYLE.get(row['status'], '')}]{row['status']}[/]"
+        if row["node"]:  # --executor ray: the node that ran it
+            status += f" on {row['node']}"
         if row["reason"]:
             status += f": {row['reason']}"
         digest = (row["digest"] or "")[:12]
         table.add_row(row["target"], status, digest, _seconds(row["seconds"]), _seconds(row["check_seconds"]),
                       _seconds(row["profile_seconds"]), row["correctness"], row["throughput"])
-    console.print(table)
+    if listed:
+        console.print(table)
+    if len(listed) < len(data):
+        console.print(f"{len(data) - len(listed)} cached targets not listed (-v lists every target)", highlight=False)
     for row in data:
         if row["status"] == FAILED:
             failed = row["record"]

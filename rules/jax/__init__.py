@@ -29,6 +29,7 @@ SAVEDMODEL = Rule(
     params={"serialization": "graph"}, tools=(*loader.TOOLS, *TF_TOOLS), runner="tf-savedmodel",
     needs=Needs(modules=("jax", "tensorflow"), cuda_when_device_is_cuda=False), validate=build.validate_savedmodel,
     outputs=SAVEDMODEL_OUTPUTS, triton=TRITON_SAVEDMODEL, base=True,
+    loads_code=True,  # a SavedModel's graph may hold any TensorFlow op (file reads and writes too)
     description="a SavedModel from jax2tf, parameters as variables, one serving signature",
 )
 

@@ -26,6 +26,7 @@ REFERENCE = Rule(
 SAVEDMODEL = Rule(
     name="savedmodel", version="1", build=build.build_savedmodel, consumes=SOURCE, frameworks=(loader.FRAMEWORK,),
     tools=loader.TOOLS, runner=SavedModelRunner.name, needs=TF, outputs=loader.SAVEDMODEL_OUTPUTS, triton=loader.TRITON_SAVEDMODEL, base=True,
+    loads_code=True,  # a SavedModel's graph may hold any TensorFlow op (file reads and writes too)
     description="a SavedModel with one serving signature named after the model's inputs and outputs",
 )
 
@@ -44,7 +45,7 @@ TF_TRT = Rule(
     devices=("cuda",), runner=SavedModelRunner.name, needs=Needs(modules=("tensorflow",), gpu=True),
     suffix_default_precision=True, normalized=False, canonical_digest=build.tf_trt_digest,
     validate=build.validate_tf_trt, outputs=(*loader.SAVEDMODEL_OUTPUTS, loader.BUILD_INFO),
-    triton=loader.TRITON_SAVEDMODEL,
+    triton=loader.TRITON_SAVEDMODEL, loads_code=True,
     description="TensorFlow-TensorRT: the SavedModel with TensorRT engines built for the samples' shapes",
 )
 

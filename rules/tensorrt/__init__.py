@@ -27,7 +27,7 @@ TRT = Rule(
     needs=Needs(modules=("tensorrt",), gpu=True), suffix_default_precision=True, normalized=False,
     canonical_digest=build.info_digest, validate=config.validate, outputs=(loader.PLAN_FILE, loader.BUILD_INFO),
     triton=TritonModel(backend="tensorrt", platform="tensorrt_plan", files={loader.PLAN_FILE: "model.plan"}),
-    device_tools=("tensorrt",),
+    device_tools=("tensorrt",), loads_code=True,
     description="TensorRT plan (model.plan) from the ONNX model: fp32, fp16, bf16, int8 (calibrated)",
 )
 
@@ -38,6 +38,7 @@ ORT_TRT = Rule(
     devices=("cuda",), runner="ort-trt", needs=Needs(modules=("onnxruntime",), gpu=True), normalized=False,
     canonical_digest=build.info_digest,
     outputs=(loader.ONNX_FILE, loader.BUILD_INFO, f"{loader.ORT_ENGINE_DIR}/*"), device_tools=("tensorrt",),
+    loads_code=True,
     description="ONNX model with ONNX Runtime's TensorRT execution provider and its engine cache",
 )
 

@@ -30,5 +30,8 @@ def load_torchscript(path: Path, device: str) -> Any:
 
 
 def load_exported(path: Path, device: str) -> Any:
-    """The program's module; it was exported on its target device, so ``to`` only confirms it."""
-    return torch.export.load(str(path)).module().to(device)
+    """The program's module; it was exported on its target device, so ``to`` only confirms it.
+    Loaded by ``safe_pt2``: an archive may come from a package, and torch.export.load unpickles."""
+    from rules.torch.safe_pt2 import load_program
+
+    return load_program(path).module().to(device)

@@ -25,7 +25,7 @@ TORCH_COMPILE = Rule(
     params=dict(options.COMPILE_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
     validate=options.validate_compile, variants=options.COMPILE_VARIANTS, resolve=options.resolve_params,
-    outputs=(loader.RECIPE_FILE, loader.CACHE_FILE),
+    outputs=(loader.RECIPE_FILE, loader.CACHE_FILE), loads_code=True,
     description="torch.compile recipe (mode, backend, batch buckets or dynamic, memory format, precision) "
                 "plus torch's compile cache",
 )
@@ -36,7 +36,7 @@ AOTI = Rule(
     runner="aoti", normalized=False, canonical_digest=build.aoti_digest, validate=options.validate_aoti,
     variants=options.AOTI_VARIANTS, resolve=options.resolve_params,
     identifies_model=True,  # aoti.json holds the digests of the exported graphs and weights
-    outputs=(loader.AOTI_FILE, loader.AOTI_BUCKET_FILES, loader.AOTI_INFO_FILE),
+    outputs=(loader.AOTI_FILE, loader.AOTI_BUCKET_FILES, loader.AOTI_INFO_FILE), loads_code=True,
     description="AOTInductor packages (one per batch bucket, or one with a dynamic batch), run in a worker process",
 )
 

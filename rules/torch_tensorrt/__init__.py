@@ -15,7 +15,8 @@ TORCH_TRT = Rule(
     params=dict(build.DEFAULTS), tools=("torch", "torch-tensorrt", "tensorrt"), precisions=build.PRECISIONS,
     device_bound=True, devices=("cuda",), runner="torch-trt", needs=Needs(modules=("torch_tensorrt",), gpu=True),
     suffix_default_precision=True, normalized=False, canonical_digest=build.info_digest, validate=build.validate,
-    outputs=(loader.OUTPUT_FILE, loader.BUILD_INFO), device_tools=("tensorrt",), description="Torch-TensorRT compile of the exported program, saved as an ExportedProgram",
+    outputs=(loader.OUTPUT_FILE, loader.BUILD_INFO), device_tools=("tensorrt",), loads_code=True,
+    description="Torch-TensorRT compile of the exported program, saved as an ExportedProgram",
 )
 
 RULES = [TORCH_TRT]

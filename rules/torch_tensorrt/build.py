@@ -23,6 +23,7 @@ from navbuild.hashing import digest_file
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext, Skip
 from rules.tensorrt import config
+from rules.torch.safe_pt2 import load_program
 from rules.torch_compile import torch_io
 from rules.torch_tensorrt.loader import BUILD_INFO, INPUT_FILE, OUTPUT_FILE, import_torch_tensorrt
 
@@ -63,7 +64,7 @@ def build_torch_trt(ctx: BuildContext) -> dict[str, Any]:
         raise Skip("no CUDA GPU on this machine")
     dtype = torch_io.torch_dtype(params.precision)
     source = ctx.input_path(INPUT_FILE)
-    program = torch.export.load(str(source))
+    program = load_program(source)  # the upstream archive may come from a package: nothing unpickled
     order = torch_io.input_order(ctx.model, ctx.samples[0])
     sample = torch_io.export_sample(ctx.model, ctx.samples, params.max_batch_size)
     example = torch_io.to_tensors(ctx.model, sample, "cuda", params.precision)

@@ -145,6 +145,7 @@ def test_two_projects_sharing_a_store_never_share_a_recipe_digest(tmp_path):
             [project]
             name = "p"
             store = "{store}"
+            allow_paths_outside = true
 
             [profile]
             batch_sizes = [1]

@@ -1,0 +1,159 @@
+"""``--executor ray`` on a real Ray cluster of two nodes (two raylets on this machine, started by
+the test through Ray's own ``cluster_utils``), artifacts shared through a ``file://`` remote cache.
+
+The scheduler (the ``navbuild`` process) sends each target to the cluster; the nodes build in their
+own stores; the scheduler restores, materializes and packages. A second clone with the same cache
+sends nothing to Ray."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from navbuild.engine import ray_executor, workers
+from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, Record
+from navbuild.engine.session import Options
+from tests.e2e.conftest import make_project
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (the ray extra)")
+ARTIFACTS = ("cnn:samples", "cnn:reference", "cnn:onnx", "cnn:torchscript-trace",
+             "encoder:onnx", "encoder:torchscript-trace")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    # the nodes' stores (inherited by the raylets): this module's own, so the first build is cold
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv(ray_executor.NODE_STORE_ENV, str(tmp_path_factory.mktemp("node-stores")))
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+    monkeypatch.undo()
+
+
+def run(project, *words):
+    proc, report = project.build_subprocess(*words)
+    output, _ = proc.communicate(timeout=900)
+    return proc.returncode, output, (json.loads(report.read_text()) if report.exists() else {})
+
+
+@needs_ray
+def test_a_cold_build_runs_on_the_nodes_and_a_second_clone_sends_nothing(cluster, tmp_path):
+    cache = f"file://{tmp_path / 'cache'}"
+    first = make_project(tmp_path / "first")
+    code, output, records = run(first, "all", "--executor", f"ray:{cluster.address}", "--remote-cache", cache)
+    assert code == 0, output
+    nodes = {records[name]["node"] for name in records}
+    for name in ARTIFACTS:
+        assert records[name]["status"] == BUILT and records[name]["node"], records[name]
+    for name in ARTIFACTS[2:]:
+        assert records[f"{name}.check"]["status"] == BUILT and records[f"{name}.check"]["node"]
+        assert any(first.out(name).iterdir())  # restored here and materialized
+    assert len(nodes - {None}) == 2, nodes  # both nodes took targets (one CPU each)
+    assert (first.root / "navbuild-out" / "e2e.nav").exists()  # restored here, then packaged
+    digests = {name: records[name]["digest"] for name in ARTIFACTS}
+
+    second = make_project(tmp_path / "second")
+    code, output, again = run(second, "all", "--executor", f"ray:{cluster.address}", "--remote-cache", cache)
+    assert code == 0, output
+    for name in ARTIFACTS:
+        assert again[name]["status"] == CACHED and again[name]["origin"] == REMOTE, again[name]
+        assert again[name]["node"] is None and again[name]["digest"] == digests[name]
+    assert "ray:" not in output  # nothing was sent: Ray was not even joined
+
+
+@needs_ray
+def test_a_failure_on_a_node_is_its_targets_own(cluster, tmp_path):
+    project = make_project(tmp_path / "broken")
+    model = project.root / "text" / "model.py"
+    model.write_text(model.read_text().replace("def build_model(", "def build_model(*_, **__):\n"
+                                               "    raise RuntimeError('broken on purpose')\n\n\ndef _unused(", 1))
+    code, output, records = run(project, "all", "--executor", f"ray:{cluster.address}",
+                                "--remote-cache", f"file://{tmp_path / 'cache'}")
+    assert code == 1
+    assert records["encoder:reference"]["status"] == FAILED and "broken on purpose" in records["encoder:reference"]["reason"]
+    assert records["encoder:reference"]["node"]  # the node's record: this machine has nothing to restore
+    assert records["encoder:onnx.check"]["status"] == FAILED  # not run: what it needs failed
+    # the nodes' stores already hold cnn's targets (the test before): found there, shared, restored here
+    assert records["cnn:onnx"]["status"] in (BUILT, CACHED) and records["cnn:onnx"]["node"]
+    assert (project.out("cnn:onnx") / "model.onnx").exists() or any(project.out("cnn:onnx").iterdir())
+
+
+def test_ray_needs_a_writable_remote_cache(tmp_path):
+    project = make_project(tmp_path / "p")
+    assert project.build("all", "--executor", "ray", expect=2) == {}
+    project.config.write_text(project.config.read_text().replace(
+        "[project]", f'[cache]\nremote = "file://{tmp_path}/c"\nread_only = true\n\n[project]'))
+    assert project.build("all", "--executor", "ray", expect=2) == {}
+
+
+def test_executor_words():
+    assert ray_executor.parse(None) is None and ray_executor.parse("local") is None
+    assert ray_executor.parse("ray") == ray_executor.RayExecutor(None)
+    assert ray_executor.parse("ray:auto").address == "auto"
+    assert ray_executor.parse("ray:10.0.0.2:6379", "H100") == ray_executor.RayExecutor("10.0.0.2:6379", "H100")
+    assert ray_executor.parse("ray://head:10001").address == "ray://head:10001"
+    for bad in ("dask", "ray:", "rays"):
+        with pytest.raises(ray_executor.ExecutorError):
+            ray_executor.parse(bad)
+    with pytest.raises(ray_executor.ExecutorError, match="--gpu-type"):
+        ray_executor.parse("local", "H100")
+
+
+def test_gpu_targets_go_to_gpu_nodes_of_the_named_type():
+    gpu, cpu = SimpleNamespace(device="cuda"), SimpleNamespace(device="cpu")
+    assert ray_executor._resources(gpu, ray_executor.RayExecutor(None, "H100")) == {
+        "num_cpus": 1, "num_gpus": 1, "accelerator_type": "H100"}
+    assert ray_executor._resources(gpu, ray_executor.RayExecutor(None)) == {"num_cpus": 1, "num_gpus": 1}
+    assert ray_executor._resources(cpu, ray_executor.RayExecutor(None, "H100")) == {"num_cpus": 1}
+
+
+def test_the_summary_keeps_the_nodes_status_for_what_was_restored_here():
+    local = {"a": Record("a", CACHED, digest="d1"), "b": Record("b", "skipped", reason="no CUDA GPU"),
+             "c": Record("c", CACHED, digest="d3")}
+    on_nodes = {"a": Record("a", BUILT, digest="d1", node="n1", seconds=2.0),
+                "b": Record("b", BUILT, digest="d2", node="gpu-node")}
+    merged = ray_executor.merge(local, on_nodes)
+    assert (merged["a"].status, merged["a"].node, merged["a"].seconds) == (BUILT, "n1", 2.0)
+    assert merged["b"] is on_nodes["b"]  # a device-bound target of another machine type
+    assert merged["c"].status == CACHED and merged["c"].node is None
+
+
+def test_gpu_targets_wait_for_a_gpu_slot_whatever_j_says():
+    """-j 4 with one GPU slot (--gpu-jobs 1): never two CUDA targets at once; CPU ones don't wait."""
+    session = SimpleNamespace(options=Options(gpu_jobs=1), gpu_slots=None)
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def target_on(device):
+        with workers.gpu_slot(session, SimpleNamespace(device=device)):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+
+    threads = [threading.Thread(target=target_on, args=("cuda",)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
+    session.options.gpu_jobs, session.gpu_slots, most[0] = 2, None, 0
+    threads = [threading.Thread(target=target_on, args=(d,)) for d in ("cuda", "cuda", "cuda", "cpu", "cpu")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] >= 3  # two on the GPU, and the CPU targets alongside

@@ -1,0 +1,52 @@
+"""A cheap rule family for scale tests: framework ``toy``, formats ``toy-a`` .. ``toy-d``.
+
+A toy model is ``{"factor": f}``; its outputs are its input times f. Every build writes one small
+JSON file, and the runner multiplies with numpy, so 2,000 targets build in a minute and the engine's
+own costs (keys, store, doit, summary) are what a scale benchmark measures.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from navbuild.lazy import lazy_import
+from navbuild.rule import ROLE_REFERENCE, BuildContext, Rule
+from navbuild.runner import Runner, output_names
+
+np = lazy_import("numpy")
+
+FORMATS = ("toy-a", "toy-b", "toy-c", "toy-d")
+ARTIFACT = "model.json"
+REFERENCE_FILE = "reference.tensors"
+
+
+def build_reference(ctx: BuildContext) -> dict[str, Any]:
+    from navbuild import tensors
+
+    factor = float(ctx.model.load_entry()["factor"])
+    outputs = [{output_names(ctx.model, 1)[0]: next(iter(s.values())) * np.float32(factor)} for s in ctx.samples]
+    tensors.save(ctx.out_dir / REFERENCE_FILE, outputs)
+    return {"outputs": [{"name": name, "dtype": "float32"} for name in outputs[0]]}
+
+
+def build_artifact(ctx: BuildContext) -> dict[str, Any]:
+    factor = float(ctx.model.load_entry()["factor"])
+    (ctx.out_dir / ARTIFACT).write_text(json.dumps({"factor": factor, "format": ctx.target}, sort_keys=True))
+    return {"factor": factor}
+
+
+class ToyRunner(Runner):
+    name = "toy"
+
+    def activate_impl(self) -> None:
+        self.factor = json.loads((self.artifact_dir / ARTIFACT).read_text())["factor"]
+
+    def infer_impl(self, feed: dict[str, Any]) -> dict[str, Any]:
+        return {output_names(self.model, 1)[0]: next(iter(feed.values())) * np.float32(self.factor)}
+
+
+RULES = [Rule(name="reference", version="1", build=build_reference, frameworks=("toy",), role=ROLE_REFERENCE,
+              outputs=(REFERENCE_FILE,), description="a toy model's outputs")]
+RULES += [Rule(name=fmt, version="1", build=build_artifact, frameworks=("toy",), runner=ToyRunner.name,
+               outputs=(ARTIFACT,), description="a toy artifact (one small file)") for fmt in FORMATS]
+RUNNERS = [ToyRunner]
