@@ -1,6 +1,7 @@
 """Issue 14: what a run says it did adds up, and what cannot run here says every reason."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 from navbuild.cli import main
 from navbuild.engine.project import open_project
 
+from .conftest import REPO
 from .tiny import ARTIFACTS, CHECKS, PROFILES, make_tiny_project
 
 
@@ -67,6 +69,7 @@ def test_triton_without_the_triton_extra_says_which_extra_to_install(tmp_path):
     project = make_tiny_project(tmp_path / "project")
     code = ("import sys; sys.modules['tritonclient'] = None; from navbuild.cli import main; "
             f"sys.exit(main(['--config', {str(project.config)!r}, 'triton', '--repo', 'repo']))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "pip install -e '.[triton]'" in result.stderr and "Traceback" not in result.stderr
