@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -154,14 +155,22 @@ def _connect(ray: Any, session: Session, executor: RayExecutor) -> None:
         return
     root = session.project.root
     excludes = [*SHIPPED_EXCLUDES, *(_relative(p, root) for p in (session.project.store, session.project.out))]
-    import navbuild
-    import rules
-
-    # this navbuild travels with the tasks: nodes compute keys with the same code as the scheduler
-    code = [str(Path(module.__file__).parent) for module in (navbuild, rules)]
+    code = _code_to_ship(session)
     runtime_env = {"working_dir": str(root), "excludes": [e for e in excludes if e], "py_modules": code}
     ray.init(address=executor.address, runtime_env=runtime_env, log_to_driver=False, include_dashboard=False,
              configure_logging=False)
+
+
+def _code_to_ship(session: Session) -> list[str]:
+    """navbuild and the packages of the project's rule modules, as this process loaded them: the
+    nodes compute keys and build with exactly the scheduler's code."""
+    tops = ["navbuild", *(name.split(".")[0] for name in session.registry.rule_modules)]
+    folders = []
+    for top in dict.fromkeys(tops):
+        module = sys.modules.get(top)
+        if module is not None and getattr(module, "__path__", None):
+            folders.append(str(Path(list(module.__path__)[0])))
+    return folders
 
 
 def _relative(path: Path, root: Path) -> str | None:
