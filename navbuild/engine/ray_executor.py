@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from navbuild.engine.graph import PROFILE
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, Record
 from navbuild.engine.session import Session
 
@@ -101,7 +102,8 @@ def build(session: Session, selected: list[str], executor: RayExecutor,
                     _connect(ray, session, executor)
                     say(f"ray: {_cluster_text(ray)}")
                     task = ray.remote(run_on_node)
-                options = _resources(graph.targets[name], executor)
+                    node_cpus = _smallest_node_cpus(ray)
+                options = _resources(graph.targets[name], executor, node_cpus)
                 running[task.options(**options).remote(description, name, name in session.forced)] = name
         if not running:
             continue
@@ -194,13 +196,20 @@ def _description(session: Session) -> dict[str, Any]:
     return description
 
 
-def _resources(target: Any, executor: RayExecutor) -> dict[str, Any]:
+def _smallest_node_cpus(ray: Any) -> int:
+    cpus = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    return max(1, int(min((c for c in cpus if c), default=1)))
+
+
+def _resources(target: Any, executor: RayExecutor, node_cpus: int = 1) -> dict[str, Any]:
+    """One CPU; a GPU (of the named type) for a CUDA target. A CPU profile takes as many CPUs as
+    the smallest node has: on a cluster of equal nodes it measures alone, as with -j."""
     if str(target.device).startswith("cuda"):
         options: dict[str, Any] = {"num_cpus": 1, "num_gpus": 1}
         if executor.gpu_type:
             options["accelerator_type"] = executor.gpu_type
         return options
-    return {"num_cpus": 1}
+    return {"num_cpus": node_cpus if target.kind == PROFILE else 1}
 
 
 def _collect(ray: Any, ref: Any, name: str) -> Record:

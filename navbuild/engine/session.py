@@ -56,6 +56,7 @@ class Session:
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
         self.workers = None  # navbuild.engine.workers.Pool, made when the first action runs
         self.gpu_slots = None  # a semaphore of options.gpu_jobs slots, made by the first GPU target
+        self.measuring = None  # workers.SharedOrAlone: a profile runs alone (with -j)
         self.worker_hook: workers.Hook | None = None  # what a caller adds to its workers (the Python API)
         self.built_something = False  # set by a build command: did this run change any target?
         remote = project.remote.with_overrides(self.options.remote_cache, self.options.remote_read_only)

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
 import msgpack
 
+from navbuild.engine.graph import PROFILE
 from navbuild.engine.store import safe_name
 from navbuild.rule import Skip
 
@@ -61,7 +62,7 @@ HEADER = struct.Struct(">I")
 MAX_SPARES = 4  # idle workers kept between sessions of one process (tests, the Python API)
 _POOLS: weakref.WeakSet[Pool] = weakref.WeakSet()
 _SPARES: list[Worker] = []
-_GPU_SLOTS_LOCK = threading.Lock()
+_SESSION_LOCKS = threading.Lock()  # makes a session's gpu_slots and measuring once
 
 
 class Crashed(RuntimeError):
@@ -104,9 +105,10 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
     """Run ``target``'s action (``actions.execute``) in a worker process; returns the manifest
     written under ``key``. It runs in this process when ``NAVBUILD_IN_PROCESS=1``, and for a
     registry that a worker cannot rebuild from module names (rules added by code, as tests do).
-    A target bound to a CUDA device waits for one of the GPU's ``gpu_jobs`` slots (``-j`` is
-    for CPU work: two builds or profiles on one GPU slow each other and spoil the figures)."""
-    with gpu_slot(session, target):
+
+    With ``-j``, a profile runs alone (a target built beside it would be measured with it), and a
+    target bound to a CUDA device takes one of the GPU's ``gpu_jobs`` slots."""
+    with measuring_alone(session, target), gpu_slot(session, target):
         if isolated() and session.options.isolate and session.registry.from_modules_alone():
             return pool(session).execute(target, key, material)
         from navbuild.engine import actions
@@ -116,14 +118,65 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
 
 @contextlib.contextmanager
 def gpu_slot(session: Session, target: Target) -> Iterator[None]:
+    """At most ``gpu_jobs`` targets on the GPU at once, whatever ``-j`` says."""
     if not str(target.device).startswith("cuda"):
         yield
         return
-    with _GPU_SLOTS_LOCK:
+    with _SESSION_LOCKS:
         if session.gpu_slots is None:
             session.gpu_slots = threading.BoundedSemaphore(max(1, session.options.gpu_jobs))
     with session.gpu_slots:
         yield
+
+
+@contextlib.contextmanager
+def measuring_alone(session: Session, target: Target) -> Iterator[None]:
+    """A profile holds the machine alone; builds and checks share it with each other."""
+    with _SESSION_LOCKS:
+        if session.measuring is None:
+            session.measuring = SharedOrAlone()
+    if target.kind == PROFILE:
+        with session.measuring.alone():
+            yield
+    else:
+        with session.measuring.shared():
+            yield
+
+
+class SharedOrAlone:
+    """A readers-writer lock that lets a waiting profile in before new builds (no starvation)."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.sharing = 0
+        self.alone_now = False
+        self.alone_waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self.changed:
+            self.changed.wait_for(lambda: not self.alone_now and not self.alone_waiting)
+            self.sharing += 1
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.sharing -= 1
+                self.changed.notify_all()
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        with self.changed:
+            self.alone_waiting += 1
+            self.changed.wait_for(lambda: not self.alone_now and not self.sharing)
+            self.alone_waiting -= 1
+            self.alone_now = True
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.alone_now = False
+                self.changed.notify_all()
 
 
 def pool(session: Session) -> Pool:

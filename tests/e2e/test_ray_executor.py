@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
-import time
 from types import SimpleNamespace
 
 import pytest
 
-from navbuild.engine import ray_executor, workers
+from navbuild.engine import ray_executor
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, Record
-from navbuild.engine.session import Options
 from tests.e2e.conftest import make_project
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (the ray extra)")
@@ -111,7 +108,9 @@ def test_executor_words():
 
 
 def test_gpu_targets_go_to_gpu_nodes_of_the_named_type():
-    gpu, cpu = SimpleNamespace(device="cuda"), SimpleNamespace(device="cpu")
+    gpu, cpu = SimpleNamespace(device="cuda", kind="artifact"), SimpleNamespace(device="cpu", kind="artifact")
+    profile = SimpleNamespace(device="cpu", kind="profile")
+    assert ray_executor._resources(profile, ray_executor.RayExecutor(None), node_cpus=8) == {"num_cpus": 8}
     assert ray_executor._resources(gpu, ray_executor.RayExecutor(None, "H100")) == {
         "num_cpus": 1, "num_gpus": 1, "accelerator_type": "H100"}
     assert ray_executor._resources(gpu, ray_executor.RayExecutor(None)) == {"num_cpus": 1, "num_gpus": 1}
@@ -127,33 +126,3 @@ def test_the_summary_keeps_the_nodes_status_for_what_was_restored_here():
     assert (merged["a"].status, merged["a"].node, merged["a"].seconds) == (BUILT, "n1", 2.0)
     assert merged["b"] is on_nodes["b"]  # a device-bound target of another machine type
     assert merged["c"].status == CACHED and merged["c"].node is None
-
-
-def test_gpu_targets_wait_for_a_gpu_slot_whatever_j_says():
-    """-j 4 with one GPU slot (--gpu-jobs 1): never two CUDA targets at once; CPU ones don't wait."""
-    session = SimpleNamespace(options=Options(gpu_jobs=1), gpu_slots=None)
-    running, most = [0], [0]
-    lock = threading.Lock()
-
-    def target_on(device):
-        with workers.gpu_slot(session, SimpleNamespace(device=device)):
-            with lock:
-                running[0] += 1
-                most[0] = max(most[0], running[0])
-            time.sleep(0.05)
-            with lock:
-                running[0] -= 1
-
-    threads = [threading.Thread(target=target_on, args=("cuda",)) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert most[0] == 1
-    session.options.gpu_jobs, session.gpu_slots, most[0] = 2, None, 0
-    threads = [threading.Thread(target=target_on, args=(d,)) for d in ("cuda", "cuda", "cuda", "cpu", "cpu")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert most[0] >= 3  # two on the GPU, and the CPU targets alongside
