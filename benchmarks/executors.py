@@ -3,6 +3,7 @@
     python benchmarks/executors.py                        # the repository's navbuild.toml, all targets
     python benchmarks/executors.py --jobs 4               # another -j
     python benchmarks/executors.py --ray ray:auto         # a running cluster instead of a local Ray
+    python benchmarks/executors.py --formats onnx,torch-compile,aoti --skip-ray   # long builds, fp32
 
 Each run builds in a fresh copy of the repository (its committed HEAD, ``git archive``) with its own
 empty store; the Ray run gets an empty ``file://`` remote cache (the executor's shared medium) and,
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,11 +26,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def fresh_copy(parent: Path, name: str) -> Path:
+def fresh_copy(parent: Path, name: str, formats: list[str] | None) -> Path:
     folder = parent / name
     folder.mkdir()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    if formats:  # every model gets these formats, fp32 only
+        config = folder / "navbuild.toml"
+        text = re.sub(r'^formats = \[.*\]$', f"formats = {json.dumps(formats)}", config.read_text(), flags=re.M)
+        config.write_text(re.sub(r'^precisions = \[.*\]$', 'precisions = ["fp32"]', text, flags=re.M))
     return folder
 
 
@@ -56,6 +62,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--ray", default="ray", help="the --executor word (default: a local Ray instance)")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--formats", help="comma-separated formats for every model, fp32 only (default: as committed)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory(prefix="navbuild-executors-") as tmp:
@@ -67,7 +74,8 @@ def main() -> None:
                                                f"file://{tmp_path / 'ray-cache'}"]))
         figures = []
         for index, (label, words) in enumerate(runs):
-            seconds, records = build(fresh_copy(tmp_path, f"run{index}"), words, env)
+            formats = args.formats.split(",") if args.formats else None
+            seconds, records = build(fresh_copy(tmp_path, f"run{index}", formats), words, env)
             figures.append((label, seconds, counts(records)))
             print(f"{label:24} {seconds:7.1f} s   {counts(records)}", flush=True)
         base = figures[0][1]
