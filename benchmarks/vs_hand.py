@@ -86,7 +86,7 @@ def copy_project(config: Path, model: str, work: Path, overrides: dict[str, Any]
             shutil.copy2(path, dest)
     device = overrides.get("device", data["project"].get("device", "cpu"))
     project = {"project": {"name": f"vs-hand-{model}", "device": device,
-                           "store": str(work / ".navbuild"), "out": str(work / "navbuild-out")},
+                           "store": ".navbuild", "out": "navbuild-out"},
                "profile": {**data.get("profile", {}), **overrides.get("profile", {})},
                "correctness": data.get("correctness", {}), "models": {model: table}}
     for fmt, options in overrides.get("formats", {}).items():
