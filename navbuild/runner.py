@@ -132,4 +132,24 @@ def output_names(model: ModelSpec, count: int) -> list[str]:
     return [f"output__{i}" for i in range(count)]
 
 
+def input_order(model: ModelSpec, sample: Mapping[str, Any]) -> list[str]:
+    """The order a model takes its inputs in: as declared, else the sample's own."""
+    return list(model.inputs) or list(sample)
+
+
+def named_outputs(model: ModelSpec, result: Any) -> dict[str, Any]:
+    """A model's outputs by name: a dict's own keys (in the declared order when outputs are
+    declared), else the declared names or ``output__<i>`` by position."""
+    if isinstance(result, Mapping):
+        keys = list(result)
+        if model.outputs:
+            if sorted(keys) != sorted(model.outputs):
+                raise ValueError(f"model {model.name} returns outputs {keys} but navbuild.toml declares "
+                                 f"{list(model.outputs)}")
+            keys = list(model.outputs)
+        return {key: result[key] for key in keys}
+    values = list(result) if isinstance(result, (list, tuple)) else [result]
+    return dict(zip(output_names(model, len(values)), values))
+
+
 RunnerFactory = Callable[..., Runner]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import ModelSpec
-from navbuild.runner import output_names
+from navbuild.runner import input_order, named_outputs  # noqa: F401 (the family's names)
 
 jax = lazy_import("jax")
 np = lazy_import("numpy")
@@ -34,28 +34,9 @@ def load_model(spec: ModelSpec) -> tuple[Callable[..., Any], Any]:
     return loaded[0], loaded[1]
 
 
-def input_order(spec: ModelSpec, feed: Mapping[str, Any]) -> list[str]:
-    return list(spec.inputs) or list(feed)
-
-
 def device(kind: str) -> Any:
     """The first JAX device of ``kind`` ("cpu" or "cuda")."""
     return jax.devices("gpu" if kind == "cuda" else "cpu")[0]
-
-
-def named_outputs(spec: ModelSpec, result: Any) -> dict[str, Any]:
-    """Outputs by name: a dict's keys (in the declared order when outputs are declared), else the
-    declared names or ``output__<i>`` by position."""
-    if isinstance(result, Mapping):
-        keys = list(result)
-        if spec.outputs:
-            if sorted(keys) != sorted(spec.outputs):
-                raise ValueError(f"model {spec.name} returns outputs {keys} but navbuild.toml declares "
-                                 f"{list(spec.outputs)}")
-            keys = list(spec.outputs)
-        return {key: result[key] for key in keys}
-    values = list(result) if isinstance(result, (list, tuple)) else [result]
-    return dict(zip(output_names(spec, len(values)), values))
 
 
 def params_digest(params: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import ModelSpec, TritonModel
-from navbuild.runner import output_names
+from navbuild.runner import input_order, named_outputs  # noqa: F401 (the family's names)
 
 np = lazy_import("numpy")
 tf = lazy_import("tensorflow")
@@ -45,10 +45,6 @@ def signature_inputs(signature: Any) -> dict[str, Any]:
     return dict(signature.structured_input_signature[1])
 
 
-def input_order(model: ModelSpec, sample: Mapping[str, Any]) -> list[str]:
-    return list(model.inputs) or list(sample)
-
-
 def is_keras(model: Any) -> bool:
     return "keras" in type(model).__module__ and isinstance(getattr(model, "inputs", None), list)
 
@@ -66,21 +62,6 @@ def call(model: Any, spec: ModelSpec, feed: Mapping[str, Any]) -> Any:
     if sorted(names) == sorted(feed):
         return model({name: feed[name] for name in names}, training=False)
     return model(ordered, training=False)
-
-
-def named_outputs(spec: ModelSpec, result: Any) -> dict[str, Any]:
-    """The model's outputs by name: a dict's own keys (in the declared order when outputs are
-    declared), else the declared names or ``output__<i>`` by position."""
-    if isinstance(result, Mapping):
-        keys = list(result)
-        if spec.outputs:
-            if sorted(keys) != sorted(spec.outputs):
-                raise ValueError(f"model {spec.name} returns outputs {keys} but navbuild.toml declares "
-                                 f"{list(spec.outputs)}")
-            keys = list(spec.outputs)
-        return {key: result[key] for key in keys}
-    values = list(result) if isinstance(result, (list, tuple)) else [result]
-    return dict(zip(output_names(spec, len(values)), values))
 
 
 def tensor_specs(spec: ModelSpec, sample: Mapping[str, Any]) -> list[Any]:

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import ModelSpec
-from navbuild.runner import output_names
+from navbuild.runner import input_order, output_names
 
 np = lazy_import("numpy")
 torch = lazy_import("torch")
@@ -39,10 +39,6 @@ def torch_dtype(precision: str) -> Any:
         return getattr(torch, DTYPES[precision])
     except KeyError:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(DTYPES)}") from None
-
-
-def input_order(model: ModelSpec, sample: Mapping[str, Any]) -> list[str]:
-    return list(model.inputs) if model.inputs else list(sample)
 
 
 def to_tensors(model: ModelSpec, sample: Mapping[str, np.ndarray], device: str = "cpu",
