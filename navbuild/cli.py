@@ -29,6 +29,16 @@ COMMANDS = {
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     commands = "\n".join(f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items())
     p = argparse.ArgumentParser(
@@ -38,8 +48,8 @@ def parser() -> argparse.ArgumentParser:
                f"(cnn:onnx, onnx, trt-fp16, fp16, cnn)\n{commands}")
     p.add_argument("words", nargs="*", help="a command, or targets and aliases to build")
     p.add_argument("-c", "--config", help="path of navbuild.toml (default: found from the current folder up)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="targets built in parallel (worker processes)")
-    p.add_argument("--gpu-jobs", type=int, default=None, metavar="N",
+    p.add_argument("-j", "--jobs", type=_at_least_one, default=1, help="targets built in parallel (worker processes)")
+    p.add_argument("--gpu-jobs", type=_at_least_one, default=1, metavar="N",
                    help="of those, targets on one GPU at a time (default 1: a build or profile shares no GPU)")
     p.add_argument("--executor", metavar="KIND", default=None,
                    help="local (default), or ray / ray:auto / ray:HOST:PORT / ray://HOST:PORT: targets run as "

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 from navbuild.engine import workers
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE
-from navbuild.engine.session import Options
 
 
 def run_at_once(session, targets, seconds=0.05):
@@ -35,7 +34,8 @@ def run_at_once(session, targets, seconds=0.05):
 
 
 def session_with(gpu_jobs=1):
-    return SimpleNamespace(options=Options(gpu_jobs=gpu_jobs), gpu_slots=None, measuring=None)
+    """What the slots use of a Session, made as Session makes them."""
+    return SimpleNamespace(gpu_slots=threading.BoundedSemaphore(gpu_jobs), measuring=workers.SharedOrAlone())
 
 
 def target(name, kind=ARTIFACT, device="cpu"):

@@ -23,9 +23,7 @@ def main(args: argparse.Namespace) -> int:
     options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
                       remote_cache=getattr(args, "remote_cache", None),
                       remote_read_only=getattr(args, "remote_cache_read_only", False),
-                      retry_failed=getattr(args, "retry_failed", False),
-                      gpu_jobs=_positive(getattr(args, "gpu_jobs", None), "--gpu-jobs", default=1))
-    _positive(args.jobs, "-j")
+                      retry_failed=getattr(args, "retry_failed", False), gpu_jobs=getattr(args, "gpu_jobs", 1))
     executor = ray_executor.parse(getattr(args, "executor", None), getattr(args, "gpu_type", None))
     session = open_project(args.config, options)
     session.store.hold_shared()  # gc waits for this build
@@ -82,14 +80,6 @@ def _package(session: Session, quiet: bool) -> None:
         session.store.remove_dead_temp()  # workers killed by a timeout or a crash
     if path is not None and not quiet:
         console().print(f"package: {path}", highlight=False)
-
-
-def _positive(value: int | None, option: str, default: int | None = None) -> int | None:
-    if value is None:
-        return default
-    if value < 1:
-        raise ray_executor.ExecutorError(f"{option} must be 1 or more, got {value}")
-    return value
 
 
 def run(session: Session, selected: list[str], args: argparse.Namespace, force: set[str],

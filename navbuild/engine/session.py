@@ -9,6 +9,7 @@ build the same key, and records the outcome (``records``).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,8 @@ class Session:
         self.records = RunRecords()
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
         self.workers = None  # navbuild.engine.workers.Pool, made when the first action runs
-        self.gpu_slots = None  # a semaphore of options.gpu_jobs slots, made by the first GPU target
-        self.measuring = None  # workers.SharedOrAlone: a profile runs alone (with -j)
+        self.gpu_slots = threading.BoundedSemaphore(max(1, self.options.gpu_jobs))  # GPU targets at once (-j)
+        self.measuring = workers.SharedOrAlone()  # a profile runs alone (-j)
         self.worker_hook: workers.Hook | None = None  # what a caller adds to its workers (the Python API)
         self.built_something = False  # set by a build command: did this run change any target?
         remote = project.remote.with_overrides(self.options.remote_cache, self.options.remote_read_only)

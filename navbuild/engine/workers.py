@@ -62,7 +62,6 @@ HEADER = struct.Struct(">I")
 MAX_SPARES = 4  # idle workers kept between sessions of one process (tests, the Python API)
 _POOLS: weakref.WeakSet[Pool] = weakref.WeakSet()
 _SPARES: list[Worker] = []
-_SESSION_LOCKS = threading.Lock()  # makes a session's gpu_slots and measuring once
 
 
 class Crashed(RuntimeError):
@@ -122,9 +121,6 @@ def gpu_slot(session: Session, target: Target) -> Iterator[None]:
     if not str(target.device).startswith("cuda"):
         yield
         return
-    with _SESSION_LOCKS:
-        if session.gpu_slots is None:
-            session.gpu_slots = threading.BoundedSemaphore(max(1, session.options.gpu_jobs))
     with session.gpu_slots:
         yield
 
@@ -132,9 +128,6 @@ def gpu_slot(session: Session, target: Target) -> Iterator[None]:
 @contextlib.contextmanager
 def measuring_alone(session: Session, target: Target) -> Iterator[None]:
     """A profile holds the machine alone; builds and checks share it with each other."""
-    with _SESSION_LOCKS:
-        if session.measuring is None:
-            session.measuring = SharedOrAlone()
     if target.kind == PROFILE:
         with session.measuring.alone():
             yield

@@ -109,6 +109,24 @@ def project(warm_project, tmp_path) -> Project:
     return Project(dest)
 
 
+def copy_example(name: str, root: Path, *also_ignored: str) -> Project:
+    """``examples/<name>`` copied to ``root`` without what an earlier build there left."""
+    shutil.copytree(REPO / "examples" / name, root,
+                    ignore=shutil.ignore_patterns("navbuild-out", ".navbuild", "__pycache__", *also_ignored))
+    return Project(root)
+
+
+def assert_built_checked_and_profiled(records: dict[str, dict], names: tuple[str, ...],
+                                      batch_sizes: list[int]) -> None:
+    for name in names:
+        assert records[name]["status"] == "built", records[name]
+        check = records[f"{name}.check"]
+        assert check["status"] == "built" and check["correctness"]["passed"], check
+        points = records[f"{name}.profile"]["metadata"]["points"]
+        assert records[f"{name}.profile"]["status"] == "built"
+        assert profiled_in_full_or_stopped_as_slower(points, batch_sizes), points
+
+
 def profiled_in_full_or_stopped_as_slower(points: list[dict], batch_sizes: list[int]) -> bool:
     """Every batch size measured, or (docs/profiling.md, ``slower_than_best``) the target stopped
     after its first batch size because another target of the model measured there first is

@@ -12,29 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.rules._ctx import TINY_CNN
+
 pytest.importorskip("torch")
 
 REPO = Path(__file__).resolve().parents[2]
 
-MODEL = textwrap.dedent('''
-    import torch
-    from torch import nn
-
-
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.head = nn.Linear(4, 5)
-
-        def forward(self, image):
-            return self.head(torch.relu(self.conv(image)).mean(dim=(2, 3)))
-
-
-    def build_model():
-        torch.manual_seed(0)
-        return Tiny().eval()
-
+# the rule tests' one-conv CNN, with samples for the CLI
+MODEL = TINY_CNN + textwrap.dedent('''
 
     def make_samples():
         return [torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))]

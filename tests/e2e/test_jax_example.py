@@ -7,40 +7,27 @@ and TensorRT skipped with the reason. Without them: every target skipped with th
 from __future__ import annotations
 
 import importlib.util
-import shutil
 
 import pytest
 
-from tests.e2e.conftest import REPO, Project, profiled_in_full_or_stopped_as_slower
+from tests.e2e.conftest import assert_built_checked_and_profiled, copy_example
 
 HAVE_JAX = all(importlib.util.find_spec(name) for name in ("jax", "tensorflow", "tf2onnx", "onnxruntime"))
 needs_jax = pytest.mark.skipif(not HAVE_JAX, reason="jax, tensorflow, tf2onnx or onnxruntime is not installed")
-EXAMPLE = REPO / "examples" / "jax"
 BUILT = ("classifier:jax-jit", "classifier:savedmodel", "classifier:onnx")
 GPU_ONLY = ("classifier:tf-trt-fp32", "classifier:trt-fp32")
 
 
-def copy_example(root):
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("navbuild-out", ".navbuild", "__pycache__"))
-    return Project(root)
-
-
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
-    project = copy_example(tmp_path_factory.mktemp("jax") / "example")
+    project = copy_example("jax", tmp_path_factory.mktemp("jax") / "example")
     return project, project.build("all")
 
 
 @needs_jax
 def test_every_target_builds_checks_and_profiles(example):
     _, records = example
-    for name in BUILT:
-        assert records[name]["status"] == "built", records[name]
-        check = records[f"{name}.check"]
-        assert check["status"] == "built" and check["correctness"]["passed"], check
-        points = records[f"{name}.profile"]["metadata"]["points"]
-        assert records[f"{name}.profile"]["status"] == "built"
-        assert profiled_in_full_or_stopped_as_slower(points, [1, 2, 4]), points
+    assert_built_checked_and_profiled(records, BUILT, [1, 2, 4])
     for name in GPU_ONLY:
         assert records[name]["status"] == "skipped" and records[name]["reason"], records[name]
     assert records["classifier:savedmodel"]["metadata"]["serialization"] == "graph"
@@ -55,7 +42,7 @@ def test_a_second_run_builds_nothing(example):
 
 @needs_jax
 def test_native_serialization_runs_in_tensorflow_but_does_not_convert_to_onnx(example, tmp_path):
-    project = copy_example(tmp_path / "native")
+    project = copy_example("jax", tmp_path / "native")
     text = project.config.read_text().replace('formats = ["jax-jit", "savedmodel", "onnx", "tf-trt", "trt"]',
                                               'formats = ["savedmodel", "onnx"]')
     project.config.write_text(text + '\n[models.classifier.targets.savedmodel]\nserialization = "native"\n')
@@ -83,7 +70,7 @@ def test_an_entry_that_is_not_a_function_and_params_is_refused(tmp_path):
 def test_a_bad_serialization_is_a_config_error(tmp_path, capsys):
     from navbuild.cli import main
 
-    project = copy_example(tmp_path / "bad")
+    project = copy_example("jax", tmp_path / "bad")
     project.config.write_text(project.config.read_text() + '\n[models.classifier.targets.savedmodel]\n'
                               'serialization = "stablehlo"\n')
     assert main(["--config", str(project.config), "all"]) == 2

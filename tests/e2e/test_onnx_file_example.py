@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.e2e.conftest import REPO, Project, profiled_in_full_or_stopped_as_slower
+from tests.e2e.conftest import REPO, Project, assert_built_checked_and_profiled, copy_example
 
 pytest.importorskip("onnxruntime", reason="the onnx_file example runs on ONNX Runtime")
 EXAMPLE = REPO / "examples" / "onnx_file"
@@ -17,20 +17,13 @@ BUILT = ("classifier:onnx", "classifier:onnx-fp16") + (("classifier:onnx-slim",)
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx_file") / "example"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("navbuild-out", ".navbuild", "__pycache__"))
-    project = Project(root)
+    project = copy_example("onnx_file", tmp_path_factory.mktemp("onnx_file") / "example")
     return project, project.build("all")
 
 
 def test_every_target_builds_checks_and_profiles(example):
     _, records = example
-    for name in BUILT:
-        assert records[name]["status"] == "built", records[name]
-        assert records[f"{name}.check"]["status"] == "built" and records[f"{name}.check"]["correctness"]["passed"]
-        assert records[f"{name}.profile"]["status"] == "built"
-        points = records[f"{name}.profile"]["metadata"]["points"]
-        assert profiled_in_full_or_stopped_as_slower(points, [1, 2, 4]), points
+    assert_built_checked_and_profiled(records, BUILT, [1, 2, 4])
     if SLIM:
         slim = records["classifier:onnx-slim"]["metadata"]
         assert slim["nodes_after"] < slim["nodes_before"]  # the identity and the constant product are gone

@@ -7,41 +7,27 @@ them: every target of the example skipped with the reason, and the run succeeds.
 from __future__ import annotations
 
 import importlib.util
-import shutil
 
 import pytest
 
-from tests.e2e.conftest import REPO, Project, profiled_in_full_or_stopped_as_slower
+from tests.e2e.conftest import assert_built_checked_and_profiled, copy_example
 
 HAVE_TF = all(importlib.util.find_spec(name) for name in ("tensorflow", "tf2onnx", "onnxruntime"))
 needs_tf = pytest.mark.skipif(not HAVE_TF, reason="tensorflow, tf2onnx or onnxruntime is not installed")
-EXAMPLE = REPO / "examples" / "tensorflow"
 BUILT = ("classifier:savedmodel", "classifier:onnx", "classifier:onnx-fp16", "scorer:savedmodel", "scorer:onnx")
 GPU_ONLY = ("classifier:tf-trt-fp32", "classifier:tf-trt-fp16", "classifier:trt-fp32", "classifier:trt-fp16")
 
 
-def copy_example(root):
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("navbuild-out", ".navbuild", "__pycache__",
-                                                                 "model_repository"))
-    return Project(root)
-
-
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
-    project = copy_example(tmp_path_factory.mktemp("tensorflow") / "example")
+    project = copy_example("tensorflow", tmp_path_factory.mktemp("tensorflow") / "example", "model_repository")
     return project, project.build("all")
 
 
 @needs_tf
 def test_every_target_builds_checks_and_profiles(example):
     _, records = example
-    for name in BUILT:
-        assert records[name]["status"] == "built", records[name]
-        check = records[f"{name}.check"]
-        assert check["status"] == "built" and check["correctness"]["passed"], check
-        points = records[f"{name}.profile"]["metadata"]["points"]
-        assert records[f"{name}.profile"]["status"] == "built"
-        assert profiled_in_full_or_stopped_as_slower(points, [1, 2, 4]), points
+    assert_built_checked_and_profiled(records, BUILT, [1, 2, 4])
     for name in GPU_ONLY:
         assert records[name]["status"] == "skipped" and records[name]["reason"], records[name]
 
@@ -58,7 +44,7 @@ def test_savedmodel_and_onnx_bytes_depend_on_the_model_alone(example, tmp_path):
     """Built again in another folder, with another store, after other models in the same process:
     the same SavedModel and ONNX bytes (built in a fresh process each)."""
     _, first = example
-    records = copy_example(tmp_path / "again").build("classifier:onnx")
+    records = copy_example("tensorflow", tmp_path / "again", "model_repository").build("classifier:onnx")
     for name in ("classifier:savedmodel", "classifier:onnx"):
         assert records[name]["status"] == "built" and records[name]["digest"] == first[name]["digest"]
 
