@@ -70,9 +70,11 @@ def parse(text: str | None, gpu_type: str | None = None) -> RayExecutor | None:
 def build(session: Session, selected: list[str], executor: RayExecutor,
           say: Callable[[str], None] = lambda line: None) -> dict[str, Record]:
     """Run what the closure of ``selected`` lacks on the Ray cluster; returns the record of each
-    target a node ran (and of each that this machine restored from the remote cache). A target is first looked for locally and in the remote cache (by the key
-    this machine computes); only what neither has goes to a node, and what a node built is
-    restored here at once, so that the keys of the targets after it can be computed."""
+    target a node ran (and of each that this machine restored from the remote cache).
+
+    A target is first looked for locally and in the remote cache (by the key this machine
+    computes); only what neither has goes to a node, and what a node built is restored here at
+    once, so that the keys of the targets after it can be computed."""
     remote = session.remote
     if remote is None or remote.settings.read_only:
         raise ExecutorError("--executor ray shares artifacts between nodes through the remote cache: set "

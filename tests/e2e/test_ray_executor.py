@@ -78,8 +78,9 @@ def test_a_failure_on_a_node_is_its_targets_own(cluster, tmp_path):
     code, output, records = run(project, "all", "--executor", f"ray:{cluster.address}",
                                 "--remote-cache", f"file://{tmp_path / 'cache'}")
     assert code == 1
-    assert records["encoder:reference"]["status"] == FAILED and "broken on purpose" in records["encoder:reference"]["reason"]
-    assert records["encoder:reference"]["node"]  # the node's record: this machine has nothing to restore
+    reference = records["encoder:reference"]
+    assert reference["status"] == FAILED and "broken on purpose" in reference["reason"]
+    assert reference["node"]  # the node's record: this machine has nothing to restore
     assert records["encoder:onnx.check"]["status"] == FAILED  # not run: what it needs failed
     # the nodes' stores already hold cnn's targets (the test before): found there, shared, restored here
     assert records["cnn:onnx"]["status"] in (BUILT, CACHED) and records["cnn:onnx"]["node"]
