@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true",
                    help="run targets that failed before with the same inputs (else their failure is replayed)")
     p.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
-    store = p.add_argument_group("gc and fsck")
+    store = p.add_argument_group("clean, gc and fsck")
+    store.add_argument("--dry-run", action="store_true", help="clean, gc: say what would be removed, remove nothing")
     store.add_argument("--max-size", metavar="SIZE",
                        help="gc: then drop the least recently used builds until the store fits (10G, 500M)")
     store.add_argument("--repair", action="store_true", help="fsck: remove what is damaged and the garbage")

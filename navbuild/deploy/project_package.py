@@ -19,7 +19,9 @@ def write(session: Session, dest: Path | None = None, include_all: bool = False)
     from navbuild.deploy import package, status
 
     collected, figures = status.collect_all(session)
-    dest = dest or default_path(session)
+    if dest is None:
+        dest = default_path(session)
+        session.outputs.own(dest.parent)  # navbuild-out, made by navbuild: `clean` may delete it
     path = package.write_package(collected, dest, strategies=session.project.profile.strategies,
                                  include_all=include_all)
     package.write_figures(figures, package.figures_path(path))

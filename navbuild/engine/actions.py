@@ -73,7 +73,8 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
 def write_failure_log(session: Session, target: Target, text: str) -> None:
     """The log of a failed action where the user looks for it (``navbuild-out/.../build.log``)."""
     with contextlib.suppress(OSError):
-        atomic_write(session.outputs.log_path(target), text.encode(errors="replace"))
+        session.outputs.own(session.outputs.folder(target))
+        atomic_write(session.outputs.log_path(target), capped(text).encode(errors="replace"))
 
 
 # -- the three kinds of action ------------------------------------------------------------------
@@ -252,6 +253,32 @@ def jsonable(value: Any) -> Any:
 
 
 # -- logs ---------------------------------------------------------------------------------------
+LOG_HEAD = 256 << 10  # characters kept from the start of a log over LOG_HEAD + LOG_TAIL...
+LOG_TAIL = 1 << 20  # ...and from its end: a model that prints megabytes a call keeps its store small
+
+
+def capped(text: str, head: int = LOG_HEAD, tail: int = LOG_TAIL) -> str:
+    """``text``, or its head and tail with the cut said between them."""
+    if len(text) <= head + tail:
+        return text
+    cut = len(text) - head - tail
+    return (text[:head] + f"\n[navbuild: {cut} characters of this log were cut here; its first {head} and "
+            f"last {tail} are kept]\n" + text[-tail:])
+
+
+def capped_file(path: Path, head: int = LOG_HEAD, tail: int = LOG_TAIL) -> str:
+    """A log file's text capped as ``capped`` does, reading only its head and tail."""
+    size = path.stat().st_size
+    if size <= head + tail:
+        return path.read_text(encoding="utf-8", errors="replace")
+    with open(path, "rb") as handle:
+        first = handle.read(head).decode("utf-8", errors="replace")
+        handle.seek(size - tail)
+        last = handle.read(tail).decode("utf-8", errors="replace")
+    return (first + f"\n[navbuild: {size - head - tail} bytes of this log were cut here; its first {head} and "
+            f"last {tail} are kept]\n" + last)
+
+
 class BuildLog:
     """A build's log: lines from the rule, plus whatever it prints; echoed with --verbose.
 
@@ -272,10 +299,11 @@ class BuildLog:
             sys.__stderr__.write(line)
 
     def text(self) -> str:
+        """The log as the store keeps it: capped (``capped``), its head and tail kept."""
         if self.file is None:
-            return self.buffer.getvalue()
+            return capped(self.buffer.getvalue())
         self.file.flush()
-        return Path(self.path).read_text(encoding="utf-8", errors="replace")
+        return capped_file(Path(self.path))
 
     def close(self) -> None:
         if self.file is not None:

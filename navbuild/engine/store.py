@@ -26,6 +26,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -40,6 +41,7 @@ import msgpack
 from navbuild.hashing import copy_with_digest, digest_bytes, digest_file, is_digest, is_output_digest
 
 MANIFEST_SCHEMA = 1
+_TEMP_NAME = re.compile(r"\d+-[0-9a-f]{8}")  # a process's temp folder (Store.tmp): the only names in tmp/
 USE_RESOLUTION_S = 3600  # a manifest used as current is marked used at most once an hour (gc --max-size)
 
 
@@ -175,8 +177,8 @@ class Store:
             self._owner_lock = None
 
     def dead_temp(self) -> list[Path]:
-        """Temp folders of processes that died (their owner lock is free), and anything else in
-        tmp/ (left by an older navbuild) once it is an hour old."""
+        """Temp folders of processes that died (their owner lock is free), and other entries of tmp/
+        named as navbuild names them (left by an older navbuild) once they are an hour old."""
         try:
             entries = list(os.scandir(self.tmp_root))
         except FileNotFoundError:
@@ -192,7 +194,8 @@ class Store:
                     dead.append(path)
                 continue
             with contextlib.suppress(OSError):
-                if entry.stat(follow_symlinks=False).st_mtime < time.time() - 3600:
+                old = entry.stat(follow_symlinks=False).st_mtime < time.time() - 3600
+                if old and _TEMP_NAME.fullmatch(entry.name):
                     dead.append(path)
         return dead
 

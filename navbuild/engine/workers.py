@@ -219,7 +219,7 @@ class Pool:
         _POOLS.add(self)
 
     def execute(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
-        from navbuild.engine.actions import write_failure_log
+        from navbuild.engine.actions import capped_file, write_failure_log
 
         log = self.session.store.tmp / f"{safe_name(target.name)}-{uuid.uuid4().hex[:8]}.log"
         try:
@@ -232,7 +232,7 @@ class Pool:
         try:
             return worker.run(target, key, material, log, echo=self.session.options.verbose, hook=payload)
         except (Crashed, TimedOut) as exc:
-            text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+            text = capped_file(log) if log.exists() else ""
             write_failure_log(self.session, target, f"{text}\nnavbuild: {target.name}: {exc}\n")
             raise
         finally:
