@@ -25,7 +25,7 @@ def state(session: Session, name: str) -> tuple[str, str]:
     except keys.Pending as pending:
         return "stale", f"waits for {pending.upstream}"
     manifest = session.store.get_manifest(key)
-    if manifest is not None and session.store.manifest_intact(manifest):
+    if manifest is not None and session.keys.acceptable(name, manifest):
         if target.kind == CHECK and not manifest.get("metadata", {}).get("passed", False):
             return "failed", (manifest["metadata"].get("failures") or ["correctness failed"])[0]
         return "built", ""

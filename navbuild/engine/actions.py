@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from navbuild.engine import fingerprint, keys
+from navbuild.engine import binding, fingerprint, keys
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Target
 from navbuild.engine.outputs import CHECK_FILE, PROFILE_FILE
 from navbuild.engine.store import atomic_write, safe_name
@@ -54,7 +54,8 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
         log(f"navbuild: {target.name} done in {seconds:.2f} s, digest {digest[:12]}")
         manifest = {"target": target.name, "rule": target.rule.name if target.rule else target.kind,
                     "rule_version": target.rule.version if target.rule else STEP_VERSIONS[target.kind],
-                    "files": files, "digest": digest, "log": store.put_bytes(log.text().encode()),
+                    "files": files, "digest": digest, **binding.bytes_field(digest, files),
+                    "log": store.put_bytes(log.text().encode()),
                     "seconds": seconds, "created": time.time(), "metadata": jsonable(metadata or {}),
                     "material": material, "status": "ok"}
         store.put_manifest(key, manifest)
@@ -236,16 +237,8 @@ def output_digest(target: Target, out_dir: Path, files: dict[str, str], material
     if rule is not None and not rule.output_identifies_model:
         # A recipe or a config names no model: without the model's identity, two models with the same
         # options would share one digest, and one's checks and profiles be served for the other.
-        return "m" + digest_value({"output": digest, "model": model_identity(material)})[:31]
+        return binding.with_identity(digest, material)
     return "c" + digest[:31] if canonical else digest
-
-
-def model_identity(material: dict[str, Any]) -> dict[str, Any]:
-    """What in an artifact's key material names its model: the entry and source digests, or the
-    upstream artifact's digest."""
-    if "sources" in material:
-        return {"entry": material.get("entry"), "sources": material["sources"]}
-    return {"upstream": material["upstream"]["digest"]}
 
 
 def jsonable(value: Any) -> Any:

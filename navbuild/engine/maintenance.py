@@ -1,5 +1,6 @@
 """Keeping a store healthy: ``gc`` (what no manifest reaches; a size budget, least recently used
-first) and ``fsck`` (re-hash every object, check every manifest and record, list and repair).
+first) and ``fsck`` (re-hash every object, check every manifest, its objects and its output digest
+(``engine/binding.py``), and every record; list and repair).
 
 Callers hold the store lock exclusively (``Store.exclusive``): builds hold it shared, so neither
 runs while a build writes objects whose manifest is not written yet.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import msgpack
 
+from navbuild.engine import binding
 from navbuild.hashing import digest_file, is_digest
 
 if TYPE_CHECKING:  # the store calls in here (Store.gc): no import back, no cycle
@@ -156,6 +158,9 @@ def _check_manifests(store: Store, report: FsckReport, repair: bool, present: se
             missing = [d for d in _digests(manifest) if d not in present]
             if missing:
                 problem = f"needs {len(missing)} missing or corrupt objects ({missing[0][:12]}...)"
+        if problem is None:
+            unbound = binding.problem(manifest)  # manifest -> objects -> output digest
+            problem = f"not bound to its files: {unbound}" if unbound else None
         if problem is None:
             valid[key] = manifest
             continue

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from navbuild.deploy.package import DEFAULT_LIMITS, Limits, PackageContents, PackageError, read_package
+from navbuild.engine import binding
 from navbuild.engine.actions import output_digest
 from navbuild.engine.graph import ARTIFACT
 from navbuild.engine.keys import KeyResolver, Pending
@@ -67,7 +68,8 @@ def import_package(session: Session, path: Path, limits: Limits = DEFAULT_LIMITS
         rule = session.graph.targets[name].rule
         session.store.put_manifest(key, {
             "target": name, "rule": rule.name, "rule_version": rule.version, "files": dict(target["files"]),
-            "digest": target["digest"], "status": "ok", "metadata": target.get("metadata") or {},
+            "digest": target["digest"], **binding.bytes_field(target["digest"], target["files"]),
+            "status": "ok", "metadata": target.get("metadata") or {},
             "material": material, "imported": str(path), "seconds": 0.0})
         report.imported.append(name)
     session.forget_keys()

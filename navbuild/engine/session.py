@@ -138,7 +138,7 @@ class Session:
         try:
             with self.store.lock(key):
                 manifest = self.store.get_manifest(key)
-                if manifest is not None and self.store.manifest_intact(manifest) and name not in self.forced:
+                if manifest is not None and name not in self.forced and self.keys.acceptable(name, manifest):
                     status = CACHED  # another process built it while we waited for the lock
                 elif name not in self.forced and (manifest := self._restore(target, key, material)) is not None:
                     status, origin = CACHED, REMOTE
@@ -167,7 +167,12 @@ class Session:
         return manifest.get("status") == "ok"
 
     def _restore(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any] | None:
-        return self.remote.restore(self.store, target, key, material) if self.remote is not None else None
+        """The remote cache's build of ``key``, when it has one that the lock does not contradict."""
+        manifest = self.remote.restore(self.store, target, key, material) if self.remote is not None else None
+        if manifest is not None and not self.keys.acceptable(target.name, manifest):
+            self.store.drop_manifest(key)
+            return None
+        return manifest
 
     def _upstream_unavailable(self, name: str, upstream: str) -> bool:
         record = self.records.get(upstream)

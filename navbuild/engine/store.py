@@ -38,9 +38,10 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import msgpack
 
+from navbuild.engine import binding
 from navbuild.hashing import copy_with_digest, digest_bytes, digest_file, is_digest, is_output_digest
 
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: a digest that is not its files' tree digest has ``bytes`` beside it (engine/binding.py)
 _TEMP_NAME = re.compile(r"\d+-[0-9a-f]{8}")  # a process's temp folder (Store.tmp): the only names in tmp/
 USE_RESOLUTION_S = 3600  # a manifest used as current is marked used at most once an hour (gc --max-size)
 
@@ -341,7 +342,7 @@ class Store:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            self._report(f"manifest {key} cannot be read ({exc.strerror}); ignored")
+            self.report(f"manifest {key} cannot be read ({exc.strerror}); ignored")
             return None
         try:
             manifest = msgpack.unpackb(data, raw=False)
@@ -350,7 +351,7 @@ class Store:
             return None
         problem = manifest_problem(manifest, key)
         if problem:
-            self._report(f"manifest {key} is malformed ({problem}); ignored, it is rebuilt "
+            self.report(f"manifest {key} is malformed ({problem}); ignored, it is rebuilt "
                          f"(`navbuild fsck --repair` removes it)")
             return None
         if used < time.time() - USE_RESOLUTION_S:
@@ -358,7 +359,8 @@ class Store:
                 os.utime(path)
         return manifest
 
-    def _report(self, problem: str) -> None:
+    def report(self, problem: str) -> None:
+        """Say a problem found in the store, once per run."""
         if problem not in self.problems:
             self.problems.append(problem)
             sys.stderr.write(f"navbuild: store {self.root}: {problem}\n")
@@ -371,6 +373,13 @@ class Store:
         self.manifest_path(key).unlink(missing_ok=True)
 
     def manifest_intact(self, manifest: dict[str, Any]) -> bool:
+        """Every file it names present and intact, and its digest bound to their digests (a manifest
+        pointed at other objects is reported and treated as absent: its target is rebuilt)."""
+        unbound = binding.problem(manifest)
+        if unbound:
+            self.report(f"manifest {manifest.get('key')} ({manifest.get('target')}) is not bound to its files: "
+                         f"{unbound}; ignored, it is rebuilt (`navbuild fsck --repair` removes it)")
+            return False
         return all(self.has_object(d) for d in manifest.get("files", {}).values())
 
     def manifest_keys(self) -> Iterator[str]:
@@ -411,7 +420,7 @@ class Store:
         except (OSError, ValueError, msgpack.UnpackException):
             return None
         if not isinstance(record, dict) or not isinstance(record.get("material", {}), dict):
-            self._report(f"the last-build record of {target} is malformed; ignored")
+            self.report(f"the last-build record of {target} is malformed; ignored")
             return None
         return record
 
