@@ -15,13 +15,13 @@ COMMANDS = {
     "list": ("navbuild.commands.list_cmd", "every target with its rule, device binding and whether this machine can build it"),
     "status": ("navbuild.commands.status_cmd", "what is built, stale or missing, and why"),
     "explain": ("navbuild.commands.status_cmd", "which inputs changed since a target's last build"),
-    "clean": ("navbuild.commands.clean_cmd", "delete materialized outputs (the store keeps every build)"),
-    "gc": ("navbuild.commands.clean_cmd", "delete store objects that no manifest reaches (--max-size SIZE)"),
+    "clean": ("navbuild.commands.clean_cmd", "delete materialized outputs (the store keeps every build; --dry-run)"),
+    "gc": ("navbuild.commands.clean_cmd", "delete store objects that no manifest reaches (--max-size SIZE, --dry-run)"),
     "fsck": ("navbuild.commands.fsck_cmd", "re-hash the store and check its manifests (--repair)"),
     "profile": ("navbuild.commands.profile_cmd", "measure latency and throughput of targets (--force: again)"),
     "report": ("navbuild.commands.profile_cmd", "tables, report.json and profile.png per model"),
     "graph": ("navbuild.commands.graph_cmd", "the target graph with each target's state, as DOT (and PNG)"),
-    "package": ("navbuild.commands.deploy_cmd", "write the .nav package (-o PATH, --all-targets)"),
+    "package": ("navbuild.commands.deploy_cmd", "write the .nav package (-o PATH, --all-targets, --sign KEY)"),
     "triton": ("navbuild.commands.deploy_cmd", "write a Triton model repository (--repo DIR)"),
     "build": ("navbuild.commands.build_cmd", "build targets; --from PKG first imports a .nav package"),
     "verify": ("navbuild.commands.verify_cmd", "rebuild targets in a scratch store and compare with navbuild.lock"),
@@ -78,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
     deploy = p.add_argument_group("package, triton and build --from")
     deploy.add_argument("-o", "--output", help="package: where to write the .nav file")
     deploy.add_argument("--all-targets", action="store_true", help="package: every built target, not just the selected")
+    deploy.add_argument("--sign", metavar="KEYFILE",
+                        help="package: sign it with this Ed25519 private key (PEM or OpenSSH); projects that list "
+                             "its public key in [trust] keys take its artifacts as proven")
     deploy.add_argument("--repo", help="triton: the model repository folder (default: model_repository)")
     deploy.add_argument("--model", help="triton: only this model")
     deploy.add_argument("--target", help="triton: deploy this target instead of the strategy's choice")

@@ -39,10 +39,13 @@ def load(path: str | Path, model: str | None = None, workspace: str | Path | Non
     Its files are extracted under ``workspace`` (default: a temporary folder removed with the
     package); digests are checked on the way. The figures measured with it are read from
     ``<name>.profile.json`` beside it, when that file is there (profiles, selections). A package carries no source code: targets whose runner
-    runs the model's own code (the eager ``torch`` target) cannot be loaded from it.
+    runs the model's own code (the eager ``torch`` target) cannot be loaded from it. Before anything
+    is loaded, each target's files are read by its rule's scan (``scan_artifacts``): a TorchScript,
+    torch.export or ONNX artifact that would read or write files, run a process or call a custom
+    operator refuses the package (PackageError naming it).
     """
     from navbuild.api.package import Package
-    from navbuild.deploy.package import PackageError, figures_path, read_package
+    from navbuild.deploy.package import PackageError, figures_path, read_package, scan_artifacts
 
     contents = read_package(Path(path))
     models = sorted((contents.status.get("models") or {}))
@@ -54,6 +57,12 @@ def load(path: str | Path, model: str | None = None, workspace: str | Path | Non
         raise PackageError(f"{path} holds no model {model!r}; it holds {models}")
     folder = Path(workspace) if workspace is not None else Path(tempfile.mkdtemp(prefix="navbuild-package-"))
     status = contents.extract(folder)
+    try:
+        scan_artifacts(status, Path(path))
+    except PackageError:
+        if workspace is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     figures = _figures_beside(figures_path(Path(path)))
     package = Package(model, status["models"][model], project_status=status, root=None,
                       figures=(figures.get("models") or {}).get(model), project_figures=figures or None)

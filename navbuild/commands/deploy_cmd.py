@@ -1,6 +1,7 @@
 """What users deploy: ``navbuild package`` and ``navbuild triton``.
 
-* ``package [-o PATH] [--all-targets]``: the byte-reproducible ``.nav`` zip (docs/deploy.md).
+* ``package [-o PATH] [--all-targets] [--sign KEYFILE]``: the byte-reproducible ``.nav`` zip
+  (docs/deploy.md), signed with an Ed25519 key when asked (``deploy/signing.py``).
 * ``triton --repo DIR [--model M] [--target T] [--strategy S] [--ort-tensorrt]``: a Triton model
   repository for each model's selected (or given) target.
 """
@@ -22,13 +23,28 @@ def main(args: argparse.Namespace) -> int:
     session.store.hold_shared()  # what is shipped is not collected while it is read
     try:
         if command == "package":
+            key = _signing_key(getattr(args, "sign", None))
             path = project_package.write(session, Path(args.output) if args.output else None,
-                                         include_all=args.all_targets)
+                                         include_all=args.all_targets, sign_key=key)
             console().print(f"package: {path}", highlight=False)
+            if key is not None:
+                from navbuild.deploy.signing import public_key_text
+
+                console().print(f"signed by {public_key_text(key)}\n  a project that trusts this key lists it in "
+                                f"navbuild.toml: [trust] keys = [\"{public_key_text(key)}\"]", highlight=False,
+                                markup=False)
             return 0
         return _triton(session, args)
     finally:
         session.close()
+
+
+def _signing_key(path: str | None) -> Any:
+    if path is None:
+        return None
+    from navbuild.deploy.signing import load_private_key
+
+    return load_private_key(Path(path))
 
 
 TRITON_EXTRA = "pip install -e '.[triton]'"

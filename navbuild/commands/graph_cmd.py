@@ -17,7 +17,8 @@ def main(args: argparse.Namespace) -> int:
     states = {}
     for name in names:
         current, _ = state(session, name)
-        states[name] = "skipped" if current == "skipped" else {"built": "built", "failed": "failed"}.get(current, "stale")
+        shown = {"built": "built", "imported": "built", "failed": "failed", "skipped": "skipped"}
+        states[name] = shown.get(current, "stale")
     edges = [(dep, name) for name in names for dep in session.graph.targets[name].deps]
     dot = to_dot(names, edges, states)
     out_dir = session.outputs.own(session.project.out)

@@ -116,20 +116,29 @@ def check_entries(archive: zipfile.ZipFile, limits: Limits, archive_size: int) -
     return found
 
 
-def read_json_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Any:
-    """A JSON entry read whole only when it is under ``limit`` bytes (however large it claims to be)."""
+def read_limited(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """An entry read whole only when it is under ``limit`` bytes (however large it claims to be)."""
     if info.file_size > limit:
         raise PackageError(f"{info.orig_filename} holds {info.file_size} bytes, over the limit of {limit}")
     with archive.open(info) as stream:
         data = stream.read(limit + 1)
     if len(data) > limit:
         raise PackageError(f"{info.orig_filename} holds over {limit} bytes")
+    return data
+
+
+def read_json_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Any:
+    """A JSON entry read whole only when it is under ``limit`` bytes (however large it claims to be)."""
+    return parse_json(info.orig_filename, read_limited(archive, info, limit))
+
+
+def parse_json(name: str, data: bytes) -> Any:
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError:
-        raise PackageError(f"{info.orig_filename} is not UTF-8 text") from None
+        raise PackageError(f"{name} is not UTF-8 text") from None
     except (ValueError, RecursionError) as exc:
-        raise PackageError(f"{info.orig_filename} is not valid JSON ({str(exc)[:200]})") from None
+        raise PackageError(f"{name} is not valid JSON ({str(exc)[:200]})") from None
 
 
 def _no_constant(name: str) -> Any:

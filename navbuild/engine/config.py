@@ -110,6 +110,7 @@ class ProjectConfig:
     remote: remote_settings.RemoteSettings = remote_settings.RemoteSettings()  # [cache]
     timeout: float = DEFAULT_TIMEOUT_S
     mapping: dict[str, Any] = field(default_factory=dict)  # the validated mapping: a worker reopens it
+    trust_keys: tuple[str, ...] = ()  # [trust] keys: signers whose packages' artifacts are proven
 
 
 # -- small typed readers ----------------------------------------------------------------------
@@ -232,6 +233,7 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
     project.reject_unknown()
     correctness = _correctness(path, top.table_("correctness"), "correctness", None)
     profile = _profile(path, top.table_("profile"))
+    trust_keys = _trust_keys(path, top.table_("trust"))
     try:
         remote = remote_settings.from_table(top.table_("cache"))
     except remote_settings.RemoteSettingsError as exc:
@@ -253,7 +255,23 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
     for folder_key, folder in (("project.out", out), ("project.store", store)):
         _apart_from_sources(path, root, folder_key, folder, models.values())
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
-                         models=models, profile=profile, remote=remote, timeout=timeout, mapping=dict(data))
+                         models=models, profile=profile, remote=remote, timeout=timeout, mapping=dict(data),
+                         trust_keys=trust_keys)
+
+
+def _trust_keys(path: Path, table: Mapping[str, Any]) -> tuple[str, ...]:
+    """``[trust] keys``: the Ed25519 public keys whose signed packages this project takes as proven."""
+    from navbuild.deploy.signing import public_key_problem
+
+    reader = _Reader(path, table, "trust")
+    keys = _checked(path, reader.key("keys"), validate.no_duplicates, reader.str_list("keys", []))
+    reader.reject_unknown()
+    for key in keys:
+        problem = public_key_problem(key)
+        if problem:
+            raise ConfigError(path, reader.key("keys"), problem, "paste the line `navbuild package --sign KEY` "
+                              "prints: ed25519: and the public key in base64")
+    return tuple(keys)
 
 
 def _checked(path: Path, key: str, check: Callable[..., Any], *args: Any) -> Any:

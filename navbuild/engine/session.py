@@ -20,7 +20,8 @@ from navbuild.engine.config import ProjectConfig
 from navbuild.engine.fingerprint import MachineInfo
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
 from navbuild.engine.outputs import Outputs
-from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, SKIPPED, Record, RunRecords
+from navbuild.engine.records import (BUILT, CACHED, FAILED, IMPORTED, REMOTE, SKIPPED, Record, RunRecords,
+                                     origin_text)
 from navbuild.engine.remote import RemoteCache
 from navbuild.engine.registry import Registry
 from navbuild.engine.store import Store, atomic_write, is_disk_full
@@ -237,7 +238,13 @@ class Session:
                                                   "log": str(self.outputs.log_path(target))}, origin=origin))
                 return
         kept = {"points": metadata.get("points", [])} if target.kind == PROFILE else _small(metadata)
-        self.records.add(Record(name, status, digest=manifest["digest"], key=key, seconds=seconds,
+        reason = None
+        if status == CACHED and isinstance(manifest.get("imported"), dict):  # not this project's build
+            origin, imported = IMPORTED, manifest["imported"]
+            kept["imported"] = origin_text(imported)
+            reason = f"from {kept['imported']}" + ("" if imported.get("signer") else
+                                                   f"; not proven: `navbuild verify {name}` rebuilds it here")
+        self.records.add(Record(name, status, reason=reason, digest=manifest["digest"], key=key, seconds=seconds,
                                 correctness=correctness, origin=origin,
                                 metadata={"build_seconds": manifest.get("seconds", 0.0), **kept}))
 

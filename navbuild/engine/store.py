@@ -518,13 +518,16 @@ class Staging:
 
     def __init__(self, store: Store, folder: Path) -> None:
         self.store, self.folder = store, folder
+        self._views = 0
 
-    def add(self, stream: BinaryIO, expected: str, limit: int, label: str) -> None:
+    def add(self, stream: BinaryIO, expected: str, limit: int, label: str) -> bool:
+        """Stage ``stream``'s bytes, which must hash to ``expected``; False when that object was
+        already staged (the stream is then not read)."""
         if not is_digest(expected):
             raise CorruptObject(f"{label}: {expected!r} is not a digest")
         dest = self.folder / expected
         if dest.exists():
-            return
+            return False
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".part-")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -538,9 +541,27 @@ class Staging:
                 raise CorruptObject(f"{label} has digest {actual}, but {expected} is recorded")
             os.chmod(tmp, 0o444)
             os.replace(tmp, dest)
+            return True
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    def view(self, files: dict[str, str]) -> Path:
+        """A folder holding the staged objects ``files`` names under their names (links where the file
+        system allows), for a scan to read before anything is committed."""
+        self._views += 1
+        folder = self.folder / f".view-{self._views}"  # dot names: commit passes them by
+        for name, digest in files.items():
+            dest = folder / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            source = self.folder / digest
+            if not source.exists():  # staged by an earlier import, or already in the store
+                source = self.store.object_path(digest)
+            try:
+                os.link(source, dest)
+            except OSError:
+                shutil.copyfile(source, dest)
+        return folder
 
     def commit(self) -> None:
         for path in sorted(self.folder.iterdir()):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from navbuild.rule import Needs, Rule
 
-from rules.onnx import build, loader, runner
+from rules.onnx import build, loader, runner, scan
 from rules.torch import memory_format
 
 RULES = [
@@ -17,7 +17,7 @@ RULES = [
          tools=("torch", "onnx", "onnxscript"), precisions=("fp32", "fp16"), runner=runner.OnnxRuntimeRunner.name,
          needs=Needs(modules=("torch", "onnx"), cuda_when_device_is_cuda=False),
          validate=build.validate_params, outputs=loader.OUTPUTS + (memory_format.RUNTIME_FILE,),
-         triton=loader.ONNXRUNTIME,
+         triton=loader.ONNXRUNTIME, scan=scan.scan_onnx,
          base=True, description="ONNX with a dynamic batch axis (TorchScript-based exporter, dynamo as fall-back)"),
 ]
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from navbuild.rule import ROLE_REFERENCE, Needs, Rule, TritonModel
 
-from rules.torch import build, loader, memory_format, runner
+from rules.torch import build, loader, memory_format, runner, scan
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 EXPORT_PARAMS = {"max_batch_size": 1, "normalize": True,  # both supplied by the engine
@@ -20,11 +20,11 @@ LIBTORCH = TritonModel(backend="pytorch", platform="pytorch_libtorch",
 
 
 def _export_rule(name: str, build_fn: Callable[..., Any], runner_name: str, description: str,
-                 output: str, triton: TritonModel | None = None) -> Rule:
+                 output: str, scan_fn: Callable[..., Any], triton: TritonModel | None = None) -> Rule:
     return Rule(name=name, version="1", build=build_fn, frameworks=("torch",), params=dict(EXPORT_PARAMS),
                 tools=("torch",), precisions=PRECISIONS, runner=runner_name, needs=NEEDS,
                 validate=memory_format.validate, variants=memory_format.VARIANTS, description=description,
-                outputs=(output, loader.RUNTIME_FILE), triton=triton, base=True)
+                outputs=(output, loader.RUNTIME_FILE), triton=triton, base=True, scan=scan_fn)
 
 
 RULES = [
@@ -39,11 +39,12 @@ RULES = [
          params={memory_format.OPTION: False}, validate=memory_format.validate, variants=memory_format.VARIANTS,
          outputs=(loader.RECIPE_FILE,), description="the source model run eagerly (a recipe, not an export)"),
     _export_rule("torchscript-trace", build.build_torchscript_trace, runner.TorchScriptRunner.name,
-                 "TorchScript from torch.jit.trace", loader.TORCHSCRIPT_FILE, LIBTORCH),
+                 "TorchScript from torch.jit.trace", loader.TORCHSCRIPT_FILE, scan.scan_torchscript, LIBTORCH),
     _export_rule("torchscript-script", build.build_torchscript_script, runner.TorchScriptRunner.name,
-                 "TorchScript from torch.jit.script", loader.TORCHSCRIPT_FILE, LIBTORCH),
+                 "TorchScript from torch.jit.script", loader.TORCHSCRIPT_FILE, scan.scan_torchscript, LIBTORCH),
     _export_rule("torch-export", build.build_torch_export, runner.TorchExportRunner.name,
-                 "an ExportedProgram (.pt2) from torch.export with a dynamic batch dimension", loader.EXPORT_FILE),
+                 "an ExportedProgram (.pt2) from torch.export with a dynamic batch dimension", loader.EXPORT_FILE,
+                 scan.scan_export),
 ]
 
 RUNNERS = [runner.TorchEagerRunner, runner.TorchScriptRunner, runner.TorchExportRunner]
