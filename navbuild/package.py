@@ -12,11 +12,13 @@ __all__ = ["save", "load"]
 
 
 def save(package: Any, path: str | Path, override: bool = False, *,
-         strategies: Iterable[str] = ("max-throughput", "min-latency"), include_all: bool = False) -> Path:
+         strategies: Iterable[str] = ("max-throughput", "min-latency"), include_all: bool = False,
+         sign: str | Path | None = None) -> Path:
     """Write ``package`` to ``path``: its status, samples, reference outputs, the base formats and the
     targets the strategies select (every built target with ``include_all``). Byte-reproducible: what
     was measured (profiles, the figures behind the selections) goes beside it, in
-    ``<name>.profile.json``, when the package has figures."""
+    ``<name>.profile.json``, when the package has figures. ``sign``: an Ed25519 private key file that
+    signs it (as ``navbuild package --sign``)."""
     from navbuild.deploy.package import PackageError, figures_path, write_figures, write_package
     from navbuild.deploy.status import FIGURES_SCHEMA
 
@@ -25,7 +27,12 @@ def save(package: Any, path: str | Path, override: bool = False, *,
         raise PackageError(f"{path} exists; pass override=True to replace it")
     status = dict(package.project_status)
     status["models"] = {package.name: package.status}
-    written = write_package(status, path, strategies=strategies, include_all=include_all)
+    key = None
+    if sign is not None:
+        from navbuild.deploy.signing import load_private_key
+
+        key = load_private_key(Path(sign))
+    written = write_package(status, path, strategies=strategies, include_all=include_all, sign_key=key)
     if package.figures:
         figures = dict(package.project_figures or {"schema": FIGURES_SCHEMA, "project": status.get("project")})
         figures["models"] = {package.name: package.figures}

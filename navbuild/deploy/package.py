@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
 from navbuild.deploy import declared
-from navbuild.deploy import signing
-from navbuild.deploy.package_checks import (DEFAULT_LIMITS, Limits, PackageError, check_entries, check_name,
-                                            check_status, parse_json, read_limited)
+from navbuild.deploy.package_checks import (DEFAULT_LIMITS, MAX_SIGNATURE_BYTES, SIGNATURE_ENTRY, Limits,
+                                            PackageError, check_entries, check_name, check_status, parse_json,
+                                            read_limited)
 from navbuild.hashing import copy_with_digest, digest_bytes
 from navbuild.rule import ROLES
 from navbuild.ziputil import write_zip
@@ -171,6 +171,8 @@ def write_package(status: Mapping[str, Any], dest: Path, *, strategies: Iterable
     dest = Path(dest)
     entries = package_entries(status, strategies=strategies, include_all=include_all)
     if sign_key is not None:
+        from navbuild.deploy import signing
+
         entries.append(signing.signature_entry(entries, sign_key))
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_zip(dest, entries)
@@ -206,8 +208,11 @@ class PackageContents:
     status_bytes: bytes = b""  # status.json as read: what a signature covers
     signature: Any = None  # signature.json, parsed, when the package is signed
 
-    def signer(self, trusted: Iterable[str]) -> "signing.Signer | None":
-        """Who signed the package among ``trusted`` keys (None: unsigned, or another key)."""
+    def signer(self, trusted: Iterable[str]) -> Any:
+        """Who signed the package among ``trusted`` keys (a ``signing.Signer``; None: unsigned, or
+        signed by another key)."""
+        from navbuild.deploy import signing
+
         return signing.check(self.path, self.signature, self.status_bytes, trusted)
 
     @contextlib.contextmanager
@@ -296,9 +301,9 @@ def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> PackageContents
             status_bytes = read_limited(archive, infos[STATUS_ENTRY], limits.status)
             status = parse_json(STATUS_ENTRY, status_bytes)
             signature = None
-            if signing.SIGNATURE_ENTRY in infos:
-                signature = parse_json(signing.SIGNATURE_ENTRY, read_limited(
-                    archive, infos[signing.SIGNATURE_ENTRY], signing.MAX_SIGNATURE_BYTES))
+            if SIGNATURE_ENTRY in infos:
+                signature = parse_json(SIGNATURE_ENTRY, read_limited(archive, infos[SIGNATURE_ENTRY],
+                                                                     MAX_SIGNATURE_BYTES))
     except zipfile.BadZipFile as exc:
         raise PackageError(f"{path}: not a zip file ({exc})") from None
     except (zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
@@ -321,7 +326,7 @@ def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> PackageContents
     missing = sorted(listed - set(infos))
     if missing:
         raise PackageError(f"{path}: status.json lists entries missing from the zip: {', '.join(missing)}")
-    unlisted = sorted(set(infos) - listed - {STATUS_ENTRY, signing.SIGNATURE_ENTRY})
+    unlisted = sorted(set(infos) - listed - {STATUS_ENTRY, SIGNATURE_ENTRY})
     if unlisted:
         raise PackageError(f"{path}: entries that status.json does not describe: {', '.join(unlisted[:5])}")
     return contents

@@ -26,6 +26,10 @@ from typing import Any, Iterable, Mapping
 from navbuild.hashing import is_digest, is_output_digest
 
 
+SIGNATURE_ENTRY = "signature.json"  # a signed package's signature (deploy/signing.py), described by no status
+MAX_SIGNATURE_BYTES = 16 << 20
+
+
 class PackageError(RuntimeError):
     """A package that cannot be written or read; the message names the entry at fault."""
 

@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from navbuild.deploy.package_checks import PackageError
+from navbuild.deploy.package_checks import SIGNATURE_ENTRY, PackageError
 
-SIGNATURE_ENTRY = "signature.json"
 SIGNATURE_FORMAT = "navbuild-signature/1"
 KEY_PREFIX = "ed25519:"
-MAX_SIGNATURE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)

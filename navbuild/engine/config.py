@@ -261,6 +261,8 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
 
 def _trust_keys(path: Path, table: Mapping[str, Any]) -> tuple[str, ...]:
     """``[trust] keys``: the Ed25519 public keys whose signed packages this project takes as proven."""
+    if not table:
+        return ()
     from navbuild.deploy.signing import public_key_problem
 
     reader = _Reader(path, table, "trust")
