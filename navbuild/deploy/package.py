@@ -154,7 +154,8 @@ def _refuse_unproven(model_name: str, model: Mapping[str, Any], chosen: set[str]
     the project trusts (its origin says so), or rebuilt here with the same digest (it then has no
     origin: it is this project's build)."""
     unproven = [(name, target["origin"]) for name, target in sorted((model.get("targets") or {}).items())
-                if name in chosen and (target.get("origin") or {}).get("imported") and not target["origin"].get("proven")]
+                if name in chosen and (target.get("origin") or {}).get("imported")
+                and not target["origin"].get("proven")]
     if unproven:
         names = ", ".join(f"{model_name}:{name} (imported from {origin['imported']})" for name, origin in unproven)
         first = f"{model_name}:{unproven[0][0]}"

@@ -142,11 +142,8 @@ class KeyResolver:
         if not self.store.manifest_intact(manifest):
             return False
         entry = self._lock().get(name)
-        if entry is None or entry.key != manifest.get("key"):
-            return True
-        from navbuild.engine.binding import files_digest
-
-        if entry.digest == manifest["digest"] and (not entry.bytes or entry.bytes == files_digest(manifest)):
+        # the digest only: a canonical digest (a TensorRT plan's) stays while the bytes under it differ
+        if entry is None or entry.key != manifest.get("key") or entry.digest == manifest["digest"]:
             return True
         self.store.report(f"the build of {name} in the store (digest {manifest['digest'][:12]}) is not the one "
                           f"navbuild.lock records under its key ({entry.digest[:12]}); not served, it is rebuilt")
