@@ -263,3 +263,34 @@ def test_a_signed_package_altered_after_signing_is_refused(traced, tmp_path, cap
     assert cli(other, "build", "--from", str(bad)) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert expected in err and "altered after it was signed" in err
+
+
+@pytest.mark.slow
+def test_a_signed_package_may_bring_code_that_loading_runs(tmp_path, capsys):
+    """A torch-compile cache (device-bound, loads_code: as a TensorRT plan is) travels only signed by a
+    trusted key: the same machine's fingerprint gives the same key, so the trusting checkout imports it."""
+    from .tiny import make_tiny_project
+
+    source = make_tiny_project(tmp_path / "source", precisions='["fp32"]')
+    source.config.write_text(source.config.read_text().replace("budget_s = 0.2", "enabled = false").replace(
+        'formats = ["torchscript-trace", "onnx"]', 'formats = ["torch-compile", "onnx"]'))
+    source.build()
+    public = signing_key(tmp_path / "key.pem")
+    signed = tmp_path / "signed.nav"
+    assert cli(source, "package", "--all-targets", "-o", str(signed), "--sign", str(tmp_path / "key.pem")) == 0
+
+    def checkout(name: str) -> Project:
+        other = make_tiny_project(tmp_path / name, precisions='["fp32"]')
+        other.config.write_text(source.config.read_text())
+        return other
+
+    untrusting = checkout("untrusting")
+    capsys.readouterr()
+    assert cli(untrusting, "build", "--from", str(signed), "mlp:torch-compile", "-v") == 0
+    assert "not imported: mlp:torch-compile: torch-compile outputs carry code that loading runs" in \
+        " ".join(capsys.readouterr().out.split())
+    trusting_ = trusting(checkout("trusting"), public)
+    records = build_from(trusting_, signed, "mlp:torch-compile", expect=0)
+    assert records["mlp:torch-compile"]["origin"] == "imported", records["mlp:torch-compile"]
+    assert "signed by ed25519:" in records["mlp:torch-compile"]["reason"]
+    assert records["mlp:torch-compile.check"]["correctness"]["passed"]
