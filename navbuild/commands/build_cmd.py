@@ -12,11 +12,12 @@ import json
 from pathlib import Path
 
 from navbuild.commands import console
-from navbuild.engine.graph import PROFILE
-from navbuild.engine import ray_executor
+from navbuild.engine import lockfile, ray_executor
 from navbuild.engine.project import open_project
-from navbuild.engine.records import BUILT, FAILED, REMOTE, SKIPPED, Record
+from navbuild.engine.records import BUILT, FAILED, REMOTE
+from navbuild.engine.scheduler import LocalExecutor, Scheduler
 from navbuild.engine.session import Options, Session
+from navbuild.view import progress, summary
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,14 +34,9 @@ def main(args: argparse.Namespace) -> int:
             return 2
         words = words[1:] or ["all"]
     selected = session.graph.resolve(words)
-    force = set(selected) if args.force else set()
-    on_nodes = None
-    if executor is not None:
-        session.forced = force
-        say = (lambda line: None) if args.quiet else (lambda line: console(stderr=True).print(line, highlight=False))
-        on_nodes = ray_executor.build(session, selected, executor, say)
-        force = set()  # the nodes rebuilt them: here they are restored
-    code = run(session, selected, args, force=force, on_nodes=on_nodes)
+    if executor is not None and not args.quiet:
+        executor.say = lambda line: console(stderr=True).print(line, highlight=False)
+    code = run(session, selected, args, force=set(selected) if args.force else set(), executor=executor)
     if words == ["all"]:
         _package(session, args.quiet)
     return code
@@ -83,32 +79,22 @@ def _package(session: Session, quiet: bool) -> None:
 
 
 def run(session: Session, selected: list[str], args: argparse.Namespace, force: set[str],
-        on_nodes: dict[str, Record] | None = None) -> int:
-    """Build ``selected`` (and what they need); print the summary; return navbuild's exit code.
-    ``on_nodes``: what the Ray executor ran (this run then only restores, and shows their nodes)."""
-    from navbuild.engine import doit_glue
-    from navbuild.view import progress, summary
-
+        executor: ray_executor.RayExecutor | None = None) -> int:
+    """Build ``selected`` (and what they need) through the scheduler; print the summary; return
+    navbuild's exit code. ``executor``: the Ray executor, else this machine's worker processes."""
     session.forced = force
-    session.store.hold_shared()
     session.store.remove_dead_temp()  # what killed builds and workers left behind
     out = console()
     try:
         closure = session.graph.closure(selected)
-        reporter = progress.Reporter(console(stderr=True), total=len(closure),
-                                     lookup=lambda name: session.collect_records([name]).get(name),
-                                     verbose=args.verbose, quiet=args.quiet)
-        doit_glue.run(session, selected, jobs=args.jobs, reporter=reporter)
-        records = session.collect_records(closure)
-        if on_nodes is not None:
-            records = ray_executor.merge(records, on_nodes)
-        for name in closure:
-            if name not in records:
-                records[name] = _not_run(session, name, records)
-        shown = {name: records[name] for name in closure}
+        with progress.Reporter(console(stderr=True), total=len(closure), verbose=args.verbose,
+                               quiet=args.quiet) as reporter:
+            scheduler = Scheduler(session, executor or LocalExecutor(args.jobs), listeners=[reporter],
+                                  lock=lockfile.path_for(session.project.root),
+                                  warn=lambda text: console(stderr=True).print(f"[yellow]{text}[/]", highlight=False))
+            shown = scheduler.build(selected)
         stale = session.outputs.prune()
         session.built_something = any(r.status == BUILT or r.origin == REMOTE for r in shown.values())
-        _write_lock(session, shown)
         if getattr(args, "json", None):
             Path(args.json).write_text(json.dumps({n: r.to_dict() for n, r in shown.items()}, indent=2,
                                                   sort_keys=True, default=str) + "\n")
@@ -124,32 +110,3 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
     finally:
         session.close()
         session.store.remove_dead_temp()  # workers killed by a timeout or a crash
-
-
-def _write_lock(session: Session, records: dict[str, Record]) -> None:
-    """navbuild.lock gets this run's keys and digests (see navbuild.engine.lockfile)."""
-    from navbuild.engine import lockfile
-    from navbuild.hashing import tree_digest
-
-    entries = []
-    for record in records.values():
-        files_digest = None
-        if record.digest and record.digest.startswith("c"):  # a canonical digest: lock the bytes' too
-            manifest = session.current_manifest(record.target)
-            files_digest = tree_digest(manifest["files"]) if manifest else None
-        entry = lockfile.entry_of(session.graph, record, files_digest)
-        if entry is not None:
-            entries.append(entry)
-    try:
-        lockfile.update(lockfile.path_for(session.project.root), session.graph, entries)
-    except OSError as exc:  # a read-only checkout still builds
-        console(stderr=True).print(f"[yellow]navbuild.lock not written: {exc}[/]", highlight=False)
-
-
-def _not_run(session: Session, name: str, records: dict[str, Record]) -> Record:
-    """doit does not run a target whose dependency failed: say which."""
-    target = session.graph.targets[name]
-    failed = [d for d in target.deps if d not in records or records[d].status == FAILED]
-    if target.kind == PROFILE:
-        return Record(name, SKIPPED, reason=f"not profiled: {', '.join(failed) or 'a dependency'} failed")
-    return Record(name, FAILED, reason=f"not run: {', '.join(failed) or 'a dependency'} failed")
