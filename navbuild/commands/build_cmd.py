@@ -11,13 +11,13 @@ import argparse
 import json
 from pathlib import Path
 
-from navbuild.commands import console
 from navbuild.engine import lockfile, ray_executor
 from navbuild.engine.project import open_project
 from navbuild.engine.records import BUILT, FAILED, REMOTE
 from navbuild.engine.scheduler import LocalExecutor, Scheduler
 from navbuild.engine.session import Options, Session
 from navbuild.view import progress, summary
+from navbuild.view.console import console
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _import(session: Session, path: Path, args: argparse.Namespace) -> bool:
     from navbuild.deploy.package import Limits
-    from navbuild.engine.package_import import import_package
+    from navbuild.deploy.package_import import import_package
 
     if not path.is_file():
         console(stderr=True).print(f"navbuild: error: package {path} does not exist", highlight=False)

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from navbuild.commands import console
 from navbuild.engine.graph import CHECK
 from navbuild.engine.keys import Pending
 from navbuild.engine.project import open_project
 from navbuild.engine.session import Session
 from navbuild.sizes import format_size, parse_size
+from navbuild.view.console import console
 
 
 def main(args: argparse.Namespace) -> int:

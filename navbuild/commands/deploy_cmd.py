@@ -10,10 +10,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from navbuild.commands import console
-from navbuild.engine.project import open_project
 from navbuild.deploy import project_package
+from navbuild.engine.project import open_project
 from navbuild.engine.session import Session
+from navbuild.view.console import console
 
 
 def main(args: argparse.Namespace) -> int:

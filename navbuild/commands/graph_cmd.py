@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from navbuild.commands import console
 from navbuild.commands.status_cmd import state
 from navbuild.engine.project import open_project
+from navbuild.view.console import console
 
 
 def main(args: argparse.Namespace) -> int:

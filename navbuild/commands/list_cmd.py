@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from navbuild.commands import console
 from navbuild.engine.graph import ARTIFACT
 from navbuild.engine.project import open_project
+from navbuild.view.console import console
 
 
 def main(args: argparse.Namespace) -> int:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from navbuild.commands import build_cmd, console
+from navbuild.commands import build_cmd
 from navbuild.engine.project import open_project
 from navbuild.engine.session import Options
+from navbuild.view.console import console
 
 
 def main(args: argparse.Namespace) -> int:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 
 from navbuild.engine import keys
-from navbuild.commands import console
 from navbuild.engine.graph import CHECK
 from navbuild.engine.project import open_project
 from navbuild.engine.session import Session
+from navbuild.view.console import console
 
 
 def state(session: Session, name: str) -> tuple[str, str]:

@@ -23,7 +23,6 @@ import shutil
 import sys
 from dataclasses import dataclass, replace
 
-from navbuild.commands import console
 from navbuild.engine import keys, lockfile
 from navbuild.engine.project import open_project
 from navbuild.engine.records import FAILED, SKIPPED, Record
@@ -31,6 +30,7 @@ from navbuild.engine.remote_settings import RemoteSettings
 from navbuild.engine.scheduler import Scheduler
 from navbuild.engine.session import Options, Session
 from navbuild.hashing import tree_digest
+from navbuild.view.console import console
 
 REPRODUCIBLE, NOT_REPRODUCIBLE, INPUT_DIFFERS, KEY_DIFFERS = (
     "reproducible", "NOT reproducible", "input differs", "key differs")

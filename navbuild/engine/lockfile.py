@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from navbuild.engine.atomic import atomic_write
 from navbuild.engine.graph import ARTIFACT, CHECK, Graph
 from navbuild.engine.records import BUILT, CACHED, Record
-from navbuild.engine.store import atomic_write
 
 LOCK_NAME = "navbuild.lock"
 VERSION = 1

@@ -248,7 +248,10 @@ class LocalExecutor:
     def _pool(self) -> workers.Pool:
         with self.starting:
             if self.pool is None:
-                self.pool = workers.Pool(self.scheduler.session, size=self.room, hook=self.hook)
+                session = self.scheduler.session
+                self.pool = workers.Pool(session.describe(), session.store,
+                                         lambda target, text: actions.write_failure_log(session, target, text),
+                                         size=self.room, hook=self.hook, echo=session.options.verbose)
             return self.pool
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from navbuild.engine import keys
+from navbuild.engine.atomic import atomic_write
 from navbuild.engine.config import ProjectConfig
 from navbuild.engine.fingerprint import MachineInfo
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
@@ -24,7 +25,7 @@ from navbuild.engine.outputs import Outputs
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, SKIPPED, Record, RunRecords
 from navbuild.engine.remote import RemoteCache
 from navbuild.engine.registry import Registry
-from navbuild.engine.store import Store, atomic_write, is_disk_full
+from navbuild.engine.store import Store, is_disk_full
 from navbuild.rule import Skip
 
 LOG_KEPT_BYTES = 1 << 20  # the tail of a failed build's log kept in its failure record

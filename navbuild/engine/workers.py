@@ -48,10 +48,8 @@ from typing import Any, BinaryIO, Callable
 
 import msgpack
 
-from navbuild.engine.actions import write_failure_log
 from navbuild.engine.graph import Target
-from navbuild.engine.session import Session
-from navbuild.engine.store import safe_name
+from navbuild.engine.store import Store, safe_name
 from navbuild.rule import Skip
 
 IN_PROCESS_ENV = "NAVBUILD_IN_PROCESS"
@@ -128,12 +126,17 @@ def _read_exactly(stream: BinaryIO, count: int) -> bytes | None:
 
 # -- the pool -----------------------------------------------------------------------------------
 class Pool:
-    """At most ``size`` workers; a target checks one out, runs, and gives it back (or it is replaced)."""
+    """At most ``size`` workers; a target checks one out, runs, and gives it back (or it is replaced).
 
-    def __init__(self, session: Session, size: int = 1, hook: Hook | None = None) -> None:
-        self.session = session
+    ``description``: the project the workers open (``Session.describe``); ``store``: where the
+    running target's log is written; ``failure_log(target, text)`` leaves the log of a crash or a
+    timeout where the user looks for it; ``echo``: the running target's log goes to stderr too."""
+
+    def __init__(self, description: dict[str, Any], store: Store, failure_log: Callable[[Target, str], None],
+                 size: int = 1, hook: Hook | None = None, echo: bool = False) -> None:
+        self.store, self.failure_log, self.echo = store, failure_log, echo
         self.hook = hook
-        self.description = {**session.describe(),
+        self.description = {**description,
                             "hook": {"module": hook.module, "data": hook.data} if hook is not None else None}
         self.size = size
         self.idle: list[Worker] = []
@@ -145,19 +148,19 @@ class Pool:
     def execute(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
         """Run ``target``'s action (``actions.execute``) in a worker; returns the manifest it wrote
         under ``key``."""
-        log = self.session.store.tmp / f"{safe_name(target.name)}-{uuid.uuid4().hex[:8]}.log"
+        log = self.store.tmp / f"{safe_name(target.name)}-{uuid.uuid4().hex[:8]}.log"
         try:
             worker = self._checkout()
         except WorkerStartError as exc:
-            write_failure_log(self.session, target, f"navbuild: {target.name}: {exc}\n")
+            self.failure_log(target, f"navbuild: {target.name}: {exc}\n")
             raise
         hook = self.hook
         payload = hook.payload(target.name) if hook is not None and hook.payload is not None else None
         try:
-            return worker.run(target, key, material, log, echo=self.session.options.verbose, hook=payload)
+            return worker.run(target, key, material, log, echo=self.echo, hook=payload)
         except (Crashed, TimedOut) as exc:
             text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-            write_failure_log(self.session, target, f"{text}\nnavbuild: {target.name}: {exc}\n")
+            self.failure_log(target, f"{text}\nnavbuild: {target.name}: {exc}\n")
             raise
         finally:
             self._checkin(worker)
