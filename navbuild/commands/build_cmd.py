@@ -19,13 +19,50 @@ from navbuild.engine.session import Options, Session
 from navbuild.view import progress, summary
 from navbuild.view.console import console
 
+COMMANDS = {"build": "build targets; --from PKG first imports a .nav package"}
+
+
+def at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    build = parser.add_argument_group("build (the default command) and profile")
+    build.add_argument("-j", "--jobs", type=at_least_one, default=1,
+                       help="targets built in parallel (worker processes)")
+    build.add_argument("--gpu-jobs", type=at_least_one, default=1, metavar="N",
+                       help="of those, targets on one GPU at a time (default 1: a build or profile shares no GPU)")
+    build.add_argument("--executor", metavar="KIND", default=None,
+                       help="local (default), or ray / ray:auto / ray:HOST:PORT / ray://HOST:PORT: targets run as "
+                            "Ray tasks, artifacts travel through the remote cache (docs/distributed.md)")
+    build.add_argument("--gpu-type", metavar="TYPE",
+                       help="--executor ray: GPU targets go to nodes of this accelerator type (H100, A100, ...)")
+    build.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
+    build.add_argument("--retry-failed", action="store_true",
+                       help="run targets that failed before with the same inputs (else their failure is replayed)")
+    build.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
+    build.add_argument("--from", dest="from_package", metavar="PKG", help="build: import this .nav package first")
+    build.add_argument("--package-limit", action="append", metavar="NAME=SIZE",
+                       help="build --from: raise a limit on what a package may hold (entry=16G, total=64G, "
+                            "entries=100000, ratio=200, status=64M)")
+    remote = parser.add_argument_group("remote cache (docs/remote-cache.md)")
+    remote.add_argument("--remote-cache", metavar="URL",
+                        help="share builds through this cache: http(s):// (Bazel's layout), file://, s3://, ...")
+    remote.add_argument("--remote-cache-read-only", action="store_true",
+                        help="restore from the remote cache, never upload (untrusted builds)")
+
 
 def main(args: argparse.Namespace) -> int:
-    options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
-                      remote_cache=getattr(args, "remote_cache", None),
-                      remote_read_only=getattr(args, "remote_cache_read_only", False),
-                      retry_failed=getattr(args, "retry_failed", False), gpu_jobs=getattr(args, "gpu_jobs", 1))
-    executor = ray_executor.parse(getattr(args, "executor", None), getattr(args, "gpu_type", None))
+    options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config, remote_cache=args.remote_cache,
+                      remote_read_only=args.remote_cache_read_only, retry_failed=args.retry_failed,
+                      gpu_jobs=args.gpu_jobs)
+    executor = ray_executor.parse(args.executor, args.gpu_type)
     session = open_project(args.config, options)
     session.store.hold_shared()  # gc waits for this build
     words = args.words or ["all"]
@@ -49,7 +86,7 @@ def _import(session: Session, path: Path, args: argparse.Namespace) -> bool:
     if not path.is_file():
         console(stderr=True).print(f"navbuild: error: package {path} does not exist", highlight=False)
         return False
-    report = import_package(session, path, Limits.parse(getattr(args, "package_limit", None) or ()))
+    report = import_package(session, path, Limits.parse(args.package_limit or ()))
     out = console()
     out.print(f"imported {len(report.imported)} artifacts from {path}"
               + (f" ({len(report.present)} already in the store)" if report.present else ""), highlight=False)
@@ -95,7 +132,7 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
             shown = scheduler.build(selected)
         stale = session.outputs.prune()
         session.built_something = any(r.status == BUILT or r.origin == REMOTE for r in shown.values())
-        if getattr(args, "json", None):
+        if args.json:
             Path(args.json).write_text(json.dumps({n: r.to_dict() for n, r in shown.items()}, indent=2,
                                                   sort_keys=True, default=str) + "\n")
         if args.quiet:

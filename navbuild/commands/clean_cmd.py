@@ -12,6 +12,15 @@ from navbuild.sizes import format_size, parse_size
 from navbuild.view.console import console
 
 
+COMMANDS = {"clean": "delete materialized outputs (the store keeps every build)",
+            "gc": "delete store objects that no manifest reaches (--max-size SIZE)"}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument_group("gc").add_argument(
+        "--max-size", metavar="SIZE", help="then drop the least recently used builds until the store fits (10G, 500M)")
+
+
 def main(args: argparse.Namespace) -> int:
     session = open_project(args.config)
     try:

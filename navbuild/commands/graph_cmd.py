@@ -9,6 +9,9 @@ from navbuild.engine.project import open_project
 from navbuild.view.console import console
 
 
+COMMANDS = {"graph": "the target graph with each target's state, as DOT (and PNG)"}
+
+
 def main(args: argparse.Namespace) -> int:
     from navbuild.view.graph_dot import render, to_dot
 

@@ -12,6 +12,9 @@ from navbuild.engine.project import open_project
 from navbuild.view.console import console
 
 
+COMMANDS = {"list": "every target with its rule, device binding and whether this machine can build it"}
+
+
 def main(args: argparse.Namespace) -> int:
     from rich.table import Table
 

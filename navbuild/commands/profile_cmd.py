@@ -14,6 +14,10 @@ from navbuild.engine.session import Options
 from navbuild.view.console import console
 
 
+COMMANDS = {"profile": "measure latency and throughput of targets (--force: again)",
+            "report": "tables, report.json and profile.png per model"}
+
+
 def main(args: argparse.Namespace) -> int:
     if args.words[0] == "profile":
         return _profile(args)

@@ -14,6 +14,10 @@ from navbuild.engine.session import Session
 from navbuild.view.console import console
 
 
+COMMANDS = {"status": "what is built, stale or missing, and why",
+            "explain": "which inputs changed since a target's last build"}
+
+
 def state(session: Session, name: str) -> tuple[str, str]:
     """(state, why) of one target: built, stale, missing, skipped, or waiting on an upstream."""
     target = session.graph.targets[name]

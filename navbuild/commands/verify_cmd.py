@@ -45,6 +45,15 @@ class Verdict:
     detail: str = ""
 
 
+COMMANDS = {"verify": "rebuild targets in a scratch store and compare with navbuild.lock"}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    verify = parser.add_argument_group("verify")
+    verify.add_argument("--sample", type=int, metavar="N", help="rebuild only N targets chosen at random")
+    verify.add_argument("--seed", type=int, help="the seed that chooses the sample")
+
+
 def main(args: argparse.Namespace) -> int:
     session = open_project(args.config, Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config))
     out = console()
