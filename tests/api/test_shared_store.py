@@ -6,27 +6,9 @@ import json
 import navbuild
 from navbuild.cli import main
 from navbuild.engine import lockfile
+from tests.example_cnn import cnn_config
 
-TOML = """
-[project]
-name = "shared"
-device = "cpu"
-
-[profile]
-enabled = false
-
-[models.cnn]
-framework = "torch"
-entry = "vision/model.py:build_model"
-samples = "vision/model.py:make_samples"
-sources = ["vision/model.py", "vision/weights.pt"]
-inputs = ["image"]
-outputs = ["logits"]
-max_batch_size = 16
-
-[models.cnn.targets]
-formats = ["torchscript-trace", "onnx"]
-"""
+TOML = cnn_config("shared", project='device = "cpu"')
 
 
 def api_build(root):
