@@ -21,9 +21,10 @@ from navbuild.api import executor, objects
 from navbuild.api.config import LABEL, OptimizeConfig, renamed
 from navbuild.engine.config import ConfigError
 from navbuild.engine.lockfile import LOCK_NAME
+from navbuild.engine.options import Options
 from navbuild.engine.records import Record
 from navbuild.engine.scheduler import FINISHED, Event, LocalExecutor, Scheduler
-from navbuild.engine.session import Options, Session
+from navbuild.engine.session import Session
 
 PROJECT_NAME = "navbuild-api"
 SAMPLES_FILE = "samples.tensors"

@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 
 from navbuild.engine import lockfile, ray_executor
+from navbuild.engine.options import Options
 from navbuild.engine.project import open_project
 from navbuild.engine.records import BUILT, FAILED, REMOTE
 from navbuild.engine.scheduler import LocalExecutor, Scheduler
-from navbuild.engine.session import Options, Session
+from navbuild.engine.session import Session
 from navbuild.view import progress, summary
 from navbuild.view.console import console
 

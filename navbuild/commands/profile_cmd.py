@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from navbuild.commands import build_cmd
+from navbuild.engine.options import Options
 from navbuild.engine.project import open_project
-from navbuild.engine.session import Options
 from navbuild.view.console import console
 
 

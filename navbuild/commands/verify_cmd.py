@@ -24,11 +24,12 @@ import sys
 from dataclasses import dataclass, replace
 
 from navbuild.engine import keys, lockfile
+from navbuild.engine.options import Options
 from navbuild.engine.project import open_project
 from navbuild.engine.records import FAILED, SKIPPED, Record
 from navbuild.engine.remote_settings import RemoteSettings
 from navbuild.engine.scheduler import Scheduler
-from navbuild.engine.session import Options, Session
+from navbuild.engine.session import Session
 from navbuild.hashing import tree_digest
 from navbuild.view.console import console
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,28 +20,17 @@ from navbuild.engine.atomic import atomic_write
 from navbuild.engine.config import ProjectConfig
 from navbuild.engine.fingerprint import MachineInfo
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
+from navbuild.engine.options import Options
 from navbuild.engine.outputs import Outputs
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, SKIPPED, Record, RunRecords
-from navbuild.engine.remote import RemoteCache
 from navbuild.engine.registry import Registry
+from navbuild.engine.remote import RemoteCache
 from navbuild.engine.store import Store, is_disk_full
 from navbuild.rule import Skip
 
 LOG_KEPT_BYTES = 1 << 20  # the tail of a failed build's log kept in its failure record
 # runs a target's action wherever its executor runs actions; returns the manifest stored under the key
 Act = Callable[[Target, str, dict[str, Any]], dict[str, Any]]
-
-
-@dataclass
-class Options:
-    verbose: bool = False
-    quiet: bool = False
-    config_arg: str | None = None  # how the user named the config (for rebuild commands)
-    remote_cache: str | None = None  # --remote-cache URL ("" turns a configured one off)
-    remote_read_only: bool = False  # --remote-cache-read-only
-    retry_failed: bool = False  # run targets whose key failed before instead of replaying the failure
-    isolate: bool = True  # actions run in worker processes (engine/workers.py); False: in this one
-    gpu_jobs: int = 1  # targets on the GPU at once, whatever -j says (engine/slots.py)
 
 
 class Session:
