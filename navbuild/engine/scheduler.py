@@ -7,7 +7,7 @@ every target it needs is done; then, in this order:
 - a dependency failed: it is not run (``not_run``: "not run: X failed"; a profile is "not
   profiled" and counts as skipped);
 - the store says it is current (``Session.is_up_to_date``): cached;
-- else it goes to the executor, which settles it (``Session.run``: a failure replayed, a restore
+- else it is queued for the executor, which settles it (``Session.run``: a failure replayed, a restore
   from the remote cache, or its action run) and hands back its record.
 
 Executors differ only in where actions run: ``LocalExecutor`` (worker processes of this machine,
@@ -26,6 +26,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -42,9 +43,10 @@ QUEUED, STARTED, FINISHED = "queued", "started", "finished"
 
 @dataclass(frozen=True)
 class Event:
-    """``QUEUED``: the target must run and went to its executor; ``STARTED``: its action starts now,
-    holding ``grant``; ``FINISHED``: it is done, with ``record`` (also for a target found current or
-    not run, which are neither queued nor started)."""
+    """``QUEUED``: the target is not current, so it waits for room in its executor; ``STARTED``: its
+    action starts now, holding ``grant`` (a target restored or whose failure is replayed never
+    starts); ``FINISHED``: it is done, with ``record`` (also for a target found current or not run,
+    which are neither queued nor started). ``time``: ``time.monotonic()`` when it happened."""
 
     kind: str
     target: str
@@ -94,24 +96,25 @@ class Scheduler:
         session, graph = self.session, self.session.graph
         session.store.hold_shared()  # gc waits for this build
         closure = graph.closure(selected)
-        waiting = list(closure)  # in dependency order
+        waiting = list(closure)  # in dependency order: a chain of current targets settles in one pass
+        queued: deque[str] = deque()  # must run, waiting for room in the executor
         done: dict[str, Record] = {}
         running = 0
         self.executor.open(self)
         try:
-            while waiting or running:
+            while waiting or queued or running:
                 for name in list(waiting):
-                    if running >= self.executor.room:
-                        break
                     if not all(dep in done for dep in graph.targets[name].deps):
                         continue
                     waiting.remove(name)
                     record = self._settled_here(name, done)
                     if record is not None:
                         self._finish(record, done)
-                        continue
-                    self.tell(Event(QUEUED, name))
-                    self.executor.submit(name)
+                    else:
+                        queued.append(name)
+                        self.tell(Event(QUEUED, name))
+                while queued and running < self.executor.room:
+                    self.executor.submit(queued.popleft())
                     running += 1
                 if running:
                     for record in self.executor.collect():
