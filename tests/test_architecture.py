@@ -3,8 +3,11 @@
 - the engine (``navbuild/``) imports no rule family; the registry names the built-in families as
   strings and imports them with importlib;
 - rule families use only the engine's public interfaces;
-- no import cycle among navbuild's modules, within a family or between families (imports inside
-  functions count; ``if TYPE_CHECKING:`` blocks do not, they never run);
+- no import cycle among navbuild's modules, within a family or between families: every import
+  counts, those inside functions and under ``if TYPE_CHECKING:`` too (a cycle that an import
+  inside a function or a type-only import hides is still two modules that need each other);
+- the engine and measurement never import what sits above them: deploy, view, the commands, the
+  CLI and the Python API;
 - every family has the same files: ``__init__.py``, ``build.py``, ``loader.py``, and ``runner.py``
   when it brings runners of its own (a family may run its artifacts with another's runner).
 """
@@ -33,27 +36,21 @@ def module_files() -> dict[str, Path]:
 
 
 def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
-    """The navbuild and rules modules that ``name`` imports anywhere (except under TYPE_CHECKING)."""
+    """The navbuild and rules modules that ``name`` imports anywhere: at the top, inside functions,
+    under ``if TYPE_CHECKING:``."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue
-            if isinstance(child, ast.Import):
-                found.update(alias.name for alias in child.names)
-            elif isinstance(child, ast.ImportFrom):
-                base = child.module or ""
-                if child.level:
-                    parts = package.split(".")[:len(package.split(".")) - child.level + 1]
-                    base = ".".join(parts + ([base] if base else []))
-                for alias in child.names:  # `from pkg import module` imports the module
-                    full = f"{base}.{alias.name}"
-                    found.add(full if full in known else base)
-            visit(child)
-
-    visit(ast.parse(path.read_text(), filename=str(path)))
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            for alias in node.names:  # `from pkg import module` imports the module
+                full = f"{base}.{alias.name}"
+                found.add(full if full in known else base)
     return {module for module in found if module.split(".")[0] in LAYERS and module != name}
 
 
@@ -113,6 +110,29 @@ def test_rule_families_use_only_the_public_interfaces():
 
 def test_no_import_cycle():
     assert cycles(import_graph()) == []
+
+
+def room(module: str) -> str:
+    """``navbuild.engine.store`` -> ``engine``; ``navbuild.cli`` -> ``cli``; ``navbuild`` -> ``navbuild``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_the_engine_and_measurement_import_nothing_above_them():
+    above = {"deploy", "view", "commands", "cli", "api"}
+    graph = import_graph()
+    offenders = sorted((name, other) for name, others in graph.items()
+                       if name.startswith("navbuild.") and room(name) in ("engine", "measure")
+                       for other in others if other.startswith("navbuild.") and room(other) in above)
+    assert offenders == []
+
+
+def test_the_checks_see_what_hides_in_functions_and_type_checking_blocks(tmp_path):
+    source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from navbuild.engine import session\n"
+              "def later():\n    from navbuild.deploy import package\n")
+    (tmp_path / "m.py").write_text(source)
+    known = {"navbuild.engine.session", "navbuild.deploy.package"}
+    assert imported_modules("navbuild.engine.m", tmp_path / "m.py", known) == known
 
 
 def test_the_cycle_finder_finds_a_cycle():

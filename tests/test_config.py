@@ -1,36 +1,21 @@
 """Every config error gives one message naming file, key and fix, and exit code 2; nothing is built."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from navbuild.cli import main
+from tests.example_cnn import cnn_config, copy_vision
 
 REPO = Path(__file__).resolve().parents[1]
 
-GOOD = """
-[project]
-name = "t"
-
-[models.cnn]
-framework = "torch"
-entry = "vision/model.py:build_model"
-samples = "vision/model.py:make_samples"
-sources = ["vision/model.py", "vision/weights.pt"]
-inputs = ["image"]
-max_batch_size = 16
-
-[models.cnn.targets]
-formats = ["onnx"]
-"""
+GOOD = cnn_config("t", profile="", formats=("onnx",), outputs=False)
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "examples" / "vision", tmp_path / "vision")
-    return tmp_path
+    return copy_vision(tmp_path)
 
 
 def run(root: Path, text: str, capsys) -> tuple[int, str]:

@@ -19,7 +19,9 @@ import pytest
 from navbuild import tensors
 from navbuild.engine import config
 from navbuild.engine.graph import build_graph
+from navbuild.engine.records import FAILED
 from navbuild.engine.registry import Registry, RegistryError, default_registry
+from navbuild.engine.scheduler import Scheduler
 from navbuild.engine.session import Session
 from navbuild.rule import ROLE_REFERENCE, ROLE_SAMPLES, SOURCE, BuildContext, Rule, TritonModel
 from navbuild.runner import Runner
@@ -131,8 +133,8 @@ def open_session(tmp_path: Path, formats: list[str]) -> Session:
 
 
 def build_all(session: Session) -> dict[str, bool]:
-    names = session.graph.closure(session.graph.resolve(["all"]))
-    return {name: session.run(name) for name in names}
+    records = Scheduler(session).build(session.graph.resolve(["all"]))
+    return {name: record.status != FAILED for name, record in records.items()}
 
 
 def test_an_unknown_framework_builds_checks_and_deploys_from_declarations(tmp_path):

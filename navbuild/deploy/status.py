@@ -152,7 +152,7 @@ def _load_selections(session: Session) -> dict[str, dict[str, str]]:
 
 
 def _save_selections(session: Session, selections: dict[str, dict[str, str]]) -> None:
-    from navbuild.engine.store import atomic_write
+    from navbuild.engine.atomic import atomic_write
 
     data = json.dumps({m: s for m, s in sorted(selections.items()) if s}, sort_keys=True, indent=2) + "\n"
     path = session.store.root / SELECTIONS_FILE

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from navbuild.engine import fingerprint, keys
+from navbuild.engine.atomic import atomic_write
+from navbuild.engine.digests import output_digest
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Target
 from navbuild.engine.outputs import CHECK_FILE, PROFILE_FILE
-from navbuild.engine.store import atomic_write, safe_name
-from navbuild.hashing import digest_value, tree_digest
+from navbuild.engine.store import safe_name
+from navbuild.hashing import digest_value
 from navbuild.rule import CHECK_HINT, ROLE_SAMPLES, BuildContext, Skip, repeat_file_name
 
 if TYPE_CHECKING:
@@ -226,25 +228,6 @@ def _store_outputs(session: Session, target: Target, out_dir: Path) -> dict[str,
         raise RuntimeError(f"rule {target.rule.name} wrote {', '.join(undeclared)}, which its outputs "
                            f"({', '.join(target.rule.outputs)}) do not declare")
     return {name: session.store.put_file(path) for name, path in paths.items()}
-
-
-def output_digest(target: Target, out_dir: Path, files: dict[str, str], material: dict[str, Any]) -> str:
-    rule = target.rule
-    canonical = rule is not None and not rule.normalized and rule.canonical_digest is not None
-    digest = rule.canonical_digest(out_dir) if canonical else tree_digest(files)
-    if rule is not None and not rule.output_identifies_model:
-        # A recipe or a config names no model: without the model's identity, two models with the same
-        # options would share one digest, and one's checks and profiles be served for the other.
-        return "m" + digest_value({"output": digest, "model": model_identity(material)})[:31]
-    return "c" + digest[:31] if canonical else digest
-
-
-def model_identity(material: dict[str, Any]) -> dict[str, Any]:
-    """What in an artifact's key material names its model: the entry and source digests, or the
-    upstream artifact's digest."""
-    if "sources" in material:
-        return {"entry": material.get("entry"), "sources": material["sources"]}
-    return {"upstream": material["upstream"]["digest"]}
 
 
 def jsonable(value: Any) -> Any:

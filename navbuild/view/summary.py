@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE
-from navbuild.engine.session import FAILED, Record, Session
+from navbuild.engine.records import FAILED, Record
+from navbuild.engine.session import Session
 
 KINDS = ((ARTIFACT, "artifacts", "build"), (CHECK, "checks", "check"), (PROFILE, "profiles", "profile"))
 
