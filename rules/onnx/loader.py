@@ -9,6 +9,7 @@ from typing import Any
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import TritonModel
+from navbuild.runner import TensorSpec
 
 onnx = lazy_import("onnx")
 onnxruntime = lazy_import("onnxruntime")
@@ -43,6 +44,20 @@ def io_types(values: Any) -> dict[str, str]:
 
 def opset_of(proto: Any) -> int:
     return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+# ONNX Runtime's type names -> numpy's
+NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(bfloat16)": "bfloat16", "tensor(int64)": "int64", "tensor(int32)": "int32",
+               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+
+
+def input_specs(session: Any) -> dict[str, TensorSpec]:
+    """What an ONNX Runtime session's graph takes per input (``Runner.input_specs``): its type, and
+    its shape with None for a named or unknown axis."""
+    return {value.name: TensorSpec(NUMPY_TYPES.get(value.type),
+                                   tuple(d if isinstance(d, int) and d >= 0 else None for d in value.shape))
+            for value in session.get_inputs()}
 
 
 def inference_session(path: Path, providers: list[Any]) -> Any:
