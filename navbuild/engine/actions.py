@@ -90,7 +90,8 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
     ctx = BuildContext(model=target.spec, target=target.name, precision=target.precision, device=target.device,
                        params=params, out_dir=out_dir,
                        input_dir=session.outputs.materialized(target.upstream) if target.upstream else None,
-                       samples=samples, log=log, workdir=scratch, cache_dir=cache_dir)
+                       samples=samples, log=log, workdir=scratch, cache_dir=cache_dir,
+                       engine_values=dict(target.engine_values))
     return rule.build(ctx)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from navbuild.engine import remote_settings
 from navbuild.engine.variants import VariantError, expand as expand_variants
-from navbuild.rule import ModelSpec, entry_file, is_function_entry
+from navbuild.rule import DEFAULT_MAX_BATCH_SIZE, ModelSpec, entry_file, is_function_entry
 
 CONFIG_NAME = "navbuild.toml"
 DEFAULT_TIMEOUT_S = 1800.0  # one build, check or profile; [project] timeout, per model, per format
@@ -67,9 +67,10 @@ class TargetsConfig:
     formats: list[str]
     precisions: list[str]
     device: str
-    normalize: bool
     format_options: dict[str, dict[str, Any]]  # format -> rule params from [targets.<format>]
     timeouts: dict[str, float] = field(default_factory=dict)  # format -> seconds, from [targets.<format>]
+    # navbuild.rule.ENGINE_VALUES for this model's targets: each rule reads those it declares
+    engine_values: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +95,12 @@ class ProfileSettings:
     # selection's tie margin in % (navbuild.measure.selection); None: its default for the device.
     # Not a ProfileConfig field: it changes no measurement, so it enters no profile's key
     tie_margin_pct: float | None = None
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        if not self.enabled:
+            return ()
+        return tuple(sorted({int(size) for size in self.options.get("batch_sizes") or ()}))
 
 
 @dataclass
@@ -240,7 +247,8 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
         if not model_name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(path, f"models.{model_name}", "a model name may hold letters, digits, "
                               "'-' and '_' only")
-        models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout)
+        models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout,
+                                    profile.batch_sizes)
     top.reject_unknown()
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
                          models=models, profile=profile, remote=remote, timeout=timeout, mapping=dict(data))
@@ -373,7 +381,7 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
            correctness: CorrectnessConfig, known_formats: KnownFormats,
-           project_timeout: float = DEFAULT_TIMEOUT_S) -> ModelConfig:
+           project_timeout: float = DEFAULT_TIMEOUT_S, profile_batch_sizes: tuple[int, ...] = ()) -> ModelConfig:
     where = f"models.{name}"
     reader = _Reader(path, table, where)
     framework = reader.get("framework", str, fix='e.g. framework = "torch"')
@@ -399,14 +407,15 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
     if batch_dim != 0:
         raise ConfigError(path, reader.key("batch_dim"), "only batch_dim = 0 is supported",
                           "put the batch dimension first")
-    max_batch_size = reader.get("max_batch_size", int, 1)
+    max_batch_size = reader.get("max_batch_size", int, DEFAULT_MAX_BATCH_SIZE)
     if max_batch_size < 1:
         raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
     dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
     device = _device(path, reader, "device", project_device)
     timeout = _timeout(path, reader, project_timeout)
     formats = known_formats(framework) if callable(known_formats) else known_formats
-    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats)
+    engine_values = {"max_batch_size": max_batch_size, "profile_batch_sizes": list(profile_batch_sizes)}
+    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats, engine_values)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
     reader.reject_unknown()
     spec = ModelSpec(name=name, framework=framework, entry=entry, root=root, inputs=tuple(inputs),
@@ -441,14 +450,14 @@ def _dynamic_axes(path: Path, where: str, table: Mapping[str, Any]) -> dict[str,
 
 
 def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
-             known_formats: Mapping[str, Any] | None) -> TargetsConfig:
+             known_formats: Mapping[str, Any] | None, engine_values: Mapping[str, Any]) -> TargetsConfig:
     reader = _Reader(path, table, where)
     if "formats" not in table:
         raise ConfigError(path, reader.key("formats"), "is required", 'e.g. formats = ["onnx", "torchscript-trace"]')
     formats = reader.str_list("formats")
     precisions = reader.str_list("precisions", ["fp32"])
     target_device = _device(path, reader, "device", device)
-    normalize = reader.get("normalize", bool, True)
+    engine_values = {**engine_values, "normalize": reader.get("normalize", bool, True)}
     options = {}
     for fmt in formats:
         if known_formats is not None and fmt not in known_formats:
@@ -473,19 +482,17 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
             timeouts[key] = _timeout(path, _Reader(path, {"timeout": options[key].pop("timeout")},
                                                    f"{where}.{key}"), DEFAULT_TIMEOUT_S)
     if known_formats is not None:
-        _check_format_options(path, where, formats, precisions, options, known_formats)
-    return TargetsConfig(formats=formats, precisions=precisions, device=target_device,
-                         normalize=normalize, format_options=options, timeouts=timeouts)
-
-
-ENGINE_PARAMS = ("max_batch_size", "normalize", "profile_batch_sizes")
+        _check_format_options(path, where, formats, precisions, options, known_formats, engine_values)
+    return TargetsConfig(formats=formats, precisions=precisions, device=target_device, format_options=options,
+                         timeouts=timeouts, engine_values=engine_values)
 
 
 def _check_format_options(path: Path, where: str, formats: list[str], precisions: list[str],
-                          options: Mapping[str, dict[str, Any]], known_formats: Mapping[str, Any]) -> None:
+                          options: Mapping[str, dict[str, Any]], known_formats: Mapping[str, Any],
+                          engine_values: Mapping[str, Any]) -> None:
     for fmt, values in options.items():
         rule = known_formats[fmt]
-        allowed = set(getattr(rule, "params", {})) - set(ENGINE_PARAMS)
+        allowed = set(getattr(rule, "params", {}))
         for key in values:
             if key not in allowed:
                 raise ConfigError(path, f"{where}.{fmt}.{key}", f"format {fmt} has no option {key!r}",
@@ -493,6 +500,7 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
     for fmt in formats:
         rule = known_formats[fmt]
         validate = getattr(rule, "validate", None)
+        declared = {name: engine_values[name] for name in getattr(rule, "uses", ())}
         try:
             variants = expand_variants(rule, options.get(fmt, {}))
         except VariantError as exc:
@@ -501,7 +509,7 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
             if precision not in rule.precisions:
                 continue
             for variant in variants:
-                problem = validate(variant.options, precision) if validate else None
+                problem = validate(variant.options, precision, declared) if validate else None
                 if problem:
                     raise ConfigError(path, f"{where}.{fmt}", problem)
         if not any(p in rule.precisions for p in precisions):

@@ -53,6 +53,7 @@ def artifact_material(target: Target, *, sources: dict[str, str], samples_digest
         "kind": "artifact", "rule": rule.name, "rule_version": rule.version,
         "precision": target.precision, "device": target.device, "params": dict(target.params),
         "model": model_io(target), "tools": fingerprint.tool_versions(tuple(rule.tools)),
+        **engine_values(target),
     }
     if rule.consumes == SOURCE:
         material["entry"] = target.spec.entry
@@ -62,7 +63,6 @@ def artifact_material(target: Target, *, sources: dict[str, str], samples_digest
     if samples_digest is not None:
         material["samples"] = samples_digest
     if rule.role == ROLE_SAMPLES:
-        material["max_batch_size"] = target.spec.max_batch_size
         material["samples_entry"] = target.model.samples  # the function, not only its file
     if rule.device_bound:
         material["device_fingerprint"] = fingerprint.device(target.device)
@@ -75,7 +75,8 @@ def check_material(target: Target, *, artifact: Target, artifact_digest: str, re
     assert target.kind == CHECK
     material = {
         "kind": "check", "version": CHECK_VERSION, "artifact": {"target": artifact.short, "digest": artifact_digest},
-        "params": dict(artifact.params), "reference": reference_digest, "samples": samples_digest, "runner": runner,
+        "params": dict(artifact.params), **engine_values(artifact), "reference": reference_digest,
+        "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
         "precision": target.precision, "tolerances": tolerances,
     }
@@ -95,10 +96,15 @@ def profile_material(target: Target, *, artifact: Target, artifact_digest: str, 
     return {
         "kind": "profile", "version": PROFILE_VERSION,
         "artifact": {"target": artifact.short, "digest": artifact_digest}, "params": dict(artifact.params),
-        "samples": samples_digest, "runner": runner, "tools": fingerprint.tool_versions(tuple(runner_tools)),
+        **engine_values(artifact), "samples": samples_digest, "runner": runner, "tools": fingerprint.tool_versions(tuple(runner_tools)),
         "device": target.device, "precision": target.precision, "config": config, "measures": resolved,
         "device_fingerprint": fingerprint.device(target.device),
     }
+
+
+def engine_values(target: Target) -> dict[str, Any]:
+    """The engine values its rule declares (``Rule.uses``), as key material; nothing when none."""
+    return {"engine_values": dict(target.engine_values)} if target.engine_values else {}
 
 
 def key_of(material: dict[str, Any]) -> str:

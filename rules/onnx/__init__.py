@@ -11,8 +11,8 @@ from rules.torch import memory_format
 
 RULES = [
     Rule(name="onnx", version="1", build=build.build_onnx, frameworks=("torch",),
-         params={"max_batch_size": 1, "normalize": True, "opset": build.DEFAULT_OPSET, "exporter": "auto",
-                 "channels_last": False},
+         params={"opset": build.DEFAULT_OPSET, "exporter": "auto", "channels_last": False},
+         uses=("max_batch_size", "normalize"),
          variants=memory_format.VARIANTS,
          tools=("torch", "onnx", "onnxscript"), precisions=("fp32", "fp16"), runner=runner.OnnxRuntimeRunner.name,
          needs=Needs(modules=("torch", "onnx"), cuda_when_device_is_cuda=False),

@@ -28,7 +28,7 @@ MIN_OPSET, MAX_OPSET = 7, 23  # what torch 2.x writes (its TorchScript-based exp
 EXPORTERS = ("auto", "torchscript", "dynamo")
 
 
-def validate_params(params: Mapping[str, Any], precision: str) -> str | None:
+def validate_params(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     """The problem with a target's ``exporter`` or ``opset`` options, or None."""
     if params.get("exporter", "auto") not in EXPORTERS:
         return f"exporter {params.get('exporter')!r} is not one of {', '.join(EXPORTERS)}"
@@ -55,7 +55,7 @@ def build_onnx(ctx: BuildContext) -> dict[str, Any]:
 def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
     """Export with the chosen exporter (or the TorchScript one, then dynamo); returns which one ran."""
     model = model_io.prepare_model(ctx.model.load_entry(), "cpu")
-    sample = model_io.example_batch(ctx.model, ctx.samples, torch_build.max_batch_size(ctx))
+    sample = model_io.example_batch(ctx.model, ctx.samples, ctx.max_batch_size)
     example = model_io.to_tensors(ctx.model, sample)
     inputs = model_io.input_order(ctx.model, sample)
     model, outputs = plain_io.exportable(model, ctx.model, inputs, example)  # inputs by position, plain outputs
@@ -95,7 +95,7 @@ def _export_dynamo(ctx: BuildContext, model: Any, example: tuple[Any, ...], inpu
 
 def _dynamic_axes(ctx: BuildContext, inputs: list[str], outputs: list[str]) -> dict[str, dict[int, str]]:
     """The batch axis of every input and output (when max_batch_size > 1) and declared dynamic axes."""
-    batch = {ctx.model.batch_dim: "batch"} if torch_build.max_batch_size(ctx) >= 2 else {}
+    batch = {ctx.model.batch_dim: "batch"} if ctx.max_batch_size >= 2 else {}
     axes = {name: dict(batch) for name in [*inputs, *outputs]}
     for name, declared in ctx.model.dynamic_axes.items():
         axes.setdefault(name, {}).update({int(axis): dim for axis, dim in declared.items()})

@@ -21,7 +21,7 @@ def write_onnx(ctx: BuildContext, proto: Any) -> dict[str, Any]:
         from rules.onnx.fp16 import convert_to_fp16
 
         proto = convert_to_fp16(proto)
-    normalized = bool(ctx.params.get("normalize", True))
+    normalized = ctx.normalize
     if normalized:
         from rules.onnx.normalize import strip_debug_info
 

@@ -32,7 +32,7 @@ SAVEDMODEL = Rule(
 
 ONNX = Rule(
     name="onnx", version="1", build=build.build_onnx, consumes="savedmodel", frameworks=SAVEDMODEL_READERS,
-    params={"normalize": True, "opset": build.DEFAULT_OPSET}, tools=("tf2onnx", "onnx", *loader.TOOLS),
+    params={"opset": build.DEFAULT_OPSET}, uses=("normalize",), tools=("tf2onnx", "onnx", *loader.TOOLS),
     precisions=("fp32", "fp16"), runner="onnxruntime",
     needs=Needs(modules=("tensorflow", "tf2onnx", "onnx"), cuda_when_device_is_cuda=False),
     validate=build.validate_onnx, outputs=ONNX_OUTPUTS, triton=ONNXRUNTIME, base=True,

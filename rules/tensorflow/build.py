@@ -28,7 +28,7 @@ TF_TRT_PRECISIONS = ("fp32", "fp16")
 TF_TRT_DEFAULTS = {"workspace": 1 << 30, "minimum_segment_size": 3}
 
 
-def validate_onnx(params: Mapping[str, Any], precision: str) -> str | None:
+def validate_onnx(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     opset = params.get("opset", DEFAULT_OPSET)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         return f"opset {opset!r} is not an integer from {MIN_OPSET} to {MAX_OPSET}"
@@ -134,7 +134,7 @@ def _has_op(graph_def: Any, op: str) -> bool:
 
 
 # -- tf-trt -------------------------------------------------------------------------------------
-def validate_tf_trt(params: Mapping[str, Any], precision: str) -> str | None:
+def validate_tf_trt(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     if precision not in TF_TRT_PRECISIONS:
         return f"tf-trt builds {', '.join(TF_TRT_PRECISIONS)}, not {precision}"
     for name in TF_TRT_DEFAULTS:

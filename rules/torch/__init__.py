@@ -11,8 +11,8 @@ from navbuild.rule import ROLE_REFERENCE, Needs, Rule, TritonModel
 from rules.torch import build, loader, memory_format, runner
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-EXPORT_PARAMS = {"max_batch_size": 1, "normalize": True,  # both supplied by the engine
-                 memory_format.OPTION: False}
+EXPORT_PARAMS = {memory_format.OPTION: False}
+EXPORT_USES = ("max_batch_size", "normalize")  # the batch axis and byte-reproducible files
 NEEDS = Needs(modules=("torch",))
 # Triton's libtorch backend binds tensors by position: they are named <name>__<index>
 LIBTORCH = TritonModel(backend="pytorch", platform="pytorch_libtorch",
@@ -22,6 +22,7 @@ LIBTORCH = TritonModel(backend="pytorch", platform="pytorch_libtorch",
 def _export_rule(name: str, build_fn: Callable[..., Any], runner_name: str, description: str,
                  output: str, triton: TritonModel | None = None) -> Rule:
     return Rule(name=name, version="1", build=build_fn, frameworks=("torch",), params=dict(EXPORT_PARAMS),
+                uses=EXPORT_USES,
                 tools=("torch",), precisions=PRECISIONS, runner=runner_name, needs=NEEDS,
                 validate=memory_format.validate, variants=memory_format.VARIANTS, description=description,
                 outputs=(output, loader.RUNTIME_FILE), triton=triton, base=True)

@@ -106,7 +106,7 @@ def test_identical_bytes_in_a_fresh_process_with_another_hash_seed(tmp_path: Pat
 
 def test_dynamo_export_matches_reference_and_loads_without_normalization(examples, tmp_path: Path) -> None:
     spec, samples, reference = examples["encoder"]
-    ctx = context(tmp_path, spec, samples, params={"exporter": "dynamo", "normalize": False})
+    ctx = context(tmp_path, spec, samples, params={"exporter": "dynamo"}, normalize=False)
     metadata = build("onnx", ctx)
     assert metadata["exporter"] == "dynamo" and metadata["normalized"] is False and metadata["opset"] >= 18
     assert_matches(run_all(runner_for("onnx", ctx), samples), reference, "fp32")
