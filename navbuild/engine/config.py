@@ -18,19 +18,14 @@ from typing import Any, Callable, Mapping
 
 from navbuild.engine import remote_settings
 from navbuild.engine.variants import VariantError, expand as expand_variants
+from navbuild.measure.settings import (DEFAULT_STRATEGIES, DEFAULT_TOLERANCES, ProfileConfig, ProfileSettings,
+                                       SettingsError, Tolerance, Tolerances)
 from navbuild.rule import DEFAULT_MAX_BATCH_SIZE, ModelSpec, entry_file, is_function_entry
 
 CONFIG_NAME = "navbuild.toml"
 DEFAULT_TIMEOUT_S = 1800.0  # one build, check or profile; [project] timeout, per model, per format
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-# Looser tolerances for reduced precisions unless the project sets its own.
-DEFAULT_TOLERANCES = {
-    "fp32": {"atol": 1e-4, "rtol": 1e-3},
-    "fp16": {"atol": 1e-2, "rtol": 1e-2},
-    "bf16": {"atol": 5e-2, "rtol": 5e-2},
-    "int8": {"atol": 1e-1, "rtol": 1e-1},
-}
 
 
 class ConfigError(Exception):
@@ -38,28 +33,6 @@ class ConfigError(Exception):
         self.path, self.key, self.problem, self.fix = str(path), key, problem, fix
         text = f"{self.path}: {key}: {problem}" if key else f"{self.path}: {problem}"
         super().__init__(text + (f"\n  fix: {fix}" if fix else ""))
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float
-    rtol: float
-
-
-@dataclass
-class CorrectnessConfig:
-    """Tolerances: per precision, overridden per model and per output."""
-
-    by_precision: dict[str, Tolerance]
-    by_output: dict[str, dict[str, Tolerance]] = field(default_factory=dict)  # precision -> output
-
-    def tolerance(self, precision: str, output: str) -> Tolerance:
-        per_output = self.by_output.get(precision, {}).get(output) or self.by_output.get("*", {}).get(output)
-        return per_output or self.by_precision[precision]
-
-    def as_key(self, precision: str, outputs: list[str]) -> dict[str, list[float]]:
-        return {name: [self.tolerance(precision, name).atol, self.tolerance(precision, name).rtol]
-                for name in outputs}
 
 
 @dataclass
@@ -79,28 +52,12 @@ class ModelConfig:
     samples: str  # "file.py:function" or a path to a .tensors/.npz file
     sources: list[str]  # globs relative to the root
     targets: TargetsConfig
-    correctness: CorrectnessConfig
+    correctness: Tolerances  # measure/settings.py
     timeout: float = DEFAULT_TIMEOUT_S  # seconds a build, check or profile of user code may take
 
     @property
     def name(self) -> str:
         return self.spec.name
-
-
-@dataclass
-class ProfileSettings:
-    enabled: bool
-    strategies: list[str]
-    options: dict[str, Any]  # navbuild.measure.profiling.ProfileConfig fields
-    # selection's tie margin in % (navbuild.measure.selection); None: its default for the device.
-    # Not a ProfileConfig field: it changes no measurement, so it enters no profile's key
-    tie_margin_pct: float | None = None
-
-    @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        if not self.enabled:
-            return ()
-        return tuple(sorted({int(size) for size in self.options.get("batch_sizes") or ()}))
 
 
 @dataclass
@@ -112,7 +69,7 @@ class ProjectConfig:
     store: Path
     out: Path
     models: dict[str, ModelConfig]
-    profile: "ProfileSettings" = None  # type: ignore[assignment]
+    profile: ProfileSettings = ProfileSettings()  # [profile], measure/settings.py
     remote: remote_settings.RemoteSettings = remote_settings.RemoteSettings()  # [cache]
     timeout: float = DEFAULT_TIMEOUT_S
     mapping: dict[str, Any] = field(default_factory=dict)  # the validated mapping: a worker reopens it
@@ -304,21 +261,23 @@ def _timeout(path: Path, reader: _Reader, default: float) -> float:
 
 
 def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
+    """``[profile]`` read once into its typed settings (measure/settings.py)."""
     reader = _Reader(path, table, "profile")
     enabled = reader.get("enabled", bool, True)
-    strategies = reader.str_list("strategies", ["max-throughput", "min-latency"])
+    strategies = reader.str_list("strategies", list(DEFAULT_STRATEGIES))
     tie_margin_pct = reader.get("tie_margin_pct", float, None, fix="a percentage, e.g. 5.0")
     if tie_margin_pct is not None and not 0 <= tie_margin_pct < 100:
         raise ConfigError(path, reader.key("tie_margin_pct"), f"must be a percentage from 0 to below 100, "
                           f"not {tie_margin_pct:g}", "0 compares figures exactly; unset: 10 on a CPU, 3 on a GPU")
     options = {k: v for k, v in table.items() if k not in reader.used}
     if not table:
-        return ProfileSettings(enabled=enabled, strategies=strategies, options={})
-    from navbuild.measure.profiling import ProfileConfig  # imports numpy: only when there is something to check
-    from navbuild.measure.selection import parse_strategy
+        return ProfileSettings(enabled=enabled, strategies=tuple(strategies))
+    from navbuild.measure.selection import parse_strategy  # only when there is something to check
 
     try:
-        ProfileConfig.from_dict(options)
+        measure = ProfileConfig.from_dict(options)
+    except SettingsError as exc:
+        raise ConfigError(path, reader.key(exc.key), exc.problem, exc.fix)
     except (TypeError, ValueError) as exc:
         raise ConfigError(path, "profile", str(exc), "see docs/profiling.md for the options")
     for strategy in strategies:
@@ -326,7 +285,7 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
             parse_strategy(strategy)
         except ValueError as exc:
             raise ConfigError(path, "profile.strategies", str(exc))
-    return ProfileSettings(enabled=enabled, strategies=strategies, options=dict(options),
+    return ProfileSettings(enabled=enabled, strategies=tuple(strategies), measure=measure,
                            tie_margin_pct=tie_margin_pct)
 
 
@@ -347,7 +306,7 @@ def _tolerance(path: Path, table: Mapping[str, Any], where: str, base: Tolerance
 
 
 def _correctness(path: Path, table: Mapping[str, Any], where: str,
-                 parent: CorrectnessConfig | None) -> CorrectnessConfig:
+                 parent: Tolerances | None) -> Tolerances:
     reader = _Reader(path, table, where)
     reader.get("atol", float, 0.0)
     reader.get("rtol", float, 0.0)
@@ -376,11 +335,11 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
             raise ConfigError(path, f"{where}.outputs.{output}", "must be a table with atol and/or rtol")
         by_output.setdefault("*", {})[output] = _tolerance(path, spec, f"{where}.outputs.{output}",
                                                            by_precision["fp32"])
-    return CorrectnessConfig(by_precision=by_precision, by_output=by_output)
+    return Tolerances(by_precision=by_precision, by_output=by_output)
 
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
-           correctness: CorrectnessConfig, known_formats: KnownFormats,
+           correctness: Tolerances, known_formats: KnownFormats,
            project_timeout: float = DEFAULT_TIMEOUT_S, profile_batch_sizes: tuple[int, ...] = ()) -> ModelConfig:
     where = f"models.{name}"
     reader = _Reader(path, table, where)

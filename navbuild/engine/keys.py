@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from navbuild.engine.store import Store
 
 CHECK_VERSION = "2"  # 2: the artifact's rule parameters (runner options among them) enter the key
-PROFILE_VERSION = "2"  # 2: median-based figures with a spread, time budget, batch plan in the key
+PROFILE_VERSION = "3"  # 2: median figures, spread, budget, batch plan; 3: no other profile read (no slower_than_best)
 
 
 class Pending(Exception):
@@ -174,7 +174,7 @@ class KeyResolver:
         runner_tools = tuple(getattr(runner, "tools", ()) or artifact.rule.tools)
         samples_digest = self.digest_of(f"{target.spec.name}:{SAMPLES}")
         if target.kind == PROFILE:
-            config = self.profile_config()
+            config = self.project.profile.measure
             return profile_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
                                     samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
                                     config=config.as_key(),
@@ -184,11 +184,6 @@ class KeyResolver:
                               reference_digest=self.digest_of(f"{target.spec.name}:{REFERENCE}"),
                               samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
                               tolerances=target.model.correctness.as_key(target.precision, outputs))
-
-    def profile_config(self):
-        from navbuild.measure.profiling import ProfileConfig
-
-        return ProfileConfig.from_dict(self.project.profile.options)
 
     def reference_outputs(self, target: Target) -> list[str]:
         """The output names that the model's reference recorded (its forward's keys, or output__<i>)."""
