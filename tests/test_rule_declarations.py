@@ -279,3 +279,27 @@ def test_an_engine_value_is_never_a_parameter_and_uses_names_only_engine_values(
         Rule(name="bad", version="1", build=build_scaled, params={"max_batch_size": 1})
     with pytest.raises(ValueError, match=r"uses \['batch'\], which the engine does not supply"):
         Rule(name="bad", version="1", build=build_scaled, uses=("batch",))
+
+
+# -- a rule is chosen by what it consumes --------------------------------------------------------------
+def test_a_converter_serves_every_framework_whose_chain_reaches_what_it_consumes():
+    """One format name: a framework's own rule from the source, and a converter for any framework from
+    another format (tf2onnx's onnx reads any savedmodel): each model gets the one its chain reaches."""
+    reg = registry()
+    reg.add_rule(Rule(name="raw", version="1", build=build_scaled, frameworks=("third",), runner="scale",
+                      outputs=("scale.npy",)), "third_family")
+    reg.add_rule(Rule(name="scaled", version="1", build=build_copied, consumes="raw", runner="scale",
+                      outputs=("scale.npy",)), "converters")
+    assert reg.rule("scaled", "numpy").consumes == SOURCE and reg.rule("scaled", "third").consumes == "raw"
+    assert reg.rule("copied", "third").consumes == "scaled"  # and what reads scaled follows
+    assert sorted(reg.formats("third")) == ["copied", "raw", "scaled"]
+
+
+def test_no_builtin_rule_lists_another_familys_framework():
+    reg = default_registry()
+    every = [rule for rules in reg.by_name.values() for rule in rules]
+    assert all(len(rule.frameworks) <= 1 for rule in every), [(r.name, r.frameworks) for r in every]
+    tf2onnx = reg.rule("onnx", "jax")  # a JAX model's savedmodel (jax2tf) converts like TensorFlow's
+    assert tf2onnx is reg.rule("onnx", "tensorflow") and tf2onnx.frameworks == () and tf2onnx.consumes == "savedmodel"
+    assert reg.rule("tf-trt", "jax") is reg.rule("tf-trt", "tensorflow")
+    assert reg.rule("onnx", "torch").consumes == SOURCE and "savedmodel" not in reg.formats("torch")

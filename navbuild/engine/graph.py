@@ -127,7 +127,8 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
         framework = model.spec.framework
         samples_rule = registry.role(SAMPLES, framework)
         if samples_rule is None:
-            raise GraphError(f"model {model_name}: no rule gives sample inputs; is rules.samples installed?")
+            raise GraphError(f"model {model_name}: no rule gives sample inputs; is navbuild installed "
+                             f"(its samples rule is one of its entry points)?")
         samples = Target(f"{model_name}:{SAMPLES}", ARTIFACT, model, samples_rule, device="cpu",
                          engine_values=_engine_values(samples_rule, model))
         add(samples)

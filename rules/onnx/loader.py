@@ -1,9 +1,10 @@
-"""File names of the onnx family's artifacts, and how each is written and loaded (Polygraphy's
-``loader.py``). ``build.py`` writes these files, ``runner.py`` loads them; other families that
-produce ONNX (TensorFlow through tf2onnx, an ONNX file as the source) use the same names and calls.
+"""The files of an ONNX target, and how each is written and loaded (Polygraphy's ``loader.py``).
+Every family that produces ONNX (rules/torch, rules/tensorflow, rules/onnx_file) writes these
+names through ``build.py``; ``runner.py`` and rules/tensorrt load them.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 PROTOBUF_LIMIT = 2_000_000_000  # a larger model keeps its weights in EXTERNAL_DATA_FILE
 OUTPUTS = (ONNX_FILE, EXTERNAL_DATA_FILE)  # what an ONNX target may write
+# written beside model.onnx when its producer laid the graph's convolutions out channels-last
+LAYOUT_FILE = "runtime.json"
+CHANNELS_LAST = "channels_last"
 # Triton's ONNX Runtime backend; external weights keep their file name beside model.onnx
 ONNXRUNTIME = TritonModel(backend="onnxruntime", platform="onnxruntime_onnx",
                           files={ONNX_FILE: "model.onnx", EXTERNAL_DATA_FILE: EXTERNAL_DATA_FILE},
@@ -34,6 +38,20 @@ def save_model(proto: Any, path: Path) -> None:
     large = sum(len(t.raw_data) for t in proto.graph.initializer) > PROTOBUF_LIMIT
     onnx.save_model(proto, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
                     location=EXTERNAL_DATA_FILE, size_threshold=1024)
+
+
+def write_layout(out_dir: Path, channels_last: bool) -> None:
+    """``LAYOUT_FILE`` for a graph exported channels-last (nothing is written otherwise)."""
+    if channels_last:
+        (Path(out_dir) / LAYOUT_FILE).write_text(json.dumps({"memory_format": CHANNELS_LAST}, indent=2) + "\n")
+
+
+def channels_last(artifact_dir: Path | None) -> bool:
+    """Whether the ONNX target in ``artifact_dir`` was exported channels-last."""
+    path = Path(artifact_dir) / LAYOUT_FILE if artifact_dir is not None else None
+    if path is None or not path.is_file():
+        return False
+    return json.loads(path.read_text()).get("memory_format") == CHANNELS_LAST
 
 
 def io_types(values: Any) -> dict[str, str]:

@@ -17,8 +17,7 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
-from rules.onnx.loader import ONNX_FILE, inference_session, input_specs
-from rules.torch import memory_format
+from rules.onnx.loader import ONNX_FILE, channels_last, inference_session, input_specs
 
 np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
@@ -45,7 +44,7 @@ class OnnxRuntimeRunner(Runner):
             raise Skip(f"{self.name}: {wanted} is not available for device {self.device!r} (this "
                        f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
         provider_options: dict[str, str] = {}
-        if self.device == "cuda" and memory_format.read_runtime(self.artifact_dir):
+        if self.device == "cuda" and channels_last(self.artifact_dir):
             provider_options["prefer_nhwc"] = "1"
             self.layout = "NHWC"
         providers = [(wanted, provider_options)] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])

@@ -210,7 +210,7 @@ def test_unknown_exporter_is_refused(examples, tmp_path: Path) -> None:
     ({"opset": "17"}, "opset '17' is not an integer"),
 ])
 def test_params_are_validated_before_building(params: dict, problem: str | None) -> None:
-    from rules.onnx.build import validate_params
+    from rules.torch.onnx_export import validate_params
 
     found = validate_params(params, "fp32")
     assert found == problem if problem is None else found.startswith(problem)
