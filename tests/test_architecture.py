@@ -176,3 +176,13 @@ def test_a_checkout_that_is_not_installed_says_how_to_install_it(monkeypatch):
             registry.default_registry()
     finally:
         registry.default_registry.cache_clear()
+
+
+def test_measuring_imports_nothing_above_it():
+    """measure/ holds its own settings schema (measure/settings.py): the engine fills it, measure never
+    reads the engine's configuration back (no arrow up)."""
+    graph = import_graph()
+    offenders = sorted((name, other) for name, others in graph.items() if name.startswith("navbuild.measure")
+                       for other in others if other.startswith("navbuild.") and other.split(".")[1]
+                       in ("engine", "deploy", "view", "commands", "api", "cli"))
+    assert offenders == []
