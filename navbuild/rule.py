@@ -114,9 +114,10 @@ class Rule:
     build         ``build(ctx: BuildContext) -> dict | None``; writes files into ctx.out_dir and
                   may return metadata (JSON-able) that goes into the manifest
     consumes      ``SOURCE`` or the name of the upstream format whose files it reads
-    frameworks    frameworks whose models it serves ("torch", ...); empty: any. One format name may
-                  have one rule per framework (``onnx`` from torch, from TensorFlow): the engine
-                  picks the rule by (format, the model's framework), and so resolves ``consumes``
+    frameworks    frameworks whose models it serves ("torch", ...): its family's own for a rule that
+                  reads the source; empty (any) for a converter. One format name may have several
+                  rules (``onnx`` exported from torch, converted from any SavedModel): a model gets
+                  the one that serves its framework and whose input its chain of rules reaches
     params        parameters that change its output, name -> default (only these enter its key).
                   The engine fills them from ``[models.<m>.targets.<format>]`` tables. An engine value
                   (``ENGINE_VALUES``) is never a parameter: it is declared in ``uses``

@@ -137,8 +137,8 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
             raise GraphError(f"model {model_name}: no rule gives reference outputs for framework "
                              f"{model.spec.framework!r}; is its rule family installed?")
         reference = Target(f"{model_name}:{REFERENCE}", ARTIFACT, model, reference_rule, device="cpu",
-                           params=_params(reference_rule, model, {}), engine_values=_engine_values(reference_rule, model),
-                           deps=[samples.name])
+                           params=_params(reference_rule, model, {}),
+                           engine_values=_engine_values(reference_rule, model), deps=[samples.name])
         add(reference)
         for fmt in model.targets.formats:
             rule = _rule(registry, model_name, fmt, framework)
@@ -216,7 +216,8 @@ def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, sampl
     # not match its declared inputs or outputs fails once, with the cause, instead of once per format.
     deps = [samples] + ([upstream] if upstream else [f"{model.name}:{REFERENCE}"])
     return Target(name, ARTIFACT, model, rule, precision=precision, device=device, params=params,
-                  engine_values=_engine_values(rule, model), upstream=upstream, deps=deps, timeout=model.targets.timeouts.get(rule.name))
+                  engine_values=_engine_values(rule, model), upstream=upstream, deps=deps,
+                  timeout=model.targets.timeouts.get(rule.name))
 
 
 def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:

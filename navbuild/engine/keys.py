@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from navbuild.engine.store import Store
 
 CHECK_VERSION = "2"  # 2: the artifact's rule parameters (runner options among them) enter the key
-PROFILE_VERSION = "3"  # 2: median figures, spread, budget, batch plan; 3: no other profile read (no slower_than_best)
+# 2: median figures with a spread, budget, batch plan in the key; 3: no other profile's figures read
+PROFILE_VERSION = "3"
 
 
 class Pending(Exception):
@@ -96,7 +97,8 @@ def profile_material(target: Target, *, artifact: Target, artifact_digest: str, 
     return {
         "kind": "profile", "version": PROFILE_VERSION,
         "artifact": {"target": artifact.short, "digest": artifact_digest}, "params": dict(artifact.params),
-        **engine_values(artifact), "samples": samples_digest, "runner": runner, "tools": fingerprint.tool_versions(tuple(runner_tools)),
+        **engine_values(artifact), "samples": samples_digest, "runner": runner,
+        "tools": fingerprint.tool_versions(tuple(runner_tools)),
         "device": target.device, "precision": target.precision, "config": config, "measures": resolved,
         "device_fingerprint": fingerprint.device(target.device),
     }
