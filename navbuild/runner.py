@@ -192,6 +192,10 @@ class Runner:
             raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the model's inputs {sorted(specs)}")
         checked = {}
         for name, value in feed.items():
+            if not hasattr(value, "dtype"):  # a list or a scalar: an array, as numpy reads it
+                import numpy as np
+
+                value = np.asarray(value)
             spec = specs.get(name, TensorSpec())
             problem = spec.problem(name, value)
             if problem:

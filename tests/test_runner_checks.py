@@ -65,6 +65,12 @@ def test_floats_and_fitting_integers_are_cast_to_the_artifacts_types():
     assert out["x"].dtype == np.float32 and out["ids"].dtype == np.int32
 
 
+def test_a_list_is_read_as_numpy_reads_it():
+    with Echo(SPECS) as runner:
+        out = runner.infer({"x": [[1.0, 2.0, 3.0]], "ids": [7]})
+    assert out["x"].dtype == np.float32 and out["ids"].dtype == np.int32 and out["ids"].tolist() == [7]
+
+
 def test_without_declared_specs_the_model_names_are_checked_and_the_float_type_applies():
     runner = Echo(None)
     runner.input_float_type = "float16"  # a torch artifact at fp16

@@ -140,7 +140,8 @@ def check_aoti_dynamic(value: Any, where: str = "aoti") -> bool:
 def validate_aoti(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     try:
         merged = {**AOTI_DEFAULTS, **dict(params)}
-        check_max_batch_size((values or {}).get("max_batch_size", 1))
+        if values and "max_batch_size" in values:  # the model's, an engine value (Rule.uses)
+            check_max_batch_size(values["max_batch_size"])
         check_aoti_dynamic(merged["dynamic"])
         check_channels_last(merged[memory_format.OPTION], "aoti")
         batching.check_spec(merged["buckets"])
