@@ -293,6 +293,8 @@ def test_a_converter_serves_every_framework_whose_chain_reaches_what_it_consumes
     assert reg.rule("scaled", "numpy").consumes == SOURCE and reg.rule("scaled", "third").consumes == "raw"
     assert reg.rule("copied", "third").consumes == "scaled"  # and what reads scaled follows
     assert sorted(reg.formats("third")) == ["copied", "raw", "scaled"]
+    assert reg.rule("expected", "numpy").role == ROLE_REFERENCE  # a role's rule by name too, never a format
+    assert "expected" not in reg.formats("numpy")
 
 
 def test_no_builtin_rule_lists_another_familys_framework():

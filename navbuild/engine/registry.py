@@ -124,7 +124,7 @@ class Registry:
             if framework is None:
                 found.update({name: rule for rule in rules[:1] if rule.role is None})
                 continue
-            reaching = self._reaching(name, framework, frozenset())
+            reaching = [rule for rule in self._reaching(name, framework, frozenset()) if rule.role is None]
             if len(reaching) == 1:
                 found[name] = reaching[0]
         return found
@@ -136,7 +136,7 @@ class Registry:
             return []
         found = []
         for rule in self.by_name.get(name, []):
-            if rule.role is not None or not rule.serves(framework):
+            if not rule.serves(framework):
                 continue
             if rule.consumes == SOURCE or len(self._reaching(rule.consumes, framework, visiting | {name})) == 1:
                 found.append(rule)
