@@ -53,7 +53,7 @@ def write_reports(session, models: list[str]) -> None:
     from navbuild.view import report
     from navbuild.deploy import status
     from navbuild.measure.correctness import none_passed
-    from navbuild.measure.profiling import ProfileResult
+    from navbuild.measure.results import ProfileResult
     from navbuild.measure.selection import Selection
 
     collected, figures = status.collect_all(session, sorted(set(models)))

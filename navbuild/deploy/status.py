@@ -123,7 +123,7 @@ def select(targets: dict[str, Any], strategies: list[Any], *, order: list[str] |
 
     ``previous``: each strategy's last choice, by its name; ``margin_pct``: the tie margin (None:
     the selection's default for the device)."""
-    from navbuild.measure.profiling import ProfileResult
+    from navbuild.measure.results import ProfileResult
     from navbuild.measure.selection import select as choose
 
     candidates = {name: (ProfileResult.from_dict(t["profile"]), bool((t["correctness"] or {}).get("passed")))

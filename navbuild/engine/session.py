@@ -59,9 +59,6 @@ class Session:
     def forget_keys(self) -> None:
         self.keys.forget()
 
-    def profile_config(self):
-        return self.keys.profile_config()
-
     def out_dir(self, target: Target) -> Path:
         return self.outputs.folder(target)
 

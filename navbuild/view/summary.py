@@ -63,9 +63,9 @@ def _throughput_text(profile: Record | None) -> str:
 
 
 def _caveat(points: list[dict[str, Any]]) -> str:
-    """What keeps the figures from being settled: the budget, a stop, or noise."""
+    """What keeps the figures from being settled: the budget, or noise."""
     ended = {p.get("ended") or ("stable" if p.get("stable", True) else "max_trials") for p in points}
-    for word, note in (("slower", "stopped: slower"), ("budget", "budget reached"), ("max_trials", "unstable")):
+    for word, note in (("budget", "budget reached"), ("max_trials", "unstable")):
         if word in ended:
             return f" ({note})"
     return ""
