@@ -56,6 +56,10 @@ CASES = [
     ("nan stability", GOOD + "\n[profile]\nstability_pct = nan\n", "profile.stability_pct: must be a number"),
     ("format timeout", GOOD + "\n[models.cnn.targets.onnx]\ntimeout = 1e300\n",
      "models.cnn.targets.onnx.timeout: must be a number of seconds"),
+    ("trusted key not base64", GOOD + '\n[trust]\nkeys = ["ed25519:abc"]\n',
+     "trust.keys: 'ed25519:abc' is not base64 after ed25519:"),
+    ("trusted key of another kind", GOOD + '\n[trust]\nkeys = ["ssh-rsa AAAA"]\n',
+     "trust.keys: 'ssh-rsa AAAA' is not a key of the form ed25519:<base64>"),
     # out and store: never a declared source, its folder, or inside one (clean and gc delete there)
     ("out holds the sources", GOOD.replace(PROJECT, PROJECT + '\nout = "vision"'),
      "project.out: ", "holds the declared source 'vision/model.py'"),
@@ -101,3 +105,18 @@ def test_the_python_mapping_is_checked_the_same(root):
     mapping = tomllib.loads(GOOD + "\n[correctness]\nrtol = nan\n")
     with pytest.raises(Exception, match="correctness.rtol: must be a finite tolerance"):
         from_mapping(mapping, root)
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("budget_s", float("nan"), "must be a number of seconds"),
+    ("max_window_runs", 2**40, "must be from 0 to 2147483647"),
+    ("batch_sizes", [1, 1], "lists 1 twice"),
+])
+def test_the_profile_schema_holds_its_own_bounds(option, value, message):
+    """measure/settings.py checks the numbers itself (the Python API builds it without navbuild.toml),
+    and names the option."""
+    from navbuild.measure.settings import ProfileConfig, SettingsError
+
+    with pytest.raises(SettingsError, match=message) as caught:
+        ProfileConfig.from_dict({option: value})
+    assert caught.value.key == option

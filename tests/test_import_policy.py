@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from navbuild.engine.graph import ARTIFACT
-from navbuild.engine.package_import import _not_importable
+from navbuild.deploy.package_import import _not_importable
 from navbuild.rule import ROLE_REFERENCE, Rule
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from navbuild.commands import console
 from navbuild.engine import owned
 from navbuild.engine.graph import CHECK
 from navbuild.engine.outputs import LOG_NAMES
@@ -14,6 +13,19 @@ from navbuild.engine.keys import Pending
 from navbuild.engine.project import open_project
 from navbuild.engine.session import Session
 from navbuild.sizes import format_size, parse_size
+from navbuild.view.console import console
+
+
+COMMANDS = {"clean": "delete materialized outputs (the store keeps every build; --dry-run)",
+            "gc": "delete store objects that no manifest reaches (--max-size SIZE, --dry-run)"}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("clean and gc")
+    group.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    group.add_argument(
+        "--max-size", metavar="SIZE", help="gc: then drop the least recently used builds until the store fits "
+                                           "(10G, 500M)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -21,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.words[0] == "gc":
             return _gc(session, args)
-        return _clean(session, args.words[1:], getattr(args, "dry_run", False))
+        return _clean(session, args.words[1:], args.dry_run)
     finally:
         session.close()
 
@@ -36,7 +48,7 @@ def _gc(session: Session, args: argparse.Namespace) -> int:
     keep = current_keys(session) if max_size is not None else set()
     from navbuild.engine import maintenance
 
-    dry_run = getattr(args, "dry_run", False)
+    dry_run = args.dry_run
     with session.store.exclusive(lambda: out.print("gc: waiting for running builds to finish")):
         counts = maintenance.gc(session.store, max_size=max_size, keep=keep, dry_run=dry_run)
     verb, drop = ("would remove", "would drop") if dry_run else ("removed", "dropped")

@@ -11,10 +11,30 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from navbuild.commands import console
-from navbuild.engine.project import open_project
 from navbuild.deploy import project_package
+from navbuild.engine.project import open_project
 from navbuild.engine.session import Session
+from navbuild.view.console import console
+
+
+COMMANDS = {"package": "write the .nav package (-o PATH, --all-targets, --sign KEY)",
+            "triton": "write a Triton model repository (--repo DIR)"}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    deploy = parser.add_argument_group("package and triton")
+    deploy.add_argument("-o", "--output", help="package: where to write the .nav file")
+    deploy.add_argument("--all-targets", action="store_true", help="package: every built target, not just the selected")
+    deploy.add_argument("--sign", metavar="KEYFILE",
+                        help="package: sign it with this Ed25519 private key (PEM or OpenSSH); projects that list "
+                             "its public key in [trust] keys take its artifacts as proven")
+    deploy.add_argument("--repo", help="triton: the model repository folder (default: model_repository)")
+    deploy.add_argument("--model", help="triton: only this model")
+    deploy.add_argument("--target", help="triton: deploy this target instead of the strategy's choice")
+    deploy.add_argument("--strategy", help="triton: max-throughput, min-latency, latency-budget:5ms")
+    deploy.add_argument("--backend", default="auto",
+                        help="triton: auto (native backend where Triton has one) or python (navbuild's runner)")
+    deploy.add_argument("--ort-tensorrt", action="store_true", help="triton: TensorRT accelerator for ONNX models")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -23,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     session.store.hold_shared()  # what is shipped is not collected while it is read
     try:
         if command == "package":
-            key = _signing_key(getattr(args, "sign", None))
+            key = _signing_key(args.sign)
             path = project_package.write(session, Path(args.output) if args.output else None,
                                          include_all=args.all_targets, sign_key=key)
             console().print(f"package: {path}", highlight=False)

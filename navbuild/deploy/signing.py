@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from navbuild import validate
 from navbuild.deploy.package_checks import SIGNATURE_ENTRY, PackageError
 
 SIGNATURE_FORMAT = "navbuild-signature/1"
-KEY_PREFIX = "ed25519:"
+KEY_PREFIX = validate.ED25519_PREFIX
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,10 @@ class Signer:
 
 def public_key_problem(text: Any) -> str | None:
     """Why ``text`` is not a public key as ``[trust] keys`` lists them (None when it is)."""
-    if not isinstance(text, str) or not text.startswith(KEY_PREFIX):
-        return f"{str(text)[:60]!r} is not a key of the form ed25519:<base64>"
     try:
-        raw = base64.b64decode(text[len(KEY_PREFIX):], validate=True)
-    except (binascii.Error, ValueError):
-        return f"{text[:60]!r} is not base64 after ed25519:"
-    if len(raw) != 32:
-        return f"{text[:60]!r} holds {len(raw)} bytes, an Ed25519 public key 32"
+        validate.ed25519_public_key(text)
+    except validate.Invalid as exc:
+        return exc.problem
     return None
 
 

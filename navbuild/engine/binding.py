@@ -1,6 +1,6 @@
 """A manifest bound to its bytes: its output digest must follow from the digests of the files it names.
 
-An artifact's output digest is one of (``actions.output_digest``):
+An artifact's output digest is one of (``digests.output_digest``):
 
 - the tree digest of its files (``hashing.tree_digest``): a normalized output;
 - ``m`` + the digest of that tree digest and the model's identity (``model_identity``): an output

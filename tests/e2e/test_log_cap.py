@@ -2,7 +2,7 @@
 tail kept, the cut said between them, in the store and in navbuild-out."""
 from __future__ import annotations
 
-from navbuild.engine.actions import LOG_HEAD, LOG_TAIL, capped
+from navbuild.engine.log_cap import LOG_HEAD, LOG_TAIL, capped
 
 from .tiny import make_tiny_project
 

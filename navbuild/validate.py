@@ -1,12 +1,16 @@
 """Small checks of configuration values, each raising ``Invalid`` with the problem and its fix.
 
-The readers of navbuild.toml (``engine/config.py``) call them where a value is parsed and turn
-``Invalid`` into a ConfigError naming the file and the key. They refuse what navbuild could not
+The readers of navbuild.toml call them where a value is parsed: ``engine/config.py`` turns
+``Invalid`` into a ConfigError naming the file and the key, ``measure/settings.py`` (which imports
+nothing of the engine, hence this module's place beside both) into a SettingsError naming the
+profile option. They refuse what navbuild could not
 honour later: a NaN tolerance passes every comparison, an integer past 64 bits cannot be encoded
 in a key, a name longer than a file name cannot name the package.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from typing import Any, Iterable, Mapping
 
@@ -14,6 +18,7 @@ MAX_INT = 2**31 - 1  # batch sizes and counts: Triton and TensorRT hold them in 
 MAX_SECONDS = 7 * 24 * 3600.0  # a timeout or a budget of more than a week is a typo
 MAX_NAME_BYTES = 128  # names become file names: <name>.profile.json must fit 255 bytes
 MAX_DEPTH = 32  # tables and lists inside each other (the deepest navbuild.toml needs is 5)
+ED25519_PREFIX = "ed25519:"  # a public key as [trust] keys lists it and `navbuild package --sign` prints it
 
 
 class Invalid(ValueError):
@@ -85,6 +90,20 @@ def nesting(value: Any, limit: int = MAX_DEPTH) -> None:
         if depth > limit:
             raise Invalid(f"nests tables or lists more than {limit} deep", "flatten the value")
         stack.extend((child, depth + 1) for child in children)
+
+
+def ed25519_public_key(text: Any) -> str:
+    """A public key of the form ``ed25519:<base64 of 32 bytes>`` (deploy/signing.py verifies with it)."""
+    fix = "paste the line `navbuild package --sign KEY` prints: ed25519: and the public key in base64"
+    if not isinstance(text, str) or not text.startswith(ED25519_PREFIX):
+        raise Invalid(f"{str(text)[:60]!r} is not a key of the form ed25519:<base64>", fix)
+    try:
+        raw = base64.b64decode(text[len(ED25519_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        raise Invalid(f"{text[:60]!r} is not base64 after ed25519:", fix) from None
+    if len(raw) != 32:
+        raise Invalid(f"{text[:60]!r} holds {len(raw)} bytes, an Ed25519 public key 32", fix)
+    return text
 
 
 def _short(value: Any) -> str:
