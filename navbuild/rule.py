@@ -143,6 +143,14 @@ class Rule:
                   None; ``values`` holds the engine values it declares in ``uses``
     loads_code    loading its output runs code carried in the files (a shared library, compiled GPU
                   kernels, a pickle): a package's or another machine's copy is never imported
+                  (unless the package is signed by a key the project trusts, docs/deploy.md)
+    scan          optional ``fn(folder) -> str | None``: reads the output's files (in ``folder``, under
+                  their names) as data, without loading or running them, and returns the first thing
+                  that would reach outside the model once loaded (an operator that reads or writes
+                  files or runs a process, a custom operator, a path out of the folder) as one
+                  sentence, or None. A package's copy of an output is imported, and loaded by
+                  ``navbuild.package.load``, only after its scan found nothing; an output whose rule
+                  declares none is not imported from a package that no trusted key signed
     outputs       the files it writes into ``out_dir``, relative names or ``fnmatch`` patterns
                   (``trt_engines/*``); a build that writes any other file fails. Empty: undeclared
     triton        how Triton serves the output natively (``TritonModel``); None: through Triton's
@@ -182,6 +190,7 @@ class Rule:
     description: str = ""
     validate: Callable[[Mapping[str, Any], str, Mapping[str, Any]], str | None] | None = None
     loads_code: bool = False
+    scan: Callable[[Path], str | None] | None = None
     outputs: tuple[str, ...] = ()
     triton: TritonModel | None = None
     role: str | None = None

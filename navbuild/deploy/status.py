@@ -192,6 +192,10 @@ def _target(session: Session, target: Any) -> dict[str, Any]:
     session.materialize(target, manifest)
     record.update(key=manifest["key"], digest=manifest["digest"], files=dict(manifest["files"]), status="built",
                   metadata=copy.deepcopy(manifest.get("metadata", {})))
+    imported = manifest.get("imported")
+    if isinstance(imported, dict):  # a package's build: where from, and whether it is proven (signed)
+        record["origin"] = {"imported": imported.get("package"), "package_digest": imported.get("package_digest"),
+                            "signer": imported.get("signer"), "proven": bool(imported.get("signer"))}
     record["timings"]["build_s"] = manifest.get("seconds")
     check = session.current_manifest(f"{target.name}.check")
     if check is not None:

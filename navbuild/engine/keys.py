@@ -127,6 +127,7 @@ class KeyResolver:
         # manifests found current in this run; an absent one is looked up again (it may be built since)
         self._current: dict[str, dict[str, Any]] = {}
         self._source_digests: dict[tuple[str, ...], dict[str, str]] = {}
+        self._lock_entries: dict[str, Any] | None = None
 
     def current_manifest(self, name: str) -> dict[str, Any] | None:
         """The manifest of ``name``'s current key, if built and intact."""
@@ -137,10 +138,39 @@ class KeyResolver:
         except Pending:
             return None
         manifest = self.store.get_manifest(key)
-        if manifest is None or manifest.get("status") != "ok" or not self.store.manifest_intact(manifest):
+        if manifest is None or manifest.get("status") != "ok" or not self.acceptable(name, manifest):
             return None
         self._current[name] = manifest
         return manifest
+
+    def acceptable(self, name: str, manifest: dict[str, Any]) -> bool:
+        """A stored manifest may be served for ``name``: its objects intact, its digest bound to their
+        digests (``Store.manifest_intact``) and, when navbuild.lock holds the same key, the lock's
+        digest (a store cannot swap in another build of a key the project has locked)."""
+        if not self.store.manifest_intact(manifest):
+            return False
+        entry = self._lock().get(name)
+        # the digest only: a canonical digest (a TensorRT plan's) stays while the bytes under it differ
+        if entry is None or entry.key != manifest.get("key") or entry.digest == manifest["digest"]:
+            return True
+        self.store.report(f"the build of {name} in the store (digest {manifest['digest'][:12]}) is not the one "
+                          f"navbuild.lock records under its key ({entry.digest[:12]}); not served, it is rebuilt")
+        return False
+
+    def forget_lock(self) -> None:
+        """Hold no manifest to navbuild.lock (``verify`` compares its rebuilds with the lock afterwards)."""
+        self._lock_entries = {}
+
+    def _lock(self) -> dict[str, Any]:
+        """navbuild.lock's entries (read once; a broken lock binds nothing: the next build rewrites it)."""
+        if self._lock_entries is None:
+            from navbuild.engine import lockfile
+
+            try:
+                self._lock_entries = lockfile.read(lockfile.path_for(self.project.root))
+            except (lockfile.LockError, OSError):
+                self._lock_entries = {}
+        return self._lock_entries
 
     def set_current(self, name: str, manifest: dict[str, Any]) -> None:
         self._current[name] = manifest

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from navbuild import validate
 from navbuild.measure.budget import budget_for
 
 DEFAULT_SWEEP_UP_TO = 64  # the top of a sweep when neither the settings nor the model give one
@@ -173,6 +174,8 @@ class ProfileConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown profile option(s) {unknown}; known: {sorted(known)}")
+        for name, value in data.items():
+            _within_bounds(name, value)
         values = dict(data)
         if values.get("batch_sizes") is not None:
             values["batch_sizes"] = tuple(values["batch_sizes"])
@@ -196,6 +199,27 @@ class ProfileConfig:
         """What this config measures for one target: its batch plan and budget (for its key)."""
         sizes, sweep = self.plan(default_max)
         return {"batch_plan": sizes, "sweep": sweep, "budget_s": self.budget(device)}
+
+
+def _within_bounds(name: str, value: Any) -> None:
+    """The numbers of a profile option within what a measurement can take, as written (NaN, a
+    timeout of 1e12 s, a count past 32 bits); their types and relations are ``__post_init__``'s."""
+    try:
+        if isinstance(value, bool):
+            return
+        if name == "batch_sizes" and isinstance(value, (list, tuple)):
+            validate.no_duplicates(value)
+            for item in value:
+                if isinstance(item, int) and not isinstance(item, bool):
+                    validate.int_in(item, 1, validate.MAX_INT)
+        elif isinstance(value, int):
+            validate.int_in(value, 0, validate.MAX_INT)
+        elif isinstance(value, float) and name.endswith("_s"):
+            validate.seconds(value, True)
+        elif isinstance(value, float):
+            validate.finite(value, 0.0, 1e6, "a number")
+    except validate.Invalid as exc:
+        raise SettingsError(name, exc.problem, exc.fix) from None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Runtime runner and deploy to Triton's ONNX Runtime backend; ``trt`` builds Tenso
 too. Importing this module imports no framework.
 """
 from navbuild.rule import ROLE_REFERENCE, Needs, Rule
+from rules.onnx.scan import scan_onnx
 from rules.onnx_file import build, loader
 
 RUNNER = "onnxruntime"  # rules/onnx's OnnxRuntimeRunner
@@ -23,7 +24,7 @@ ONNX = Rule(
     name="onnx", version="1", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), uses=("normalize",),
     tools=("onnx",), precisions=("fp32", "fp16"), runner=RUNNER,
     needs=Needs(modules=("onnx",), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
-    triton=loader.ONNXRUNTIME, base=True,
+    triton=loader.ONNXRUNTIME, base=True, scan=scan_onnx,
     description="the ONNX file, checked (fp16: converted, with float32 inputs and outputs)",
 )
 
@@ -31,7 +32,7 @@ ONNX_SLIM = Rule(
     name="onnx-slim", version="1", build=build.build_slim, consumes="onnx", uses=("normalize",),
     tools=("onnxslim", "onnx"), runner=RUNNER,
     needs=Needs(modules=("onnx", "onnxslim"), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
-    triton=loader.ONNXRUNTIME,
+    triton=loader.ONNXRUNTIME, scan=scan_onnx,
     description="the ONNX model simplified by onnxslim (constants folded, identities and dead nodes removed)",
 )
 

@@ -11,6 +11,7 @@ model's, which rules/jax writes through jax2tf, too). Importing this module impo
 """
 from navbuild.rule import ROLE_REFERENCE, SOURCE, Needs, Rule
 from rules.onnx.loader import ONNXRUNTIME
+from rules.onnx.scan import scan_onnx
 from rules.onnx.loader import OUTPUTS as ONNX_OUTPUTS
 from rules.tensorflow import build, loader
 from rules.tensorflow.runner import SavedModelRunner
@@ -35,7 +36,7 @@ ONNX = Rule(
     params={"opset": build.DEFAULT_OPSET}, uses=("normalize",), tools=("tf2onnx", "onnx", *loader.TOOLS),
     precisions=("fp32", "fp16"), runner="onnxruntime",
     needs=Needs(modules=("tensorflow", "tf2onnx", "onnx"), cuda_when_device_is_cuda=False),
-    validate=build.validate_onnx, outputs=ONNX_OUTPUTS, triton=ONNXRUNTIME, base=True,
+    validate=build.validate_onnx, outputs=ONNX_OUTPUTS, triton=ONNXRUNTIME, base=True, scan=scan_onnx,
     description="ONNX converted from the SavedModel by tf2onnx (fp16: a converted graph with float32 I/O)",
 )
 

@@ -18,6 +18,7 @@ Configuration mistakes raise ``config.TensorRTConfigError``; a machine without T
 the provider gives ``navbuild.rule.Skip``. Importing this module imports no framework.
 """
 from navbuild.rule import Needs, Rule, TritonModel
+from rules.onnx.scan import scan_onnx
 from rules.tensorrt import build, config, loader
 from rules.tensorrt.runner import OrtCudaRunner, OrtTensorRTRunner, TensorRTRunner
 
@@ -46,7 +47,7 @@ ORT_TRT = Rule(
 ORT_CUDA = Rule(
     name="ort-cuda", version="1", build=build.build_ort_cuda, consumes="onnx",
     tools=("onnxruntime-gpu", "onnxruntime"), devices=("cuda",), runner="ort-cuda",
-    needs=Needs(modules=("onnxruntime",), gpu=True), outputs=(loader.ONNX_FILE,),
+    needs=Needs(modules=("onnxruntime",), gpu=True), outputs=(loader.ONNX_FILE,), scan=scan_onnx,
     description="ONNX model checked on ONNX Runtime's CUDA execution provider",
 )
 
