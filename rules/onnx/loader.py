@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from navbuild.lazy import lazy_import
-from navbuild.rule import TritonModel
+from navbuild.rule import TritonModel, tf32_enabled
 
 onnx = lazy_import("onnx")
 onnxruntime = lazy_import("onnxruntime")
@@ -16,6 +16,7 @@ onnxruntime = lazy_import("onnxruntime")
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 PROTOBUF_LIMIT = 2_000_000_000  # a larger model keeps its weights in EXTERNAL_DATA_FILE
+FIRST_IR_WITHOUT_INITIALIZER_INPUTS = 4  # from IR 4 on, an initializer need not be a graph input
 OUTPUTS = (ONNX_FILE, EXTERNAL_DATA_FILE)  # what an ONNX target may write
 # Triton's ONNX Runtime backend; external weights keep their file name beside model.onnx
 ONNXRUNTIME = TritonModel(backend="onnxruntime", platform="onnxruntime_onnx",
@@ -35,6 +36,21 @@ def save_model(proto: Any, path: Path) -> None:
                     location=EXTERNAL_DATA_FILE, size_threshold=1024)
 
 
+def drop_initializer_inputs(model: Any) -> bool:
+    """Initializers listed as graph inputs (IR < 4 files) taken out of the inputs, the IR version
+    raised to 4; whether anything changed. Runtimes read such inputs as overridable constants; a
+    model served from a file has no caller that overrides them."""
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    kept = [value for value in model.graph.input if value.name not in initializers]
+    if len(kept) == len(model.graph.input):
+        return False
+    copies = [type(value).FromString(value.SerializeToString()) for value in kept]
+    del model.graph.input[:]
+    model.graph.input.extend(copies)
+    model.ir_version = max(model.ir_version, FIRST_IR_WITHOUT_INITIALIZER_INPUTS)
+    return True
+
+
 def io_types(values: Any) -> dict[str, str]:
     """numpy type names of a graph's inputs or outputs (``proto.graph.input``)."""
     return {value.name: str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
@@ -43,6 +59,12 @@ def io_types(values: Any) -> dict[str, str]:
 
 def opset_of(proto: Any) -> int:
     return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+def cuda_provider_options(precision: str) -> dict[str, str]:
+    """Options of ONNX Runtime's CUDA execution provider for a target of ``precision``: TF32, which the
+    provider turns on by default, off except for ``tf32``."""
+    return {"use_tf32": "1" if tf32_enabled(precision) else "0"}
 
 
 def inference_session(path: Path, providers: list[Any]) -> Any:

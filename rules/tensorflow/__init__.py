@@ -9,6 +9,7 @@ SavedModels on the CPU or a GPU; Triton serves them with its TensorFlow backend.
 (rules/jax writes one through jax2tf). Importing this module imports no framework.
 """
 from navbuild.rule import ROLE_REFERENCE, SOURCE, Needs, Rule
+from rules.onnx import finish
 from rules.onnx.loader import ONNXRUNTIME
 from rules.onnx.loader import OUTPUTS as ONNX_OUTPUTS
 from rules.tensorflow import build, loader
@@ -31,9 +32,9 @@ SAVEDMODEL = Rule(
 )
 
 ONNX = Rule(
-    name="onnx", version="1", build=build.build_onnx, consumes="savedmodel", frameworks=SAVEDMODEL_READERS,
-    params={"normalize": True, "opset": build.DEFAULT_OPSET}, tools=("tf2onnx", "onnx", *loader.TOOLS),
-    precisions=("fp32", "fp16"), runner="onnxruntime",
+    name="onnx", version="2", build=build.build_onnx, consumes="savedmodel", frameworks=SAVEDMODEL_READERS,
+    params={"normalize": True, "opset": build.DEFAULT_OPSET}, tools=("tf2onnx", *finish.TOOLS, *loader.TOOLS),
+    precisions=finish.PRECISIONS, runner="onnxruntime",
     needs=Needs(modules=("tensorflow", "tf2onnx", "onnx"), cuda_when_device_is_cuda=False),
     validate=build.validate_onnx, outputs=ONNX_OUTPUTS, triton=ONNXRUNTIME, base=True,
     description="ONNX converted from the SavedModel by tf2onnx (fp16: a converted graph with float32 I/O)",
