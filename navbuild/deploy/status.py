@@ -82,9 +82,9 @@ def _model(session: Session, name: str, model: Any, remembered: dict[str, str]) 
             entry[role] = {"digest": manifest["files"][role_target.tensor_file], "key": manifest["key"],
                            "path": str(folder / role_target.tensor_file)}
     if entry["samples"]:
-        entry["inputs"] = _io_from(entry["samples"]["path"])
+        entry["inputs"] = _io_from(entry["samples"]["path"], spec)
     if entry["reference"]:
-        entry["outputs"] = _io_from(entry["reference"]["path"])
+        entry["outputs"] = _io_from(entry["reference"]["path"], spec)
     artifacts = [t for t in session.graph.targets.values()
                  if t.kind == ARTIFACT and t.spec.name == name and t.rule.role is None]
     for target in artifacts:
@@ -167,11 +167,13 @@ def _save_selections(session: Session, selections: dict[str, dict[str, str]]) ->
         pass
 
 
-def _io_from(path: str) -> list[dict[str, Any]]:
+def _io_from(path: str, spec: Any) -> list[dict[str, Any]]:
+    """Name, dtype and shape of each tensor of a tensors file's first sample (the batch dimension -1,
+    when the model has one)."""
     from navbuild import tensors
 
     first = tensors.load(path)[0]
-    return [{"name": n, "dtype": str(a.dtype), "shape": [-1, *a.shape[1:]]} for n, a in first.items()]
+    return [{"name": n, "dtype": str(a.dtype), "shape": spec.declared_shape(a.shape)} for n, a in first.items()]
 
 
 def _target(session: Session, target: Any) -> dict[str, Any]:

@@ -23,10 +23,13 @@ from navbuild.rule import ModelSpec, entry_file, is_function_entry
 CONFIG_NAME = "navbuild.toml"
 DEFAULT_TIMEOUT_S = 1800.0  # one build, check or profile; [project] timeout, per model, per format
 DEVICES = ("cpu", "cuda", "auto")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-# Looser tolerances for reduced precisions unless the project sets its own.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "tf32")
+# Looser tolerances for reduced precisions unless the project sets its own. tf32 rounds matmul and
+# convolution operands to a 10-bit mantissa (as fp16) but keeps fp32 accumulation and storage: half
+# of fp16's (docs/config.md, "TF32").
 DEFAULT_TOLERANCES = {
     "fp32": {"atol": 1e-4, "rtol": 1e-3},
+    "tf32": {"atol": 5e-3, "rtol": 5e-3},
     "fp16": {"atol": 1e-2, "rtol": 1e-2},
     "bf16": {"atol": 5e-2, "rtol": 5e-2},
     "int8": {"atol": 1e-1, "rtol": 1e-1},
@@ -241,6 +244,7 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
             raise ConfigError(path, f"models.{model_name}", "a model name may hold letters, digits, "
                               "'-' and '_' only")
         models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout)
+    _check_profile_batches(path, profile, models)
     top.reject_unknown()
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
                          models=models, profile=profile, remote=remote, timeout=timeout, mapping=dict(data))
@@ -322,6 +326,25 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
                            tie_margin_pct=tie_margin_pct)
 
 
+def _check_profile_batches(path: Path, profile: ProfileSettings, models: Mapping[str, "ModelConfig"]) -> None:
+    """``[profile]`` batch sizes (and the sweep's top) no larger than any batched model's max_batch_size:
+    a model's exports refuse a larger batch, so its profile would fail after everything was built. A
+    model without a batch dimension (max_batch_size 0) is profiled on its samples as they are."""
+    if not profile.enabled:
+        return
+    for key in ("batch_sizes", "max_batch_size"):
+        value = profile.options.get(key)
+        largest = max(value, default=0) if isinstance(value, list) else value
+        if not largest:
+            continue
+        for name, model in models.items():
+            limit = model.spec.max_batch_size
+            if model.spec.batched and largest > limit:
+                raise ConfigError(path, f"profile.{key}", f"batch size {largest} is above max_batch_size {limit} of "
+                                  f"model {name}; its exports take no larger batch",
+                                  f"profile batches of at most {limit}, or raise models.{name}.max_batch_size")
+
+
 def _device(path: Path, reader: _Reader, key: str, default: str) -> str:
     value = reader.get(key, str, default)
     if value not in DEVICES:
@@ -400,8 +423,10 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
         raise ConfigError(path, reader.key("batch_dim"), "only batch_dim = 0 is supported",
                           "put the batch dimension first")
     max_batch_size = reader.get("max_batch_size", int, 1)
-    if max_batch_size < 1:
-        raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
+    if max_batch_size < 0:
+        raise ConfigError(path, reader.key("max_batch_size"), f"must be 0 or more, not {max_batch_size}",
+                          "0: the model has no batch dimension (its shapes as they are); N: batches of up to N "
+                          "along dimension 0")
     dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
     device = _device(path, reader, "device", project_device)
     timeout = _timeout(path, reader, project_timeout)

@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from typing import TYPE_CHECKING
 
+from navbuild.rule import NO_BATCH  # a model's max_batch_size when it has no batch dimension
+
 if TYPE_CHECKING:  # imported where measuring happens: reading a ProfileConfig must stay cheap
     import numpy as np
 
@@ -162,7 +164,11 @@ class ProfileConfig:
         return cls(**values)
 
     def plan(self, default_max: int | None = None) -> tuple[list[int], bool]:
-        """The batch sizes to try and whether they form a sweep (subject to the saturation stop)."""
+        """The batch sizes to try and whether they form a sweep (subject to the saturation stop).
+        ``default_max`` 0 (``NO_BATCH``: a model without a batch dimension): one point, "batch" 1,
+        the sample as it is."""
+        if default_max == NO_BATCH:
+            return [1], False
         if self.batch_sizes is not None:
             return list(self.batch_sizes), False
         top = self.max_batch_size or default_max or DEFAULT_MAX_BATCH_SIZE
@@ -786,7 +792,8 @@ def profile_runner(runner: Any, sample: Mapping[str, np.ndarray] | Sequence[Mapp
 
     Activates the runner if it is not active (and deactivates it afterwards only then). Per batch
     size: ``runner.prepare(feed)`` once, then timed ``run_prepared`` + ``synchronize`` calls.
-    ``baseline``: see ``run_profile``.
+    ``baseline``: see ``run_profile``. A model without a batch dimension (``max_batch_size`` 0) is
+    measured once, on the sample as it is.
     """
     config = config or ProfileConfig()
     if not isinstance(sample, Mapping):
@@ -796,7 +803,10 @@ def profile_runner(runner: Any, sample: Mapping[str, np.ndarray] | Sequence[Mapp
     default_max = getattr(model, "max_batch_size", None)
 
     def make_call(batch_size: int) -> Callable[[], Any]:
-        feed = {name: tile_array(value, batch_size, batch_dim) for name, value in sample.items()}
+        if default_max == NO_BATCH:
+            feed = dict(sample)
+        else:
+            feed = {name: tile_array(value, batch_size, batch_dim) for name, value in sample.items()}
         prepared = runner.prepare(feed)
         return lambda: runner.run_prepared(prepared)
 

@@ -8,28 +8,29 @@ Runtime runner and deploy to Triton's ONNX Runtime backend; ``trt`` builds Tenso
 too. Importing this module imports no framework.
 """
 from navbuild.rule import ROLE_REFERENCE, Needs, Rule
+from rules.onnx import finish
 from rules.onnx_file import build, loader
 
 RUNNER = "onnxruntime"  # rules/onnx's OnnxRuntimeRunner
 ONNX_PARAMS = {"normalize": True}  # supplied by the engine
 
 REFERENCE = Rule(
-    name="reference", version="1", build=build.build_reference, frameworks=(loader.FRAMEWORK,),
+    name="reference", version="2", build=build.build_reference, frameworks=(loader.FRAMEWORK,),
     tools=("onnx", "onnxruntime"), needs=Needs(modules=("onnx", "onnxruntime"), cuda_when_device_is_cuda=False),
     role=ROLE_REFERENCE, outputs=(loader.REFERENCE_FILE,),
     description="the ONNX file's outputs on every sample, on ONNX Runtime's CPU provider",
 )
 
 ONNX = Rule(
-    name="onnx", version="1", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), params=dict(ONNX_PARAMS),
-    tools=("onnx",), precisions=("fp32", "fp16"), runner=RUNNER,
+    name="onnx", version="2", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), params=dict(ONNX_PARAMS),
+    tools=finish.TOOLS, precisions=finish.PRECISIONS, runner=RUNNER,
     needs=Needs(modules=("onnx",), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
     triton=loader.ONNXRUNTIME, base=True,
-    description="the ONNX file, checked (fp16: converted, with float32 inputs and outputs)",
+    description="the ONNX file, checked (fp16: converted, with float32 inputs and outputs; a ZipMap read as its tensor)",
 )
 
 ONNX_SLIM = Rule(
-    name="onnx-slim", version="1", build=build.build_slim, consumes="onnx", params=dict(ONNX_PARAMS),
+    name="onnx-slim", version="2", build=build.build_slim, consumes="onnx", params=dict(ONNX_PARAMS),
     tools=("onnxslim", "onnx"), runner=RUNNER,
     needs=Needs(modules=("onnx", "onnxslim"), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
     triton=loader.ONNXRUNTIME,
