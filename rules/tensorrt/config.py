@@ -19,7 +19,7 @@ from navbuild.lazy import lazy_import
 np = lazy_import("numpy")
 
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "tf32")  # tf32: fp32 layers with TF32 math
 DEFAULTS: dict[str, Any] = {
     "max_batch_size": 1,       # supplied by the engine: the model's max_batch_size
     "opt_batch_size": 0,       # batch TensorRT optimizes for; 0 means max_batch_size

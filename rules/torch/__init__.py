@@ -10,7 +10,7 @@ from navbuild.rule import ROLE_REFERENCE, Needs, Rule, TritonModel
 
 from rules.torch import build, loader, memory_format, runner
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "tf32")  # tf32: fp32 run with TF32 math on a GPU (tf32.py)
 EXPORT_PARAMS = {"max_batch_size": 1, "normalize": True,  # both supplied by the engine
                  memory_format.OPTION: False}
 NEEDS = Needs(modules=("torch",))
