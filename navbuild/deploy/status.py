@@ -176,6 +176,22 @@ def _io_from(path: str, spec: Any) -> list[dict[str, Any]]:
     return [{"name": n, "dtype": str(a.dtype), "shape": spec.declared_shape(a.shape)} for n, a in first.items()]
 
 
+WAITS = "waits for "
+
+
+def _why_missing(session: Session, name: str) -> str | None:
+    """Why a target has no current build: the failure recorded under its key, the upstream target it
+    waits for, or None (never built)."""
+    from navbuild.engine.keys import Pending
+
+    try:
+        key, _ = session.key(name)
+    except Pending as pending:
+        return f"{WAITS}{pending.upstream}, which is not built"
+    failure = session.store.get_failure(key)
+    return str(failure.get("reason") or "failed") if failure else None
+
+
 def _target(session: Session, target: Any) -> dict[str, Any]:
     rule = target.rule
     record = {"target": target.name, "format": rule.name, "precision": target.precision, "rule": rule.name,
@@ -190,6 +206,9 @@ def _target(session: Session, target: Any) -> dict[str, Any]:
         return record
     manifest = session.current_manifest(target.name)
     if manifest is None:
+        record["reason"] = _why_missing(session, target.name)
+        if record["reason"] and not record["reason"].startswith(WAITS):
+            record["status"] = "failed"
         return record
     session.materialize(target, manifest)
     record.update(key=manifest["key"], digest=manifest["digest"], files=dict(manifest["files"]), status="built",
