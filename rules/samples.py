@@ -89,7 +89,8 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     tensors.save(ctx.out_dir / OUTPUT, samples)
     first = samples[0]
     return {"count": len(samples),
-            "inputs": [{"name": n, "dtype": str(a.dtype), "shape": spec.declared_shape(a.shape)} for n, a in first.items()],
+            "inputs": [{"name": n, "dtype": str(a.dtype), "shape": spec.declared_shape(a.shape)}
+                       for n, a in first.items()],
             "batch_sizes": [int(next(iter(s.values())).shape[0]) for s in samples] if spec.batched else []}
 
 

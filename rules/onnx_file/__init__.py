@@ -26,7 +26,7 @@ ONNX = Rule(
     tools=finish.TOOLS, precisions=finish.PRECISIONS, runner=RUNNER,
     needs=Needs(modules=("onnx",), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
     triton=loader.ONNXRUNTIME, base=True,
-    description="the ONNX file, checked (fp16: converted, with float32 inputs and outputs; a ZipMap read as its tensor)",
+    description="the ONNX file, checked (fp16: converted, float32 inputs and outputs; a ZipMap read as its tensor)",
 )
 
 ONNX_SLIM = Rule(

@@ -2,9 +2,10 @@
 
 ``trt`` (targets ``trt-fp32``, ``trt-fp16``, ``trt-bf16``, ``trt-int8``, ``trt-tf32``): the upstream
 ``onnx`` model built into a TensorRT plan, ``model.plan``, with the TensorRT 10 Python API; runner
-``tensorrt``. TensorRT's TF32 builder flag, on by default, is cleared except for ``trt-tf32``. Parameters: ``max_batch_size`` (the model's), ``opt_batch_size`` (0: max),
-``workspace`` (bytes), ``calibration`` (int8 only, required: ``"samples"`` or
-``"path/file.py:function"``). The optimization profile comes from the samples (``config``).
+``tensorrt``. TensorRT's TF32 builder flag, on by default, is cleared except for ``trt-tf32``.
+Parameters: ``max_batch_size`` (the model's), ``opt_batch_size`` (0: max), ``workspace`` (bytes),
+``calibration`` (int8 only, required: ``"samples"`` or ``"path/file.py:function"``). The
+optimization profile comes from the samples (``config``).
 The timing cache lives in the rule's cache folder and is reused by later builds on this device.
 
 ``ort-trt`` (``ort-trt``, ``ort-trt-fp16``, ``ort-trt-bf16``) and ``ort-cuda``: the same ONNX file

@@ -79,7 +79,8 @@ class TorchCompileRunner(Runner):
 
     def runtime_info(self) -> dict[str, Any]:
         return {"buckets": self._buckets, "memory_format": self._recipe["memory_format"],
-                "cudnn_benchmark": self.cudnn_benchmark, "tf32": self.tf32, "compile_seconds": round(self.compile_seconds, 3),
+                "cudnn_benchmark": self.cudnn_benchmark, "tf32": self.tf32,
+                "compile_seconds": round(self.compile_seconds, 3),
                 **self.compiles}
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:

@@ -107,7 +107,8 @@ def build_torch_trt(ctx: BuildContext) -> dict[str, Any]:
     profile_json = {n: {"min": list(r.min), "opt": list(r.opt), "max": list(r.max)} for n, r in profile.items()}
     (ctx.out_dir / BUILD_INFO).write_text(json.dumps(
         {"format": "navbuild-torch-trt/1", "source_digest": digest_file(source), "precision": params.precision,
-         "tf32": not settings.get("disable_tf32", False), "precision_method": "cast", "workspace": params.workspace, "profile": profile_json},
+         "tf32": not settings.get("disable_tf32", False), "precision_method": "cast", "workspace": params.workspace,
+         "profile": profile_json},
         indent=2, sort_keys=True) + "\n")
     return {"torch_tensorrt_version": getattr(torch_tensorrt, "__version__", None), "precision_method": "cast",
             "settings": sorted(settings), "profile": profile_json, "compile_seconds": round(seconds, 3)}

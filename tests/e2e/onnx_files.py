@@ -120,7 +120,8 @@ def squeeze_opset9():
              node("Relu", ["expand3"], ["e3"]), node("Concat", ["e1", "e3"], ["fire"], axis=1),
              node("Dropout", ["fire"], ["dropped"], ratio=0.5), node("GlobalAveragePool", ["dropped"], ["pooled"]),
              node("Reshape", ["pooled", "flat_shape"], ["flat"]),
-             node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1), node("Softmax", ["logits"], ["prob"], axis=1)]
+             node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1),
+             node("Softmax", ["logits"], ["prob"], axis=1)]
     inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 32, 32])]
     inputs += [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
                for name, value in initializers.items()]
