@@ -26,7 +26,7 @@ ROLE_REFERENCE = "reference"  # the source model's outputs on them (one rule per
 ROLES = (ROLE_SAMPLES, ROLE_REFERENCE)
 # fp32 storage with TensorFloat-32 math in matmuls and convolutions (10-bit mantissa operands, fp32
 # accumulation): what Ampere and newer GPUs do by default. An ``fp32`` target runs with TF32 off; a
-# ``tf32`` target is the same artifact run with it on, so its speed is measured and chosen apart.
+# ``tf32`` target is the same model built and run with it on, so its speed is measured and chosen apart.
 TF32 = "tf32"
 TF32_MIN_CAPABILITY = (8, 0)  # Ampere
 NO_BATCH = 0  # ``max_batch_size = 0``: no batch dimension, shapes as they are (Triton's convention)
