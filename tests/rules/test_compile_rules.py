@@ -325,9 +325,12 @@ def test_describe_exit():
 
 def test_aoti_bad_options_are_config_errors(tmp_path):
     model = tiny_model(tmp_path)
-    ctx = make_ctx(tmp_path, model, "aoti", params={"max_batch_size": 0})
+    ctx = make_ctx(tmp_path, model, "aoti", params={"max_batch_size": -1})
     with pytest.raises(options.CompileConfigError, match="max_batch_size must be an integer >= 1"):
         AOTI.build(ctx)
+    no_batch = make_ctx(tmp_path, model, "aoti", params={"max_batch_size": 0}, name="no-batch")
+    with pytest.raises(options.CompileConfigError, match="the model has no batch dimension"):
+        AOTI.build(no_batch)
     assert AOTI.validate({"max_batch_size": 0}, "fp32") is not None
     assert AOTI.validate({"max_batch_size": 8}, "bf16") is None
     assert "dynamic must be true or false" in AOTI.validate({"dynamic": "auto"}, "fp32")
@@ -368,7 +371,7 @@ def test_cast_applies_to_weights_and_float_inputs_only(tmp_path):
 
 def test_rules_are_device_bound_and_cast():
     for rule in (TORCH_COMPILE, AOTI):
-        assert rule.device_bound and rule.precisions == ("fp32", "fp16", "bf16")
+        assert rule.device_bound and rule.precisions == ("fp32", "fp16", "bf16", "tf32")
         assert not rule.normalized and rule.canonical_digest is not None
         assert set(rule.variants) >= {"channels_last", "dynamic"}
     assert TORCH_COMPILE.params == {"mode": "default", "backend": "inductor", "dynamic": False, "buckets": "auto",

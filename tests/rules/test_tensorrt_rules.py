@@ -176,7 +176,8 @@ def test_ort_cuda_is_skipped_when_onnxruntime_lacks_the_provider(tmp_path):
 
 # -- declarations ---------------------------------------------------------------------------------
 def test_rule_declarations():
-    assert [TRT.target_suffix(p) for p in TRT.precisions] == ["trt-fp32", "trt-fp16", "trt-bf16", "trt-int8"]
+    assert [TRT.target_suffix(p) for p in TRT.precisions] == ["trt-fp32", "trt-fp16", "trt-bf16", "trt-int8",
+                                                              "trt-tf32"]
     assert TORCH_TRT.target_suffix("fp32") == "torch-trt-fp32"
     assert (TRT.consumes, ORT_TRT.consumes, ORT_CUDA.consumes, TORCH_TRT.consumes) == (
         "onnx", "onnx", "onnx", "torch-export")
