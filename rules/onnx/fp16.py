@@ -27,7 +27,7 @@ import importlib.util
 from typing import Any
 
 from navbuild.lazy import lazy_import
-from rules.onnx.loader import drop_initializer_inputs
+from rules.onnx.loader import PROTOBUF_LIMIT, drop_initializer_inputs
 
 np = lazy_import("numpy")
 onnx = lazy_import("onnx")
@@ -70,8 +70,9 @@ def blocked_ops(model: Any) -> list[str]:
 
 def check_loads(model: Any) -> None:
     """ONNX Runtime's CPU provider loads ``model``, else RuntimeError with its reason. Without
-    onnxruntime installed nothing is checked (the target's check loads it anyway)."""
-    if importlib.util.find_spec("onnxruntime") is None:
+    onnxruntime installed, or past protobuf's 2 GB (no bytes to hand over), nothing is checked here:
+    the target's check loads the written file anyway."""
+    if importlib.util.find_spec("onnxruntime") is None or model.ByteSize() > PROTOBUF_LIMIT:
         return
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
