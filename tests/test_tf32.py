@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from navbuild.engine import keys
-from navbuild.engine.config import DEFAULT_TOLERANCES, from_mapping
+from navbuild.engine.config import from_mapping
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Target
+from navbuild.measure.settings import DEFAULT_TOLERANCES
 from navbuild.rule import Rule, tf32_unmet
 
 torch = pytest.importorskip("torch")

@@ -10,8 +10,9 @@ convolutions in NHWC layout, the graph's own NCHW inputs transposed inside ONNX 
 provider has no such option; there the flag changes nothing. The CUDA provider runs float32
 matmuls and convolutions in TF32 by default; its ``use_tf32`` option is off except for a ``tf32``
 target (``loader.cuda_provider_options``).
-Inputs may be of any numeric type the graph takes (float64, int32, uint8...): float samples are cast
-to the graph's float type, other types must match it.
+Inputs may be of any numeric type the graph takes (float64, int32, uint8...: ``loader.NUMPY_TYPES``):
+the feed check of ``navbuild.runner.Runner`` casts a float sample to the graph's float type and an
+integer one to its integer type when the values fit.
 """
 from __future__ import annotations
 
@@ -21,17 +22,12 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
-from rules.onnx.loader import ONNX_FILE, cuda_provider_options, inference_session
-from rules.torch import memory_format
+from rules.onnx.loader import ONNX_FILE, channels_last, cuda_provider_options, inference_session, input_specs
 
 np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int16)": "int16", "tensor(int8)": "int8",
-               "tensor(uint64)": "uint64", "tensor(uint32)": "uint32", "tensor(uint16)": "uint16",
-               "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 
 
 class OnnxRuntimeRunner(Runner):
@@ -57,7 +53,7 @@ class OnnxRuntimeRunner(Runner):
         if self.device == "cuda":
             provider_options.update(cuda_provider_options(self.precision))
             self.tf32 = provider_options["use_tf32"] == "1"
-        if self.device == "cuda" and memory_format.read_runtime(self.artifact_dir):
+        if self.device == "cuda" and channels_last(self.artifact_dir):
             provider_options["prefer_nhwc"] = "1"
             self.layout = "NHWC"
         providers = [(wanted, provider_options)] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
@@ -65,7 +61,7 @@ class OnnxRuntimeRunner(Runner):
         self.provider = self._session.get_providers()[0]
         if self.provider != wanted:
             raise RunnerError(f"{self.name}: asked for {wanted}, onnxruntime gave {self.provider}")
-        self._inputs = {value.name: value for value in self._session.get_inputs()}
+        self._inputs = input_specs(self._session)
         self._outputs = [value.name for value in self._session.get_outputs()]
         self._binding = None
 
@@ -75,8 +71,11 @@ class OnnxRuntimeRunner(Runner):
     def runtime_info(self) -> dict[str, Any]:
         return {"provider": self.provider, "layout": self.layout, "tf32": self.tf32}
 
+    def input_specs_impl(self) -> dict[str, Any]:
+        return self._inputs
+
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
-        feed = self._checked(feed)
+        feed = {name: np.ascontiguousarray(array) for name, array in feed.items()}
         if self.device == "cpu":
             return feed
 
@@ -105,26 +104,6 @@ class OnnxRuntimeRunner(Runner):
     def synchronize_impl(self) -> None:
         if self._binding is not None:
             self._binding.synchronize_outputs()
-
-    def _checked(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The feed checked against the graph's inputs (names, rank) and cast to its float types."""
-        if sorted(feed) != sorted(self._inputs):
-            raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the graph's inputs "
-                              f"{sorted(self._inputs)}")
-        checked = {}
-        for name, array in feed.items():
-            spec = self._inputs[name]
-            array = np.asarray(array)
-            if array.ndim != len(spec.shape):
-                raise RunnerError(f"{self.name}: input {name} has shape {list(array.shape)}, the graph expects "
-                                  f"rank {len(spec.shape)} ({spec.shape})")
-            wanted = NUMPY_TYPES.get(spec.type)
-            if wanted and array.dtype.kind == "f" and np.dtype(wanted).kind == "f":
-                array = array.astype(wanted, copy=False)
-            elif wanted and array.dtype != np.dtype(wanted):
-                raise RunnerError(f"{self.name}: input {name} is {array.dtype}, the graph expects {wanted}")
-            checked[name] = np.ascontiguousarray(array)
-        return checked
 
     def _model_path(self) -> Path:
         if self.artifact_dir is None or not (Path(self.artifact_dir) / ONNX_FILE).is_file():

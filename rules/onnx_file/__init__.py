@@ -8,11 +8,10 @@ Runtime runner and deploy to Triton's ONNX Runtime backend; ``trt`` builds Tenso
 too. Importing this module imports no framework.
 """
 from navbuild.rule import ROLE_REFERENCE, Needs, Rule
-from rules.onnx import finish
+from rules.onnx import build as onnx_build
 from rules.onnx_file import build, loader
 
 RUNNER = "onnxruntime"  # rules/onnx's OnnxRuntimeRunner
-ONNX_PARAMS = {"normalize": True}  # supplied by the engine
 
 REFERENCE = Rule(
     name="reference", version="2", build=build.build_reference, frameworks=(loader.FRAMEWORK,),
@@ -22,15 +21,15 @@ REFERENCE = Rule(
 )
 
 ONNX = Rule(
-    name="onnx", version="2", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), params=dict(ONNX_PARAMS),
-    tools=finish.TOOLS, precisions=finish.PRECISIONS, runner=RUNNER,
+    name="onnx", version="2", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), uses=("normalize",),
+    tools=onnx_build.TOOLS, precisions=onnx_build.PRECISIONS, runner=RUNNER,
     needs=Needs(modules=("onnx",), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
     triton=loader.ONNXRUNTIME, base=True,
     description="the ONNX file, checked (fp16: converted, float32 inputs and outputs; a ZipMap read as its tensor)",
 )
 
 ONNX_SLIM = Rule(
-    name="onnx-slim", version="2", build=build.build_slim, consumes="onnx", params=dict(ONNX_PARAMS),
+    name="onnx-slim", version="2", build=build.build_slim, consumes="onnx", uses=("normalize",),
     tools=("onnxslim", "onnx"), runner=RUNNER,
     needs=Needs(modules=("onnx", "onnxslim"), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
     triton=loader.ONNXRUNTIME,

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
-from rules.onnx.finish import write_onnx
+from rules.onnx.build import write_onnx
 from rules.onnx.loader import drop_initializer_inputs, opset_of
 from rules.onnx_file import loader, zipmap
 
