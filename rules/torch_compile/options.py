@@ -120,6 +120,8 @@ def validate_compile(params: Mapping[str, Any], precision: str, values: Any = No
         compile_options(params)
         batching.check_spec(dict(params).get("buckets", batching.AUTO))
         check_precision(precision, "torch-compile")
+        if values and "max_batch_size" in values:  # the model's, an engine value (Rule.uses)
+            check_max_batch_size(values["max_batch_size"], "torch-compile")
     except (CompileConfigError, ValueError) as exc:
         return str(exc)
     return None

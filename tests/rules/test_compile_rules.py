@@ -172,6 +172,8 @@ def test_a_bucket_above_max_batch_size_is_a_clear_error(tmp_path):
         TORCH_COMPILE.build(ctx)
     assert TORCH_COMPILE.validate({"buckets": [0]}, "fp32").startswith("buckets must be")
     assert TORCH_COMPILE.validate({"buckets": [1, 8]}, "fp32") is None
+    no_batch = TORCH_COMPILE.validate({}, "fp32", {"max_batch_size": 0})  # refused when navbuild.toml is read
+    assert no_batch is not None and "the model has no batch dimension" in no_batch
 
 
 def test_torch_compile_accepts_every_documented_mode():
