@@ -62,7 +62,7 @@ def raw_effect(name: str, size: int) -> None:
     """The model on the GPU with TF32 off and on, against the CPU."""
     import torch
 
-    from navbuild.engine.config import DEFAULT_TOLERANCES
+    from navbuild.measure.settings import DEFAULT_TOLERANCES
     from rules.torch import tf32
 
     model = build_model(name)
