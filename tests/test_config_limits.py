@@ -18,7 +18,7 @@ CASES = [
     ("per-output nan", WITH_OUTPUTS + "\n[models.cnn.correctness.outputs.logits]\natol = nan\n",
      "models.cnn.correctness.outputs.logits.atol: must be a finite tolerance"),
     ("huge max batch", GOOD.replace("max_batch_size = 16", "max_batch_size = 99999999999999999999"),
-     "models.cnn.max_batch_size: must be from 1 to 2147483647"),
+     "models.cnn.max_batch_size: must be from 0 to 2147483647"),
     ("huge timeout", GOOD.replace(PROJECT, PROJECT + "\ntimeout = 99999999999999999999"),
      "project.timeout: must be a number of seconds above 0 and at most 604800"),
     ("deep nesting", GOOD + "\nx = " + "[" * 5000 + "]" * 5000 + "\n", "nests tables or lists too deeply"),

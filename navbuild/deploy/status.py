@@ -82,9 +82,9 @@ def _model(session: Session, name: str, model: Any, remembered: dict[str, str]) 
             entry[role] = {"digest": manifest["files"][role_target.tensor_file], "key": manifest["key"],
                            "path": str(folder / role_target.tensor_file)}
     if entry["samples"]:
-        entry["inputs"] = _io_from(entry["samples"]["path"])
+        entry["inputs"] = _io_from(entry["samples"]["path"], spec)
     if entry["reference"]:
-        entry["outputs"] = _io_from(entry["reference"]["path"])
+        entry["outputs"] = _io_from(entry["reference"]["path"], spec)
     artifacts = [t for t in session.graph.targets.values()
                  if t.kind == ARTIFACT and t.spec.name == name and t.rule.role is None]
     for target in artifacts:
@@ -167,11 +167,29 @@ def _save_selections(session: Session, selections: dict[str, dict[str, str]]) ->
         pass
 
 
-def _io_from(path: str) -> list[dict[str, Any]]:
+def _io_from(path: str, spec: Any) -> list[dict[str, Any]]:
+    """Name, dtype and shape of each tensor of a tensors file's first sample (the batch dimension -1,
+    when the model has one)."""
     from navbuild import tensors
 
     first = tensors.load(path)[0]
-    return [{"name": n, "dtype": str(a.dtype), "shape": [-1, *a.shape[1:]]} for n, a in first.items()]
+    return [{"name": n, "dtype": str(a.dtype), "shape": spec.declared_shape(a.shape)} for n, a in first.items()]
+
+
+WAITS = "waits for "
+
+
+def _why_missing(session: Session, name: str) -> str | None:
+    """Why a target has no current build: the failure recorded under its key, the upstream target it
+    waits for, or None (never built)."""
+    from navbuild.engine.keys import Pending
+
+    try:
+        key, _ = session.key(name)
+    except Pending as pending:
+        return f"{WAITS}{pending.upstream}, which is not built"
+    failure = session.store.get_failure(key)
+    return str(failure.get("reason") or "failed") if failure else None
 
 
 def _target(session: Session, target: Any) -> dict[str, Any]:
@@ -188,6 +206,9 @@ def _target(session: Session, target: Any) -> dict[str, Any]:
         return record
     manifest = session.current_manifest(target.name)
     if manifest is None:
+        record["reason"] = _why_missing(session, target.name)
+        if record["reason"] and not record["reason"].startswith(WAITS):
+            record["status"] = "failed"
         return record
     session.materialize(target, manifest)
     record.update(key=manifest["key"], digest=manifest["digest"], files=dict(manifest["files"]), status="built",

@@ -27,7 +27,7 @@ from navbuild.rule import DEFAULT_MAX_BATCH_SIZE, ModelSpec, entry_file, is_func
 CONFIG_NAME = "navbuild.toml"
 DEFAULT_TIMEOUT_S = 1800.0  # one build, check or profile; [project] timeout, per model, per format
 DEVICES = ("cpu", "cuda", "auto")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "tf32")
 
 
 class ConfigError(Exception):
@@ -216,6 +216,7 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
         _checked(path, f"models.{model_name}", validate.file_name, model_name)
         models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout,
                                     profile.batch_sizes)
+    _check_profile_batches(path, profile, models)
     top.reject_unknown()
     _known_outputs(path, "correctness", correctness, models.values())
     for folder_key, folder in (("project.out", out), ("project.store", store)):
@@ -366,6 +367,25 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
                            tie_margin_pct=tie_margin_pct)
 
 
+def _check_profile_batches(path: Path, profile: ProfileSettings, models: Mapping[str, "ModelConfig"]) -> None:
+    """``[profile]`` batch sizes (and the sweep's top) no larger than any batched model's max_batch_size:
+    a model's exports refuse a larger batch, so its profile would fail after everything was built. A
+    model without a batch dimension (max_batch_size 0) is profiled on its samples as they are."""
+    if not profile.enabled:
+        return
+    measure = profile.measure
+    for key, largest in (("batch_sizes", max(measure.batch_sizes or (), default=0)),
+                         ("sweep_up_to", measure.sweep_up_to)):
+        if not largest:
+            continue
+        for name, model in models.items():
+            limit = model.spec.max_batch_size
+            if model.spec.batched and largest > limit:
+                raise ConfigError(path, f"profile.{key}", f"batch size {largest} is above max_batch_size {limit} of "
+                                  f"model {name}; its exports take no larger batch",
+                                  f"profile batches of at most {limit}, or raise models.{name}.max_batch_size")
+
+
 def _device(path: Path, reader: _Reader, key: str, default: str) -> str:
     value = reader.get(key, str, default)
     if value not in DEVICES:
@@ -462,9 +482,11 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
         raise ConfigError(path, reader.key("batch_dim"), "only batch_dim = 0 is supported",
                           "put the batch dimension first")
     max_batch_size = reader.get("max_batch_size", int, DEFAULT_MAX_BATCH_SIZE)
-    if max_batch_size < 1:
-        raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
-    _checked(path, reader.key("max_batch_size"), validate.int_in, max_batch_size, 1, validate.MAX_INT)
+    if max_batch_size < 0:
+        raise ConfigError(path, reader.key("max_batch_size"), f"must be 0 or more, not {max_batch_size}",
+                          "0: the model has no batch dimension (its shapes as they are); N: batches of up to N "
+                          "along dimension 0")
+    _checked(path, reader.key("max_batch_size"), validate.int_in, max_batch_size, 0, validate.MAX_INT)
     dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"), inputs)
     device = _device(path, reader, "device", project_device)
     timeout = _timeout(path, reader, project_timeout)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from navbuild.engine import fingerprint
 from navbuild.engine.graph import CHECK, PROFILE, REFERENCE, SAMPLES, Graph, Target
 from navbuild.hashing import digest_value
-from navbuild.rule import ROLE_SAMPLES, SOURCE
+from navbuild.rule import ROLE_SAMPLES, SOURCE, tf32_enabled
 
 if TYPE_CHECKING:
     from navbuild.engine.config import ProjectConfig
@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 CHECK_VERSION = "2"  # 2: the artifact's rule parameters (runner options among them) enter the key
 # 2: median figures with a spread, budget, batch plan in the key; 3: no other profile's figures read
 PROFILE_VERSION = "3"
+
+
+def math_mode(target: Target) -> dict[str, Any]:
+    """How float32 math runs for a CUDA target, in the keys of its checks, profiles and device-bound
+    builds: TF32 only for the ``tf32`` precision. (Before this entry, fp32 ran cuDNN in TF32: those
+    results are not served for an fp32 target now.) Empty on the CPU, which has no TF32."""
+    return {"tf32": tf32_enabled(target.precision)} if target.device == "cuda" else {}
 
 
 class Pending(Exception):
@@ -67,6 +74,7 @@ def artifact_material(target: Target, *, sources: dict[str, str], samples_digest
         material["samples_entry"] = target.model.samples  # the function, not only its file
     if rule.device_bound:
         material["device_fingerprint"] = fingerprint.device(target.device)
+        material.update(math_mode(target))
     return material
 
 
@@ -79,7 +87,7 @@ def check_material(target: Target, *, artifact: Target, artifact_digest: str, re
         "params": dict(artifact.params), **engine_values(artifact), "reference": reference_digest,
         "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
-        "precision": target.precision, "tolerances": tolerances,
+        "precision": target.precision, "tolerances": tolerances, **math_mode(target),
     }
     if artifact.rule.device_bound or target.device == "cuda":
         material["device_fingerprint"] = fingerprint.device(target.device)
@@ -100,7 +108,7 @@ def profile_material(target: Target, *, artifact: Target, artifact_digest: str, 
         **engine_values(artifact), "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)),
         "device": target.device, "precision": target.precision, "config": config, "measures": resolved,
-        "device_fingerprint": fingerprint.device(target.device),
+        "device_fingerprint": fingerprint.device(target.device), **math_mode(target),
     }
 
 

@@ -27,7 +27,7 @@ from navbuild.engine.records import (BUILT, CACHED, FAILED, IMPORTED, REMOTE, SK
 from navbuild.engine.registry import Registry
 from navbuild.engine.remote import RemoteCache
 from navbuild.engine.store import Store, is_disk_full
-from navbuild.rule import Skip
+from navbuild.rule import Skip, tf32_enabled, tf32_unmet
 
 LOG_KEPT_BYTES = 1 << 20  # the tail of a failed build's log kept in its failure record
 # runs a target's action wherever its executor runs actions; returns the manifest stored under the key
@@ -84,6 +84,8 @@ class Session:
         reason = target.rule.needs.unmet(target.device, self.machine)
         if reason is None and target.device not in target.rule.devices:
             reason = f"{target.rule.name} does not build for device {target.device}"
+        if reason is None and tf32_enabled(target.precision):
+            reason = tf32_unmet(target.precision, target.device, self.machine.cuda_capability())
         return reason
 
     # -- up to date ---------------------------------------------------------------------------------

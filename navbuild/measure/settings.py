@@ -20,12 +20,16 @@ from typing import Any, Mapping
 
 from navbuild import validate
 from navbuild.measure.budget import budget_for
+from navbuild.rule import NO_BATCH  # a model's max_batch_size when it has no batch dimension
 
 DEFAULT_SWEEP_UP_TO = 64  # the top of a sweep when neither the settings nor the model give one
 DEFAULT_STRATEGIES = ("max-throughput", "min-latency")
-# Looser tolerances for reduced precisions unless the project sets its own.
+# Looser tolerances for reduced precisions unless the project sets its own. tf32 rounds matmul and
+# convolution operands to a 10-bit mantissa (as fp16) but keeps fp32 accumulation and storage: half
+# of fp16's (docs/config.md, "TF32").
 DEFAULT_TOLERANCES = {
     "fp32": {"atol": 1e-4, "rtol": 1e-3},
+    "tf32": {"atol": 5e-3, "rtol": 5e-3},
     "fp16": {"atol": 1e-2, "rtol": 1e-2},
     "bf16": {"atol": 5e-2, "rtol": 5e-2},
     "int8": {"atol": 1e-1, "rtol": 1e-1},
@@ -182,7 +186,11 @@ class ProfileConfig:
         return cls(**values)
 
     def plan(self, default_max: int | None = None) -> tuple[list[int], bool]:
-        """The batch sizes to try and whether they form a sweep (subject to the saturation stop)."""
+        """The batch sizes to try and whether they form a sweep (subject to the saturation stop).
+        ``default_max`` 0 (``NO_BATCH``: a model without a batch dimension): one point, "batch" 1,
+        the sample as it is."""
+        if default_max == NO_BATCH:
+            return [1], False
         if self.batch_sizes is not None:
             return list(self.batch_sizes), False
         top = self.sweep_up_to or default_max or DEFAULT_SWEEP_UP_TO

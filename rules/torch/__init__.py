@@ -9,12 +9,13 @@ from typing import Any, Callable
 
 from navbuild.rule import ROLE_REFERENCE, Needs, Rule, TritonModel
 
+from rules.onnx import build as onnx_build
 from rules.onnx import loader as onnx_loader
 from rules.onnx.runner import OnnxRuntimeRunner
 from rules.onnx.scan import scan_onnx
 from rules.torch import build, loader, memory_format, onnx_export, runner, scan
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "tf32")  # tf32: fp32 run with TF32 math on a GPU (tf32.py)
 EXPORT_PARAMS = {memory_format.OPTION: False}
 EXPORT_USES = ("max_batch_size", "normalize")  # the batch axis and byte-reproducible files
 NEEDS = Needs(modules=("torch",))
@@ -50,10 +51,10 @@ RULES = [
     _export_rule("torch-export", build.build_torch_export, runner.TorchExportRunner.name,
                  "an ExportedProgram (.pt2) from torch.export with a dynamic batch dimension", loader.EXPORT_FILE,
                  scan.scan_export),
-    Rule(name="onnx", version="1", build=onnx_export.build_onnx, frameworks=("torch",),
+    Rule(name="onnx", version="2", build=onnx_export.build_onnx, frameworks=("torch",),
          params={"opset": onnx_export.DEFAULT_OPSET, "exporter": "auto", memory_format.OPTION: False},
-         uses=EXPORT_USES, variants=memory_format.VARIANTS, tools=("torch", "onnx", "onnxscript"),
-         precisions=("fp32", "fp16"), runner=OnnxRuntimeRunner.name,
+         uses=EXPORT_USES, variants=memory_format.VARIANTS, tools=("torch", "onnxscript", *onnx_build.TOOLS),
+         precisions=onnx_build.PRECISIONS, runner=OnnxRuntimeRunner.name,
          needs=Needs(modules=("torch", "onnx"), cuda_when_device_is_cuda=False),
          validate=onnx_export.validate_params, outputs=onnx_loader.OUTPUTS + (onnx_loader.LAYOUT_FILE,),
          triton=onnx_loader.ONNXRUNTIME, scan=scan_onnx, base=True,

@@ -31,7 +31,7 @@ np = lazy_import("numpy")
 torch = lazy_import("torch")
 
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "tf32": "float32"}  # tf32: float32 data
 
 
 def torch_dtype(precision: str) -> Any:
