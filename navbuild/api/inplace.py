@@ -37,7 +37,8 @@ class Module(wrapt.ObjectProxy):
     forward_func    the name of the method the pipeline really calls (e.g. "forward" when another
                     method calls ``self.forward(...)`` rather than ``self(...)``); None: the module call
     batching        overrides OptimizeConfig.batching for this module
-    precision       the precision its targets are built in (overrides target_precisions)
+    precision       a hint: the formats that can build this precision build it ("fp16", "int8"),
+                    the others their usual precisions; the module's table says which did which
     optimize_config this module's OptimizeConfig (else ``navbuild.optimize``'s); also a property
     """
 
@@ -58,6 +59,8 @@ class Module(wrapt.ObjectProxy):
         self._self_forward_func = forward_func
         self._self_batching = batching
         self._self_precision = precision
+        self._self_precision_note: str | None = None  # which formats build the precision, after optimize
+        self._self_refused: str | None = None  # why its configuration cannot be built
         self._self_optimize_config = optimize_config
         self._self_recording: Recording | None = None  # while optimize runs the pipeline
         self._self_recorded: Recording | None = None  # the last optimize's: what the runner may serve
@@ -155,12 +158,18 @@ class Module(wrapt.ObjectProxy):
 
     def _config(self, default: OptimizeConfig) -> OptimizeConfig:
         config = self._self_optimize_config or default
-        changes: dict[str, Any] = {}
         if self._self_batching is not None:
-            changes["batching"] = self._self_batching
-        if self._self_precision is not None:
-            changes["target_precisions"] = (self._self_precision,)
-        return config.clone(**changes) if changes else config
+            config = config.clone(batching=self._self_batching)
+        if self._self_precision is not None:  # a hint: the formats that can build it do (precision.py)
+            from navbuild.api.precision import hinted
+            from navbuild.api.project import format_rules
+
+            try:
+                config, self._self_precision_note = hinted(config, self._self_precision, format_rules("torch"))
+            except ConfigError as exc:  # this module is not built; the others are
+                self._self_precision_note = None
+                self._self_refused = str(exc)
+        return config
 
     def _captured(self) -> Any:
         """The module the engine builds from: without the intercepting method on the instance."""
@@ -249,6 +258,7 @@ def _record(func: Callable[..., Any], dataloader: Iterable[Any], modules: list[M
     import torch
 
     for module in modules:
+        module._self_refused = None
         module._config(config).check()
         module._start_recording(module._config(config).sample_count)
     try:
@@ -267,6 +277,9 @@ def _source(workspace: Any, module: Module, recording: Recording, config: Optimi
     """The module as a model of the project, or None (its ``optimized_reason`` says why)."""
     from navbuild.api import sources
 
+    if module._self_refused:
+        module._self_reason = module._self_refused
+        return None
     if recording.call is None:
         module._self_reason = (f"its calls cannot be recorded: {recording.error}" if recording.error else
                                "the pipeline never called it while optimize ran (if it calls another "
@@ -330,17 +343,20 @@ def _sample(item: Any) -> Any:
 
 
 def _report(modules: list[Module], recordings: dict[str, Recording]) -> None:
-    from navbuild.api.report import print_package
+    from navbuild.api.environment import console_output
+    from navbuild.api.report import print_model
     from navbuild.commands import console
 
+    if console_output() == "none":
+        return
     out = console()
     for module in modules:
         recording = recordings[module.name]
         note = (f"{recording.calls_seen} calls recorded" +
                 (f", {recording.other_signatures} with other arguments (they keep the original code)"
-                 if recording.other_signatures else ""))
+                 if recording.other_signatures else "") +
+                (f"; {module._self_precision_note}" if module._self_precision_note else ""))
         if module.package is None:
             out.print(f"[bold]module {module.name}[/]: not optimized: {module.optimized_reason}", highlight=False)
         else:
-            print_package(out, module.package, title=f"module {module.name}", note=note,
-                          strategy=DEFAULT_STRATEGY)
+            print_model(out, module.package, title=f"module {module.name}", note=note, strategy=DEFAULT_STRATEGY)

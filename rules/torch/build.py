@@ -184,6 +184,9 @@ def build_eager_recipe(ctx: BuildContext) -> dict[str, Any]:
     edit in the entry file does too.
     """
     source = ctx.model.load_entry()
+    if ctx.precision == "int8" and not model_io.is_quantized(source):
+        raise ValueError(f"{ctx.target}: the model holds no quantized module; int8 runs a module quantized "
+                         f"beforehand (torch.ao.quantization.quantize_dynamic, NVIDIA ModelOpt), as given")
     channels_last = memory_format.enabled(ctx.params, ctx.target)
     recipe = {"format": "torch-eager", "entry": ctx.model.entry, "precision": ctx.precision,
               "dtype": model_io.DTYPES[ctx.precision], "precision_mode": "cast",
