@@ -180,14 +180,16 @@ class Module(wrapt.ObjectProxy):
         vars(clone).pop(self._self_forward_func, None)
         return clone
 
-    def load_optimized(self, strategy: Any = None, *, target: str | None = None, device: str | None = None
-                       ) -> str | None:
+    def load_optimized(self, strategy: Any = None, *, target: str | None = None, device: str | None = None,
+                       config: OptimizeConfig | None = None) -> str | None:
         """Run ``target``, or the target ``strategy`` selects (min-latency by default), from now on;
-        returns it, or None when the module keeps its original code (``optimized_reason`` says why)."""
+        returns it, or None when the module keeps its original code (``optimized_reason`` says why).
+        Without an optimize in this process, its last optimize is looked up in the store of
+        ``config``'s workspace (default: its ``optimize_config``'s, else the current folder)."""
         from navbuild.api.package import PackageError
 
         self._unload()
-        package = self._self_package
+        package = self._self_package or self._recall(config)
         if package is None:
             return None
         try:
@@ -203,6 +205,18 @@ class Module(wrapt.ObjectProxy):
             return None
         self._self_target, self._self_reason = target, None
         return target
+
+    def _recall(self, config: OptimizeConfig | None) -> Any:
+        """This module's last optimize, from the store (``remembered.py``); None: the reason is set."""
+        from navbuild.api import remembered
+
+        try:
+            found = remembered.recall(self, config or self._self_optimize_config or OptimizeConfig())
+        except remembered.NotRecalled as exc:
+            self._self_reason = str(exc)
+            return None
+        self._self_package, self._self_recorded = found.package, found.recorded
+        return found.package
 
     def _unload(self) -> None:
         if self._self_optimized is not None:
@@ -285,23 +299,31 @@ def _source(workspace: Any, module: Module, recording: Recording, config: Optimi
                                "the pipeline never called it while optimize ran (if it calls another "
                                "method than __call__, name it with forward_func=)")
         return None
-    method = module._self_forward_func if module._self_forward_func not in (None, "forward") else None
     try:
         return sources.object_source(workspace, module.name, module._captured(), recording.samples,
-                                     module._config(config), method=method, reference=recording.reference)
+                                     module._config(config), method=_method(module), reference=recording.reference)
     except (calls.CallError, ConfigError) as exc:
         module._self_reason = f"its calls cannot be recorded: {exc}"
         return None
+
+
+def _method(module: Module) -> str | None:
+    """The method the engine calls on the captured module (None: the module call)."""
+    return module._self_forward_func if module._self_forward_func not in (None, "forward") else None
 
 
 def _build(workspace: Any, model_sources: list[Any], config: OptimizeConfig, jobs: int) -> None:
     """One build for every module (in parallel with ``jobs``); each module gets its Package."""
     from navbuild.api.single import package_of
 
+    from navbuild.api import remembered
+
     built = workspace.build(model_sources, config, jobs=jobs)
+    mapping = workspace.mapping(model_sources, config)
     for source in model_sources:
         module = _REGISTRY[source.name]
         package = package_of(built, source.name)
+        remembered.remember(built.session.store.root, source, module._self_recorded, mapping, _method(module))
         verify_func = module._config(config).verify_func
         if verify_func is not None:
             package.verify(verify_func)
@@ -310,12 +332,17 @@ def _build(workspace: Any, model_sources: list[Any], config: OptimizeConfig, job
     built.session.close()  # file digests learned while collecting the statuses, for the next run
 
 
-def load_optimized(strategy: Any = None, *, device: str | None = None, quiet: bool = False) -> dict[str, str | None]:
+def load_optimized(strategy: Any = None, *, device: str | None = None, quiet: bool = False,
+                   config: OptimizeConfig | None = None) -> dict[str, str | None]:
     """Swap in each optimized module's best correct runner (``strategy``: min-latency by default).
 
-    A module whose best target is the eager model itself, or that has no usable target, keeps its
-    original code and says why (``module.optimized_reason``). Returns module name -> target (or None)."""
-    chosen = {module.name: module.load_optimized(strategy, device=device) for module in _REGISTRY.values()}
+    A module not optimized in this process gets its last optimize from the store (``config``: where
+    the workspace and store are; default each module's ``optimize_config``, else the current folder),
+    unless its code or weights changed since. A module whose best target is the eager model itself,
+    or that has no usable target, keeps its original code and says why (``module.optimized_reason``).
+    Returns module name -> target (or None)."""
+    chosen = {module.name: module.load_optimized(strategy, device=device, config=config)
+              for module in _REGISTRY.values()}
     if not quiet:
         for module in _REGISTRY.values():
             what = module.optimized_target or f"original code ({module.optimized_reason})"
