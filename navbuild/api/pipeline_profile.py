@@ -40,7 +40,7 @@ class PipelineProfile:
                                  for label in self.results}}
 
 
-def combinations(modules: list[Any], strategy: Any = None) -> list[tuple[str, dict[str, Any]]]:
+def combinations(modules: list[Any]) -> list[tuple[str, dict[str, Any]]]:
     """``(label, module name -> what to load)``: None for the module's own code, ``BEST`` for what
     load_optimized picks, else a target name."""
     found = [(ORIGINAL, {m.name: None for m in modules}), (BEST, {m.name: BEST for m in modules})]
@@ -73,7 +73,7 @@ def profile_pipeline(func: Callable[..., Any], dataloader: Iterable[Any], module
     before = {m.name: m.optimized_target for m in modules}
     outcome = PipelineProfile()
     try:
-        for label, plan in combinations(modules, strategy):
+        for label, plan in combinations(modules):
             outcome.runs[label] = {m.name: _load(m, plan[m.name], strategy) for m in modules}
             outcome.results[label] = profile(lambda: func(*args, **kwargs), [()], config, device=device,
                                              name=label, **options)

@@ -249,3 +249,18 @@ def test_load_optimized_in_a_new_process_and_profile_per_combination(tmp_path):
     report = yaml.safe_load((folder / "profile.yaml").read_text())
     assert report["schema"] == "navbuild-pipeline-profile/1" and set(report["combinations"]) == set(runs)
     assert report["combinations"]["onnx"]["profile"]["points"][0]["batch_size"] == 1
+
+
+@pytest.mark.slow
+def test_tensorflow_optimize_takes_an_entry_and_keywords(tmp_path):
+    """``nav.tensorflow.optimize`` with Model Navigator's keyword options, a Keras model given as its
+    ``file.py:function`` entry (what navbuild.toml declares for TensorFlow)."""
+    pytest.importorskip("tensorflow", reason="the tensorflow extra is not installed")
+    copy_example("tensorflow", tmp_path)
+    package = nav.tensorflow.optimize(model="tensorflow/model.py:build_classifier",
+                                      dataloader="tensorflow/model.py:classifier_samples",
+                                      target_formats=("savedmodel",), target_device="cpu", workspace=tmp_path,
+                                      sources=["tensorflow/model.py", "tensorflow/weights.npz"],
+                                      max_batch_size=4, profiling=False, quiet=True)
+    target = package.targets["savedmodel"]
+    assert target.status == "built" and target.correct, (target.status, target.reason)

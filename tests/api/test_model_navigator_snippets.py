@@ -5,7 +5,7 @@ overview, in-place optimization), run with ``import navbuild as nav`` in place o
 What had to change, and only that: hub downloads become small local models with random weights
 (the example CNN for ResNet-50/ResNet-18, a tiny diffusers pipeline for Stable Diffusion, small
 torch modules for a pipeline's ``model`` and NeMo's encoder/decoder); ``.to("cuda")`` takes the
-machine's device; paths point into a temporary folder; PyTriton's ``triton.serve()`` (which blocks)
+machine's device; the ResNet-18 dataloader holds 15 small images instead of 150 of 224 px; paths point into a temporary folder; PyTriton's ``triton.serve()`` (which blocks)
 becomes ``triton.run()`` plus a client call, on free ports. ``nav.profile(func=pipeline, dataloader)``
 is not valid Python as printed (a positional argument after a keyword one): it runs as
 ``nav.profile(func=pipeline, dataloader=dataloader)``. The overview page has no code. TensorRT is not
@@ -275,7 +275,7 @@ def test_inplace_resnet18(resnet):
 
     resnet18 = copy.deepcopy(resnet).to(DEVICE).eval()  # torch.hub.load("pytorch/vision:v0.10.0", "resnet18", ...)
 
-    dataloader = [(1, torch.rand(1, 3, 32, 32, device=DEVICE)) for _ in range(150)]
+    dataloader = [(1, torch.rand(1, 3, 32, 32, device=DEVICE)) for _ in range(15)]  # the page: 150 (224 px)
 
     resnet18 = nav.Module(resnet18, name="resnet18")
     packages = nav.optimize(resnet18, dataloader)
