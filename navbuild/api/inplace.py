@@ -210,6 +210,9 @@ class Module(wrapt.ObjectProxy):
         """This module's last optimize, from the store (``remembered.py``); None: the reason is set."""
         from navbuild.api import remembered
 
+        if self._self_recorded is not None:  # optimized in this process, without a package: its reason holds
+            return None
+
         try:
             found = remembered.recall(self, config or self._self_optimize_config or OptimizeConfig())
         except remembered.NotRecalled as exc:
