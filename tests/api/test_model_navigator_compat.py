@@ -264,3 +264,35 @@ def test_tensorflow_optimize_takes_an_entry_and_keywords(tmp_path):
                                       max_batch_size=4, profiling=False, quiet=True)
     target = package.targets["savedmodel"]
     assert target.status == "built" and target.correct, (target.status, target.reason)
+
+
+class Denoiser(torch.nn.Module):
+    """A UNet's calling convention: a batch of latents and one timestep without dimensions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        return self.proj(latents) * timestep.expand(latents.shape[0])[:, None]
+
+
+def test_a_timestep_without_dimensions_is_recorded_and_served(tmp_path):
+    torch.manual_seed(0)
+    denoiser = Denoiser().eval()
+    calls = [(torch.randn(2, 4), torch.tensor(t)) for t in (999.0, 500.0, 1.0)]
+    expected = [denoiser(*call) for call in calls]
+    wrapped = nav.Module(denoiser, name="denoiser")
+    try:
+        packages = nav.optimize(lambda: [wrapped(*call) for call in calls], [()],
+                                nav.OptimizeConfig(target_formats=("torchscript-trace", "onnx"), target_device="cpu",
+                                                   workspace=tmp_path, profiling=False), quiet=True)
+        assert all(t.status == "built" and t.correct for t in packages["denoiser"].targets.values())
+        assert nav.load_optimized(quiet=True)["denoiser"] in ("torchscript-trace", "onnx")
+        for call, want in zip(calls, expected):
+            torch.testing.assert_close(wrapped(*call), want, atol=1e-4, rtol=1e-4)
+        assert wrapped.fallbacks == 0
+    finally:
+        from navbuild.api.inplace import forget
+
+        forget()
