@@ -72,7 +72,7 @@ def build(ctx: BuildContext) -> dict[str, Any]:
 
     samples = _load(ctx)
     spec = ctx.model
-    check_samples(spec.name, samples, spec.inputs, spec.max_batch_size, dict(spec.dynamic_axes))
+    check_samples(spec.name, samples, spec.inputs, ctx.max_batch_size, dict(spec.dynamic_axes))
     tensors.save(ctx.out_dir / OUTPUT, samples)
     first = samples[0]
     return {"count": len(samples),
@@ -80,6 +80,7 @@ def build(ctx: BuildContext) -> dict[str, Any]:
             "batch_sizes": [int(next(iter(s.values())).shape[0]) for s in samples]}
 
 
-RULES = [Rule(name="samples", version="1", build=build, params={"samples": None}, role=ROLE_SAMPLES,
+RULES = [Rule(name="samples", version="1", build=build, params={"samples": None}, uses=("max_batch_size",),
+              role=ROLE_SAMPLES,
               outputs=(OUTPUT,), description="sample inputs, checked and stored deterministically")]
 RUNNERS: list = []

@@ -317,9 +317,8 @@ def _method(module: Module) -> str | None:
 
 def _build(workspace: Any, model_sources: list[Any], config: OptimizeConfig, jobs: int) -> None:
     """One build for every module (in parallel with ``jobs``); each module gets its Package."""
-    from navbuild.api.single import package_of
-
     from navbuild.api import remembered
+    from navbuild.api.single import package_of
 
     built = workspace.build(model_sources, config, jobs=jobs)
     mapping = workspace.mapping(model_sources, config)
@@ -375,7 +374,7 @@ def _sample(item: Any) -> Any:
 def _report(modules: list[Module], recordings: dict[str, Recording]) -> None:
     from navbuild.api.environment import console_output
     from navbuild.api.report import print_model
-    from navbuild.commands import console
+    from navbuild.view.console import console
 
     if console_output() == "none":
         return

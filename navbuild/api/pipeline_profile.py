@@ -60,10 +60,11 @@ def profile_pipeline(func: Callable[..., Any], dataloader: Iterable[Any], module
                      **options: Any) -> PipelineProfile:
     """Profile ``func`` once per combination of ``modules``' targets; see the module docstring."""
     from navbuild.api.calls import call_args
-    from navbuild.measure.profiling import ProfileConfig, profile
+    from navbuild.measure.profiling import profile
+    from navbuild.measure.settings import ProfileConfig
 
     config = config or ProfileConfig()
-    if config.batch_sizes is None and config.max_batch_size is None:
+    if config.batch_sizes is None and config.sweep_up_to is None:
         config = dataclasses.replace(config, batch_sizes=(1,))
     item = next(iter(dataloader), None)
     if item is None:

@@ -54,7 +54,7 @@ def store_root(config: OptimizeConfig, root: Path) -> Path:
 # -- writing ------------------------------------------------------------------------------------------
 def remember(store: Path, source: Any, recorded: Recording, mapping: Mapping[str, Any], method: str | None) -> None:
     """Write the record of one module's optimize (``source``: its ``project.ModelSource``)."""
-    from navbuild.engine.store import atomic_write
+    from navbuild.engine.atomic import atomic_write
 
     live = source.live
     record = {
@@ -126,7 +126,7 @@ def _package(root: Path, name: str, record: Mapping[str, Any], call: calls.Call)
     from navbuild.api.package import Package
     from navbuild.deploy import status
     from navbuild.engine.project import open_mapping
-    from navbuild.engine.session import Options
+    from navbuild.engine.options import Options
 
     session = open_mapping(record["mapping"], root, label=LABEL, options=Options(isolate=False))
     try:

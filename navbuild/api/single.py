@@ -89,7 +89,7 @@ def _build_one(workspace: Workspace, source: ModelSource, config: OptimizeConfig
         package.verify(config.verify_func)
     if not quiet:
         from navbuild.api.report import print_model
-        from navbuild.commands import console
+        from navbuild.view.console import console
 
         print_model(console(), package)
     return package

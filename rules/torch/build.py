@@ -316,13 +316,13 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device)(*example), output_names)
     memory_format.write_runtime(ctx.out_dir, channels_last)
     return {"exporter": "torch.export", **_precision_metadata(ctx, example, outputs),
-            "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized,
+            "dynamic_batch": ctx.max_batch_size >= 2, "normalized": normalized,
             **_runtime_metadata(ctx, channels_last)}
 
 
 def dynamic_shapes(ctx: BuildContext) -> tuple[dict[int, Any], ...] | None:
     """One dict per positional input: the shared batch Dim plus the model's declared dynamic axes."""
-    max_batch = max_batch_size(ctx)
+    max_batch = ctx.max_batch_size
     dims: dict[str, Any] = {}
     if max_batch >= 2:
         dims["batch"] = torch.export.Dim("batch", min=1, max=max_batch)
@@ -336,17 +336,13 @@ def dynamic_shapes(ctx: BuildContext) -> tuple[dict[int, Any], ...] | None:
 
 
 # -- shared steps -------------------------------------------------------------------------------------
-def max_batch_size(ctx: BuildContext) -> int:
-    return int(ctx.params.get("max_batch_size", ctx.model.max_batch_size))
-
-
 def _example(ctx: BuildContext, dtype: Any) -> tuple[Any, ...]:
-    sample = model_io.example_batch(ctx.model, ctx.samples, max_batch_size(ctx))
+    sample = model_io.example_batch(ctx.model, ctx.samples, ctx.max_batch_size)
     return model_io.to_tensors(ctx.model, sample, ctx.device, dtype)
 
 
 def _normalize(ctx: BuildContext, normalize_file: Any) -> bool:
-    if not ctx.params.get("normalize", True):
+    if not ctx.normalize:
         return False
     normalize_file()
     return True
