@@ -4,9 +4,11 @@ as the reference page wraps them, optimized in place, then run again with the op
 
     python examples/stable_diffusion/optimize.py [--workspace DIR] [--device cpu|cuda] [--load-only]
 
-A second run builds nothing. ``--load-only`` skips ``optimize``: ``load_optimized()`` finds what
-an earlier run built in the store (a new process), unless a module changed since. The images made
-before and after are compared; the last line printed is a JSON summary.
+The optimize is the page's: its default formats (torch, torchscript-trace, torch-export, onnx and
+TensorRT, skipped without a GPU) and default profile; only the workspace is chosen. A second run builds
+nothing. ``--load-only`` skips ``optimize``: ``load_optimized()`` finds what an earlier run built in
+the store (a new process), unless a module changed since. The images made before and after are
+compared; the last line printed is a JSON summary.
 """
 from __future__ import annotations
 
@@ -52,13 +54,10 @@ def get_dataloader():
     return [(1, PROMPT)]  # the first element of each item is the batch size
 
 
-def get_config(workspace: Path, device: str) -> nav.OptimizeConfig:
-    """Two exported formats and a short profile: what CI can afford on two CPU cores."""
-    return nav.OptimizeConfig(
-        target_formats=(nav.Format.TORCHSCRIPT, nav.Format.ONNX), target_device=device,
-        workspace=workspace, sample_count=4,
-        optimization_profile={"batch_sizes": [1], "min_window_runs": 3, "min_trials": 3, "max_trials": 3,
-                              "window_s": 0.0, "warmup_s": 0.0})
+def get_config(workspace: Path, device: str | None) -> nav.OptimizeConfig:
+    """The page's ``nav.optimize(pipe, dataloader)``: every default kept (``device`` None: ``auto``),
+    so that the page's snippet run in the same workspace finds this build (its test does)."""
+    return nav.OptimizeConfig(workspace=workspace, target_device=device or nav.DeviceKind.AUTO)
 
 
 def images(pipe) -> np.ndarray:
@@ -69,11 +68,12 @@ def images(pipe) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=HERE / "workspace")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the pipeline and its targets run")
+    parser.add_argument("--device", help="cpu or cuda: where the pipeline and its targets run (default: cuda "
+                        "when there is one)")
     parser.add_argument("--load-only", action="store_true", help="no optimize: load what the store holds")
     args = parser.parse_args(argv)
 
-    pipe = get_pipeline(args.device)
+    pipe = get_pipeline(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     before = images(pipe)
     started = time.perf_counter()
     built: list[str] = []

@@ -193,10 +193,14 @@ def tiny_sd():
 
 
 @pytest.mark.slow
-def test_inplace_stable_diffusion(tiny_sd):
-    """The page's pipeline, dataloader and optimize, as written (default formats and profile);
-    examples/stable_diffusion also checks the images and a second, cached run."""
+def test_inplace_stable_diffusion(tiny_sd, stable_diffusion_build, monkeypatch):
+    """The page's pipeline, dataloader and optimize, as written (default formats and profile), run in
+    the workspace where examples/stable_diffusion ran the same page code in another process (the
+    session's shared build, tests/conftest.py; its test checks the images and a load in a new
+    process): this second optimize finds every target of the first and builds none again."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    monkeypatch.chdir(stable_diffusion_build[0])  # the page's relative workspace: the current folder
 
     def get_pipeline():
         # Initialize Stable Diffusion pipeline and wrap modules for optimization
@@ -228,9 +232,11 @@ def test_inplace_stable_diffusion(tiny_sd):
 
     packages = nav.optimize(pipe, dataloader)
     for name in ("clip", "unet", "vae"):
-        targets = packages[name].targets
-        assert targets["onnx"].status == "built" and targets["onnx"].correct, (name, targets["onnx"])
+        targets, records = packages[name].targets, packages[name].records
+        assert targets["onnx"].status == "cached" and targets["onnx"].correct, (name, targets["onnx"])
         assert_tensorrt_skipped(packages[name])
+        assert {"torch", "torchscript-trace", "torch-export", "onnx"} <= set(targets)  # the default formats
+        assert [t for t, r in records.items() if r.status == "built"] == [], (name, records)
     nav.load_optimized()
     assert pipe.unet.optimized_target and pipe.vae.decoder.optimized_target
 
