@@ -131,6 +131,24 @@ def test_the_tie_margin_is_a_selection_setting_not_a_profile_option(root):
     assert load(root / "navbuild.toml").profile.tie_margin_pct is None  # the device's default
 
 
+def test_a_format_may_build_its_own_precisions(root, capsys):
+    """[targets.<format>] precisions: that format's targets, instead of the model's precisions."""
+    from navbuild.engine.graph import build_graph
+    from navbuild.engine.registry import default_registry
+    from navbuild.engine.config import load
+
+    registry = default_registry()
+    text = GOOD.replace('formats = ["onnx"]', 'formats = ["onnx", "torchscript-trace"]\nprecisions = ["fp16"]\n'
+                        '[models.cnn.targets.onnx]\nprecisions = ["fp32"]')
+    (root / "navbuild.toml").write_text(text)
+    project = load(root / "navbuild.toml", registry.formats)
+    assert project.models["cnn"].targets.format_options["onnx"] == {}  # the engine's key, not the rule's
+    artifacts = {name for name in build_graph(project, registry).targets if name.count(":") == 1 and "." not in name}
+    assert {"cnn:onnx", "cnn:torchscript-trace-fp16"} <= artifacts and "cnn:onnx-fp16" not in artifacts
+    code, output = run(root, text.replace('precisions = ["fp32"]', 'precisions = ["int8"]'), capsys)
+    assert code == 2 and "models.cnn.targets.onnx.precisions: format onnx builds none of ['int8']" in output
+
+
 @pytest.mark.parametrize("line, message, fix", [
     ("max_batch_size = 8", "profile.max_batch_size: was renamed sweep_up_to", "write sweep_up_to = N"),
     ("slower_than_best = 0", "profile.slower_than_best: is no longer an option", "remove it"),

@@ -46,6 +46,11 @@ class TargetsConfig:
     timeouts: dict[str, float] = field(default_factory=dict)  # format -> seconds, from [targets.<format>]
     # navbuild.rule.ENGINE_VALUES for this model's targets: each rule reads those it declares
     engine_values: dict[str, Any] = field(default_factory=dict)
+    # format -> the precisions it builds instead of ``precisions`` ([targets.<format>] precisions)
+    format_precisions: dict[str, list[str]] = field(default_factory=dict)
+
+    def precisions_for(self, fmt: str) -> list[str]:
+        return self.format_precisions.get(fmt, self.precisions)
 
 
 @dataclass
@@ -558,11 +563,8 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
         if known_formats is not None and fmt not in known_formats:
             raise ConfigError(path, f"{where}.formats", f"unknown format {fmt!r}",
                               f"use one of: {', '.join(sorted(known_formats))}")
-    for precision in precisions:
-        if precision not in PRECISIONS:
-            raise ConfigError(path, f"{where}.precisions", f"unknown precision {precision!r}",
-                              f"use one of {PRECISIONS}")
-    timeouts = {}
+    _check_precisions(path, f"{where}.precisions", precisions)
+    timeouts, format_precisions = {}, {}
     for key, value in table.items():
         if key in reader.used:
             continue
@@ -576,15 +578,25 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
         if "timeout" in value:  # the engine's, not the rule's: how long its targets may take
             timeouts[key] = _timeout(path, _Reader(path, {"timeout": options[key].pop("timeout")},
                                                    f"{where}.{key}"), DEFAULT_TIMEOUT_S)
+        if "precisions" in value:  # the engine's too: which targets the format gets
+            format_precisions[key] = _Reader(path, {"precisions": options[key].pop("precisions")},
+                                             f"{where}.{key}").str_list("precisions")
+            _check_precisions(path, f"{where}.{key}.precisions", format_precisions[key])
+    targets = TargetsConfig(formats=formats, precisions=precisions, device=target_device, format_options=options,
+                            timeouts=timeouts, engine_values=engine_values, format_precisions=format_precisions)
     if known_formats is not None:
-        _check_format_options(path, where, formats, precisions, options, known_formats, engine_values)
-    return TargetsConfig(formats=formats, precisions=precisions, device=target_device, format_options=options,
-                         timeouts=timeouts, engine_values=engine_values)
+        _check_format_options(path, where, targets, known_formats)
+    return targets
 
 
-def _check_format_options(path: Path, where: str, formats: list[str], precisions: list[str],
-                          options: Mapping[str, dict[str, Any]], known_formats: Mapping[str, Any],
-                          engine_values: Mapping[str, Any]) -> None:
+def _check_precisions(path: Path, key: str, precisions: list[str]) -> None:
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise ConfigError(path, key, f"unknown precision {precision!r}", f"use one of {PRECISIONS}")
+
+
+def _check_format_options(path: Path, where: str, targets: TargetsConfig, known_formats: Mapping[str, Any]) -> None:
+    formats, options, engine_values = targets.formats, targets.format_options, targets.engine_values
     for fmt, values in options.items():
         rule = known_formats[fmt]
         allowed = set(getattr(rule, "params", {}))
@@ -600,6 +612,8 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
             variants = expand_variants(rule, options.get(fmt, {}))
         except VariantError as exc:
             raise ConfigError(path, f"{where}.{fmt}.{exc.option}", exc.problem, exc.fix)
+        precisions = targets.precisions_for(fmt)
+        key = f"{where}.{fmt}.precisions" if fmt in targets.format_precisions else f"{where}.precisions"
         for precision in precisions:
             if precision not in rule.precisions:
                 continue
@@ -608,7 +622,7 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
                 if problem:
                     raise ConfigError(path, f"{where}.{fmt}", problem)
         if not any(p in rule.precisions for p in precisions):
-            raise ConfigError(path, f"{where}.precisions", f"format {fmt} builds none of {precisions}",
+            raise ConfigError(path, key, f"format {fmt} builds none of {precisions}",
                               f"it supports {list(rule.precisions)}")
 
 

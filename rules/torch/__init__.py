@@ -40,8 +40,9 @@ RULES = [
          description="the eager model's fp32 outputs on every sample, computed on the CPU"),
     # The recipe names the entry file and the weights, not the modules that the entry imports: the
     # engine adds the model's source digests to its digest (identifies_model=False).
+    # int8: a module quantized beforehand, run as given (model_io.DTYPES)
     Rule(name="torch", version="3", build=build.build_eager_recipe, frameworks=("torch",), tools=("torch",),
-         precisions=PRECISIONS, runner=runner.TorchEagerRunner.name, needs=NEEDS, identifies_model=False,
+         precisions=PRECISIONS + ("int8",), runner=runner.TorchEagerRunner.name, needs=NEEDS, identifies_model=False,
          params={memory_format.OPTION: False}, validate=memory_format.validate, variants=memory_format.VARIANTS,
          outputs=(loader.RECIPE_FILE,), description="the source model run eagerly (a recipe, not an export)"),
     _export_rule("torchscript-trace", build.build_torchscript_trace, runner.TorchScriptRunner.name,

@@ -185,6 +185,9 @@ def build_eager_recipe(ctx: BuildContext) -> dict[str, Any]:
     edit in the entry file does too.
     """
     source = ctx.model.load_entry()
+    if ctx.precision == "int8" and not model_io.is_quantized(source):
+        raise ValueError(f"{ctx.target}: the model holds no quantized module; int8 runs a module quantized "
+                         f"beforehand (torch.ao.quantization.quantize_dynamic, NVIDIA ModelOpt), as given")
     channels_last = memory_format.enabled(ctx.params, ctx.target)
     recipe = {"format": "torch-eager", "entry": ctx.model.entry, "precision": ctx.precision,
               "dtype": model_io.DTYPES[ctx.precision], "precision_mode": "cast",
@@ -216,11 +219,27 @@ def state_digest(model: Any) -> str:
     """Digest of a module's parameters and buffers: names, dtypes, shapes and bytes."""
     from navbuild import hashing
 
-    parts = []
-    for name, tensor in model.state_dict().items():
-        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-        parts.append([name, str(tensor.dtype), list(tensor.shape), hashing.digest_bytes(raw)])
-    return hashing.digest_value(parts)
+    # a plain tensor's entry is [name, dtype, shape, digest], as before quantized modules were read
+    return hashing.digest_value([[name, *part] if isinstance(value, torch.Tensor) and not value.is_quantized
+                                 else [name, part]
+                                 for name, value in model.state_dict().items()
+                                 for part in [_state_part(value)]])
+
+
+def _state_part(value: Any) -> Any:
+    """One state entry: a tensor by dtype, shape and bytes; a quantized module's entries (quantized
+    tensors, packed parameters as tuples, dtypes) by their integer values and scales, or their text."""
+    from navbuild import hashing
+
+    if isinstance(value, torch.Tensor):
+        if value.is_quantized:  # integers and the floats they stand for
+            return ["quantized", str(value.dtype), list(value.shape), _state_part(value.int_repr()),
+                    _state_part(value.dequantize())]
+        raw = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        return [str(value.dtype), list(value.shape), hashing.digest_bytes(raw)]
+    if isinstance(value, (tuple, list)):
+        return [_state_part(item) for item in value]
+    return repr(value)
 
 
 # -- TorchScript ------------------------------------------------------------------------------------
