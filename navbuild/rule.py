@@ -148,6 +148,9 @@ class Rule:
                   target of its own, named ``<target>+<label>`` (an empty label adds nothing)
     resolve       optional ``fn(params) -> params``: the rule's canonical parameters (what enters the
                   key), e.g. a default that depends on another parameter made explicit
+    serves_dynamic_axes  its output serves every size within a model's declared dynamic axes
+                  (navbuild.dynamic_axes); False: only fixed sizes, and config validation refuses the
+                  format for a model that declares dynamic axes
     """
 
     name: str
@@ -176,6 +179,7 @@ class Rule:
     device_tools: tuple[str, ...] = ()
     variants: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
     resolve: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    serves_dynamic_axes: bool = True
 
     def serves(self, framework: str) -> bool:
         return not self.frameworks or framework in self.frameworks
@@ -210,7 +214,9 @@ class ModelSpec:
     outputs: tuple[str, ...] = ()
     batch_dim: int = 0
     max_batch_size: int = 1
-    dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)  # input -> axis -> label
+    # label -> its declared bounds ({"min": 1, "max": 512}, either may be absent): navbuild.dynamic_axes
+    axis_bounds: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def load_entry(self) -> Any:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from navbuild import dynamic_axes
 from navbuild.engine import remote_settings
 from navbuild.engine.variants import VariantError, expand as expand_variants
 from navbuild.rule import ModelSpec, entry_file, is_function_entry
@@ -402,16 +403,17 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
     max_batch_size = reader.get("max_batch_size", int, 1)
     if max_batch_size < 1:
         raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
-    dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"))
+    axes, bounds = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"), inputs, outputs)
     device = _device(path, reader, "device", project_device)
     timeout = _timeout(path, reader, project_timeout)
     formats = known_formats(framework) if callable(known_formats) else known_formats
     targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats)
+    _check_dynamic_formats(path, f"{where}.targets.formats", axes, targets.formats, formats)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
     reader.reject_unknown()
     spec = ModelSpec(name=name, framework=framework, entry=entry, root=root, inputs=tuple(inputs),
                      outputs=tuple(outputs), batch_dim=batch_dim, max_batch_size=max_batch_size,
-                     dynamic_axes=dynamic_axes)
+                     dynamic_axes=axes, axis_bounds=bounds)
     return ModelConfig(spec=spec, samples=samples, sources=sources, targets=targets,
                        correctness=model_correctness, timeout=timeout)
 
@@ -428,16 +430,34 @@ def _check_pattern(path: Path, root: Path, key: str, pattern: str) -> None:
                           "list the model's files relative to the folder of navbuild.toml")
 
 
-def _dynamic_axes(path: Path, where: str, table: Mapping[str, Any]) -> dict[str, dict[int, str]]:
-    axes: dict[str, dict[int, str]] = {}
-    for input_name, spec in table.items():
-        if not isinstance(spec, dict):
-            raise ConfigError(path, f"{where}.{input_name}", 'must be a table like {1 = "seq"}')
-        try:
-            axes[input_name] = {int(axis): str(label) for axis, label in spec.items()}
-        except ValueError:
-            raise ConfigError(path, f"{where}.{input_name}", "axis numbers must be integers")
-    return axes
+def _dynamic_axes(path: Path, where: str, table: Mapping[str, Any], inputs: list[str],
+                  outputs: list[str]) -> tuple[dict[str, dict[int, str]], dict[str, dict[str, int]]]:
+    """``(axes, bounds)`` (navbuild.dynamic_axes); an axis of a tensor the model does not declare is
+    an error when it declares its inputs."""
+    try:
+        axes, bounds = dynamic_axes.parse(table)
+    except dynamic_axes.AxisError as exc:
+        raise ConfigError(path, f"{where}.{exc.where}" if exc.where else where, exc.problem, exc.fix)
+    known = [*inputs, *outputs]
+    for name in axes:
+        if inputs and name not in known:
+            raise ConfigError(path, f"{where}.{name}", f"{name!r} is not among the model's inputs {inputs}"
+                              + (f" or outputs {outputs}" if outputs else ""),
+                              "name a declared input (the axes of outputs that follow it are found by the build)")
+    return axes, bounds
+
+
+def _check_dynamic_formats(path: Path, where: str, axes: Mapping[str, Any], formats: list[str],
+                           known_formats: Mapping[str, Any] | None) -> None:
+    """A format whose artifact serves only the samples' sizes along non-batch axes cannot take a
+    model with dynamic axes: say so now rather than at its check (``Rule.serves_dynamic_axes``)."""
+    if not axes or known_formats is None:
+        return
+    for fmt in formats:
+        if not getattr(known_formats[fmt], "serves_dynamic_axes", True):
+            raise ConfigError(path, where, f"format {fmt} cannot serve the dynamic axes "
+                              f"{', '.join(dynamic_axes.labels(axes))} of this model (its artifact is built for "
+                              f"fixed sizes)", f"drop {fmt} from formats, or remove dynamic_axes")
 
 
 def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
