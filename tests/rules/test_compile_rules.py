@@ -339,7 +339,7 @@ def test_export_digest_ignores_paths_but_not_weights(tmp_path):
     model = tiny_model(tmp_path)
     sample = image_samples((2,))[0]
     args = torch_io.to_tensors(model, sample, "cpu", "fp32")
-    shapes = build.batch_dynamic_shapes(1, 0, 4)
+    shapes = ({0: torch.export.Dim("batch", min=1, max=4)},)
 
     def digest(module):
         return build.export_digest(torch.export.export(module, args, dynamic_shapes=shapes, strict=False))
