@@ -84,6 +84,9 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("--backend", default="auto",
                         help="triton: auto (native backend where Triton has one) or python (navbuild's runner)")
     deploy.add_argument("--ort-tensorrt", action="store_true", help="triton: TensorRT accelerator for ONNX models")
+    deploy.add_argument("--verify", action="store_true",
+                        help="triton: serve the repository on a real tritonserver (loopback) and check its answers "
+                             "on the samples and on a sequence length no sample had")
     deploy.add_argument("--from", dest="from_package", metavar="PKG", help="build: import this .nav package first")
     deploy.add_argument("--package-limit", action="append", metavar="NAME=SIZE",
                         help="build --from: raise a limit on what a package may hold (entry=16G, total=64G, "

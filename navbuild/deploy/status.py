@@ -13,6 +13,7 @@ import copy
 import json
 from typing import TYPE_CHECKING, Any, Mapping
 
+from navbuild import dynamic_axes
 from navbuild.engine.graph import ARTIFACT, PROFILE
 from navbuild.rule import ROLES
 
@@ -81,10 +82,12 @@ def _model(session: Session, name: str, model: Any, remembered: dict[str, str]) 
             session.materialize(role_target, manifest)
             entry[role] = {"digest": manifest["files"][role_target.tensor_file], "key": manifest["key"],
                            "path": str(folder / role_target.tensor_file)}
+    if spec.dynamic_axes:
+        entry["dynamic_axes"] = dynamic_axes.to_table(spec.dynamic_axes, spec.axis_bounds)
     if entry["samples"]:
-        entry["inputs"] = _io_from(entry["samples"]["path"])
+        entry["inputs"] = _io_from(entry["samples"]["path"], spec.dynamic_axes)
     if entry["reference"]:
-        entry["outputs"] = _io_from(entry["reference"]["path"])
+        entry["outputs"] = _io_from(entry["reference"]["path"], spec.dynamic_axes)
     artifacts = [t for t in session.graph.targets.values()
                  if t.kind == ARTIFACT and t.spec.name == name and t.rule.role is None]
     for target in artifacts:
@@ -167,11 +170,18 @@ def _save_selections(session: Session, selections: dict[str, dict[str, str]]) ->
         pass
 
 
-def _io_from(path: str) -> list[dict[str, Any]]:
+def _io_from(path: str, declared: Mapping[str, Mapping[int, str]]) -> list[dict[str, Any]]:
+    """Name, dtype and shape of each tensor of a samples or reference file: -1 on the batch axis, on
+    every declared dynamic axis, and on every axis whose size differs between the samples (an output
+    axis that follows a sequence length), so that Triton and PyTriton accept every size."""
     from navbuild import tensors
 
-    first = tensors.load(path)[0]
-    return [{"name": n, "dtype": str(a.dtype), "shape": [-1, *a.shape[1:]]} for n, a in first.items()]
+    samples = tensors.load(path)
+    varying = dynamic_axes.varying_axes(samples)
+    return [{"name": name, "dtype": str(array.dtype),
+             "shape": [-1 if axis == 0 or axis in declared.get(name, {}) or axis in varying.get(name, ()) else int(size)
+                       for axis, size in enumerate(array.shape)]}
+            for name, array in samples[0].items()]
 
 
 def _target(session: Session, target: Any) -> dict[str, Any]:
