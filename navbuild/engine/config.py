@@ -243,6 +243,7 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
                               "'-' and '_' only")
         models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout)
     top.reject_unknown()
+    _check_swept_axes(path, profile, models)
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
                          models=models, profile=profile, remote=remote, timeout=timeout, mapping=dict(data))
 
@@ -321,6 +322,16 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
             raise ConfigError(path, "profile.strategies", str(exc))
     return ProfileSettings(enabled=enabled, strategies=strategies, options=dict(options),
                            tie_margin_pct=tie_margin_pct)
+
+
+def _check_swept_axes(path: Path, profile: ProfileSettings, models: Mapping[str, ModelConfig]) -> None:
+    """``[profile] axis_sizes`` names dynamic axes that some model declares."""
+    declared = {label for model in models.values() for label in dynamic_axes.labels(model.spec.dynamic_axes)}
+    for label in profile.options.get("axis_sizes") or {}:
+        if label not in declared:
+            raise ConfigError(path, f"profile.axis_sizes.{label}", f"no model declares a dynamic axis named {label!r}",
+                              f"use one of: {', '.join(sorted(declared))}" if declared else
+                              "declare it in a model's dynamic_axes")
 
 
 def _device(path: Path, reader: _Reader, key: str, default: str) -> str:

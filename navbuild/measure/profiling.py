@@ -86,6 +86,9 @@ class ProfileConfig:
     find_max_batch_size      on a GPU, after the sweep, double the batch (untimed) until
     max_batch_search_limit   out-of-memory or this limit, and record the largest that fit
     timer                    "wall" (perf_counter around run + synchronize) or "cuda-events"
+    axis_sizes               sizes of dynamic axes to measure too, by label: ``{"seq": [16, 128]}``;
+                             each size is a batch loop of its own on the first sample resized to it
+                             (``axis_sweep.py``), sharing the budget with the samples' own shape
     """
 
     batch_sizes: tuple[int, ...] | None = None
@@ -107,6 +110,7 @@ class ProfileConfig:
     find_max_batch_size: bool = False
     max_batch_search_limit: int = 1024
     timer: str = "wall"
+    axis_sizes: Mapping[str, tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         # one encoding per meaning in the key: `stability_pct = 10` in TOML is the default 10.0
@@ -142,11 +146,17 @@ class ProfileConfig:
                              f"({self.min_trials}) and stabilization_windows ({self.stabilization_windows})")
         if self.timer not in ("wall", "cuda-events"):
             raise ValueError(f"profile timer must be 'wall' or 'cuda-events', got {self.timer!r}")
+        if self.axis_sizes is not None:
+            object.__setattr__(self, "axis_sizes", checked_axis_sizes(self.axis_sizes))
 
     def as_key(self) -> dict[str, Any]:
         """Every field, JSON/msgpack-able: what enters a profile target's action key."""
         out = asdict(self)
         out["batch_sizes"] = list(self.batch_sizes) if self.batch_sizes is not None else None
+        if self.axis_sizes is None:
+            del out["axis_sizes"]  # unset: the key of a profile that sweeps no axis stays as it was
+        else:
+            out["axis_sizes"] = {label: list(sizes) for label, sizes in self.axis_sizes.items()}
         return out
 
     @classmethod
@@ -184,6 +194,20 @@ class ProfileConfig:
 
 
 DEFAULT_MAX_BATCH_SIZE = 64
+
+
+def checked_axis_sizes(value: Any) -> dict[str, tuple[int, ...]]:
+    """``{label: sizes}``: each label a name, its sizes positive integers (sorted, once each)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f'profile axis_sizes must be a table of dynamic-axis labels, e.g. {{ seq = [16, 128] }}, '
+                         f'not {value!r}')
+    checked = {}
+    for label, sizes in value.items():
+        if (not isinstance(sizes, (list, tuple)) or not sizes
+                or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes)):
+            raise ValueError(f"profile axis_sizes.{label} must be a list of sizes >= 1, not {sizes!r}")
+        checked[str(label)] = tuple(sorted(set(sizes)))
+    return checked
 
 
 # -- results -------------------------------------------------------------------------------------
