@@ -51,6 +51,7 @@ import msgpack
 from navbuild.engine.graph import PROFILE
 from navbuild.engine.store import safe_name
 from navbuild.rule import Skip
+from navbuild.runner import native_error
 
 if TYPE_CHECKING:
     from navbuild.engine.graph import Target
@@ -233,8 +234,11 @@ class Pool:
             return worker.run(target, key, material, log, echo=self.session.options.verbose, hook=payload)
         except (Crashed, TimedOut) as exc:
             text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+            native = native_error(text) if isinstance(exc, Crashed) else None
+            if native:  # the first words of the C++ error, not only the signal that followed it
+                exc = Crashed(f"{exc}: {native}")
             write_failure_log(self.session, target, f"{text}\nnavbuild: {target.name}: {exc}\n")
-            raise
+            raise exc from None
         finally:
             self._checkin(worker)
             log.unlink(missing_ok=True)
