@@ -116,8 +116,10 @@ def _output_axes(ctx: BuildContext, model: Any, example: tuple[Any, ...], output
         other = torch_build.other_sizes_example(ctx, only=label)
         if other is None:
             continue
+        where = ", ".join(f"{name} = {size}" for name, size in other[1].items())
         with torch.no_grad():
-            changed = [tuple(t.shape) for t in model_io.flatten(model(*model_io.to_tensors(ctx.model, other[0])))]
+            result = torch_build.source_at(ctx, lambda: model(*model_io.to_tensors(ctx.model, other[0])), where)
+        changed = [tuple(t.shape) for t in model_io.flatten(result)]
         for name, before, after in zip(outputs, shapes, changed):
             for axis in range(1, min(len(before), len(after))):
                 if before[axis] != after[axis]:

@@ -289,6 +289,17 @@ def other_sizes_example(ctx: BuildContext, only: str | None = None) -> tuple[dic
     return (sample, chosen) if chosen else None
 
 
+def source_at(ctx: BuildContext, run: Any, where: str) -> Any:
+    """``run()``: the source model at another size of its dynamic axes; its own failure there means
+    the axis is not as dynamic as declared, which no format can mend."""
+    try:
+        return run()
+    except Exception as exc:
+        raise ExportError(f"model {ctx.model.name}: the model itself fails at {where}, a size its dynamic_axes "
+                          f"allow: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                          f"; declare the sizes it takes (min, max) or leave the axis out of dynamic_axes") from exc
+
+
 def _check_other_sizes(ctx: BuildContext, exporter: str, model: Any, run_artifact: Any, dtype: Any,
                        channels_last: bool) -> dict[str, int] | None:
     """Run the artifact with its dynamic axes at other sizes than the example's, beside the eager
@@ -304,7 +315,8 @@ def _check_other_sizes(ctx: BuildContext, exporter: str, model: Any, run_artifac
     where = ", ".join(f"{label} = {size}" for label, size in sizes.items())
     instead = "; use torch-export or torchscript-script" if exporter == "torch.jit.trace" else ""
     with torch.no_grad():
-        expected = model_io.flatten(model_io.call(model, names, args, model_io.input_binding(ctx.model, model, names)))
+        expected = model_io.flatten(source_at(ctx, lambda: model_io.call(
+            model, names, args, model_io.input_binding(ctx.model, model, names)), where))
         try:
             actual = model_io.flatten(run_artifact(args))
         except Exception as exc:

@@ -92,3 +92,15 @@ def test_onnx_names_the_output_axes_that_follow_the_sequence(tmp_path: Path) -> 
     dims = {value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
             for value in [*graph.input, *graph.output]}
     assert dims == {"tokens": ["batch", "seq"], "hidden": ["batch", "seq", 8]}
+
+
+def test_an_axis_the_model_cannot_vary_is_named_at_build_time(tmp_path: Path) -> None:
+    source = ("import torch\n\ndef build_model():\n    torch.manual_seed(0)\n"
+              "    return torch.nn.Linear(16, 4).eval()\n")
+    spec = write_model(tmp_path / "src", source, name="mlp", inputs=("x",))
+    spec.dynamic_axes = {"x": {1: "features"}}  # one size in the samples: 15 is tried
+    for fmt in ("torchscript-trace", "onnx"):
+        with pytest.raises(RuntimeError) as failure:
+            build(fmt, context(tmp_path, spec, [{"x": np.ones((2, 16), np.float32)}], name=fmt))
+        assert str(failure.value).startswith("model mlp: the model itself fails at features = 15, a size its "
+                                             "dynamic_axes allow: RuntimeError: mat1 and mat2"), fmt
