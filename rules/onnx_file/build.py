@@ -47,6 +47,7 @@ def build_onnx(ctx: BuildContext) -> dict[str, Any]:
     except Exception as exc:
         raise ValueError(f"model {ctx.model.name}: {ctx.model.entry} fails the ONNX checker: {exc}") from exc
     _check_names(ctx, "inputs", loader.graph_inputs(proto), list(ctx.samples[0]))
+    _check_dynamic_axes(ctx, proto)
     return {"source": ctx.model.entry, "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
             **write_onnx(ctx, proto)}
 
@@ -61,6 +62,18 @@ def build_slim(ctx: BuildContext) -> dict[str, Any]:
     ctx.log(f"onnx-slim: {before} nodes -> {len(slim.graph.node)}")
     return {"onnxslim_version": getattr(onnxslim, "__version__", None), "nodes_before": before,
             "nodes_after": len(slim.graph.node), **write_onnx(ctx, slim)}
+
+
+def _check_dynamic_axes(ctx: BuildContext, proto: Any) -> None:
+    """A declared dynamic axis must be symbolic in the file: a fixed size there serves that size only."""
+    dims = {value.name: list(value.type.tensor_type.shape.dim) for value in proto.graph.input}
+    for name, axes in ctx.model.dynamic_axes.items():
+        for axis, label in axes.items():
+            dim = dims.get(name, [])[axis] if axis < len(dims.get(name, [])) else None
+            if dim is not None and dim.HasField("dim_value"):
+                raise ValueError(f"model {ctx.model.name}: input {name} has a fixed size {dim.dim_value} on axis "
+                                 f"{axis} in {ctx.model.entry}, which dynamic_axes declares dynamic ({label}); export "
+                                 f"the file with that axis dynamic, or leave it out of dynamic_axes")
 
 
 def _check_names(ctx: BuildContext, what: str, graph: list[str], given: list[str]) -> None:

@@ -104,3 +104,18 @@ def test_an_axis_the_model_cannot_vary_is_named_at_build_time(tmp_path: Path) ->
             build(fmt, context(tmp_path, spec, [{"x": np.ones((2, 16), np.float32)}], name=fmt))
         assert str(failure.value).startswith("model mlp: the model itself fails at features = 15, a size its "
                                              "dynamic_axes allow: RuntimeError: mat1 and mat2"), fmt
+
+
+def test_an_onnx_file_with_a_fixed_axis_declared_dynamic_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from navbuild.rule import ModelSpec
+
+    path = tmp_path / "mean.onnx"
+    example = torch.ones(2, 4, 3)
+    torch.onnx.export(torch.nn.Flatten(), (example,), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)  # axis 1 fixed at 4
+    spec = ModelSpec(name="flat", framework="onnx", entry="mean.onnx", root=tmp_path, inputs=("x",),
+                     max_batch_size=4, dynamic_axes={"x": {1: "seq"}})
+    with pytest.raises(ValueError, match="input x has a fixed size 4 on axis 1 in mean.onnx, which dynamic_axes "
+                                         "declares dynamic"):
+        build("onnx", context(tmp_path, spec, [{"x": np.ones((2, 4, 3), np.float32)}]))
