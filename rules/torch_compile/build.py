@@ -52,7 +52,8 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     counter = compile_cache.CompileCounter()
     # A fresh artifact list: only this model's compile goes into its cache, whatever ran before in
     # this process (compile caches that hit are recorded too, so a warm machine still fills it).
-    with compile_cache.using(compile_cache.folder(ctx.cache_dir, axes)), CacheArtifactManager.with_fresh_cache():
+    cache_folder = compile_cache.folder(ctx.cache_dir, axes)
+    with compile_cache.using(cache_folder), CacheArtifactManager.with_fresh_cache():
         compiled = compile_model(model, opts, len(feeds))
         started = time.perf_counter()
         with torch.inference_mode(), compile_cache.loud_recompile_limit():
@@ -71,16 +72,17 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     ctx.log(f"torch-compile: ran {len(feeds)} warm-up batches ({_describe_plan(plan)}"
             f"{''.join(f', {label} {how}' for label, how in _describe_axes(axes).items())}) in {compile_seconds:.1f} s: "
             f"{compiles['graphs_compiled']} graphs compiled, {compiles['graphs_loaded']} loaded from "
-            f"{ctx.cache_dir}; cache {'not produced' if saved is None else f'{len(saved[0])} bytes {artifacts}'}")
+            f"{cache_folder}; cache {'not produced' if saved is None else f'{len(saved[0])} bytes {artifacts}'}")
     recipe = {"format": RECIPE_FORMAT, **{k: v for k, v in opts.items() if k != memory_format.OPTION},
               "memory_format": memory_format.name(channels_last), "batching": plan, "precision": precision,
               "precision_method": options.PRECISION_METHOD, "device": ctx.device, "cudnn_benchmark": cudnn_benchmark,
-              "cache": CACHE_FILE if saved is not None else None, "dynamic_axes": axes,
-              "warmup": options.input_specs(shapes, ctx.model.batch_dim, plan.get("buckets"))}
+              "cache": CACHE_FILE if saved is not None else None,
+              "warmup": options.input_specs(shapes, ctx.model.batch_dim, plan.get("buckets")),
+              **({"dynamic_axes": axes} if axes else {})}  # absent without any: the recipe of before
     (ctx.out_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
     return {"precision_method": options.PRECISION_METHOD, **opts, "memory_format": recipe["memory_format"],
             "batching": plan["mode"], "buckets": plan.get("buckets"), "cudnn_benchmark": cudnn_benchmark,
-            "axes": _describe_axes(axes), "compile_seconds": round(compile_seconds, 3), **compiles,
+            **({"axes": _describe_axes(axes)} if axes else {}), "compile_seconds": round(compile_seconds, 3), **compiles,
             "cache_bytes": len(saved[0]) if saved else 0, "cache_artifacts": artifacts}
 
 
@@ -178,14 +180,14 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     info = {"format": AOTI_INFO_FORMAT, "export_digests": digests, "precision": precision,
             "precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch, "batching": plan,
             "packages": sorted(shapes), "memory_format": memory_format.name(channels_last), "device": ctx.device,
-            "inputs": torch_io.input_order(ctx.model, sample), "dynamic_axes": bounds}
+            "inputs": torch_io.input_order(ctx.model, sample), **({"dynamic_axes": bounds} if bounds else {})}
     (ctx.out_dir / AOTI_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     check = validate_package(ctx.out_dir, info, ctx.model, [*shapes.values(), *_at_other_sizes(ctx, shapes.values())])
     ctx.log(f"aoti: packages loaded in a child process in {check['load_seconds']:.2f} s and ran batches of "
             f"{', '.join(str(torch_io.batch_of(s, ctx.model.batch_dim)) for s in shapes.values())}")
     return {"precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch,
             "batching": plan["mode"], "buckets": plan.get("buckets"), "dynamic_batch": plan["mode"] == "dynamic",
-            "axes": {label: f"dynamic {span.min}..{span.max}" for label, span in spans.items() if span.min < span.max},
+            **({"axes": {label: f"dynamic {span.min}..{span.max}" for label, span in spans.items()}} if spans else {}),
             "memory_format": info["memory_format"], "cudnn_benchmark": ctx.device == "cuda",
             "export_seconds": round(export_seconds, 3), "compile_seconds": round(compile_seconds, 3),
             "validated_in_child": True, "child_load_seconds": round(check["load_seconds"], 3),
