@@ -109,6 +109,8 @@ def _dynamic_axes(ctx: BuildContext, inputs: list[str], outputs: list[str],
 def _output_axes(ctx: BuildContext, model: Any, example: tuple[Any, ...], outputs: list[str]) -> dict[str, dict[int, str]]:
     """Output axes whose size follows a dynamic input axis: the model run again with each label at
     another size, every output axis (but the batch) that changed size named after that label."""
+    if not ctx.model.dynamic_axes:
+        return {}
     with torch.no_grad():
         shapes = [tuple(t.shape) for t in model_io.flatten(model(*example))]
     found: dict[str, dict[int, str]] = {}
