@@ -1,7 +1,8 @@
 """Plain ``doit`` on navbuild's graph: ``doit list``, ``doit cnn:onnx``, ``doit all``.
 
-The tasks are the ones ``navbuild`` runs (navbuild.engine.doit_glue); the store decides what is up to
-date, so doit and navbuild never disagree and neither rebuilds what the other built.
+The tasks are navbuild's targets (navbuild.engine.doit_glue): doit orders them, the store decides
+what is up to date, and each task's action builds its target through navbuild's own scheduler, so
+doit and navbuild never disagree, neither rebuilds what the other built, and both write navbuild.lock.
 """
 from pathlib import Path
 

@@ -20,7 +20,7 @@ OUTPUT_DIGEST_KINDS = "cm"  # a rule's canonical digest, or one with the model's
 
 
 def is_output_digest(value: object) -> bool:
-    """A target's output digest: a digest, or ``c``/``m`` and 31 hex digits (``actions.output_digest``)."""
+    """A target's output digest: a digest, or ``c``/``m`` and 31 hex digits (``engine/digests.py``)."""
     if isinstance(value, str) and len(value) == 32 and value[:1] in OUTPUT_DIGEST_KINDS:
         return DIGEST_CHARS.issuperset(value[1:])
     return is_digest(value)

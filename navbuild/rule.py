@@ -24,6 +24,14 @@ CHECK_HINT = "check_hint"
 ROLE_SAMPLES = "samples"  # the sample inputs (one rule for every framework)
 ROLE_REFERENCE = "reference"  # the source model's outputs on them (one rule per framework)
 ROLES = (ROLE_SAMPLES, ROLE_REFERENCE)
+# Engine values: what the engine supplies to a rule beside its own parameters, read through the
+# BuildContext (``ctx.max_batch_size``, ``ctx.normalize``, ``ctx.profile_batch_sizes``). A rule
+# declares the ones its build reads (``Rule.uses``); exactly those enter its targets' keys.
+#   max_batch_size       the model's largest batch (``[models.<m>] max_batch_size``)
+#   normalize            make a portable output byte-reproducible (``[models.<m>.targets] normalize``)
+#   profile_batch_sizes  the ``[profile] batch_sizes`` (empty when the profile sweeps or is off)
+ENGINE_VALUES = ("max_batch_size", "normalize", "profile_batch_sizes")
+DEFAULT_MAX_BATCH_SIZE = 1  # a model that declares none takes batches of one
 
 
 def repeat_file_name(tensor_file: str) -> str:
@@ -106,14 +114,15 @@ class Rule:
     build         ``build(ctx: BuildContext) -> dict | None``; writes files into ctx.out_dir and
                   may return metadata (JSON-able) that goes into the manifest
     consumes      ``SOURCE`` or the name of the upstream format whose files it reads
-    frameworks    frameworks whose models it serves ("torch", ...); empty: any. One format name may
-                  have one rule per framework (``onnx`` from torch, from TensorFlow): the engine
-                  picks the rule by (format, the model's framework), and so resolves ``consumes``
+    frameworks    frameworks whose models it serves ("torch", ...): its family's own for a rule that
+                  reads the source; empty (any) for a converter. One format name may have several
+                  rules (``onnx`` exported from torch, converted from any SavedModel): a model gets
+                  the one that serves its framework and whose input its chain of rules reaches
     params        parameters that change its output, name -> default (only these enter its key).
-                  The engine fills them from ``[models.<m>.targets.<format>]`` tables, except those it
-                  supplies itself when declared: ``max_batch_size`` (the model's), ``normalize``
-                  (make the output byte-reproducible; default True, a per-target option) and
-                  ``profile_batch_sizes`` (the ``[profile]`` batch sizes, [] when it sweeps)
+                  The engine fills them from ``[models.<m>.targets.<format>]`` tables. An engine value
+                  (``ENGINE_VALUES``) is never a parameter: it is declared in ``uses``
+    uses          the engine values (``ENGINE_VALUES``) its build reads from the BuildContext
+                  (``ctx.max_batch_size``...); they enter its key. Reading one it does not declare fails
     tools         distributions whose installed version enters its key ("torch", "onnx")
     precisions    precisions it can build; the first is its default
     device_bound  output only valid on the device that built it (keyed by the device fingerprint)
@@ -129,8 +138,9 @@ class Rule:
                   entry, or the upstream's digest) into the output digest, or two models would share
                   one cache entry. None (the default): True for a normalized output, False for a
                   canonical digest
-    validate      optional ``fn(params, precision) -> str | None``: the problem with a target's options
-                  as one sentence (config validation shows it before anything builds), or None
+    validate      optional ``fn(params, precision, values) -> str | None``: the problem with a target's
+                  options as one sentence (config validation shows it before anything builds), or
+                  None; ``values`` holds the engine values it declares in ``uses``
     loads_code    loading its output runs code carried in the files (a shared library, compiled GPU
                   kernels, a pickle): a package's or another machine's copy is never imported
     outputs       the files it writes into ``out_dir``, relative names or ``fnmatch`` patterns
@@ -146,8 +156,11 @@ class Rule:
     variants      searchable parameters: name -> {value: label}. In navbuild.toml such a parameter may
                   be ``"search"`` (every value listed here) or a list of them; each value becomes a
                   target of its own, named ``<target>+<label>`` (an empty label adds nothing)
-    resolve       optional ``fn(params) -> params``: the rule's canonical parameters (what enters the
-                  key), e.g. a default that depends on another parameter made explicit
+    resolve       optional ``fn(params, values) -> params``: the rule's canonical parameters (what enters
+                  the key), e.g. a default that depends on another parameter or on an engine value
+                  made explicit. ``values`` holds every engine value: what it reads there reaches the
+                  key through what it returns (torch-compile's "auto" buckets follow the profile's
+                  batch sizes), so it need not be in ``uses``
     serves_dynamic_axes  its output serves every size within a model's declared dynamic axes
                   (navbuild.dynamic_axes); False: only fixed sizes, and config validation refuses the
                   format for a model that declares dynamic axes
@@ -170,7 +183,7 @@ class Rule:
     canonical_digest: Callable[[Path], str] | None = None
     identifies_model: bool | None = None
     description: str = ""
-    validate: Callable[[Mapping[str, Any], str], str | None] | None = None
+    validate: Callable[[Mapping[str, Any], str, Mapping[str, Any]], str | None] | None = None
     loads_code: bool = False
     outputs: tuple[str, ...] = ()
     triton: TritonModel | None = None
@@ -178,8 +191,19 @@ class Rule:
     base: bool = False
     device_tools: tuple[str, ...] = ()
     variants: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
-    resolve: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    resolve: Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]] | None = None
+    uses: tuple[str, ...] = ()
     serves_dynamic_axes: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.uses if name not in ENGINE_VALUES]
+        if unknown:
+            raise ValueError(f"rule {self.name}: uses {unknown}, which the engine does not supply "
+                             f"(it supplies {', '.join(ENGINE_VALUES)})")
+        as_params = [name for name in self.params if name in ENGINE_VALUES]
+        if as_params:
+            raise ValueError(f"rule {self.name}: {as_params} are engine values, not parameters: declare them "
+                             f"in uses=(...) and read ctx.{as_params[0]}")
 
     def serves(self, framework: str) -> bool:
         return not self.frameworks or framework in self.frameworks
@@ -213,7 +237,7 @@ class ModelSpec:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     batch_dim: int = 0
-    max_batch_size: int = 1
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)  # input -> axis -> label
     # label -> its declared bounds ({"min": 1, "max": 512}, either may be absent): navbuild.dynamic_axes
     axis_bounds: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
@@ -300,6 +324,8 @@ class BuildContext:
     out_dir     where the rule writes its outputs (empty, private to this build)
     samples     list of samples, each a dict input-name -> numpy array (batch dim first)
     params      the target's parameter values, only those the rule declared
+    engine_values  the engine values the rule declared (``Rule.uses``), read as ``ctx.max_batch_size``,
+                ``ctx.normalize`` and ``ctx.profile_batch_sizes``
     """
 
     model: ModelSpec
@@ -315,6 +341,25 @@ class BuildContext:
     # A persistent folder owned by this rule and this machine's device fingerprint, for caches that
     # only make builds faster (TensorRT timing cache, torch compile cache); never an output.
     cache_dir: Path | None = None
+    engine_values: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_batch_size(self) -> int:
+        return int(self._engine_value("max_batch_size"))
+
+    @property
+    def normalize(self) -> bool:
+        return bool(self._engine_value("normalize"))
+
+    @property
+    def profile_batch_sizes(self) -> tuple[int, ...]:
+        return tuple(self._engine_value("profile_batch_sizes"))
+
+    def _engine_value(self, name: str) -> Any:
+        if name not in self.engine_values:  # its key would not follow the value
+            raise UndeclaredEngineValue(f"{self.target}: the rule reads ctx.{name} but does not declare it: "
+                                        f"add {name!r} to its Rule's uses")
+        return self.engine_values[name]
 
     def input_path(self, name: str) -> Path:
         assert self.input_dir is not None, "this rule consumes the source model"
@@ -324,6 +369,10 @@ class BuildContext:
         dest = self.out_dir / (dest_name or name)
         shutil.copyfile(self.input_path(name), dest)
         return dest
+
+
+class UndeclaredEngineValue(LookupError):
+    """A build read an engine value that its rule does not declare in ``Rule.uses``."""
 
 
 class Skip(Exception):

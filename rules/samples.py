@@ -106,7 +106,7 @@ def build(ctx: BuildContext) -> dict[str, Any]:
 
     samples = _load(ctx)
     spec = ctx.model
-    check_samples(spec.name, samples, spec.inputs, spec.max_batch_size, dict(spec.dynamic_axes))
+    check_samples(spec.name, samples, spec.inputs, ctx.max_batch_size, dict(spec.dynamic_axes))
     check_axes(spec.name, samples, spec.dynamic_axes, spec.axis_bounds, spec.outputs)
     given = len(samples)
     samples = with_bounds_covered(ctx, samples)
@@ -118,6 +118,7 @@ def build(ctx: BuildContext) -> dict[str, Any]:
             "axis_sizes": dynamic_axes.sizes(spec.dynamic_axes, samples)}
 
 
-RULES = [Rule(name="samples", version="1", build=build, params={"samples": None}, role=ROLE_SAMPLES,
+RULES = [Rule(name="samples", version="1", build=build, params={"samples": None}, uses=("max_batch_size",),
+              role=ROLE_SAMPLES,
               outputs=(OUTPUT,), description="sample inputs, checked and stored deterministically")]
 RUNNERS: list = []

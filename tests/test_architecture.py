@@ -1,10 +1,13 @@
 """The layers hold (docs/architecture.md): read from the source with ``ast``, nothing imported.
 
-- the engine (``navbuild/``) imports no rule family; the registry names the built-in families as
-  strings and imports them with importlib;
+- the engine (``navbuild/``) imports no rule family and names none: the registry finds navbuild's
+  own families through the ``navbuild.rules`` entry point, as any third party's;
 - rule families use only the engine's public interfaces;
-- no import cycle among navbuild's modules, within a family or between families (imports inside
-  functions count; ``if TYPE_CHECKING:`` blocks do not, they never run);
+- no import cycle among navbuild's modules, within a family or between families: every import
+  counts, those inside functions and under ``if TYPE_CHECKING:`` too (a cycle that an import
+  inside a function or a type-only import hides is still two modules that need each other);
+- the engine and measurement never import what sits above them: deploy, view, the commands, the
+  CLI and the Python API;
 - every family has the same files: ``__init__.py``, ``build.py``, ``loader.py``, and ``runner.py``
   when it brings runners of its own (a family may run its artifacts with another's runner).
 """
@@ -12,7 +15,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("navbuild", "rules")
@@ -33,27 +39,21 @@ def module_files() -> dict[str, Path]:
 
 
 def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
-    """The navbuild and rules modules that ``name`` imports anywhere (except under TYPE_CHECKING)."""
+    """The navbuild and rules modules that ``name`` imports anywhere: at the top, inside functions,
+    under ``if TYPE_CHECKING:``."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue
-            if isinstance(child, ast.Import):
-                found.update(alias.name for alias in child.names)
-            elif isinstance(child, ast.ImportFrom):
-                base = child.module or ""
-                if child.level:
-                    parts = package.split(".")[:len(package.split(".")) - child.level + 1]
-                    base = ".".join(parts + ([base] if base else []))
-                for alias in child.names:  # `from pkg import module` imports the module
-                    full = f"{base}.{alias.name}"
-                    found.add(full if full in known else base)
-            visit(child)
-
-    visit(ast.parse(path.read_text(), filename=str(path)))
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            for alias in node.names:  # `from pkg import module` imports the module
+                full = f"{base}.{alias.name}"
+                found.add(full if full in known else base)
     return {module for module in found if module.split(".")[0] in LAYERS and module != name}
 
 
@@ -115,6 +115,29 @@ def test_no_import_cycle():
     assert cycles(import_graph()) == []
 
 
+def room(module: str) -> str:
+    """``navbuild.engine.store`` -> ``engine``; ``navbuild.cli`` -> ``cli``; ``navbuild`` -> ``navbuild``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_the_engine_and_measurement_import_nothing_above_them():
+    above = {"deploy", "view", "commands", "cli", "api"}
+    graph = import_graph()
+    offenders = sorted((name, other) for name, others in graph.items()
+                       if name.startswith("navbuild.") and room(name) in ("engine", "measure")
+                       for other in others if other.startswith("navbuild.") and room(other) in above)
+    assert offenders == []
+
+
+def test_the_checks_see_what_hides_in_functions_and_type_checking_blocks(tmp_path):
+    source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from navbuild.engine import session\n"
+              "def later():\n    from navbuild.deploy import package\n")
+    (tmp_path / "m.py").write_text(source)
+    known = {"navbuild.engine.session", "navbuild.deploy.package"}
+    assert imported_modules("navbuild.engine.m", tmp_path / "m.py", known) == known
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
@@ -130,11 +153,56 @@ def test_every_family_has_the_same_files():
         assert bool(getattr(module, "RUNNERS", ())) == (family / "runner.py").is_file(), family.name
 
 
-def test_the_registry_names_the_builtin_families_without_importing_them():
-    from navbuild.engine.registry import BUILTIN_MODULES
+def families_on_disk() -> list[str]:
+    """The rule modules under rules/: each family's package, and rules/samples.py (every model's samples)."""
+    return sorted(path.stem for path in (REPO / "rules").iterdir()
+                  if (path / "__init__.py").is_file() or (path.suffix == ".py" and path.stem != "__init__"))
 
-    source = (REPO / "navbuild" / "engine" / "registry.py").read_text()
-    assert "import rules" not in source and "from rules" not in source
-    on_disk = {name for name in module_files() if name.count(".") == 1 and name.startswith("rules.")}
-    present = [name for name in BUILTIN_MODULES if name in on_disk]
-    assert "rules.samples" in present and "rules.torch" in present
+
+def code_strings(path: Path) -> list[str]:
+    """The string constants of a module's code (docstrings left out: they may point to a family)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_no_rule_family_is_named_in_the_engine():
+    named = re.compile(r"\brules[./](%s)\b" % "|".join(families_on_disk()))
+    offenders = sorted((name, text) for name, path in module_files().items() if name.split(".")[0] == "navbuild"
+                       for text in code_strings(path) if named.search(text))
+    assert offenders == []
+    assert not hasattr(importlib.import_module("navbuild.engine.registry"), "BUILTIN_MODULES")
+
+
+def test_navbuilds_own_families_are_entry_points_of_its_distribution():
+    """Every family on disk is registered in pyproject.toml, as a third party's would be."""
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["navbuild.rules"]
+    assert sorted(declared.values()) == [f"rules.{family}" for family in families_on_disk()]
+
+
+def test_a_checkout_that_is_not_installed_says_how_to_install_it(monkeypatch):
+    from navbuild.engine import registry
+
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda **kw: [])
+    registry.default_registry.cache_clear()
+    try:
+        with pytest.raises(registry.RegistryError, match=r"no rule family is registered: .*is not installed\. "
+                                                         r"Install the checkout: pip install -e "):
+            registry.default_registry()
+    finally:
+        registry.default_registry.cache_clear()
+
+
+def test_measuring_imports_nothing_above_it():
+    """measure/ holds its own settings schema (measure/settings.py): the engine fills it, measure never
+    reads the engine's configuration back (no arrow up)."""
+    graph = import_graph()
+    offenders = sorted((name, other) for name, others in graph.items() if name.startswith("navbuild.measure")
+                       for other in others if other.startswith("navbuild.") and other.split(".")[1]
+                       in ("engine", "deploy", "view", "commands", "api", "cli"))
+    assert offenders == []

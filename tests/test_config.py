@@ -1,36 +1,21 @@
 """Every config error gives one message naming file, key and fix, and exit code 2; nothing is built."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from navbuild.cli import main
+from tests.example_cnn import cnn_config, copy_vision
 
 REPO = Path(__file__).resolve().parents[1]
 
-GOOD = """
-[project]
-name = "t"
-
-[models.cnn]
-framework = "torch"
-entry = "vision/model.py:build_model"
-samples = "vision/model.py:make_samples"
-sources = ["vision/model.py", "vision/weights.pt"]
-inputs = ["image"]
-max_batch_size = 16
-
-[models.cnn.targets]
-formats = ["onnx"]
-"""
+GOOD = cnn_config("t", profile="", formats=("onnx",), outputs=False)
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "examples" / "vision", tmp_path / "vision")
-    return tmp_path
+    return copy_vision(tmp_path)
 
 
 def run(root: Path, text: str, capsys) -> tuple[int, str]:
@@ -132,11 +117,33 @@ def test_an_entry_may_name_a_model_file(root):
 def test_the_tie_margin_is_a_selection_setting_not_a_profile_option(root):
     """[profile] tie_margin_pct reaches the selection and no ProfileConfig (so no profile's key)."""
     from navbuild.engine.config import load
-    from navbuild.measure.profiling import ProfileConfig
+    from navbuild.measure.settings import ProfileConfig
 
     (root / "navbuild.toml").write_text(GOOD + "\n[profile]\ntie_margin_pct = 5\nbudget_s = 1\n")
     settings = load(root / "navbuild.toml").profile
-    assert settings.tie_margin_pct == 5.0 and settings.options == {"budget_s": 1}
-    assert "tie_margin_pct" not in ProfileConfig.from_dict(settings.options).as_key()
+    assert settings.tie_margin_pct == 5.0 and settings.measure == ProfileConfig(budget_s=1)
+    assert "tie_margin_pct" not in settings.measure.as_key()
     (root / "navbuild.toml").write_text(GOOD)
     assert load(root / "navbuild.toml").profile.tie_margin_pct is None  # the device's default
+
+
+@pytest.mark.parametrize("line, message, fix", [
+    ("max_batch_size = 8", "profile.max_batch_size: was renamed sweep_up_to", "write sweep_up_to = N"),
+    ("slower_than_best = 0", "profile.slower_than_best: is no longer an option", "remove it"),
+])
+def test_a_retired_profile_key_names_what_to_write_instead(root, capsys, line, message, fix):
+    code, output = run(root, GOOD + f"\n[profile]\n{line}\n", capsys)
+    assert code == 2 and message in output and f"fix: {fix}" in output, output
+
+
+def test_format_options_are_validated_against_the_models_engine_values(root, capsys):
+    # trt reads the model's max_batch_size (Rule.uses): opt_batch_size may not pass it
+    text = GOOD.replace('formats = ["onnx"]', 'formats = ["trt"]') + "\n[models.cnn.targets.trt]\nopt_batch_size = {}\n"
+    code, output = run(root, text.format(32), capsys)
+    assert code == 2 and "opt_batch_size 32 is larger than max_batch_size 16" in output, output
+    from navbuild.engine.config import load
+    from navbuild.engine.registry import default_registry
+
+    (root / "navbuild.toml").write_text(text.format(8))
+    assert load(root / "navbuild.toml", default_registry().formats).models["cnn"].targets.format_options == {
+        "trt": {"opt_batch_size": 8}}

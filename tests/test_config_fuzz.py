@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,9 @@ from hypothesis import strategies as st
 
 from navbuild.cli import main
 
-from .test_config import GOOD, REPO
+from tests.example_cnn import copy_vision
+
+from .test_config import GOOD
 
 BASE = tomllib.loads(GOOD.replace('name = "t"', 'name = "t"\ndevice = "cpu"\nstore = ".navbuild"\nout = "navbuild-out"\n'
                                   'timeout = 600\nallow_paths_outside = false')
@@ -97,9 +98,7 @@ def toml(config: dict) -> bytes:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("fuzz") / "project"
-    shutil.copytree(REPO / "examples" / "vision", folder / "vision")
-    return folder
+    return copy_vision(tmp_path_factory.mktemp("fuzz") / "project")
 
 
 def test_the_base_config_is_valid(root, capsys):

@@ -2,7 +2,6 @@
 exit code 2 and the key named; the inputs that gave tracebacks give one clear message."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,14 @@ import pytest
 from navbuild.cli import main
 from navbuild.engine.config import load
 
-from .test_config import GOOD, REPO
+from tests.example_cnn import copy_vision
+
+from .test_config import GOOD
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "examples" / "vision", tmp_path / "project" / "vision")
-    return tmp_path / "project"
+    return copy_vision(tmp_path / "project")
 
 
 def run(root: Path, text: str | bytes, capsys, *words: str) -> tuple[int, str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from navbuild.engine.config import Tolerance
+from navbuild.measure.settings import Tolerance
 from navbuild.measure.correctness import compare
 
 TOL = Tolerance(atol=1e-4, rtol=1e-3)

@@ -1,23 +1,23 @@
 """What -j may run at once: a profile runs alone (whatever else would be measured with it), and
-GPU targets take one of ``--gpu-jobs`` slots. Real threads, the engine's own locks."""
+GPU targets take one of ``--gpu-jobs`` slots. Real threads, the scheduler's own ``Slots``."""
 from __future__ import annotations
 
 import threading
 import time
 from types import SimpleNamespace
 
-from navbuild.engine import workers
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE
+from navbuild.engine.slots import Slots
 
 
-def run_at_once(session, targets, seconds=0.05):
+def run_at_once(slots, targets, seconds=0.05):
     """Run each target's slot-holding section in its own thread; returns what overlapped."""
     running: list[SimpleNamespace] = []
     overlaps: list[tuple[str, ...]] = []
     lock = threading.Lock()
 
     def one(target):
-        with workers.measuring_alone(session, target), workers.gpu_slot(session, target):
+        with slots.hold(target):
             with lock:
                 running.append(target)
                 overlaps.append(tuple(sorted(t.name for t in running)))
@@ -34,8 +34,8 @@ def run_at_once(session, targets, seconds=0.05):
 
 
 def session_with(gpu_jobs=1):
-    """What the slots use of a Session, made as Session makes them."""
-    return SimpleNamespace(gpu_slots=threading.BoundedSemaphore(gpu_jobs), measuring=workers.SharedOrAlone())
+    """The slots a scheduler makes for ``--gpu-jobs gpu_jobs``."""
+    return Slots(gpu_jobs)
 
 
 def target(name, kind=ARTIFACT, device="cpu"):
@@ -59,3 +59,28 @@ def test_a_profile_never_runs_beside_anything():
             assert len(seen) == 1, seen
     builds = run_at_once(session_with(), [target(f"b{i}") for i in range(4)])
     assert max(map(len, builds)) >= 2  # builds and checks still share the machine
+
+
+def test_each_gpu_target_holds_its_own_slot_and_says_how_long_it_waited():
+    slots, held, lock = Slots(2), [], threading.Lock()
+
+    def one(target):
+        with slots.hold(target) as grant:
+            with lock:
+                held.append(grant.gpu)
+                assert held.count(grant.gpu) == 1, held  # no two targets on one slot at once
+            time.sleep(0.05)
+            with lock:
+                held.remove(grant.gpu)
+            grants.append(grant)
+
+    grants: list = []
+    threads = [threading.Thread(target=one, args=(target(f"g{i}", device="cuda"),)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(g.gpu for g in grants) == [0, 0, 1, 1]
+    assert sum(g.waited > 0.02 for g in grants) >= 2  # two of four waited for a slot to free
+    with slots.hold(target("c")) as grant:
+        assert grant.gpu is None

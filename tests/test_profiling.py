@@ -145,10 +145,8 @@ def test_warm_up_lasts_until_a_jit_has_compiled():
     point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script))
     assert point.p50_ms == pytest.approx(0.3) and point.max_ms == pytest.approx(0.3) and point.settled
     assert point.stable and point.runs == 3 * window_runs(0.0003, config) == 3 * 10  # from the settled calls
-    # max_warmup_s ends a warm-up that has not settled: the point says so, and an unsettled first
-    # window never stops a target as "slower"
-    capped = measure_point(lambda: None, lambda: None, 1, replace(config, max_warmup_s=0.5), ScriptedTimer(script),
-                           best_elsewhere=1e9)
+    # max_warmup_s ends a warm-up that has not settled: the point says so
+    capped = measure_point(lambda: None, lambda: None, 1, replace(config, max_warmup_s=0.5), ScriptedTimer(script))
     assert not capped.settled and capped.ended == "stable" and capped.p50_ms == pytest.approx(0.3)
 
 
@@ -205,31 +203,6 @@ def test_compiled_buckets_share_the_budget_and_their_windows_follow_their_call_t
     assert short.notes == ["batch sizes 4, 8 not measured: the 0.5 s budget was spent"]
 
 
-def test_a_target_far_slower_than_the_best_stops_after_two_windows():
-    config = _fixed_point_config(batch_sizes=(1, 2, 4))
-    result = _profile_with(lambda b, n: 0.01, config, baseline={1: (10_000.0, "m:fast")})  # 100/s vs 10000/s
-    assert result.batch_sizes == [1] and result.stop_reason == "slower_than_best"
-    assert result.points[0].ended == "slower" and result.points[0].windows == 2
-    assert "100x slower than m:fast" in result.notes[0]
-    # within the factor it is measured as usual
-    near = _profile_with(lambda b, n: 0.01, config, baseline={1: (500.0, "m:fast")})
-    assert near.batch_sizes == [1, 2, 4] and near.points[0].ended == "stable"
-    # a second window that is fast again (a JIT that was still compiling) keeps it going: call 1
-    # warms up, calls 2-6 (the first window) take 0.3 s, then 0.1 ms
-    def jit(batch, n):
-        return 0.3 if 2 <= n <= 6 else 0.0001
-
-    recovered = _profile_with(jit, config, baseline={1: (5_000.0, "m:fast")})
-    assert recovered.batch_sizes == [1, 2, 4] and recovered.points[0].ended != "slower"
-
-
-def test_only_the_first_batch_size_can_stop_a_target_as_slower():
-    # at batch 4 a recompiling JIT looks 100x slower for a while: that stops nothing
-    config = _fixed_point_config(batch_sizes=(1, 2, 4))
-    result = _profile_with(lambda b, n: 0.01 * b, config, baseline={4: (40_000.0, "m:fast")})
-    assert result.batch_sizes == [1, 2, 4] and result.stop_reason == "batch_sizes"
-
-
 def test_is_stable_rule():
     assert is_stable([1.0, 1.05, 0.95], 3, 10.0)
     assert not is_stable([1.0, 1.3, 1.0], 3, 10.0)
@@ -251,7 +224,7 @@ def _profile_with(script, config, **kw):
 
 def test_sweep_stops_when_throughput_saturates_twice():
     # latency 1 ms up to batch 8 (throughput doubles), then grows with the batch (flat throughput)
-    config = _fixed_point_config(max_batch_size=256)
+    config = _fixed_point_config(sweep_up_to=256)
     result = _profile_with(lambda b, n: 0.001 * max(1, b / 8), config)
     assert result.batch_sizes == [1, 2, 4, 8, 16, 32]
     assert result.stop_reason == "throughput_saturated"
@@ -260,14 +233,14 @@ def test_sweep_stops_when_throughput_saturates_twice():
 def test_sweep_continues_after_one_flat_step():
     # one flat step (8 -> 16) then growth again: the backoff limit of 2 keeps going
     lat = {1: 1, 2: 1, 4: 1, 8: 1, 16: 2, 32: 2, 64: 4, 128: 8}
-    config = _fixed_point_config(max_batch_size=128)
+    config = _fixed_point_config(sweep_up_to=128)
     result = _profile_with(lambda b, n: lat[b] / 1e3, config)
     assert result.batch_sizes == [1, 2, 4, 8, 16, 32, 64, 128]
     assert result.stop_reason == "throughput_saturated"  # 32 -> 64 -> 128 are flat
 
 
-def test_sweep_reaches_max_batch_size_and_includes_it():
-    config = _fixed_point_config(max_batch_size=12)
+def test_sweep_reaches_its_top_and_includes_it():
+    config = _fixed_point_config(sweep_up_to=12)
     result = _profile_with(lambda b, n: 0.001, config)
     assert result.batch_sizes == [1, 2, 4, 8, 12]
     assert result.stop_reason == "max_batch_size"
@@ -325,7 +298,7 @@ def test_is_out_of_memory_duck_typed():
 
 
 def test_oom_during_sweep_stops_cleanly():
-    config = ProfileConfig(**FAST, max_batch_size=64)
+    config = ProfileConfig(**FAST, sweep_up_to=64)
     result = profile(_oom_above(8), [np.ones((1, 3), np.float32)], config, timer=ScriptedTimer(lambda b, n: 0.001))
     assert result.batch_sizes == [1, 2, 4, 8]
     assert result.stop_reason == "out_of_memory"
@@ -375,7 +348,7 @@ def test_other_errors_are_raised_with_the_batch_size():
         return x
 
     with pytest.raises(ProfileError, match="batch size 4: ValueError: bad shape"):
-        profile(broken, [np.ones((1, 2))], ProfileConfig(**FAST, max_batch_size=8))
+        profile(broken, [np.ones((1, 2))], ProfileConfig(**FAST, sweep_up_to=8))
 
 
 # -- config and JSON -------------------------------------------------------------------------------
@@ -383,7 +356,7 @@ def test_config_defaults_and_key():
     config = ProfileConfig()
     assert (config.window_s, config.min_window_runs, config.stability_pct, config.stabilization_windows) == \
         (0.05, 3, 10.0, 3)
-    assert (config.budget_s, config.slower_than_best) == (None, 10.0)
+    assert (config.budget_s, config.sweep_up_to) == (None, None)
     assert (config.min_trials, config.max_trials) == (3, 10)
     assert (config.throughput_cutoff_pct, config.throughput_backoff_limit) == (5.0, 2)
     key = config.as_key()
@@ -408,6 +381,18 @@ def test_config_rejects_bad_values(bad):
 def test_config_from_dict_names_unknown_keys():
     with pytest.raises(ValueError, match="windw_size"):
         ProfileConfig.from_dict({"windw_size": 3})
+
+
+@pytest.mark.parametrize("key, says", [
+    ("max_batch_size", "was renamed sweep_up_to: the model's own max_batch_size is another setting"),
+    ("slower_than_best", "no longer an option: a profile reads no other target's figures"),
+])
+def test_retired_keys_say_what_to_write_instead(key, says):
+    from navbuild.measure.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=says) as caught:
+        ProfileConfig.from_dict({key: 8})
+    assert caught.value.key == key and caught.value.fix
 
 
 def test_result_json_round_trip():

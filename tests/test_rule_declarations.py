@@ -19,7 +19,9 @@ import pytest
 from navbuild import tensors
 from navbuild.engine import config
 from navbuild.engine.graph import build_graph
+from navbuild.engine.records import FAILED
 from navbuild.engine.registry import Registry, RegistryError, default_registry
+from navbuild.engine.scheduler import Scheduler
 from navbuild.engine.session import Session
 from navbuild.rule import ROLE_REFERENCE, ROLE_SAMPLES, SOURCE, BuildContext, Rule, TritonModel
 from navbuild.runner import Runner
@@ -78,6 +80,16 @@ def build_copied(ctx: BuildContext) -> dict[str, Any]:
     return {}
 
 
+def build_batched(ctx: BuildContext) -> dict[str, Any]:
+    build_scaled(ctx)
+    return {"max_batch_size": ctx.max_batch_size, "normalize": ctx.normalize}
+
+
+def build_sloppy(ctx: BuildContext) -> dict[str, Any]:
+    build_scaled(ctx)
+    return {"normalize": ctx.normalize}  # an engine value its rule does not declare
+
+
 def build_untidy(ctx: BuildContext) -> dict[str, Any]:
     build_scaled(ctx)
     (ctx.out_dir / "stray.tmp").write_text("left behind")
@@ -107,6 +119,10 @@ def rules() -> list[Rule]:
              outputs=("scale.npy",)),
         Rule(name="untidy", version="1", build=build_untidy, frameworks=("numpy",), runner="scale",
              outputs=("scale.npy", "notes/*")),
+        Rule(name="batched", version="1", build=build_batched, frameworks=("numpy",), runner="scale",
+             outputs=("scale.npy", "notes/*"), uses=("max_batch_size", "normalize")),
+        Rule(name="sloppy", version="1", build=build_sloppy, frameworks=("numpy",), runner="scale",
+             outputs=("scale.npy", "notes/*"), uses=("max_batch_size",)),
         # the same format name for another framework: a separate rule
         Rule(name="scaled", version="1", build=build_scaled, frameworks=("other",), runner="scale",
              outputs=("scale.npy",)),
@@ -131,8 +147,8 @@ def open_session(tmp_path: Path, formats: list[str]) -> Session:
 
 
 def build_all(session: Session) -> dict[str, bool]:
-    names = session.graph.closure(session.graph.resolve(["all"]))
-    return {name: session.run(name) for name in names}
+    records = Scheduler(session).build(session.graph.resolve(["all"]))
+    return {name: record.status != FAILED for name, record in records.items()}
 
 
 def test_an_unknown_framework_builds_checks_and_deploys_from_declarations(tmp_path):
@@ -183,7 +199,7 @@ def test_one_format_name_has_a_rule_per_framework():
     with pytest.raises(RegistryError, match="format 'scaled' is not available for torch models"):
         reg.rule("scaled", "torch")
     # formats per framework follow the upstream: copied reads scaled, which both frameworks have
-    assert sorted(reg.formats("numpy")) == ["copied", "scaled", "untidy"]
+    assert sorted(reg.formats("numpy")) == ["batched", "copied", "scaled", "sloppy", "untidy"]
     assert sorted(reg.formats("other")) == ["copied", "scaled"]
     assert reg.role(ROLE_REFERENCE, "numpy").name == "expected" and reg.role(ROLE_REFERENCE, "other") is None
     with pytest.raises(RegistryError, match="rule 'scaled' for numpy models is declared by both"):
@@ -226,3 +242,68 @@ def test_the_machine_facts_come_from_the_declarations(monkeypatch):
     assert set(fingerprint.device("cuda")) == {"gpu", "tensorrt"}
     assert {"torch", "onnxruntime"} <= set(reg.modules())
     assert {"torch", "onnx", "onnxruntime"} <= set(reg.tools())
+
+
+# -- engine values (navbuild.rule.ENGINE_VALUES) -----------------------------------------------------
+def test_a_rule_reads_the_engine_values_it_declares_through_its_context(tmp_path):
+    session = open_session(tmp_path, ["batched", "sloppy"])
+    results = build_all(session)
+    assert results["m:batched"] is True and results["m:sloppy"] is False
+    assert session.current_manifest("m:batched")["metadata"] == {"max_batch_size": 4, "normalize": True}
+    assert "max_batch_size" not in session.key("m:batched")[1]["params"]  # no engine value among the parameters
+    assert session.key("m:batched")[1]["engine_values"] == {"max_batch_size": 4, "normalize": True}
+    reason = session.collect_records(["m:sloppy"])["m:sloppy"].reason
+    assert "reads ctx.normalize but does not declare it: add 'normalize' to its Rule's uses" in reason
+
+
+def test_the_keys_hold_exactly_the_engine_values_each_rule_declares(tmp_path):
+    def keys(text_change: tuple[str, str] = ("", "")) -> dict[str, str]:
+        config_file = tmp_path / "navbuild.toml"
+        if text_change[0]:
+            config_file.write_text(config_file.read_text().replace(*text_change))
+        reg = registry()
+        project = config.load(config_file, reg.formats)
+        session = Session(project, reg, build_graph(project, reg))
+        Scheduler(session).build(["m:samples"])
+        return {name: session.key(name)[0] for name in ("m:samples", "m:reference", "m:scaled", "m:batched")}
+
+    open_session(tmp_path, ["scaled", "batched"])
+    before = keys()
+    wider = keys(("max_batch_size = 4", "max_batch_size = 2"))
+    assert {n for n in before if wider[n] != before[n]} == {"m:samples", "m:batched"}
+    plain = keys(("[models.m.targets]", "[models.m.targets]\nnormalize = false"))
+    assert {n for n in before if plain[n] != wider[n]} == {"m:batched"}  # only it declares normalize
+
+
+def test_an_engine_value_is_never_a_parameter_and_uses_names_only_engine_values():
+    with pytest.raises(ValueError, match=r"\['max_batch_size'\] are engine values, not parameters: declare them "
+                                         r"in uses=\(...\) and read ctx.max_batch_size"):
+        Rule(name="bad", version="1", build=build_scaled, params={"max_batch_size": 1})
+    with pytest.raises(ValueError, match=r"uses \['batch'\], which the engine does not supply"):
+        Rule(name="bad", version="1", build=build_scaled, uses=("batch",))
+
+
+# -- a rule is chosen by what it consumes --------------------------------------------------------------
+def test_a_converter_serves_every_framework_whose_chain_reaches_what_it_consumes():
+    """One format name: a framework's own rule from the source, and a converter for any framework from
+    another format (tf2onnx's onnx reads any savedmodel): each model gets the one its chain reaches."""
+    reg = registry()
+    reg.add_rule(Rule(name="raw", version="1", build=build_scaled, frameworks=("third",), runner="scale",
+                      outputs=("scale.npy",)), "third_family")
+    reg.add_rule(Rule(name="scaled", version="1", build=build_copied, consumes="raw", runner="scale",
+                      outputs=("scale.npy",)), "converters")
+    assert reg.rule("scaled", "numpy").consumes == SOURCE and reg.rule("scaled", "third").consumes == "raw"
+    assert reg.rule("copied", "third").consumes == "scaled"  # and what reads scaled follows
+    assert sorted(reg.formats("third")) == ["copied", "raw", "scaled"]
+    assert reg.rule("expected", "numpy").role == ROLE_REFERENCE  # a role's rule by name too, never a format
+    assert "expected" not in reg.formats("numpy")
+
+
+def test_no_builtin_rule_lists_another_familys_framework():
+    reg = default_registry()
+    every = [rule for rules in reg.by_name.values() for rule in rules]
+    assert all(len(rule.frameworks) <= 1 for rule in every), [(r.name, r.frameworks) for r in every]
+    tf2onnx = reg.rule("onnx", "jax")  # a JAX model's savedmodel (jax2tf) converts like TensorFlow's
+    assert tf2onnx is reg.rule("onnx", "tensorflow") and tf2onnx.frameworks == () and tf2onnx.consumes == "savedmodel"
+    assert reg.rule("tf-trt", "jax") is reg.rule("tf-trt", "tensorflow")
+    assert reg.rule("onnx", "torch").consumes == SOURCE and "savedmodel" not in reg.formats("torch")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 
-from navbuild.hashing import digest_bytes, digest_value
+from navbuild.engine import maintenance
 from navbuild.engine.store import Store
+from navbuild.hashing import digest_bytes, digest_value
 
 
 def test_put_and_read_object(tmp_path):
@@ -37,7 +38,8 @@ def test_manifests_round_trip_and_gc_keeps_reachable(tmp_path):
     key = digest_value({"x": 1})
     store.put_manifest(key, {"files": {"a": kept}, "digest": kept, "status": "ok"})
     assert store.get_manifest(key)["files"] == {"a": kept}
-    counts = store.gc()
+    with store.exclusive():
+        counts = maintenance.gc(store)
     assert counts["objects_removed"] == 1
     assert store.has_object(kept) and not store.has_object(dropped)
 

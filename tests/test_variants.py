@@ -4,7 +4,6 @@ Graph and config only: nothing is built, no framework is imported.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,34 +15,14 @@ from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, build_graph
 from navbuild.engine.keys import artifact_material, key_of
 from navbuild.engine.registry import default_registry
 from navbuild.rule import Rule
+from tests.example_cnn import cnn_config, copy_vision
 
-REPO = Path(__file__).resolve().parents[1]
-
-CONFIG = """
-[project]
-name = "t"
-
-[profile]
-batch_sizes = [1, 24]
-
-[models.cnn]
-framework = "torch"
-entry = "vision/model.py:build_model"
-samples = "vision/model.py:make_samples"
-sources = ["vision/model.py", "vision/weights.pt"]
-inputs = ["image"]
-outputs = ["logits"]
-max_batch_size = 32
-
-[models.cnn.targets]
-formats = FORMATS
-precisions = ["fp32", "fp16"]
-OPTIONS
-"""
+CONFIG = cnn_config("t", profile="[profile]\nbatch_sizes = [1, 24]", formats="FORMATS", max_batch_size=32,
+                    targets='precisions = ["fp32", "fp16"]\nOPTIONS')
 
 
 def project(tmp_path: Path, formats: str = '["torch-compile"]', options: str = ""):
-    shutil.copytree(REPO / "examples" / "vision", tmp_path / "vision", dirs_exist_ok=True)
+    copy_vision(tmp_path)
     path = tmp_path / "navbuild.toml"
     path.write_text(CONFIG.replace("FORMATS", formats).replace("OPTIONS", options))
     return path

@@ -342,7 +342,7 @@ def _sample(item: Any) -> Any:
 
 def _report(modules: list[Module], recordings: dict[str, Recording]) -> None:
     from navbuild.api.report import print_package
-    from navbuild.commands import console
+    from navbuild.view.console import console
 
     out = console()
     for module in modules:

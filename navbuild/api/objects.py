@@ -117,7 +117,7 @@ def load_model(identity: str, entry_file: str) -> Any:
 
 def write_if_changed(path: Path, data: bytes) -> None:
     """Unchanged files keep their mtime, so the store's stat cache never re-hashes them."""
-    from navbuild.engine.store import atomic_write
+    from navbuild.engine.atomic import atomic_write
 
     try:
         if path.read_bytes() == data:

@@ -4,8 +4,9 @@ A ``Workspace`` is a project root (``OptimizeConfig.workspace``, default the cur
 store and ``navbuild-out/`` live under it as for a navbuild.toml in that folder, so the CLI and the
 API share what they built. Each model becomes a ``ModelSource`` (entry, samples, sources, inputs,
 outputs, settings); ``build`` turns the sources into one mapping, opens it with the engine's
-validator (``engine.project.open_mapping``), and brings every target up to date through
-``executor.run_targets``, whose actions run in the engine's worker processes.
+validator (``engine.project.open_mapping``), and brings every target up to date through the one
+scheduler (``engine/scheduler.py``), whose actions run in the engine's worker processes; the run's
+keys and digests go to ``.navbuild-api/navbuild.lock`` (the lock of the models built from Python).
 """
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from typing import Any, Callable, Sequence
 from navbuild.api import executor, objects
 from navbuild.api.config import LABEL, OptimizeConfig, renamed
 from navbuild.engine.config import ConfigError
+from navbuild.engine.lockfile import LOCK_NAME
+from navbuild.engine.options import Options
 from navbuild.engine.records import Record
-from navbuild.engine.session import Options, Session
+from navbuild.engine.scheduler import FINISHED, Event, LocalExecutor, Scheduler
+from navbuild.engine.session import Session
 
 PROJECT_NAME = "navbuild-api"
 SAMPLES_FILE = "samples.tensors"
@@ -54,6 +58,12 @@ class BuildResult:
 class Workspace:
     def __init__(self, config: OptimizeConfig) -> None:
         self.root = Path(config.workspace if config.workspace is not None else os.getcwd()).resolve()
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock of the models built from Python here: some of them at each call, so a call keeps
+        the entries of the models it does not name."""
+        return self.root / objects.API_DIR / LOCK_NAME
 
     def model_folder(self, name: str) -> Path:
         return objects.folder(self.root, name)
@@ -111,10 +121,15 @@ class Workspace:
                     written[source.name] = {source.identity: digest}
                 return written[source.name]
 
-        session.worker_hook = executor.worker_hook(pickles_for)
+        def finished(event: Event) -> None:
+            if event.kind == FINISHED and on_done is not None:
+                on_done(event.record)
+
         try:
             selected = session.graph.resolve([m.name for m in models])
-            records = executor.run_targets(session, selected, jobs=jobs, on_done=on_done)
+            scheduler = Scheduler(session, LocalExecutor(jobs, hook=executor.worker_hook(pickles_for)),
+                                  listeners=[finished], lock=self.lock_path, partial_lock=True)
+            records = scheduler.build(selected)
         finally:
             session.close()
             for source in models:

@@ -72,7 +72,7 @@ def _build_one(workspace: Workspace, source: ModelSource, config: OptimizeConfig
         package.verify(config.verify_func)
     if not quiet:
         from navbuild.api.report import print_package
-        from navbuild.commands import console
+        from navbuild.view.console import console
 
         print_package(console(), package)
     return package

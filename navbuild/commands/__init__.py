@@ -1,13 +1,1 @@
-"""One module per command of the CLI."""
-from __future__ import annotations
-
-from typing import Any
-
-
-def console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    stream = Console(stderr=stderr, highlight=False)
-    if not stream.is_terminal:  # logs and CI: wide enough that target names are not folded
-        stream = Console(stderr=stderr, highlight=False, width=max(stream.width, 140))
-    return stream
+"""One module per command of the CLI: each declares its options (``add_options``) and runs it (``main``)."""

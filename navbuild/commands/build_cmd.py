@@ -11,20 +11,59 @@ import argparse
 import json
 from pathlib import Path
 
-from navbuild.commands import console
-from navbuild.engine.graph import PROFILE
-from navbuild.engine import ray_executor
+from navbuild.engine import lockfile, ray_executor
+from navbuild.engine.options import Options
 from navbuild.engine.project import open_project
-from navbuild.engine.records import BUILT, FAILED, REMOTE, SKIPPED, Record
-from navbuild.engine.session import Options, Session
+from navbuild.engine.records import BUILT, FAILED, REMOTE
+from navbuild.engine.scheduler import LocalExecutor, Scheduler
+from navbuild.engine.session import Session
+from navbuild.view import progress, summary
+from navbuild.view.console import console
+
+COMMANDS = {"build": "build targets; --from PKG first imports a .nav package"}
+
+
+def at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    build = parser.add_argument_group("build (the default command) and profile")
+    build.add_argument("-j", "--jobs", type=at_least_one, default=1,
+                       help="targets built in parallel (worker processes)")
+    build.add_argument("--gpu-jobs", type=at_least_one, default=1, metavar="N",
+                       help="of those, targets on one GPU at a time (default 1: a build or profile shares no GPU)")
+    build.add_argument("--executor", metavar="KIND", default=None,
+                       help="local (default), or ray / ray:auto / ray:HOST:PORT / ray://HOST:PORT: targets run as "
+                            "Ray tasks, artifacts travel through the remote cache (docs/distributed.md)")
+    build.add_argument("--gpu-type", metavar="TYPE",
+                       help="--executor ray: GPU targets go to nodes of this accelerator type (H100, A100, ...)")
+    build.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
+    build.add_argument("--retry-failed", action="store_true",
+                       help="run targets that failed before with the same inputs (else their failure is replayed)")
+    build.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
+    build.add_argument("--from", dest="from_package", metavar="PKG", help="build: import this .nav package first")
+    build.add_argument("--package-limit", action="append", metavar="NAME=SIZE",
+                       help="build --from: raise a limit on what a package may hold (entry=16G, total=64G, "
+                            "entries=100000, ratio=200, status=64M)")
+    remote = parser.add_argument_group("remote cache (docs/remote-cache.md)")
+    remote.add_argument("--remote-cache", metavar="URL",
+                        help="share builds through this cache: http(s):// (Bazel's layout), file://, s3://, ...")
+    remote.add_argument("--remote-cache-read-only", action="store_true",
+                        help="restore from the remote cache, never upload (untrusted builds)")
 
 
 def main(args: argparse.Namespace) -> int:
-    options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
-                      remote_cache=getattr(args, "remote_cache", None),
-                      remote_read_only=getattr(args, "remote_cache_read_only", False),
-                      retry_failed=getattr(args, "retry_failed", False), gpu_jobs=getattr(args, "gpu_jobs", 1))
-    executor = ray_executor.parse(getattr(args, "executor", None), getattr(args, "gpu_type", None))
+    options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config, remote_cache=args.remote_cache,
+                      remote_read_only=args.remote_cache_read_only, retry_failed=args.retry_failed,
+                      gpu_jobs=args.gpu_jobs)
+    executor = ray_executor.parse(args.executor, args.gpu_type)
     session = open_project(args.config, options)
     session.store.hold_shared()  # gc waits for this build
     words = args.words or ["all"]
@@ -33,14 +72,9 @@ def main(args: argparse.Namespace) -> int:
             return 2
         words = words[1:] or ["all"]
     selected = session.graph.resolve(words)
-    force = set(selected) if args.force else set()
-    on_nodes = None
-    if executor is not None:
-        session.forced = force
-        say = (lambda line: None) if args.quiet else (lambda line: console(stderr=True).print(line, highlight=False))
-        on_nodes = ray_executor.build(session, selected, executor, say)
-        force = set()  # the nodes rebuilt them: here they are restored
-    code = run(session, selected, args, force=force, on_nodes=on_nodes)
+    if executor is not None and not args.quiet:
+        executor.say = lambda line: console(stderr=True).print(line, highlight=False)
+    code = run(session, selected, args, force=set(selected) if args.force else set(), executor=executor)
     if words == ["all"]:
         _package(session, args.quiet)
     return code
@@ -48,12 +82,12 @@ def main(args: argparse.Namespace) -> int:
 
 def _import(session: Session, path: Path, args: argparse.Namespace) -> bool:
     from navbuild.deploy.package import Limits
-    from navbuild.engine.package_import import import_package
+    from navbuild.deploy.package_import import import_package
 
     if not path.is_file():
         console(stderr=True).print(f"navbuild: error: package {path} does not exist", highlight=False)
         return False
-    report = import_package(session, path, Limits.parse(getattr(args, "package_limit", None) or ()))
+    report = import_package(session, path, Limits.parse(args.package_limit or ()))
     out = console()
     out.print(f"imported {len(report.imported)} artifacts from {path}"
               + (f" ({len(report.present)} already in the store)" if report.present else ""), highlight=False)
@@ -83,33 +117,23 @@ def _package(session: Session, quiet: bool) -> None:
 
 
 def run(session: Session, selected: list[str], args: argparse.Namespace, force: set[str],
-        on_nodes: dict[str, Record] | None = None) -> int:
-    """Build ``selected`` (and what they need); print the summary; return navbuild's exit code.
-    ``on_nodes``: what the Ray executor ran (this run then only restores, and shows their nodes)."""
-    from navbuild.engine import doit_glue
-    from navbuild.view import progress, summary
-
+        executor: ray_executor.RayExecutor | None = None) -> int:
+    """Build ``selected`` (and what they need) through the scheduler; print the summary; return
+    navbuild's exit code. ``executor``: the Ray executor, else this machine's worker processes."""
     session.forced = force
-    session.store.hold_shared()
     session.store.remove_dead_temp()  # what killed builds and workers left behind
     out = console()
     try:
         closure = session.graph.closure(selected)
-        reporter = progress.Reporter(console(stderr=True), total=len(closure),
-                                     lookup=lambda name: session.collect_records([name]).get(name),
-                                     verbose=args.verbose, quiet=args.quiet)
-        doit_glue.run(session, selected, jobs=args.jobs, reporter=reporter)
-        records = session.collect_records(closure)
-        if on_nodes is not None:
-            records = ray_executor.merge(records, on_nodes)
-        for name in closure:
-            if name not in records:
-                records[name] = _not_run(session, name, records)
-        shown = {name: records[name] for name in closure}
+        with progress.Reporter(console(stderr=True), total=len(closure), verbose=args.verbose,
+                               quiet=args.quiet) as reporter:
+            scheduler = Scheduler(session, executor or LocalExecutor(args.jobs), listeners=[reporter],
+                                  lock=lockfile.path_for(session.project.root),
+                                  warn=lambda text: console(stderr=True).print(f"[yellow]{text}[/]", highlight=False))
+            shown = scheduler.build(selected)
         stale = session.outputs.prune()
         session.built_something = any(r.status == BUILT or r.origin == REMOTE for r in shown.values())
-        _write_lock(session, shown)
-        if getattr(args, "json", None):
+        if args.json:
             Path(args.json).write_text(json.dumps({n: r.to_dict() for n, r in shown.items()}, indent=2,
                                                   sort_keys=True, default=str) + "\n")
         if args.quiet:
@@ -124,32 +148,3 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
     finally:
         session.close()
         session.store.remove_dead_temp()  # workers killed by a timeout or a crash
-
-
-def _write_lock(session: Session, records: dict[str, Record]) -> None:
-    """navbuild.lock gets this run's keys and digests (see navbuild.engine.lockfile)."""
-    from navbuild.engine import lockfile
-    from navbuild.hashing import tree_digest
-
-    entries = []
-    for record in records.values():
-        files_digest = None
-        if record.digest and record.digest.startswith("c"):  # a canonical digest: lock the bytes' too
-            manifest = session.current_manifest(record.target)
-            files_digest = tree_digest(manifest["files"]) if manifest else None
-        entry = lockfile.entry_of(session.graph, record, files_digest)
-        if entry is not None:
-            entries.append(entry)
-    try:
-        lockfile.update(lockfile.path_for(session.project.root), session.graph, entries)
-    except OSError as exc:  # a read-only checkout still builds
-        console(stderr=True).print(f"[yellow]navbuild.lock not written: {exc}[/]", highlight=False)
-
-
-def _not_run(session: Session, name: str, records: dict[str, Record]) -> Record:
-    """doit does not run a target whose dependency failed: say which."""
-    target = session.graph.targets[name]
-    failed = [d for d in target.deps if d not in records or records[d].status == FAILED]
-    if target.kind == PROFILE:
-        return Record(name, SKIPPED, reason=f"not profiled: {', '.join(failed) or 'a dependency'} failed")
-    return Record(name, FAILED, reason=f"not run: {', '.join(failed) or 'a dependency'} failed")

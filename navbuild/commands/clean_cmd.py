@@ -4,12 +4,21 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from navbuild.commands import console
 from navbuild.engine.graph import CHECK
 from navbuild.engine.keys import Pending
 from navbuild.engine.project import open_project
 from navbuild.engine.session import Session
 from navbuild.sizes import format_size, parse_size
+from navbuild.view.console import console
+
+
+COMMANDS = {"clean": "delete materialized outputs (the store keeps every build)",
+            "gc": "delete store objects that no manifest reaches (--max-size SIZE)"}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument_group("gc").add_argument(
+        "--max-size", metavar="SIZE", help="then drop the least recently used builds until the store fits (10G, 500M)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -12,10 +12,30 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from navbuild.commands import console
-from navbuild.engine.project import open_project
 from navbuild.deploy import project_package, triton_server, triton_verify
+from navbuild.engine.project import open_project
 from navbuild.engine.session import Session
+from navbuild.view.console import console
+
+
+COMMANDS = {"package": "write the .nav package (-o PATH, --all-targets)",
+            "triton": "write a Triton model repository (--repo DIR; --verify serves it)"}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    deploy = parser.add_argument_group("package and triton")
+    deploy.add_argument("-o", "--output", help="package: where to write the .nav file")
+    deploy.add_argument("--all-targets", action="store_true", help="package: every built target, not just the selected")
+    deploy.add_argument("--repo", help="triton: the model repository folder (default: model_repository)")
+    deploy.add_argument("--model", help="triton: only this model")
+    deploy.add_argument("--target", help="triton: deploy this target instead of the strategy's choice")
+    deploy.add_argument("--strategy", help="triton: max-throughput, min-latency, latency-budget:5ms")
+    deploy.add_argument("--backend", default="auto",
+                        help="triton: auto (native backend where Triton has one) or python (navbuild's runner)")
+    deploy.add_argument("--ort-tensorrt", action="store_true", help="triton: TensorRT accelerator for ONNX models")
+    deploy.add_argument("--verify", action="store_true",
+                        help="triton: serve the repository on a real tritonserver (loopback) and check its answers "
+                             "on the samples and on a sequence length no sample had")
 
 
 def main(args: argparse.Namespace) -> int:

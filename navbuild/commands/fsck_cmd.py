@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import argparse
 
-from navbuild.commands import console
 from navbuild.engine import maintenance
 from navbuild.engine.project import open_project
+from navbuild.view.console import console
+
+
+COMMANDS = {"fsck": "re-hash the store and check its manifests (--repair)"}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument_group("fsck").add_argument("--repair", action="store_true",
+                                                   help="remove what is damaged and the garbage")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from navbuild.commands import console
 from navbuild.commands.status_cmd import state
 from navbuild.engine.project import open_project
+from navbuild.view.console import console
+
+
+COMMANDS = {"graph": "the target graph with each target's state, as DOT (and PNG)"}
 
 
 def main(args: argparse.Namespace) -> int:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 
-from navbuild.commands import console
 from navbuild.engine.graph import ARTIFACT
 from navbuild.engine.project import open_project
+from navbuild.view.console import console
+
+
+COMMANDS = {"list": "every target with its rule, device binding and whether this machine can build it"}
 
 
 def main(args: argparse.Namespace) -> int:

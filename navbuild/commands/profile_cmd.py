@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from navbuild.commands import build_cmd, console
+from navbuild.commands import build_cmd
+from navbuild.engine.options import Options
 from navbuild.engine.project import open_project
-from navbuild.engine.session import Options
+from navbuild.view.console import console
+
+
+COMMANDS = {"profile": "measure latency and throughput of targets (--force: again)",
+            "report": "tables, report.json and profile.png per model"}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -48,7 +53,7 @@ def write_reports(session, models: list[str]) -> None:
     from navbuild.view import report
     from navbuild.deploy import status
     from navbuild.measure.correctness import none_passed
-    from navbuild.measure.profiling import ProfileResult
+    from navbuild.measure.results import ProfileResult
     from navbuild.measure.selection import Selection
 
     collected, figures = status.collect_all(session, sorted(set(models)))

@@ -8,10 +8,14 @@ from __future__ import annotations
 import argparse
 
 from navbuild.engine import keys
-from navbuild.commands import console
 from navbuild.engine.graph import CHECK
 from navbuild.engine.project import open_project
 from navbuild.engine.session import Session
+from navbuild.view.console import console
+
+
+COMMANDS = {"status": "what is built, stale or missing, and why",
+            "explain": "which inputs changed since a target's last build"}
 
 
 def state(session: Session, name: str) -> tuple[str, str]:

@@ -23,13 +23,15 @@ import shutil
 import sys
 from dataclasses import dataclass, replace
 
-from navbuild.commands import console
 from navbuild.engine import keys, lockfile
+from navbuild.engine.options import Options
 from navbuild.engine.project import open_project
 from navbuild.engine.records import FAILED, SKIPPED, Record
 from navbuild.engine.remote_settings import RemoteSettings
-from navbuild.engine.session import Options, Session
+from navbuild.engine.scheduler import Scheduler
+from navbuild.engine.session import Session
 from navbuild.hashing import tree_digest
+from navbuild.view.console import console
 
 REPRODUCIBLE, NOT_REPRODUCIBLE, INPUT_DIFFERS, KEY_DIFFERS = (
     "reproducible", "NOT reproducible", "input differs", "key differs")
@@ -42,6 +44,15 @@ class Verdict:
     rule: str
     outcome: str
     detail: str = ""
+
+
+COMMANDS = {"verify": "rebuild targets in a scratch store and compare with navbuild.lock"}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    verify = parser.add_argument_group("verify")
+    verify.add_argument("--sample", type=int, metavar="N", help="rebuild only N targets chosen at random")
+    verify.add_argument("--seed", type=int, help="the seed that chooses the sample")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -83,17 +94,14 @@ def choose(session: Session, lock: dict[str, lockfile.LockEntry], words: list[st
 
 def verify(session: Session, lock: dict[str, lockfile.LockEntry], chosen: list[str]) -> list[Verdict]:
     """Build ``chosen`` (and what they need) in a scratch store; compare each locked one with the lock."""
-    from navbuild.engine import doit_glue
-
     scratch_root = session.store.scratch("verify-")
     try:
         project = replace(session.project, store=scratch_root / "store", out=scratch_root / "out",
                           remote=RemoteSettings())
         scratch = Session(project, session.registry, session.graph, Options(quiet=True))
         scratch.remote = None  # a rebuild answered by a cache would prove nothing
-        doit_glue.run(scratch, chosen, jobs=1)
+        records = Scheduler(scratch).build(chosen)  # no lock written: the lock is what it is compared with
         closure = session.graph.closure(chosen)
-        records = scratch.collect_records(closure)
         verdicts: list[Verdict] = []
         differs: set[str] = set()
         for name in closure:

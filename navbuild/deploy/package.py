@@ -299,7 +299,7 @@ def import_package(path: Path, put_stream: Callable[[IO[bytes], str | None, str]
                    limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Hand every packaged file to ``put_stream(stream, expected_digest, label)``, which must check
     the digest as it stores the bytes (a store's staging does). Returns the package's status
-    (package-relative paths). ``navbuild build --from`` uses ``navbuild.engine.package_import``,
+    (package-relative paths). ``navbuild build --from`` uses ``navbuild.deploy.package_import``,
     which imports only what the local graph can use."""
     contents = read_package(path, limits)
     for name, digest, label in contents.artifacts():

@@ -31,7 +31,7 @@ def write_after_build(session: Session, changed: bool = True) -> Path | None:
     from the same targets and settings (the no-op path stays fast). Raises PackageError when it
     cannot be written."""
     from navbuild.deploy.package import figures_path
-    from navbuild.engine.store import atomic_write
+    from navbuild.engine.atomic import atomic_write
 
     path = default_path(session)
     record = session.store.root / LAST_PACKAGE

@@ -126,7 +126,7 @@ def select(targets: dict[str, Any], strategies: list[Any], *, order: list[str] |
 
     ``previous``: each strategy's last choice, by its name; ``margin_pct``: the tie margin (None:
     the selection's default for the device)."""
-    from navbuild.measure.profiling import ProfileResult
+    from navbuild.measure.results import ProfileResult
     from navbuild.measure.selection import select as choose
 
     candidates = {name: (ProfileResult.from_dict(t["profile"]), bool((t["correctness"] or {}).get("passed")))
@@ -155,7 +155,7 @@ def _load_selections(session: Session) -> dict[str, dict[str, str]]:
 
 
 def _save_selections(session: Session, selections: dict[str, dict[str, str]]) -> None:
-    from navbuild.engine.store import atomic_write
+    from navbuild.engine.atomic import atomic_write
 
     data = json.dumps({m: s for m, s in sorted(selections.items()) if s}, sort_keys=True, indent=2) + "\n"
     path = session.store.root / SELECTIONS_FILE

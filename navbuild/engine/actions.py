@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from navbuild.engine import fingerprint, keys
+from navbuild.engine.atomic import atomic_write
+from navbuild.engine.digests import output_digest
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Target
 from navbuild.engine.outputs import CHECK_FILE, PROFILE_FILE
-from navbuild.engine.store import atomic_write, safe_name
-from navbuild.hashing import digest_value, tree_digest
+from navbuild.engine.store import safe_name
+from navbuild.hashing import digest_value
 from navbuild.rule import CHECK_HINT, ROLE_SAMPLES, BuildContext, Skip, repeat_file_name
 
 if TYPE_CHECKING:
@@ -90,7 +92,8 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
     ctx = BuildContext(model=target.spec, target=target.name, precision=target.precision, device=target.device,
                        params=params, out_dir=out_dir,
                        input_dir=session.outputs.materialized(target.upstream) if target.upstream else None,
-                       samples=samples, log=log, workdir=scratch, cache_dir=cache_dir)
+                       samples=samples, log=log, workdir=scratch, cache_dir=cache_dir,
+                       engine_values=dict(target.engine_values))
     return rule.build(ctx)
 
 
@@ -151,15 +154,15 @@ def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: P
                 + (f" ({point.note})" if point.note else ""))
 
     # the buckets a runner serves are measured too, under the same budget and window sizing
-    config = coverage.profile_config(session.profile_config(), runner.served_batch_sizes(), target.spec.max_batch_size)
+    config = coverage.profile_config(session.project.profile.measure, runner.served_batch_sizes(),
+                                     target.spec.max_batch_size)
     samples = _samples(session, target)
     sizes, size_notes = axis_sweep.planned(config, target.spec, samples)  # [profile] axis_sizes
     config = axis_sweep.shared_budget(config, target.device, 1 + len(sizes))
     runner.activate()  # once for the sample's shape and every swept size
     try:
-        result = profiling.profile_runner(runner, samples[0], config,
-                                          device=target.device, progress=progress,
-                                          baseline=_best_measured(session, target))
+        # what it measures depends on its key alone: it reads no other target's figures
+        result = profiling.profile_runner(runner, samples[0], config, device=target.device, progress=progress)
         swept = axis_sweep.sweep(lambda sample, each: profiling.profile_runner(runner, sample, each,
                                                                                device=target.device),
                                  target.spec, samples, sizes, config, log)
@@ -171,20 +174,6 @@ def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: P
     data = {**result.to_dict(), "runner_info": runner.runtime_info(), **({"axis_sweep": swept} if swept else {})}
     (out_dir / PROFILE_FILE).write_text(json.dumps(jsonable(data), indent=2, sort_keys=True) + "\n")
     return data
-
-
-def _best_measured(session: Session, target: Target) -> dict[int, tuple[float, str]]:
-    """Per batch size, the best throughput the model's other current profiles measured (and
-    which target did): a target far slower cannot be selected, so its profile stops early."""
-    best: dict[int, tuple[float, str]] = {}
-    for name, other in session.graph.targets.items():
-        if other.kind != PROFILE or other.spec.name != target.spec.name or name == target.name:
-            continue
-        manifest = session.current_manifest(name)
-        for point in (manifest or {}).get("metadata", {}).get("points", []):
-            if point.get("throughput", 0.0) > best.get(point["batch_size"], (0.0, ""))[0]:
-                best[point["batch_size"]] = (point["throughput"], other.artifact)
-    return best
 
 
 ACTIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
@@ -237,25 +226,6 @@ def _store_outputs(session: Session, target: Target, out_dir: Path) -> dict[str,
         raise RuntimeError(f"rule {target.rule.name} wrote {', '.join(undeclared)}, which its outputs "
                            f"({', '.join(target.rule.outputs)}) do not declare")
     return {name: session.store.put_file(path) for name, path in paths.items()}
-
-
-def output_digest(target: Target, out_dir: Path, files: dict[str, str], material: dict[str, Any]) -> str:
-    rule = target.rule
-    canonical = rule is not None and not rule.normalized and rule.canonical_digest is not None
-    digest = rule.canonical_digest(out_dir) if canonical else tree_digest(files)
-    if rule is not None and not rule.output_identifies_model:
-        # A recipe or a config names no model: without the model's identity, two models with the same
-        # options would share one digest, and one's checks and profiles be served for the other.
-        return "m" + digest_value({"output": digest, "model": model_identity(material)})[:31]
-    return "c" + digest[:31] if canonical else digest
-
-
-def model_identity(material: dict[str, Any]) -> dict[str, Any]:
-    """What in an artifact's key material names its model: the entry and source digests, or the
-    upstream artifact's digest."""
-    if "sources" in material:
-        return {"entry": material.get("entry"), "sources": material["sources"]}
-    return {"upstream": material["upstream"]["digest"]}
 
 
 def jsonable(value: Any) -> Any:

@@ -19,19 +19,14 @@ from typing import Any, Callable, Mapping
 from navbuild import dynamic_axes
 from navbuild.engine import remote_settings
 from navbuild.engine.variants import VariantError, expand as expand_variants
-from navbuild.rule import ModelSpec, entry_file, is_function_entry
+from navbuild.measure.settings import (DEFAULT_STRATEGIES, DEFAULT_TOLERANCES, ProfileConfig, ProfileSettings,
+                                       SettingsError, Tolerance, Tolerances)
+from navbuild.rule import DEFAULT_MAX_BATCH_SIZE, ModelSpec, entry_file, is_function_entry
 
 CONFIG_NAME = "navbuild.toml"
 DEFAULT_TIMEOUT_S = 1800.0  # one build, check or profile; [project] timeout, per model, per format
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-# Looser tolerances for reduced precisions unless the project sets its own.
-DEFAULT_TOLERANCES = {
-    "fp32": {"atol": 1e-4, "rtol": 1e-3},
-    "fp16": {"atol": 1e-2, "rtol": 1e-2},
-    "bf16": {"atol": 5e-2, "rtol": 5e-2},
-    "int8": {"atol": 1e-1, "rtol": 1e-1},
-}
 
 
 class ConfigError(Exception):
@@ -41,36 +36,15 @@ class ConfigError(Exception):
         super().__init__(text + (f"\n  fix: {fix}" if fix else ""))
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float
-    rtol: float
-
-
-@dataclass
-class CorrectnessConfig:
-    """Tolerances: per precision, overridden per model and per output."""
-
-    by_precision: dict[str, Tolerance]
-    by_output: dict[str, dict[str, Tolerance]] = field(default_factory=dict)  # precision -> output
-
-    def tolerance(self, precision: str, output: str) -> Tolerance:
-        per_output = self.by_output.get(precision, {}).get(output) or self.by_output.get("*", {}).get(output)
-        return per_output or self.by_precision[precision]
-
-    def as_key(self, precision: str, outputs: list[str]) -> dict[str, list[float]]:
-        return {name: [self.tolerance(precision, name).atol, self.tolerance(precision, name).rtol]
-                for name in outputs}
-
-
 @dataclass
 class TargetsConfig:
     formats: list[str]
     precisions: list[str]
     device: str
-    normalize: bool
     format_options: dict[str, dict[str, Any]]  # format -> rule params from [targets.<format>]
     timeouts: dict[str, float] = field(default_factory=dict)  # format -> seconds, from [targets.<format>]
+    # navbuild.rule.ENGINE_VALUES for this model's targets: each rule reads those it declares
+    engine_values: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,22 +53,12 @@ class ModelConfig:
     samples: str  # "file.py:function" or a path to a .tensors/.npz file
     sources: list[str]  # globs relative to the root
     targets: TargetsConfig
-    correctness: CorrectnessConfig
+    correctness: Tolerances  # measure/settings.py
     timeout: float = DEFAULT_TIMEOUT_S  # seconds a build, check or profile of user code may take
 
     @property
     def name(self) -> str:
         return self.spec.name
-
-
-@dataclass
-class ProfileSettings:
-    enabled: bool
-    strategies: list[str]
-    options: dict[str, Any]  # navbuild.measure.profiling.ProfileConfig fields
-    # selection's tie margin in % (navbuild.measure.selection); None: its default for the device.
-    # Not a ProfileConfig field: it changes no measurement, so it enters no profile's key
-    tie_margin_pct: float | None = None
 
 
 @dataclass
@@ -106,7 +70,7 @@ class ProjectConfig:
     store: Path
     out: Path
     models: dict[str, ModelConfig]
-    profile: "ProfileSettings" = None  # type: ignore[assignment]
+    profile: ProfileSettings = ProfileSettings()  # [profile], measure/settings.py
     remote: remote_settings.RemoteSettings = remote_settings.RemoteSettings()  # [cache]
     timeout: float = DEFAULT_TIMEOUT_S
     mapping: dict[str, Any] = field(default_factory=dict)  # the validated mapping: a worker reopens it
@@ -241,7 +205,8 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
         if not model_name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(path, f"models.{model_name}", "a model name may hold letters, digits, "
                               "'-' and '_' only")
-        models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout)
+        models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout,
+                                    profile.batch_sizes)
     top.reject_unknown()
     _check_swept_axes(path, profile, models)
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
@@ -298,21 +263,23 @@ def _timeout(path: Path, reader: _Reader, default: float) -> float:
 
 
 def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
+    """``[profile]`` read once into its typed settings (measure/settings.py)."""
     reader = _Reader(path, table, "profile")
     enabled = reader.get("enabled", bool, True)
-    strategies = reader.str_list("strategies", ["max-throughput", "min-latency"])
+    strategies = reader.str_list("strategies", list(DEFAULT_STRATEGIES))
     tie_margin_pct = reader.get("tie_margin_pct", float, None, fix="a percentage, e.g. 5.0")
     if tie_margin_pct is not None and not 0 <= tie_margin_pct < 100:
         raise ConfigError(path, reader.key("tie_margin_pct"), f"must be a percentage from 0 to below 100, "
                           f"not {tie_margin_pct:g}", "0 compares figures exactly; unset: 10 on a CPU, 3 on a GPU")
     options = {k: v for k, v in table.items() if k not in reader.used}
     if not table:
-        return ProfileSettings(enabled=enabled, strategies=strategies, options={})
-    from navbuild.measure.profiling import ProfileConfig  # imports numpy: only when there is something to check
-    from navbuild.measure.selection import parse_strategy
+        return ProfileSettings(enabled=enabled, strategies=tuple(strategies))
+    from navbuild.measure.selection import parse_strategy  # only when there is something to check
 
     try:
-        ProfileConfig.from_dict(options)
+        measure = ProfileConfig.from_dict(options)
+    except SettingsError as exc:
+        raise ConfigError(path, reader.key(exc.key), exc.problem, exc.fix)
     except (TypeError, ValueError) as exc:
         raise ConfigError(path, "profile", str(exc), "see docs/profiling.md for the options")
     for strategy in strategies:
@@ -320,14 +287,14 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
             parse_strategy(strategy)
         except ValueError as exc:
             raise ConfigError(path, "profile.strategies", str(exc))
-    return ProfileSettings(enabled=enabled, strategies=strategies, options=dict(options),
+    return ProfileSettings(enabled=enabled, strategies=tuple(strategies), measure=measure,
                            tie_margin_pct=tie_margin_pct)
 
 
 def _check_swept_axes(path: Path, profile: ProfileSettings, models: Mapping[str, ModelConfig]) -> None:
     """``[profile] axis_sizes`` names dynamic axes that some model declares."""
     declared = {label for model in models.values() for label in dynamic_axes.labels(model.spec.dynamic_axes)}
-    for label in profile.options.get("axis_sizes") or {}:
+    for label in profile.measure.axis_sizes or {}:
         if label not in declared:
             raise ConfigError(path, f"profile.axis_sizes.{label}", f"no model declares a dynamic axis named {label!r}",
                               f"use one of: {', '.join(sorted(declared))}" if declared else
@@ -351,7 +318,7 @@ def _tolerance(path: Path, table: Mapping[str, Any], where: str, base: Tolerance
 
 
 def _correctness(path: Path, table: Mapping[str, Any], where: str,
-                 parent: CorrectnessConfig | None) -> CorrectnessConfig:
+                 parent: Tolerances | None) -> Tolerances:
     reader = _Reader(path, table, where)
     reader.get("atol", float, 0.0)
     reader.get("rtol", float, 0.0)
@@ -380,12 +347,12 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
             raise ConfigError(path, f"{where}.outputs.{output}", "must be a table with atol and/or rtol")
         by_output.setdefault("*", {})[output] = _tolerance(path, spec, f"{where}.outputs.{output}",
                                                            by_precision["fp32"])
-    return CorrectnessConfig(by_precision=by_precision, by_output=by_output)
+    return Tolerances(by_precision=by_precision, by_output=by_output)
 
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
-           correctness: CorrectnessConfig, known_formats: KnownFormats,
-           project_timeout: float = DEFAULT_TIMEOUT_S) -> ModelConfig:
+           correctness: Tolerances, known_formats: KnownFormats,
+           project_timeout: float = DEFAULT_TIMEOUT_S, profile_batch_sizes: tuple[int, ...] = ()) -> ModelConfig:
     where = f"models.{name}"
     reader = _Reader(path, table, where)
     framework = reader.get("framework", str, fix='e.g. framework = "torch"')
@@ -411,14 +378,15 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
     if batch_dim != 0:
         raise ConfigError(path, reader.key("batch_dim"), "only batch_dim = 0 is supported",
                           "put the batch dimension first")
-    max_batch_size = reader.get("max_batch_size", int, 1)
+    max_batch_size = reader.get("max_batch_size", int, DEFAULT_MAX_BATCH_SIZE)
     if max_batch_size < 1:
         raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
     axes, bounds = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"), inputs, outputs)
     device = _device(path, reader, "device", project_device)
     timeout = _timeout(path, reader, project_timeout)
     formats = known_formats(framework) if callable(known_formats) else known_formats
-    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats)
+    engine_values = {"max_batch_size": max_batch_size, "profile_batch_sizes": list(profile_batch_sizes)}
+    targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats, engine_values)
     _check_dynamic_formats(path, f"{where}.targets.formats", axes, targets.formats, formats)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
     reader.reject_unknown()
@@ -472,14 +440,14 @@ def _check_dynamic_formats(path: Path, where: str, axes: Mapping[str, Any], form
 
 
 def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
-             known_formats: Mapping[str, Any] | None) -> TargetsConfig:
+             known_formats: Mapping[str, Any] | None, engine_values: Mapping[str, Any]) -> TargetsConfig:
     reader = _Reader(path, table, where)
     if "formats" not in table:
         raise ConfigError(path, reader.key("formats"), "is required", 'e.g. formats = ["onnx", "torchscript-trace"]')
     formats = reader.str_list("formats")
     precisions = reader.str_list("precisions", ["fp32"])
     target_device = _device(path, reader, "device", device)
-    normalize = reader.get("normalize", bool, True)
+    engine_values = {**engine_values, "normalize": reader.get("normalize", bool, True)}
     options = {}
     for fmt in formats:
         if known_formats is not None and fmt not in known_formats:
@@ -504,19 +472,17 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
             timeouts[key] = _timeout(path, _Reader(path, {"timeout": options[key].pop("timeout")},
                                                    f"{where}.{key}"), DEFAULT_TIMEOUT_S)
     if known_formats is not None:
-        _check_format_options(path, where, formats, precisions, options, known_formats)
-    return TargetsConfig(formats=formats, precisions=precisions, device=target_device,
-                         normalize=normalize, format_options=options, timeouts=timeouts)
-
-
-ENGINE_PARAMS = ("max_batch_size", "normalize", "profile_batch_sizes")
+        _check_format_options(path, where, formats, precisions, options, known_formats, engine_values)
+    return TargetsConfig(formats=formats, precisions=precisions, device=target_device, format_options=options,
+                         timeouts=timeouts, engine_values=engine_values)
 
 
 def _check_format_options(path: Path, where: str, formats: list[str], precisions: list[str],
-                          options: Mapping[str, dict[str, Any]], known_formats: Mapping[str, Any]) -> None:
+                          options: Mapping[str, dict[str, Any]], known_formats: Mapping[str, Any],
+                          engine_values: Mapping[str, Any]) -> None:
     for fmt, values in options.items():
         rule = known_formats[fmt]
-        allowed = set(getattr(rule, "params", {})) - set(ENGINE_PARAMS)
+        allowed = set(getattr(rule, "params", {}))
         for key in values:
             if key not in allowed:
                 raise ConfigError(path, f"{where}.{fmt}.{key}", f"format {fmt} has no option {key!r}",
@@ -524,6 +490,7 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
     for fmt in formats:
         rule = known_formats[fmt]
         validate = getattr(rule, "validate", None)
+        declared = {name: engine_values[name] for name in getattr(rule, "uses", ())}
         try:
             variants = expand_variants(rule, options.get(fmt, {}))
         except VariantError as exc:
@@ -532,7 +499,7 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
             if precision not in rule.precisions:
                 continue
             for variant in variants:
-                problem = validate(variant.options, precision) if validate else None
+                problem = validate(variant.options, precision, declared) if validate else None
                 if problem:
                     raise ConfigError(path, f"{where}.{fmt}", problem)
         if not any(p in rule.precisions for p in precisions):

@@ -1,47 +1,47 @@
-"""navbuild's targets as doit tasks, run through doit's library API.
+"""Plain ``doit`` on navbuild's graph (``dodo.py``): each target a doit task, built by the one
+scheduler.
 
-Each target is a doit task whose ``uptodate`` asks the store (not doit's dependency file) and
-whose action builds it; the action hands user code to a worker process (``workers``), so ``-j N``
-runs doit's thread executor: N threads, each waiting on a worker.
+doit is a front here, as its own ``api.py`` is one over its runner: doit orders the tasks and asks
+``uptodate`` (the store, never doit's dependency file); a task's action hands its target to
+navbuild's scheduler (``engine/scheduler.py``), which finds what it needs current, settles the
+target as the CLI would (worker processes, slots, records) and writes navbuild.lock.
+``navbuild`` and the Python API call the scheduler directly, without doit.
 """
 from __future__ import annotations
 
 from typing import Any, Iterator
 
+from navbuild.engine import lockfile
 from navbuild.engine.graph import PROFILE
+from navbuild.engine.records import FAILED
+from navbuild.engine.scheduler import Scheduler
 from navbuild.engine.session import Session
 
-_SESSION: Session | None = None
+_SCHEDULER: Scheduler | None = None
 
 
-def use_session(session: Session) -> None:
-    global _SESSION
-    _SESSION = session
-
-
-def _session() -> Session:
-    if _SESSION is None:
+def _scheduler() -> Scheduler:
+    if _SCHEDULER is None:
         raise RuntimeError("navbuild: no session; load tasks through navbuild.engine.doit_glue.task_dicts")
-    return _SESSION
+    return _SCHEDULER
 
 
 def _uptodate(name: str) -> bool:
-    return _session().is_up_to_date(name)
+    return _scheduler().session.is_up_to_date(name)
 
 
 def _action(name: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    if _session().run(name):
-        return None
-    record = _session().records.get(name)
-    return TaskFailed(f"{name}: {record.reason if record else 'failed'}")
+    record = _scheduler().build([name])[name]
+    return TaskFailed(f"{name}: {record.reason or 'failed'}") if record.status == FAILED else None
 
 
 def task_dicts(session: Session) -> Iterator[dict[str, Any]]:
     """One doit task per target, plus a group task per alias."""
-    use_session(session)
-    session.store.hold_shared()  # plain doit builds too: gc waits for it
+    global _SCHEDULER
+    _SCHEDULER = Scheduler(session, lock=lockfile.path_for(session.project.root), keep_open=True)
+    session.store.hold_shared()  # gc waits for plain doit builds too
     for name, target in session.graph.targets.items():
         yield {
             "basename": name,
@@ -64,27 +64,6 @@ def _doc(target: Any) -> str:
     if target.rule is None:
         return f"correctness of {target.artifact}"
     return f"{target.rule.name} ({target.precision}, {target.device})"
-
-
-def run(session: Session, task_names: list[str], jobs: int = 1, reporter: Any = None) -> int:
-    """Run the given doit tasks; returns doit's exit code (navbuild's own comes from the records)."""
-    from doit.cmd_base import ModuleTaskLoader
-    from doit.doit_cmd import DoitMain
-
-    def task_navbuild():
-        yield from task_dicts(session)
-
-    namespace = {"task_navbuild": task_navbuild,
-                 "DOIT_CONFIG": {"backend": "navbuild-null", "dep_file": str(session.store.root / "doit-null"),
-                                 "verbosity": 2, "reporter": reporter or "zero"}}
-    args = ["run", "--continue"]
-    if jobs > 1:  # threads that wait on worker processes (navbuild.engine.workers): one per running target
-        args += ["-n", str(jobs), "-P", "thread"]
-        from navbuild.engine import workers
-
-        workers.pool(session).size = jobs
-    extra = {"BACKEND": {"navbuild-null": "navbuild.engine.doit_glue:NullBackend"}}
-    return DoitMain(ModuleTaskLoader(namespace), config_filenames=(), extra_config=extra).run(args + task_names)
 
 
 class NullBackend:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from navbuild.engine.config import ENGINE_PARAMS, ModelConfig, ProjectConfig
+from navbuild.engine.config import ModelConfig, ProjectConfig
 from navbuild.engine.registry import Registry, RegistryError
 from navbuild.engine.variants import LABEL_SEPARATOR, expand as expand_variants
 from navbuild.rule import ROLE_REFERENCE, ROLE_SAMPLES, SOURCE, ModelSpec, Rule
@@ -33,6 +33,7 @@ class Target:
     precision: str = "fp32"
     device: str = "cpu"
     params: dict[str, Any] = field(default_factory=dict)
+    engine_values: dict[str, Any] = field(default_factory=dict)  # those its rule declares (Rule.uses)
     upstream: str | None = None  # the target whose files this one reads
     deps: list[str] = field(default_factory=list)  # every target it waits for
     artifact: str | None = None  # for CHECK and PROFILE: the artifact it checks or measures
@@ -126,22 +127,25 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
         framework = model.spec.framework
         samples_rule = registry.role(SAMPLES, framework)
         if samples_rule is None:
-            raise GraphError(f"model {model_name}: no rule gives sample inputs; is rules.samples installed?")
-        samples = Target(f"{model_name}:{SAMPLES}", ARTIFACT, model, samples_rule, device="cpu")
+            raise GraphError(f"model {model_name}: no rule gives sample inputs; is navbuild installed "
+                             f"(its samples rule is one of its entry points)?")
+        samples = Target(f"{model_name}:{SAMPLES}", ARTIFACT, model, samples_rule, device="cpu",
+                         engine_values=_engine_values(samples_rule, model))
         add(samples)
         reference_rule = registry.role(REFERENCE, framework)
         if reference_rule is None:
             raise GraphError(f"model {model_name}: no rule gives reference outputs for framework "
                              f"{model.spec.framework!r}; is its rule family installed?")
         reference = Target(f"{model_name}:{REFERENCE}", ARTIFACT, model, reference_rule, device="cpu",
-                           params=_params(reference_rule, model, {}), deps=[samples.name])
+                           params=_params(reference_rule, model, {}),
+                           engine_values=_engine_values(reference_rule, model), deps=[samples.name])
         add(reference)
         for fmt in model.targets.formats:
             rule = _rule(registry, model_name, fmt, framework)
             for precision in model.targets.precisions:
                 if precision not in rule.precisions:
                     continue
-                for artifact in _artifacts(project, model, rule, precision, device, samples.name, registry):
+                for artifact in _artifacts(model, rule, precision, device, samples.name, registry):
                     add(artifact, "all", model_name, rule.name, artifact.short, rule.target_suffix(precision),
                         precision)
                     check = Target(f"{artifact.name}.check", CHECK, model, None, precision=precision,
@@ -178,41 +182,31 @@ def _profile_target(artifact: Target, samples: str) -> Target:
                   artifact=artifact.name, timeout=artifact.timeout)
 
 
-def _params(rule: Rule, model: ModelConfig, options: dict[str, Any],
-            project: ProjectConfig | None = None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for name, default in rule.params.items():
-        if name == "max_batch_size":
-            params[name] = model.spec.max_batch_size
-        elif name == "normalize":
-            params[name] = options.get("normalize", model.targets.normalize)
-        elif name == "profile_batch_sizes":
-            params[name] = _profile_batch_sizes(project)
-        else:
-            params[name] = options.get(name, default)
-    return dict(rule.resolve(params)) if rule.resolve else params
+def _params(rule: Rule, model: ModelConfig, options: dict[str, Any]) -> dict[str, Any]:
+    """The rule's parameters from the format's options, canonical (``Rule.resolve``, which may read
+    any engine value: what it reads reaches the key through the parameters it returns)."""
+    params = {name: options.get(name, default) for name, default in rule.params.items()}
+    return dict(rule.resolve(params, model.targets.engine_values)) if rule.resolve else params
 
 
-def _profile_batch_sizes(project: ProjectConfig | None) -> list[int]:
-    if project is None or not project.profile.enabled:
-        return []
-    return sorted({int(size) for size in project.profile.options.get("batch_sizes") or ()})
+def _engine_values(rule: Rule, model: ModelConfig) -> dict[str, Any]:
+    """The engine values the rule declares (``Rule.uses``): what its BuildContext and its key hold."""
+    return {name: model.targets.engine_values[name] for name in rule.uses}
 
 
-def _artifacts(project: ProjectConfig, model: ModelConfig, rule: Rule, precision: str, device: str,
-               samples: str, registry: Registry) -> list[Target]:
+def _artifacts(model: ModelConfig, rule: Rule, precision: str, device: str, samples: str,
+               registry: Registry) -> list[Target]:
     """One artifact per variant of the format's options (one when nothing is searched)."""
     options = model.targets.format_options.get(rule.name, {})
-    return [_artifact(model, rule, precision, device, samples, registry, variant.options, variant.suffix, project)
+    return [_artifact(model, rule, precision, device, samples, registry, variant.options, variant.suffix)
             for variant in expand_variants(rule, options)]
 
 
 def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, samples: str,
-              registry: Registry, options: dict[str, Any] | None = None, suffix: str = "",
-              project: ProjectConfig | None = None) -> Target:
+              registry: Registry, options: dict[str, Any] | None = None, suffix: str = "") -> Target:
     if options is None:
         options = expand_variants(rule, model.targets.format_options.get(rule.name, {}))[0].options
-    params = _params(rule, model, options, project)
+    params = _params(rule, model, options)
     name = f"{model.name}:{rule.target_suffix(precision)}{suffix}"
     upstream = None
     if rule.consumes != SOURCE:
@@ -222,7 +216,8 @@ def _artifact(model: ModelConfig, rule: Rule, precision: str, device: str, sampl
     # not match its declared inputs or outputs fails once, with the cause, instead of once per format.
     deps = [samples] + ([upstream] if upstream else [f"{model.name}:{REFERENCE}"])
     return Target(name, ARTIFACT, model, rule, precision=precision, device=device, params=params,
-                  upstream=upstream, deps=deps, timeout=model.targets.timeouts.get(rule.name))
+                  engine_values=_engine_values(rule, model), upstream=upstream, deps=deps,
+                  timeout=model.targets.timeouts.get(rule.name))
 
 
 def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
@@ -253,4 +248,4 @@ def _add_upstreams(targets: dict[str, Target], registry: Registry) -> None:
             pending.append(implicit)
 
 
-__all__ = ["Target", "Graph", "GraphError", "build_graph", "ENGINE_PARAMS", "ARTIFACT", "CHECK"]
+__all__ = ["Target", "Graph", "GraphError", "build_graph", "ARTIFACT", "CHECK"]

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from navbuild.engine.store import Store
 
 CHECK_VERSION = "2"  # 2: the artifact's rule parameters (runner options among them) enter the key
-PROFILE_VERSION = "2"  # 2: median-based figures with a spread, time budget, batch plan in the key
+# 2: median figures with a spread, budget, batch plan in the key; 3: no other profile's figures read
+PROFILE_VERSION = "3"
 
 
 class Pending(Exception):
@@ -54,6 +55,7 @@ def artifact_material(target: Target, *, sources: dict[str, str], samples_digest
         "kind": "artifact", "rule": rule.name, "rule_version": rule.version,
         "precision": target.precision, "device": target.device, "params": dict(target.params),
         "model": model_io(target), "tools": fingerprint.tool_versions(tuple(rule.tools)),
+        **engine_values(target),
     }
     if rule.consumes == SOURCE:
         material["entry"] = target.spec.entry
@@ -63,7 +65,6 @@ def artifact_material(target: Target, *, sources: dict[str, str], samples_digest
     if samples_digest is not None:
         material["samples"] = samples_digest
     if rule.role == ROLE_SAMPLES:
-        material["max_batch_size"] = target.spec.max_batch_size
         material["samples_entry"] = target.model.samples  # the function, not only its file
     if rule.device_bound:
         material["device_fingerprint"] = fingerprint.device(target.device)
@@ -76,7 +77,8 @@ def check_material(target: Target, *, artifact: Target, artifact_digest: str, re
     assert target.kind == CHECK
     material = {
         "kind": "check", "version": CHECK_VERSION, "artifact": {"target": artifact.short, "digest": artifact_digest},
-        "params": dict(artifact.params), "reference": reference_digest, "samples": samples_digest, "runner": runner,
+        "params": dict(artifact.params), **engine_values(artifact), "reference": reference_digest,
+        "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
         "precision": target.precision, "tolerances": tolerances,
     }
@@ -96,10 +98,16 @@ def profile_material(target: Target, *, artifact: Target, artifact_digest: str, 
     return {
         "kind": "profile", "version": PROFILE_VERSION,
         "artifact": {"target": artifact.short, "digest": artifact_digest}, "params": dict(artifact.params),
-        "samples": samples_digest, "runner": runner, "tools": fingerprint.tool_versions(tuple(runner_tools)),
+        **engine_values(artifact), "samples": samples_digest, "runner": runner,
+        "tools": fingerprint.tool_versions(tuple(runner_tools)),
         "device": target.device, "precision": target.precision, "config": config, "measures": resolved,
         "device_fingerprint": fingerprint.device(target.device),
     }
+
+
+def engine_values(target: Target) -> dict[str, Any]:
+    """The engine values its rule declares (``Rule.uses``), as key material; nothing when none."""
+    return {"engine_values": dict(target.engine_values)} if target.engine_values else {}
 
 
 def key_of(material: dict[str, Any]) -> str:
@@ -169,7 +177,7 @@ class KeyResolver:
         runner_tools = tuple(getattr(runner, "tools", ()) or artifact.rule.tools)
         samples_digest = self.digest_of(f"{target.spec.name}:{SAMPLES}")
         if target.kind == PROFILE:
-            config = self.profile_config()
+            config = self.project.profile.measure
             return profile_material(target, artifact=artifact, artifact_digest=self.digest_of(artifact.name),
                                     samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
                                     config=config.as_key(),
@@ -179,11 +187,6 @@ class KeyResolver:
                               reference_digest=self.digest_of(f"{target.spec.name}:{REFERENCE}"),
                               samples_digest=samples_digest, runner=runner.name, runner_tools=runner_tools,
                               tolerances=target.model.correctness.as_key(target.precision, outputs))
-
-    def profile_config(self):
-        from navbuild.measure.profiling import ProfileConfig
-
-        return ProfileConfig.from_dict(self.project.profile.options)
 
     def reference_outputs(self, target: Target) -> list[str]:
         """The output names that the model's reference recorded (its forward's keys, or output__<i>)."""

@@ -23,11 +23,11 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
+from navbuild.engine.atomic import atomic_write
 from navbuild.engine.graph import ARTIFACT, CHECK, Graph
 from navbuild.engine.records import BUILT, CACHED, Record
-from navbuild.engine.store import atomic_write
 
 LOCK_NAME = "navbuild.lock"
 VERSION = 1
@@ -97,13 +97,30 @@ def entry_of(graph: Graph, record: Record, files_digest: str | None = None) -> L
                      files_digest if files_digest and files_digest != record.digest else None)
 
 
-def update(path: Path, graph: Graph, entries: Iterable[LockEntry]) -> bool:
-    """Merge this run's entries into the lock at ``path``; True when the file changed."""
+def record_run(path: Path, graph: Graph, records: Iterable[Record], files_digest: Callable[[Record], str | None],
+               partial: bool = False) -> bool:
+    """A run's records into the lock at ``path`` (``update``); ``files_digest(record)`` gives the
+    files' own digest of a target whose digest is a rule's canonical one (it starts with ``c``)."""
+    entries = []
+    for record in records:
+        files = files_digest(record) if record.digest and record.digest.startswith("c") else None
+        entry = entry_of(graph, record, files)
+        if entry is not None:
+            entries.append(entry)
+    return update(path, graph, entries, partial=partial)
+
+
+def update(path: Path, graph: Graph, entries: Iterable[LockEntry], partial: bool = False) -> bool:
+    """Merge this run's entries into the lock at ``path``; True when the file changed. Entries of
+    targets the graph no longer has are dropped; with ``partial`` (a graph of some models of a
+    larger whole: the Python API), only those of the graph's own models."""
     try:
         merged = read(path)
     except LockError:
         merged = {}  # a broken lock is rewritten whole from what this run knows
-    merged = {name: entry for name, entry in merged.items() if name in graph.targets}
+    models = {name.split(":", 1)[0] for name in graph.targets}
+    merged = {name: entry for name, entry in merged.items()
+              if name in graph.targets or (partial and name.split(":", 1)[0] not in models)}
     for entry in entries:
         merged[entry.target] = entry
     text = render(merged.values())

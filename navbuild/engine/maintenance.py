@@ -6,18 +6,15 @@ runs while a build writes objects whose manifest is not written yet.
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import msgpack
 
+from navbuild.engine.store import Store, manifest_problem
 from navbuild.hashing import digest_file, is_digest
-
-if TYPE_CHECKING:  # the store calls in here (Store.gc): no import back, no cycle
-    from navbuild.engine.store import Store
 
 
 def _digests(manifest: dict[str, Any]) -> list[str]:
@@ -59,8 +56,7 @@ def gc(store: Store, max_size: int | None = None, keep: set[str] = frozenset()) 
                 if refs[digest] == 0 and digest in sizes:
                     drop(digest)
     store.remove_dead_temp()
-    store.files.entries = {k: v for k, v in store.files.entries.items() if os.path.exists(k)}
-    store.files.dirty = True
+    store.files.forget_missing()
     store.files.save()
     kept = sum(sizes.values())
     return {"objects_removed": removed, "bytes_freed": freed, "objects_kept": len(sizes), "bytes_kept": kept,
@@ -143,7 +139,7 @@ def _check_manifests(store: Store, report: FsckReport, repair: bool, present: se
             manifest, problem = None, f"does not decode ({type(exc).__name__})"
         if problem is None and not is_digest(key):
             problem = "its file is not named by a key"
-        problem = problem or store.manifest_problem(manifest, key)
+        problem = problem or manifest_problem(manifest, key)
         if problem is None:
             missing = [d for d in _digests(manifest) if d not in present]
             if missing:

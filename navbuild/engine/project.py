@@ -10,8 +10,9 @@ from typing import Any, Mapping
 
 from navbuild.engine import config as config_module
 from navbuild.engine.graph import build_graph
+from navbuild.engine.options import Options
 from navbuild.engine.registry import Registry, default_registry, from_modules
-from navbuild.engine.session import Options, Session
+from navbuild.engine.session import Session
 
 
 def open_project(config_path: str | Path | None = None, options: Options | None = None) -> Session:

@@ -1,19 +1,22 @@
 """``--executor ray``: targets run as Ray tasks on a cluster, artifacts travel through the remote cache.
 
-The machine that runs ``navbuild`` schedules: it walks the selected targets in dependency order and
-sends each one, once every target it needs has finished, as a Ray task with the resources it needs
-(one CPU; a GPU, and the GPU type as Ray's ``accelerator_type`` when ``--gpu-type`` names one, for
-a target bound to a CUDA device). On the node the task opens the project (Ray ships the project
-folder as the task's working directory, without store, outputs or ``.git``), restores what the
-target needs from the remote cache into a store of that node, builds the target in navbuild's own
-worker processes (so timeouts and crashes behave as locally) and uploads it. Keys are computed on
-the node, with the node's device fingerprint: a device-bound target belongs to the machine type
-that built it.
+``RayExecutor`` is an executor of the one scheduler (``engine/scheduler.py``): the machine that
+runs ``navbuild`` walks the selected targets in dependency order, as for a local build, and a
+target that is neither current in the local store nor in the remote cache (by the key this machine
+computes) goes to the cluster, once every target it needs is done, as a Ray task with the
+resources it needs (one CPU; a GPU, and the GPU type as Ray's ``accelerator_type`` when
+``--gpu-type`` names one, for a target bound to a CUDA device; a CPU profile as many CPUs as the
+smallest node has, so that it measures alone). On the node the task opens the project (Ray ships
+the project folder as the task's working directory, without store, outputs or ``.git``) and
+builds the target with the same scheduler and navbuild's own worker processes (so timeouts and
+crashes behave as locally), restoring what it needs from the remote cache into a store of that
+node, and uploads it. Keys are computed on the node, with the node's device fingerprint: a
+device-bound target belongs to the machine type that built it.
 
-Then the scheduler runs the ordinary local build in restore-only mode: every target whose key it
-computes the same way is restored from the remote cache, materialized and packaged; what it cannot
-restore (a device-bound target of another machine type) keeps the node's record. The summary says
-on which node each target was built.
+What a node built is restored here at once (never built here: the session settles it with no
+action), so that the keys of the targets after it can be computed, and materialized and packaged
+like any other; what cannot be restored here (a device-bound target of another machine type)
+keeps the node's record. The summary says on which node each target was built.
 
 The remote cache must be writable by the nodes (the write token, if any, set in the nodes'
 environment: navbuild never sends it).
@@ -26,12 +29,14 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from navbuild.engine.graph import PROFILE
+from navbuild.engine.project import open_described
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, Record
+from navbuild.engine.scheduler import Scheduler
 from navbuild.engine.session import Session
 
 NODE_STORE_ENV = "NAVBUILD_RAY_STORE"  # where a node keeps its store (default: <tmp>/navbuild-ray)
@@ -43,13 +48,60 @@ class ExecutorError(ValueError):
     """The executor cannot run this build (a usage error: exit 2)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class RayExecutor:
     """``address``: None starts a local Ray instance (or joins RAY_ADDRESS); ``auto`` or
-    ``HOST:PORT`` joins a running cluster as a driver; ``ray://HOST:PORT`` goes through Ray Client."""
+    ``HOST:PORT`` joins a running cluster as a driver; ``ray://HOST:PORT`` goes through Ray Client.
+    ``say`` receives a line when Ray is joined."""
 
     address: str | None = None
     gpu_type: str | None = None
+    say: Callable[[str], None] = field(default=lambda line: None, compare=False, repr=False)
+    room: int = field(default=1 << 30, compare=False, repr=False)  # Ray queues what its nodes cannot take yet
+
+    # -- the scheduler's executor ------------------------------------------------------------------
+    def open(self, scheduler: Scheduler) -> None:
+        session = self.session = scheduler.session
+        remote = session.remote
+        if remote is None or remote.settings.read_only:
+            raise ExecutorError("--executor ray shares artifacts between nodes through the remote cache: set "
+                                "[cache] remote in navbuild.toml or --remote-cache URL (writable)")
+        self.ray = _ray()
+        self.task = None  # Ray starts (or is joined) when the first target must go to a node
+        self.description = _description(session)
+        self.running: dict[Any, str] = {}
+        self.restored: list[Record] = []
+
+    def submit(self, name: str) -> None:
+        """Restored here from the remote cache, or sent to a node."""
+        session = self.session
+        forced = name in session.forced
+        if not forced and _restored_here(session, name):  # the scheduler found it not current: try the cache
+            self.restored.append(session.records.get(name))
+            return
+        if self.task is None:
+            _connect(self.ray, session, self)
+            self.say(f"ray: {_cluster_text(self.ray)}")
+            self.task = self.ray.remote(run_on_node)
+            self.node_cpus = _smallest_node_cpus(self.ray)
+        options = _resources(session.graph.targets[name], self, self.node_cpus)
+        self.running[self.task.options(**options).remote(self.description, name, forced)] = name
+
+    def collect(self) -> list[Record]:
+        if self.restored:
+            done, self.restored = self.restored, []
+            return done
+        ready, _ = self.ray.wait(list(self.running), num_returns=1)
+        name = self.running.pop(ready[0])
+        node_record = _collect(self.ray, ready[0], name)
+        self.session.forced.discard(name)  # --force: the node rebuilt it, here it is restored
+        mine = None
+        if node_record.status in (BUILT, CACHED) and _restored_here(self.session, name):
+            mine = self.session.records.get(name)  # the same key here: its dependents' keys can be computed
+        return [_merged(mine, node_record)]
+
+    def close(self) -> None:
+        pass
 
 
 def parse(text: str | None, gpu_type: str | None = None) -> RayExecutor | None:
@@ -67,82 +119,30 @@ def parse(text: str | None, gpu_type: str | None = None) -> RayExecutor | None:
     raise ExecutorError(f"--executor {text!r}: use local, ray, ray:auto, ray:HOST:PORT or ray://HOST:PORT")
 
 
-def build(session: Session, selected: list[str], executor: RayExecutor,
-          say: Callable[[str], None] = lambda line: None) -> dict[str, Record]:
-    """Run what the closure of ``selected`` lacks on the Ray cluster; returns the record of each
-    target a node ran (and of each that this machine restored from the remote cache).
-
-    A target is first looked for locally and in the remote cache (by the key this machine
-    computes); only what neither has goes to a node, and what a node built is restored here at
-    once, so that the keys of the targets after it can be computed."""
-    remote = session.remote
-    if remote is None or remote.settings.read_only:
-        raise ExecutorError("--executor ray shares artifacts between nodes through the remote cache: set "
-                            "[cache] remote in navbuild.toml or --remote-cache URL (writable)")
-    ray = _ray()
-    task = None  # Ray starts (or is joined) when the first target must go to a node
-    description = _description(session)
-    graph = session.graph
-    waiting = graph.closure(selected)
-    running: dict[Any, str] = {}
-    finished: dict[str, str] = {}  # target -> status, as far as its dependents care
-    on_nodes: dict[str, Record] = {}
-    session.options.restore_only = True
-    while waiting or running:
-        for name in [n for n in waiting if all(d in finished for d in graph.targets[n].deps)]:
-            waiting.remove(name)
-            failed = [d for d in graph.targets[name].deps if finished[d] == FAILED]
-            if failed:
-                on_nodes[name] = Record(name, FAILED, reason=f"not run: {', '.join(failed)} failed")
-                finished[name] = FAILED
-            elif _restored_here(session, name):
-                finished[name] = CACHED
-                if session.records.get(name).origin == REMOTE:  # the summary says "remote", not "cached"
-                    on_nodes[name] = session.records.get(name)
-            else:
-                if task is None:
-                    _connect(ray, session, executor)
-                    say(f"ray: {_cluster_text(ray)}")
-                    task = ray.remote(run_on_node)
-                    node_cpus = _smallest_node_cpus(ray)
-                options = _resources(graph.targets[name], executor, node_cpus)
-                running[task.options(**options).remote(description, name, name in session.forced)] = name
-        if not running:
-            continue
-        ready, _ = ray.wait(list(running), num_returns=1)
-        name = running.pop(ready[0])
-        record = on_nodes[name] = _collect(ray, ready[0], name)
-        finished[name] = record.status
-        session.forced.discard(name)  # --force: the node rebuilt it, here it is restored
-        if record.status in (BUILT, CACHED):
-            _restored_here(session, name)  # the same key here: its dependents' keys can be computed
-        say(f"{record.status:8} {name}" + (f" on {record.node}" if record.node else "")
-            + (f": {record.reason}" if record.reason else ""))
-    return on_nodes
-
-
 def _restored_here(session: Session, name: str) -> bool:
-    """Current in the local store, or restored from the remote cache (restore-only: never built here)."""
-    if session.is_up_to_date(name):
-        return True
-    session.run(name)
+    """Restored from the remote cache into the local store (the session runs no action)."""
+    session.run(name, None)
     record = session.records.get(name)
     return record is not None and record.status == CACHED
 
 
 def merge(local: dict[str, Record], on_nodes: dict[str, Record]) -> dict[str, Record]:
-    """What the summary shows: a target a node ran keeps the node's status and node; when this
-    machine could not restore it (another machine type's device-bound target, a failure), the
-    node's record replaces the local one."""
+    """What the summary shows of each target a node ran (``_merged``), beside the local records."""
     merged = dict(local)
     for name, node_record in on_nodes.items():
-        mine = local.get(name)
-        if mine is not None and mine.status == CACHED and mine.digest == node_record.digest:
-            mine.status, mine.node, mine.origin = node_record.status, node_record.node, node_record.origin
-            mine.seconds = node_record.seconds
-        else:
-            merged[name] = node_record
+        merged[name] = _merged(local.get(name), node_record)
     return merged
+
+
+def _merged(mine: Record | None, node_record: Record) -> Record:
+    """A target a node ran keeps the node's status and node; when this machine could not restore
+    it (another machine type's device-bound target, a failure), the node's record replaces the
+    local one."""
+    if mine is not None and mine.status == CACHED and mine.digest == node_record.digest:
+        mine.status, mine.node, mine.origin = node_record.status, node_record.node, node_record.origin
+        mine.seconds = node_record.seconds
+        return mine
+    return node_record
 
 
 # -- the scheduler's side -------------------------------------------------------------------------
@@ -226,8 +226,8 @@ def _collect(ray: Any, ref: Any, name: str) -> Record:
 
 # -- the node's side ------------------------------------------------------------------------------
 def run_on_node(description: dict[str, Any], name: str, forced: bool) -> dict[str, Any]:
-    """Build ``name`` on this node: what it needs comes from the remote cache (or this node's store)."""
-    from navbuild.engine.project import open_described
+    """Build ``name`` on this node, through the same scheduler: what it needs comes from the remote
+    cache (or this node's store)."""
 
     store_root = Path(os.environ.get(NODE_STORE_ENV) or Path(tempfile.gettempdir()) / "navbuild-ray")
     project = Path(description["config"].get("project", {}).get("name") or "project").name
@@ -236,13 +236,9 @@ def run_on_node(description: dict[str, Any], name: str, forced: bool) -> dict[st
     session = open_described({**description, "root": os.getcwd(), "store": str(store_root / project),
                                "out": str(out)})
     try:
-        session.store.hold_shared()
         if forced:
             session.forced = {name}
-        for each in session.graph.closure([name]):
-            if not session.is_up_to_date(each):
-                session.run(each)
-        record = session.records.get(name) or Record(name, FAILED, reason="not run on the node")
+        record = Scheduler(session).build([name])[name]
         manifest = session.current_manifest(name) if record.status == CACHED and record.origin != REMOTE else None
         if manifest is not None and session.remote is not None:  # in this node's store only: share it
             session.remote.publish(session.store, session.graph.targets[name], manifest["key"], manifest)

@@ -19,7 +19,8 @@ class Record:
     reason: str | None = None
     digest: str | None = None
     key: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # what settling it took here: the waits below included
+    waited: float = 0.0  # of those, waiting for a GPU slot or for a profile to end (engine/slots.py)
     correctness: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     origin: str | None = None  # REMOTE when the run restored it from the remote cache

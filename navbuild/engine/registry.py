@@ -1,8 +1,14 @@
 """Where rules and runners come from: rule modules found through the ``navbuild.rules`` entry point.
 
 A rule module exposes ``RULES`` (a list of navbuild.Rule) and ``RUNNERS`` (a list of Runner
-subclasses). Importing it must not import a framework. navbuild's own rule modules are listed
-here too, so a checkout works before it is installed.
+subclasses). Importing it must not import a framework. navbuild's own families are entry points
+of the navbuild distribution (pyproject.toml) like any third party's: nothing here names one, so
+a checkout must be installed (``pip install -e .``) for its families to be found.
+
+A format's rule is chosen by the model's framework and by what the rule consumes: a rule serving
+any framework (``frameworks=()``) that converts a format applies to every framework whose chain
+of rules reaches that format (tf2onnx's ``onnx`` reads any ``savedmodel``: a TensorFlow model's,
+and a JAX model's through jax2tf), with no list of frameworks written down.
 """
 from __future__ import annotations
 
@@ -10,13 +16,16 @@ import importlib
 import sys
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 
 from navbuild.rule import SOURCE, Rule
 from navbuild.runner import Runner
 
 ENTRY_POINT_GROUP = "navbuild.rules"
-BUILTIN_MODULES = ("rules.samples", "rules.torch", "rules.onnx", "rules.torch_compile",
-                   "rules.tensorrt", "rules.torch_tensorrt", "rules.onnx_file", "rules.tensorflow", "rules.jax")
+DISTRIBUTION = "navbuild"  # whose entry points are navbuild's own families
+NOT_INSTALLED = ("no rule family is registered: navbuild's own families are entry points of the navbuild "
+                 "distribution, and this navbuild ({where}) is not installed. Install the checkout: "
+                 "pip install -e {checkout}")
 
 
 class RegistryError(RuntimeError):
@@ -41,9 +50,13 @@ class Registry:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                return  # a built-in rule family not written yet in this checkout
-            raise
+            if not plugin and exc.name and module_name.startswith(exc.name):
+                return  # an installed family that this checkout no longer has (a stale editable install)
+            if not plugin:
+                raise
+            sys.stderr.write(f"navbuild: warning: rule module {module_name} cannot be imported ({exc}); "
+                             f"its rules are left out\n")
+            return
         except ImportError as exc:
             if not plugin:
                 raise
@@ -66,12 +79,15 @@ class Registry:
                 and all(self.runner_origins.get(name) in modules for name in self.runners))
 
     def add_rule(self, rule: Rule, origin: str) -> None:
+        """Refuses a second rule of one format for the same frameworks and the same input (which of the
+        two builds it could never be decided); rules of one format that read different inputs are
+        told apart per framework by what its chain reaches (``rule``)."""
         known = self.by_name.setdefault(rule.name, [])
         if any(other is rule for other in known):
             return
         for other in known:
             shared = (set(rule.frameworks) & set(other.frameworks)) if rule.frameworks and other.frameworks else {"*"}
-            if shared:
+            if shared and rule.consumes == other.consumes:
                 serves = "any" if shared == {"*"} else ", ".join(sorted(shared))
                 raise RegistryError(f"rule {rule.name!r} for {serves} models is declared by both "
                                     f"{self.origins[id(other)]} and {origin}")
@@ -83,36 +99,48 @@ class Registry:
         return set(self.by_name)
 
     def rule(self, name: str, framework: str | None = None) -> Rule:
-        """The rule of format ``name`` for models of ``framework`` (None: the only rule of that name)."""
+        """The rule of format ``name`` for models of ``framework`` (None: the only rule of that name):
+        the one that serves the framework and whose input the framework's chain reaches."""
         candidates = self.by_name.get(name, [])
         if not candidates:
             raise RegistryError(f"unknown format {name!r}; known: {', '.join(sorted(self.formats()))}")
         if framework is not None:
-            candidates = [rule for rule in candidates if rule.serves(framework)]
+            candidates = self._reaching(name, framework, frozenset())
             if not candidates:
                 raise RegistryError(f"format {name!r} is not available for {framework} models; their formats: "
                                     f"{', '.join(sorted(self.formats(framework))) or 'none'}")
         if len(candidates) > 1:
-            raise RegistryError(f"format {name!r} has a rule per framework; name the model's framework")
+            if framework is None:
+                raise RegistryError(f"format {name!r} has a rule per framework; name the model's framework")
+            raise RegistryError(f"format {name!r} has two rules for {framework} models, declared by "
+                                f"{' and '.join(self.origins[id(rule)] for rule in candidates)}")
         return candidates[0]
 
     def formats(self, framework: str | None = None) -> dict[str, Rule]:
         """Format name -> rule, roles left out. For a framework: the rules that serve its models and
-        whose upstream format does too; None: every format (the first rule declared for each)."""
+        whose input its chain reaches; None: every format (the first rule declared for each)."""
         found: dict[str, Rule] = {}
         for name, rules in self.by_name.items():
-            for rule in rules:
-                if rule.role is None and (framework is None or self._available(rule, framework, set())):
-                    found.setdefault(name, rule)
+            if framework is None:
+                found.update({name: rule for rule in rules[:1] if rule.role is None})
+                continue
+            reaching = [rule for rule in self._reaching(name, framework, frozenset()) if rule.role is None]
+            if len(reaching) == 1:
+                found[name] = reaching[0]
         return found
 
-    def _available(self, rule: Rule, framework: str, visiting: set[str]) -> bool:
-        if not rule.serves(framework) or rule.name in visiting:
-            return False
-        if rule.consumes == SOURCE:
-            return True
-        upstream = [r for r in self.by_name.get(rule.consumes, []) if r.role is None and r.serves(framework)]
-        return len(upstream) == 1 and self._available(upstream[0], framework, visiting | {rule.name})
+    def _reaching(self, name: str, framework: str, visiting: frozenset[str]) -> list[Rule]:
+        """The rules of format ``name`` that serve ``framework`` and read the source or a format that
+        exactly one rule gives ``framework``'s models (in turn)."""
+        if name in visiting:
+            return []
+        found = []
+        for rule in self.by_name.get(name, []):
+            if not rule.serves(framework):
+                continue
+            if rule.consumes == SOURCE or len(self._reaching(rule.consumes, framework, visiting | {name})) == 1:
+                found.append(rule)
+        return found
 
     def role(self, role: str, framework: str) -> Rule | None:
         """The rule that plays ``role`` (``ROLE_SAMPLES``, ``ROLE_REFERENCE``) for ``framework``'s models."""
@@ -145,12 +173,18 @@ class Registry:
             raise RegistryError(f"unknown runner {name!r}; known: {', '.join(sorted(self.runners))}")
 
 
-def _entry_point_modules() -> list[str]:
+def entry_point_modules() -> list[tuple[str, bool]]:
+    """Every module registered under the ``navbuild.rules`` entry point, and whether it is a plug-in
+    (of another distribution than navbuild), navbuild's own first."""
     try:
         found = metadata.entry_points(group=ENTRY_POINT_GROUP)
     except Exception:  # a broken distribution must not break the build
         return []
-    return [ep.value.split(":")[0] for ep in found]
+    modules: dict[str, bool] = {}
+    for entry in found:
+        dist = getattr(getattr(entry, "dist", None), "name", None)
+        modules.setdefault(entry.value.split(":")[0], (dist or "").lower() != DISTRIBUTION)
+    return sorted(modules.items(), key=lambda item: (item[1], item[0]))
 
 
 def from_modules(module_names: list[str]) -> Registry:
@@ -162,10 +196,13 @@ def from_modules(module_names: list[str]) -> Registry:
 
 @lru_cache(maxsize=1)
 def default_registry() -> Registry:
+    registered = entry_point_modules()
+    if not any(not plugin for _, plugin in registered):
+        import navbuild
+
+        checkout = Path(navbuild.__file__).resolve().parents[1]
+        raise RegistryError(NOT_INSTALLED.format(where=checkout / "navbuild", checkout=checkout))
     registry = Registry()
-    seen: set[str] = set()
-    for module_name in (*BUILTIN_MODULES, *_entry_point_modules()):
-        if module_name not in seen:
-            seen.add(module_name)
-            registry.add_module(module_name, plugin=module_name not in BUILTIN_MODULES)
+    for module_name, plugin in registered:
+        registry.add_module(module_name, plugin=plugin)
     return registry

@@ -29,16 +29,15 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import xxhash
 
+from navbuild.engine.digests import output_digest
+from navbuild.engine.graph import Target
 from navbuild.engine.remote_backends import Backend, RemoteUnavailable, WriteRejected, open_backend
 from navbuild.engine.remote_settings import RemoteSettings
-
-if TYPE_CHECKING:
-    from navbuild.engine.graph import Target
-    from navbuild.engine.store import Store
+from navbuild.engine.store import Store
 
 ENTRY_FORMAT = "navbuild-remote/1"
 MAX_ENTRY_BYTES = 4 << 20
@@ -279,8 +278,6 @@ def _objects(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _check_output_digest(store: Store, target: Target, files: dict[str, str], digest: str,
                          material: dict[str, Any]) -> None:
     """The output digest, recomputed from the restored files as a local build computes it."""
-    from navbuild.engine.actions import output_digest
-
     scratch = store.scratch("remote-check-")
     try:
         for relative, xxh3 in files.items():

@@ -1,46 +1,36 @@
 """A build session: one project, its store and graph; decides whether each target is current, and
-runs the ones that are not.
+settles one that is not.
 
-doit schedules; the session answers doit's two questions per target. ``is_up_to_date`` asks the
-store alone (never doit's dependency file), restoring materialized outputs on the way; ``run``
-executes the target's action (``workers.execute``: in a worker process) under a per-key lock, so two processes never
-build the same key, and records the outcome (``records``).
+The scheduler (``engine/scheduler.py``) asks the session two questions per target:
+``is_up_to_date`` asks the store alone, restoring materialized outputs on the way; ``run`` replays
+a failure recorded under the target's key, or restores it from the remote cache, or has the
+caller's ``act`` run its action, all under the key's lock (two processes never build one key),
+and records the outcome (``records``). Where and how an action runs (a worker process, this
+process, a Ray node) is the scheduler's executors' business, not the session's.
 """
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from navbuild.engine import keys, workers
+from navbuild.engine import keys
+from navbuild.engine.atomic import atomic_write
 from navbuild.engine.config import ProjectConfig
 from navbuild.engine.fingerprint import MachineInfo
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
+from navbuild.engine.options import Options
 from navbuild.engine.outputs import Outputs
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, SKIPPED, Record, RunRecords
-from navbuild.engine.remote import RemoteCache
 from navbuild.engine.registry import Registry
-from navbuild.engine.store import Store, atomic_write, is_disk_full
+from navbuild.engine.remote import RemoteCache
+from navbuild.engine.store import Store, is_disk_full
 from navbuild.rule import Skip
 
-__all__ = ["Session", "Options", "Record", "BUILT", "CACHED", "SKIPPED", "FAILED"]
 LOG_KEPT_BYTES = 1 << 20  # the tail of a failed build's log kept in its failure record
-
-
-@dataclass
-class Options:
-    verbose: bool = False
-    quiet: bool = False
-    config_arg: str | None = None  # how the user named the config (for rebuild commands)
-    remote_cache: str | None = None  # --remote-cache URL ("" turns a configured one off)
-    remote_read_only: bool = False  # --remote-cache-read-only
-    retry_failed: bool = False  # run targets whose key failed before instead of replaying the failure
-    isolate: bool = True  # actions run in worker processes (engine/workers.py); False: in this one
-    gpu_jobs: int = 1  # targets on the GPU at once, whatever -j says (engine/workers.py:gpu_slot)
-    restore_only: bool = False  # never run an action: only the store and the remote cache (--executor ray)
+# runs a target's action wherever its executor runs actions; returns the manifest stored under the key
+Act = Callable[[Target, str, dict[str, Any]], dict[str, Any]]
 
 
 class Session:
@@ -55,10 +45,6 @@ class Session:
         self.outputs = Outputs(project.out, graph, self.store, self.keys)
         self.records = RunRecords()
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
-        self.workers = None  # navbuild.engine.workers.Pool, made when the first action runs
-        self.gpu_slots = threading.BoundedSemaphore(max(1, self.options.gpu_jobs))  # GPU targets at once (-j)
-        self.measuring = workers.SharedOrAlone()  # a profile runs alone (-j)
-        self.worker_hook: workers.Hook | None = None  # what a caller adds to its workers (the Python API)
         self.built_something = False  # set by a build command: did this run change any target?
         remote = project.remote.with_overrides(self.options.remote_cache, self.options.remote_read_only)
         self.remote = RemoteCache(remote) if remote.url else None
@@ -72,9 +58,6 @@ class Session:
 
     def forget_keys(self) -> None:
         self.keys.forget()
-
-    def profile_config(self):
-        return self.keys.profile_config()
 
     def out_dir(self, target: Target) -> Path:
         return self.outputs.folder(target)
@@ -118,8 +101,9 @@ class Session:
         return True
 
     # -- building -----------------------------------------------------------------------------------
-    def run(self, name: str) -> bool:
-        """Build, check or skip one target; returns False when it failed."""
+    def run(self, name: str, act: Act | None) -> bool:
+        """Build, check or skip one target; returns False when it failed. ``act`` runs the action
+        when neither the store nor the remote cache has it; None: restore only (never run one)."""
         target = self.graph.targets[name]
         started = time.perf_counter()
         reason = self.unmet_needs(target)
@@ -142,10 +126,10 @@ class Session:
                     status = CACHED  # another process built it while we waited for the lock
                 elif name not in self.forced and (manifest := self._restore(target, key, material)) is not None:
                     status, origin = CACHED, REMOTE
-                elif self.options.restore_only:
+                elif act is None:
                     raise Skip("not in the store nor in the remote cache (restore only)")
                 else:
-                    manifest = {**workers.execute(self, target, key, material), "key": key}
+                    manifest = {**act(target, key, material), "key": key}
                     status = BUILT
                 self.materialize(target, manifest)
                 self.keys.set_current(name, manifest)
@@ -180,7 +164,7 @@ class Session:
 
     def _failed(self, target: Target, exc: BaseException, started: float, key: str | None = None) -> bool:
         # not the target's doing: a full disk, no memory, or no worker process that could start
-        transient = is_disk_full(exc) or isinstance(exc, (MemoryError, workers.WorkerStartError))
+        transient = is_disk_full(exc) or isinstance(exc, MemoryError) or getattr(exc, "transient", False)
         if is_disk_full(exc):
             reason = f"disk full while building ({exc}); free space and run again"
         else:
@@ -239,17 +223,13 @@ class Session:
     def describe(self) -> dict[str, Any]:
         """What a worker process needs to open this project (``project.open_described``): plain data,
         no file required."""
-        hook = self.worker_hook
         return {"config": self.project.mapping, "root": str(self.project.root), "label": str(self.project.path),
                 "store": str(self.project.store), "out": str(self.project.out),  # as used: verify's scratch
                 "rule_modules": list(self.registry.rule_modules),
                 "options": {"verbose": self.options.verbose, "config_arg": self.options.config_arg,
-                            "retry_failed": self.options.retry_failed},
-                "hook": {"module": hook.module, "data": hook.data} if hook is not None else None}
+                            "retry_failed": self.options.retry_failed}}
 
     def close(self) -> None:
-        if self.workers is not None:
-            self.workers.close()
         self.store.close()
 
 

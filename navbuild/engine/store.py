@@ -37,6 +37,8 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import msgpack
 
+from navbuild.engine.atomic import atomic_write
+from navbuild.engine.filehash import FileHashCache
 from navbuild.hashing import copy_with_digest, digest_bytes, digest_file, is_digest, is_output_digest
 
 MANIFEST_SCHEMA = 1
@@ -47,87 +49,8 @@ class CorruptObject(RuntimeError):
     pass
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(dest: Path, data: bytes, tmp_dir: Path | None = None, durable: bool = True) -> None:
-    """Write ``dest`` whole or not at all; ``durable`` also survives a power cut (fsync)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir or dest.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        _fsync_dir(dest.parent)
-
-
 def safe_name(target: str) -> str:
     return target.replace(":", "--").replace("/", "_")
-
-
-class FileHashCache:
-    """Digests of files keyed by (size, mtime_ns, ctime_ns, inode), as git's index does: an unchanged
-    file is never re-read. ctime is in the key because no one can set it back: a file rewritten with
-    its old mtime restored is re-hashed. An entry is not trusted when the file changed within the
-    last two seconds of its hashing, since a write in the same clock tick could leave the stat
-    unchanged ("racy git")."""
-
-    RACY_NS = 2_000_000_000
-
-    def __init__(self, path: Path, tmp_dir: Callable[[], Path] | None = None) -> None:
-        self.path = path
-        self.tmp_dir = tmp_dir
-        self.entries: dict[str, list[Any]] = {}
-        self.dirty = False
-        with contextlib.suppress(OSError, ValueError, msgpack.UnpackException):
-            entries = msgpack.unpackb(path.read_bytes(), raw=False)
-            if isinstance(entries, dict):
-                self.entries = entries
-
-    @staticmethod
-    def signature(stat: os.stat_result) -> list[int]:
-        return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
-
-    def digest(self, path: Path) -> str:
-        stat = path.stat()
-        signature = self.signature(stat)
-        entry = self.entries.get(str(path))
-        if entry and entry[:4] == signature and len(entry) == 5:
-            return entry[4]
-        value = digest_file(path)
-        self.remember(path, value, stat)
-        return value
-
-    def remember(self, path: Path, digest: str, stat: os.stat_result | None = None) -> None:
-        stat = stat or path.stat()
-        if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > self.RACY_NS:
-            self.entries[str(path)] = [*self.signature(stat), digest]
-            self.dirty = True
-
-    def forget(self, path: Path) -> None:
-        if self.entries.pop(str(path), None) is not None:
-            self.dirty = True
-
-    def save(self) -> None:
-        if self.dirty:
-            with contextlib.suppress(OSError):  # a cache: losing it costs a re-hash, never a wrong answer
-                tmp = self.tmp_dir() if self.tmp_dir else None
-                atomic_write(self.path, msgpack.packb(self.entries, use_bin_type=True), tmp, durable=False)
-            self.dirty = False
 
 
 class Store:
@@ -444,17 +367,6 @@ class Store:
             yield Staging(self, folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-
-    # -- garbage collection and checks (navbuild.engine.maintenance) -------------------------------
-    @staticmethod
-    def manifest_problem(manifest: Any, key: str | None = None) -> str | None:
-        return manifest_problem(manifest, key)
-
-    def gc(self, max_size: int | None = None, keep: set[str] = frozenset()) -> dict[str, int]:
-        from navbuild.engine import maintenance
-
-        with self.exclusive():
-            return maintenance.gc(self, max_size=max_size, keep=keep)
 
 
 def manifest_problem(manifest: Any, key: str | None = None) -> str | None:

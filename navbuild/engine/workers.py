@@ -10,9 +10,10 @@ not once per target. Workers start only when a target must run: the no-op path s
 The parent sends one request per target and waits for the reply for at most the target's timeout
 (``[project] timeout``, a model's ``timeout``, or ``timeout`` in a format's table). A worker that
 dies (SIGSEGV, SIGABRT, ...) or does not answer in time (then it is killed with its process group)
-is replaced, and the target fails with that reason and the log written so far. ``-j N`` runs N
-targets at once through N workers. ``NAVBUILD_IN_PROCESS=1`` (or ``Options.isolate = False``) runs
-actions in the navbuild process instead (for a debugger; no timeout, and a crash ends the build).
+is replaced, and the target fails with that reason and the log written so far. The scheduler's
+local executor (``engine/scheduler.py``) owns the pool: ``-j N`` runs N targets at once through N
+workers; with ``NAVBUILD_IN_PROCESS=1`` (``isolated()`` false, or ``Options.isolate = False``) it
+runs actions in the navbuild process instead (for a debugger; no timeout, and a crash ends the build).
 
 A caller may add code of its own to its workers through a ``Hook`` named by module (the Python
 API imports the caller's script there and hands over its live models); the engine imports no caller.
@@ -30,7 +31,6 @@ End of input ends a worker; so does its parent's death (it watches for it).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import errno
 import os
 import select
@@ -44,18 +44,14 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable
 
 import msgpack
 
-from navbuild.engine.graph import PROFILE
-from navbuild.engine.store import safe_name
+from navbuild.engine.graph import Target
+from navbuild.engine.store import Store, safe_name
 from navbuild.rule import Skip
 from navbuild.runner import native_error
-
-if TYPE_CHECKING:
-    from navbuild.engine.graph import Target
-    from navbuild.engine.session import Session
 
 IN_PROCESS_ENV = "NAVBUILD_IN_PROCESS"
 OPEN_TIMEOUT_S = 300.0  # starting a worker and opening the project
@@ -75,7 +71,9 @@ class TimedOut(RuntimeError):
 
 class WorkerStartError(RuntimeError):
     """No worker process could start and open the project: not the target's doing, so it is never
-    recorded as the target's failure."""
+    recorded as the target's failure (``transient``, as ``Session._failed`` reads it)."""
+
+    transient = True
 
 
 class WorkerError(RuntimeError):
@@ -99,84 +97,6 @@ class Hook:
 
 def isolated() -> bool:
     return os.environ.get(IN_PROCESS_ENV, "").lower() not in ("1", "true", "yes")
-
-
-def execute(session: Session, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
-    """Run ``target``'s action (``actions.execute``) in a worker process; returns the manifest
-    written under ``key``. It runs in this process when ``NAVBUILD_IN_PROCESS=1``, and for a
-    registry that a worker cannot rebuild from module names (rules added by code, as tests do).
-
-    With ``-j``, a profile runs alone (a target built beside it would be measured with it), and a
-    target bound to a CUDA device takes one of the GPU's ``gpu_jobs`` slots."""
-    with measuring_alone(session, target), gpu_slot(session, target):
-        if isolated() and session.options.isolate and session.registry.from_modules_alone():
-            return pool(session).execute(target, key, material)
-        from navbuild.engine import actions
-
-        return actions.execute(session, target, key, material)
-
-
-@contextlib.contextmanager
-def gpu_slot(session: Session, target: Target) -> Iterator[None]:
-    """At most ``gpu_jobs`` targets on the GPU at once, whatever ``-j`` says."""
-    if not str(target.device).startswith("cuda"):
-        yield
-        return
-    with session.gpu_slots:
-        yield
-
-
-@contextlib.contextmanager
-def measuring_alone(session: Session, target: Target) -> Iterator[None]:
-    """A profile holds the machine alone; builds and checks share it with each other."""
-    if target.kind == PROFILE:
-        with session.measuring.alone():
-            yield
-    else:
-        with session.measuring.shared():
-            yield
-
-
-class SharedOrAlone:
-    """A readers-writer lock that lets a waiting profile in before new builds (no starvation)."""
-
-    def __init__(self) -> None:
-        self.changed = threading.Condition()
-        self.sharing = 0
-        self.alone_now = False
-        self.alone_waiting = 0
-
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        with self.changed:
-            self.changed.wait_for(lambda: not self.alone_now and not self.alone_waiting)
-            self.sharing += 1
-        try:
-            yield
-        finally:
-            with self.changed:
-                self.sharing -= 1
-                self.changed.notify_all()
-
-    @contextlib.contextmanager
-    def alone(self) -> Iterator[None]:
-        with self.changed:
-            self.alone_waiting += 1
-            self.changed.wait_for(lambda: not self.alone_now and not self.sharing)
-            self.alone_waiting -= 1
-            self.alone_now = True
-        try:
-            yield
-        finally:
-            with self.changed:
-                self.alone_now = False
-                self.changed.notify_all()
-
-
-def pool(session: Session) -> Pool:
-    if session.workers is None:
-        session.workers = Pool(session)
-    return session.workers
 
 
 # -- frames -------------------------------------------------------------------------------------
@@ -207,12 +127,19 @@ def _read_exactly(stream: BinaryIO, count: int) -> bytes | None:
 
 # -- the pool -----------------------------------------------------------------------------------
 class Pool:
-    """At most ``size`` workers; a target checks one out, runs, and gives it back (or it is replaced)."""
+    """At most ``size`` workers; a target checks one out, runs, and gives it back (or it is replaced).
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.description = session.describe()
-        self.size = 1
+    ``description``: the project the workers open (``Session.describe``); ``store``: where the
+    running target's log is written; ``failure_log(target, text)`` leaves the log of a crash or a
+    timeout where the user looks for it; ``echo``: the running target's log goes to stderr too."""
+
+    def __init__(self, description: dict[str, Any], store: Store, failure_log: Callable[[Target, str], None],
+                 size: int = 1, hook: Hook | None = None, echo: bool = False) -> None:
+        self.store, self.failure_log, self.echo = store, failure_log, echo
+        self.hook = hook
+        self.description = {**description,
+                            "hook": {"module": hook.module, "data": hook.data} if hook is not None else None}
+        self.size = size
         self.idle: list[Worker] = []
         self.count = 0  # workers alive or starting
         self.ready = threading.Condition()
@@ -220,24 +147,24 @@ class Pool:
         _POOLS.add(self)
 
     def execute(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
-        from navbuild.engine.actions import write_failure_log
-
-        log = self.session.store.tmp / f"{safe_name(target.name)}-{uuid.uuid4().hex[:8]}.log"
+        """Run ``target``'s action (``actions.execute``) in a worker; returns the manifest it wrote
+        under ``key``."""
+        log = self.store.tmp / f"{safe_name(target.name)}-{uuid.uuid4().hex[:8]}.log"
         try:
             worker = self._checkout()
         except WorkerStartError as exc:
-            write_failure_log(self.session, target, f"navbuild: {target.name}: {exc}\n")
+            self.failure_log(target, f"navbuild: {target.name}: {exc}\n")
             raise
-        hook = self.session.worker_hook
+        hook = self.hook
         payload = hook.payload(target.name) if hook is not None and hook.payload is not None else None
         try:
-            return worker.run(target, key, material, log, echo=self.session.options.verbose, hook=payload)
+            return worker.run(target, key, material, log, echo=self.echo, hook=payload)
         except (Crashed, TimedOut) as exc:
             text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
             native = native_error(text) if isinstance(exc, Crashed) else None
             if native:  # the first words of the C++ error, not only the signal that followed it
                 exc = Crashed(f"{exc}: {native}")
-            write_failure_log(self.session, target, f"{text}\nnavbuild: {target.name}: {exc}\n")
+            self.failure_log(target, f"{text}\nnavbuild: {target.name}: {exc}\n")
             raise exc from None
         finally:
             self._checkin(worker)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from navbuild.engine.config import Tolerance
+from navbuild.measure.settings import Tolerance
 from navbuild.tensors import nonfinite
 
 

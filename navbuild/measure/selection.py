@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from navbuild.measure.profiling import ProfilePoint, ProfileResult, round_sig
+from navbuild.measure.results import ProfilePoint, ProfileResult, round_sig
 
 SELECTION_FORMAT = "navbuild-selection/1"
 _PERCENTILES = ("p50", "p90", "p95", "p99", "mean")

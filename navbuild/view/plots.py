@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from navbuild.measure.profiling import ProfileResult
+from navbuild.measure.results import ProfileResult
 
 if TYPE_CHECKING:
     from navbuild.measure.selection import Selection

@@ -1,31 +1,30 @@
 """What the user sees while a build runs: a line per target that does work, and a progress bar.
 
-It is a doit reporter (doit calls it as tasks start and finish); the statuses it prints come from
-navbuild's own records, so "cached", "skipped" and "failed" mean what the summary says.
+A listener of the scheduler (``engine/scheduler.py``): it hears each target queued for its
+executor and each one finished, with navbuild's own record, so "cached", "skipped" and "failed"
+mean what the summary says. A target found current is counted but not printed (``-v`` prints it).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+
+from navbuild.engine.records import CACHED
+from navbuild.engine.scheduler import FINISHED, QUEUED, Event
 
 STYLE = {"built": "green", "cached": "dim", "remote": "blue", "skipped": "yellow", "failed": "bold red"}
 
 
 class Reporter:
-    desc = "navbuild progress"
-
-    def __init__(self, console: Any, total: int, lookup: Callable[[str], Any], *, verbose: bool = False,
-                 quiet: bool = False) -> None:
-        self.console, self.lookup = console, lookup
+    def __init__(self, console: Any, total: int, *, verbose: bool = False, quiet: bool = False) -> None:
+        self.console, self.total = console, total
         self.verbose, self.quiet = verbose, quiet
         self.progress = None
         self.task_id = None
-        self.total = total
-        self.errors: list[str] = []
+        self.queued: set[str] = set()
 
-    # doit reporter interface ------------------------------------------------------------------
-    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
+    def __enter__(self) -> Reporter:
         if self.quiet or not self.console.is_terminal:
-            return
+            return self
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("[bold]navbuild"), BarColumn(), MofNCompleteColumn(),
@@ -33,58 +32,32 @@ class Reporter:
                                  console=self.console, transient=True)
         self.progress.start()
         self.task_id = self.progress.add_task("", total=self.total)
+        return self
 
-    def get_status(self, task: Any) -> None:
-        pass
-
-    def execute_task(self, task: Any) -> None:
-        if task.actions and self.progress is not None:
-            self.progress.update(self.task_id, description=task.name)
-        elif task.actions and self.verbose:
-            self.console.print(f"[bold]building[/] {task.name}")
-
-    def add_success(self, task: Any) -> None:
-        self._done(task)
-
-    def add_failure(self, task: Any, fail: Any) -> None:
-        self._done(task, fail)
-
-    def skip_uptodate(self, task: Any) -> None:
-        self._done(task, quietly=not self.verbose)
-
-    def skip_ignore(self, task: Any) -> None:
-        self._done(task)
-
-    def cleanup_error(self, exception: Any) -> None:
-        self.errors.append(str(exception))
-
-    def runtime_error(self, msg: str) -> None:
-        self.errors.append(msg)
-
-    def teardown_task(self, task: Any) -> None:
-        pass
-
-    def complete_run(self) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
             self.progress.stop()
-        for error in self.errors:
-            self.console.print(f"[red]doit: {error}[/]")
 
-    # -------------------------------------------------------------------------------------------
-    def _done(self, task: Any, fail: Any = None, quietly: bool = False) -> None:
-        if not task.actions:
-            return
+    def __call__(self, event: Event) -> None:
+        if event.kind == QUEUED:
+            self.queued.add(event.target)
+            if self.progress is not None:
+                self.progress.update(self.task_id, description=event.target)
+            elif self.verbose:
+                self.console.print(f"[bold]building[/] {event.target}")
+        elif event.kind == FINISHED:
+            self._done(event.record)
+
+    def _done(self, record: Any) -> None:
         if self.progress is not None:
             self.progress.advance(self.task_id)
-        record = self.lookup(task.name)
-        if self.quiet or quietly:
-            return
-        if record is None:
-            if fail is not None:
-                self.console.print(f"[bold red]failed[/]  {task.name}: {fail.get_msg().strip().splitlines()[-1]}")
+        found_current = record.status == CACHED and record.target not in self.queued
+        if self.quiet or (found_current and not self.verbose):
             return
         style = STYLE.get(record.label, "")
-        line = f"[{style}]{record.label:<8}[/] {task.name}"
+        line = f"[{style}]{record.label:<8}[/] {record.target}"
+        if record.node:
+            line += f" on {record.node}"
         if record.status in ("built", "failed") and record.seconds:
             line += f"  [dim]{record.seconds:.2f} s[/]"
         if record.reason:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from navbuild.measure.profiling import ProfileResult, ProgressEvent
+from navbuild.measure.results import ProfileResult, ProgressEvent
 from navbuild.measure.selection import Selection
 
 REPORT_FORMAT = "navbuild-report/1"

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE
-from navbuild.engine.session import FAILED, Record, Session
+from navbuild.engine.records import FAILED, Record
+from navbuild.engine.session import Session
 
 KINDS = ((ARTIFACT, "artifacts", "build"), (CHECK, "checks", "check"), (PROFILE, "profiles", "profile"))
 
@@ -62,9 +63,9 @@ def _throughput_text(profile: Record | None) -> str:
 
 
 def _caveat(points: list[dict[str, Any]]) -> str:
-    """What keeps the figures from being settled: the budget, a stop, or noise."""
+    """What keeps the figures from being settled: the budget, or noise."""
     ended = {p.get("ended") or ("stable" if p.get("stable", True) else "max_trials") for p in points}
-    for word, note in (("slower", "stopped: slower"), ("budget", "budget reached"), ("max_trials", "unstable")):
+    for word, note in (("budget", "budget reached"), ("max_trials", "unstable")):
         if word in ended:
             return f" ({note})"
     return ""

@@ -32,7 +32,7 @@ tf = lazy_import("tensorflow")
 SERIALIZATIONS = ("graph", "native")
 
 
-def validate_savedmodel(params: Mapping[str, Any], precision: str) -> str | None:
+def validate_savedmodel(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     if params.get("serialization", "graph") not in SERIALIZATIONS:
         return f"serialization {params.get('serialization')!r} is not one of {', '.join(SERIALIZATIONS)}"
     return None

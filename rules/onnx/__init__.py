@@ -1,24 +1,15 @@
-"""The onnx family: ``model.onnx`` exported from a torch model, run by ONNX Runtime.
+"""The ONNX format, whichever family produced the graph: how an ONNX target is finished
+(``build.py``: precision, normalization, written and checked), its files and how they load
+(``loader.py``, with Triton's ONNX Runtime mapping) and the ONNX Runtime runner (``runner.py``).
 
-Importing this module imports no framework: torch, onnx and onnxruntime are imported lazily.
+It declares no rule: each producer declares its own ``onnx`` rule and finishes it here (rules/torch
+exports torch models, rules/tensorflow converts SavedModels with tf2onnx, rules/onnx_file takes a
+file), and the converters that read ONNX (rules/tensorrt, ``onnx-slim``) read any of them.
+Importing this module imports no framework: onnx and onnxruntime are imported lazily.
 """
 from __future__ import annotations
 
-from navbuild.rule import Needs, Rule
+from rules.onnx import runner
 
-from rules.onnx import build, loader, runner
-from rules.torch import memory_format
-
-RULES = [
-    Rule(name="onnx", version="1", build=build.build_onnx, frameworks=("torch",),
-         params={"max_batch_size": 1, "normalize": True, "opset": build.DEFAULT_OPSET, "exporter": "auto",
-                 "channels_last": False},
-         variants=memory_format.VARIANTS,
-         tools=("torch", "onnx", "onnxscript"), precisions=("fp32", "fp16"), runner=runner.OnnxRuntimeRunner.name,
-         needs=Needs(modules=("torch", "onnx"), cuda_when_device_is_cuda=False),
-         validate=build.validate_params, outputs=loader.OUTPUTS + (memory_format.RUNTIME_FILE,),
-         triton=loader.ONNXRUNTIME,
-         base=True, description="ONNX with a dynamic batch axis (TorchScript-based exporter, dynamo as fall-back)"),
-]
-
+RULES: list = []
 RUNNERS = [runner.OnnxRuntimeRunner]

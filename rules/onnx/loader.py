@@ -1,14 +1,16 @@
-"""File names of the onnx family's artifacts, and how each is written and loaded (Polygraphy's
-``loader.py``). ``build.py`` writes these files, ``runner.py`` loads them; other families that
-produce ONNX (TensorFlow through tf2onnx, an ONNX file as the source) use the same names and calls.
+"""The files of an ONNX target, and how each is written and loaded (Polygraphy's ``loader.py``).
+Every family that produces ONNX (rules/torch, rules/tensorflow, rules/onnx_file) writes these
+names through ``build.py``; ``runner.py`` and rules/tensorrt load them.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import TritonModel
+from navbuild.runner import TensorSpec
 
 onnx = lazy_import("onnx")
 onnxruntime = lazy_import("onnxruntime")
@@ -17,6 +19,9 @@ ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 PROTOBUF_LIMIT = 2_000_000_000  # a larger model keeps its weights in EXTERNAL_DATA_FILE
 OUTPUTS = (ONNX_FILE, EXTERNAL_DATA_FILE)  # what an ONNX target may write
+# written beside model.onnx when its producer laid the graph's convolutions out channels-last
+LAYOUT_FILE = "runtime.json"
+CHANNELS_LAST = "channels_last"
 # Triton's ONNX Runtime backend; external weights keep their file name beside model.onnx
 ONNXRUNTIME = TritonModel(backend="onnxruntime", platform="onnxruntime_onnx",
                           files={ONNX_FILE: "model.onnx", EXTERNAL_DATA_FILE: EXTERNAL_DATA_FILE},
@@ -35,6 +40,20 @@ def save_model(proto: Any, path: Path) -> None:
                     location=EXTERNAL_DATA_FILE, size_threshold=1024)
 
 
+def write_layout(out_dir: Path, channels_last: bool) -> None:
+    """``LAYOUT_FILE`` for a graph exported channels-last (nothing is written otherwise)."""
+    if channels_last:
+        (Path(out_dir) / LAYOUT_FILE).write_text(json.dumps({"memory_format": CHANNELS_LAST}, indent=2) + "\n")
+
+
+def channels_last(artifact_dir: Path | None) -> bool:
+    """Whether the ONNX target in ``artifact_dir`` was exported channels-last."""
+    path = Path(artifact_dir) / LAYOUT_FILE if artifact_dir is not None else None
+    if path is None or not path.is_file():
+        return False
+    return json.loads(path.read_text()).get("memory_format") == CHANNELS_LAST
+
+
 def io_types(values: Any) -> dict[str, str]:
     """numpy type names of a graph's inputs or outputs (``proto.graph.input``)."""
     return {value.name: str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
@@ -43,6 +62,20 @@ def io_types(values: Any) -> dict[str, str]:
 
 def opset_of(proto: Any) -> int:
     return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+# ONNX Runtime's type names -> numpy's
+NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(bfloat16)": "bfloat16", "tensor(int64)": "int64", "tensor(int32)": "int32",
+               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+
+
+def input_specs(session: Any) -> dict[str, TensorSpec]:
+    """What an ONNX Runtime session's graph takes per input (``Runner.input_specs``): its type, and
+    its shape with None for a named or unknown axis."""
+    return {value.name: TensorSpec(NUMPY_TYPES.get(value.type),
+                                   tuple(d if isinstance(d, int) and d >= 0 else None for d in value.shape))
+            for value in session.get_inputs()}
 
 
 def inference_session(path: Path, providers: list[Any]) -> Any:

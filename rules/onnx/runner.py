@@ -17,15 +17,12 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
-from rules.onnx.loader import ONNX_FILE, inference_session
-from rules.torch import memory_format
+from rules.onnx.loader import ONNX_FILE, channels_last, inference_session, input_specs
 
 np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
 
 
 class OnnxRuntimeRunner(Runner):
@@ -47,7 +44,7 @@ class OnnxRuntimeRunner(Runner):
             raise Skip(f"{self.name}: {wanted} is not available for device {self.device!r} (this "
                        f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
         provider_options: dict[str, str] = {}
-        if self.device == "cuda" and memory_format.read_runtime(self.artifact_dir):
+        if self.device == "cuda" and channels_last(self.artifact_dir):
             provider_options["prefer_nhwc"] = "1"
             self.layout = "NHWC"
         providers = [(wanted, provider_options)] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
@@ -55,7 +52,7 @@ class OnnxRuntimeRunner(Runner):
         self.provider = self._session.get_providers()[0]
         if self.provider != wanted:
             raise RunnerError(f"{self.name}: asked for {wanted}, onnxruntime gave {self.provider}")
-        self._inputs = {value.name: value for value in self._session.get_inputs()}
+        self._inputs = input_specs(self._session)
         self._outputs = [value.name for value in self._session.get_outputs()]
         self._binding = None
 
@@ -65,8 +62,11 @@ class OnnxRuntimeRunner(Runner):
     def runtime_info(self) -> dict[str, Any]:
         return {"provider": self.provider, "layout": self.layout}
 
+    def input_specs_impl(self) -> dict[str, Any]:
+        return self._inputs
+
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
-        feed = self._checked(feed)
+        feed = {name: np.ascontiguousarray(array) for name, array in feed.items()}
         if self.device == "cpu":
             return feed
 
@@ -95,26 +95,6 @@ class OnnxRuntimeRunner(Runner):
     def synchronize_impl(self) -> None:
         if self._binding is not None:
             self._binding.synchronize_outputs()
-
-    def _checked(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The feed checked against the graph's inputs (names, rank) and cast to its float types."""
-        if sorted(feed) != sorted(self._inputs):
-            raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the graph's inputs "
-                              f"{sorted(self._inputs)}")
-        checked = {}
-        for name, array in feed.items():
-            spec = self._inputs[name]
-            array = np.asarray(array)
-            if array.ndim != len(spec.shape):
-                raise RunnerError(f"{self.name}: input {name} has shape {list(array.shape)}, the graph expects "
-                                  f"rank {len(spec.shape)} ({spec.shape})")
-            wanted = NUMPY_TYPES.get(spec.type)
-            if wanted and array.dtype.kind == "f" and np.dtype(wanted).kind == "f":
-                array = array.astype(wanted, copy=False)
-            elif wanted and array.dtype != np.dtype(wanted):
-                raise RunnerError(f"{self.name}: input {name} is {array.dtype}, the graph expects {wanted}")
-            checked[name] = np.ascontiguousarray(array)
-        return checked
 
     def _model_path(self) -> Path:
         if self.artifact_dir is None or not (Path(self.artifact_dir) / ONNX_FILE).is_file():

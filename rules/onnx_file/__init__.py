@@ -11,7 +11,6 @@ from navbuild.rule import ROLE_REFERENCE, Needs, Rule
 from rules.onnx_file import build, loader
 
 RUNNER = "onnxruntime"  # rules/onnx's OnnxRuntimeRunner
-ONNX_PARAMS = {"normalize": True}  # supplied by the engine
 
 REFERENCE = Rule(
     name="reference", version="1", build=build.build_reference, frameworks=(loader.FRAMEWORK,),
@@ -21,7 +20,7 @@ REFERENCE = Rule(
 )
 
 ONNX = Rule(
-    name="onnx", version="1", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), params=dict(ONNX_PARAMS),
+    name="onnx", version="1", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), uses=("normalize",),
     tools=("onnx",), precisions=("fp32", "fp16"), runner=RUNNER,
     needs=Needs(modules=("onnx",), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
     triton=loader.ONNXRUNTIME, base=True,
@@ -29,7 +28,7 @@ ONNX = Rule(
 )
 
 ONNX_SLIM = Rule(
-    name="onnx-slim", version="1", build=build.build_slim, consumes="onnx", params=dict(ONNX_PARAMS),
+    name="onnx-slim", version="1", build=build.build_slim, consumes="onnx", uses=("normalize",),
     tools=("onnxslim", "onnx"), runner=RUNNER,
     needs=Needs(modules=("onnx", "onnxslim"), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
     triton=loader.ONNXRUNTIME,

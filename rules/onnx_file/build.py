@@ -7,7 +7,7 @@ from typing import Any
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
-from rules.onnx.finish import write_onnx
+from rules.onnx.build import write_onnx
 from rules.onnx_file import loader
 
 np = lazy_import("numpy")

@@ -5,8 +5,9 @@ fp32 or fp16, runner ``onnxruntime``, ``trt-*`` from it) and ``tf-trt`` (``tf-tr
 ``tf-trt-fp16``: TensorFlow-TensorRT over the SavedModel, on a GPU). Runner ``tf-savedmodel`` runs
 SavedModels on the CPU or a GPU; Triton serves them with its TensorFlow backend.
 
-``onnx`` and ``tf-trt`` read a ``savedmodel`` target of either framework here or of ``jax``
-(rules/jax writes one through jax2tf). Importing this module imports no framework.
+``onnx`` and ``tf-trt`` serve any framework (``frameworks=()``): they read a ``savedmodel``
+target, so they apply to every framework that has one (the registry follows ``consumes``: a JAX
+model's, which rules/jax writes through jax2tf, too). Importing this module imports no framework.
 """
 from navbuild.rule import ROLE_REFERENCE, SOURCE, Needs, Rule
 from rules.onnx.loader import ONNXRUNTIME
@@ -14,7 +15,6 @@ from rules.onnx.loader import OUTPUTS as ONNX_OUTPUTS
 from rules.tensorflow import build, loader
 from rules.tensorflow.runner import SavedModelRunner
 
-SAVEDMODEL_READERS = (loader.FRAMEWORK, "jax")  # frameworks whose savedmodel target these rules convert
 TF = Needs(modules=("tensorflow",), cuda_when_device_is_cuda=False)
 
 REFERENCE = Rule(
@@ -31,8 +31,8 @@ SAVEDMODEL = Rule(
 )
 
 ONNX = Rule(
-    name="onnx", version="1", build=build.build_onnx, consumes="savedmodel", frameworks=SAVEDMODEL_READERS,
-    params={"normalize": True, "opset": build.DEFAULT_OPSET}, tools=("tf2onnx", "onnx", *loader.TOOLS),
+    name="onnx", version="1", build=build.build_onnx, consumes="savedmodel",
+    params={"opset": build.DEFAULT_OPSET}, uses=("normalize",), tools=("tf2onnx", "onnx", *loader.TOOLS),
     precisions=("fp32", "fp16"), runner="onnxruntime",
     needs=Needs(modules=("tensorflow", "tf2onnx", "onnx"), cuda_when_device_is_cuda=False),
     validate=build.validate_onnx, outputs=ONNX_OUTPUTS, triton=ONNXRUNTIME, base=True,
@@ -40,7 +40,7 @@ ONNX = Rule(
 )
 
 TF_TRT = Rule(
-    name="tf-trt", version="1", build=build.build_tf_trt, consumes="savedmodel", frameworks=SAVEDMODEL_READERS,
+    name="tf-trt", version="1", build=build.build_tf_trt, consumes="savedmodel",
     params=dict(build.TF_TRT_DEFAULTS), tools=loader.TOOLS, precisions=build.TF_TRT_PRECISIONS, device_bound=True,
     devices=("cuda",), runner=SavedModelRunner.name, needs=Needs(modules=("tensorflow",), gpu=True),
     suffix_default_precision=True, normalized=False, canonical_digest=build.tf_trt_digest,

@@ -3,7 +3,7 @@
 ``reference``: the source model's outputs, eagerly on the CPU. ``savedmodel``: the model behind one
 serving signature, written in a fresh process (``worker``) so its bytes depend on the model alone.
 ``onnx``: the SavedModel converted by tf2onnx (also in a fresh process: its node names count),
-then finished like every ONNX target (``rules.onnx.finish``). ``tf-trt``: the SavedModel converted
+then finished like every ONNX target (``rules.onnx.build``). ``tf-trt``: the SavedModel converted
 by TensorFlow-TensorRT, its engines built for the samples' shapes. The ``onnx`` and ``tf-trt``
 rules read any SavedModel target, so they serve JAX models too (rules/jax writes one).
 """
@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 from navbuild.hashing import digest_file, digest_value, tree_digest
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext, Skip
-from rules.onnx.finish import write_onnx
+from rules.onnx.build import write_onnx
 from rules.tensorflow import loader
 from rules.tensorflow.worker import run_in_child
 
@@ -28,7 +28,7 @@ TF_TRT_PRECISIONS = ("fp32", "fp16")
 TF_TRT_DEFAULTS = {"workspace": 1 << 30, "minimum_segment_size": 3}
 
 
-def validate_onnx(params: Mapping[str, Any], precision: str) -> str | None:
+def validate_onnx(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     opset = params.get("opset", DEFAULT_OPSET)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         return f"opset {opset!r} is not an integer from {MIN_OPSET} to {MAX_OPSET}"
@@ -134,7 +134,7 @@ def _has_op(graph_def: Any, op: str) -> bool:
 
 
 # -- tf-trt -------------------------------------------------------------------------------------
-def validate_tf_trt(params: Mapping[str, Any], precision: str) -> str | None:
+def validate_tf_trt(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     if precision not in TF_TRT_PRECISIONS:
         return f"tf-trt builds {', '.join(TF_TRT_PRECISIONS)}, not {precision}"
     for name in TF_TRT_DEFAULTS:

@@ -1,6 +1,7 @@
 """Runner ``tf-savedmodel``: a SavedModel's serving signature on the CPU or a GPU.
 
-Inputs are cast to the signature's float types and placed on the device in ``prepare``; outputs
+Inputs (checked and cast to the signature's float types by the base class, from the signature's
+``input_specs``) are placed on the device in ``prepare``; outputs
 come back by name, float16 as float32. TensorFlow runs eagerly and asynchronously on a GPU, so
 ``synchronize`` waits by reading one output back.
 """
@@ -10,7 +11,7 @@ from typing import Any, Mapping
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
-from navbuild.runner import Runner, RunnerError
+from navbuild.runner import Runner, RunnerError, TensorSpec
 from rules.tensorflow import loader
 
 np = lazy_import("numpy")
@@ -38,11 +39,13 @@ class SavedModelRunner(Runner):
     def deactivate_impl(self) -> None:
         self._loaded = self._signature = self._last = None
 
+    def input_specs_impl(self) -> dict[str, TensorSpec]:
+        return {name: TensorSpec(spec.dtype.name, None if spec.shape.rank is None else tuple(spec.shape.as_list()))
+                for name, spec in self._specs.items()}
+
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
-        if sorted(feed) != sorted(self._specs):
-            raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the signature's {sorted(self._specs)}")
         with tf.device(self._device):
-            return {name: tf.constant(self._cast(array, self._specs[name].dtype)) for name, array in feed.items()}
+            return {name: tf.constant(array) for name, array in feed.items()}
 
     def run_prepared_impl(self, prepared: dict[str, Any]) -> Any:
         with tf.device(self._device):
@@ -56,9 +59,3 @@ class SavedModelRunner(Runner):
     def synchronize_impl(self) -> None:
         if self._last:
             next(iter(self._last.values())).numpy()
-
-    @staticmethod
-    def _cast(array: Any, dtype: Any) -> Any:
-        array = np.asarray(array)
-        return array.astype(dtype.as_numpy_dtype, copy=False) if dtype.is_floating and array.dtype.kind == "f" \
-            else array

@@ -36,6 +36,7 @@ def run_in_child(ctx: BuildContext, function: str) -> dict[str, Any]:
     tensors.save(job_dir / "samples.tensors", ctx.samples)
     job = {"function": function, "model": _model_dict(ctx.model), "target": ctx.target,
            "precision": ctx.precision, "device": ctx.device, "params": dict(ctx.params),
+           "engine_values": dict(ctx.engine_values),
            "out_dir": str(ctx.out_dir), "input_dir": str(ctx.input_dir) if ctx.input_dir else None,
            "workdir": str(job_dir / "work"), "cache_dir": str(ctx.cache_dir) if ctx.cache_dir else None,
            "samples": str(job_dir / "samples.tensors"), "result": str(job_dir / RESULT_FILE)}
@@ -91,7 +92,8 @@ def _context(job: dict[str, Any]) -> BuildContext:
                         device=job["device"], params=job["params"], out_dir=Path(job["out_dir"]),
                         input_dir=Path(job["input_dir"]) if job["input_dir"] else None,
                         samples=tensors.load(job["samples"]), log=lambda message: print(message, flush=True),
-                        workdir=workdir, cache_dir=Path(job["cache_dir"]) if job["cache_dir"] else None)
+                        workdir=workdir, cache_dir=Path(job["cache_dir"]) if job["cache_dir"] else None,
+                        engine_values=job["engine_values"])
 
 
 def main(job_file: str) -> int:

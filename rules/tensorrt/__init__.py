@@ -2,9 +2,9 @@
 
 ``trt`` (targets ``trt-fp32``, ``trt-fp16``, ``trt-bf16``, ``trt-int8``): the upstream ``onnx``
 model built into a TensorRT plan, ``model.plan``, with the TensorRT 10 Python API; runner
-``tensorrt``. Parameters: ``max_batch_size`` (the model's), ``opt_batch_size`` (0: max),
-``workspace`` (bytes), ``calibration`` (int8 only, required: ``"samples"`` or
-``"path/file.py:function"``). The optimization profile comes from the samples (``config``).
+``tensorrt``. It reads the model's ``max_batch_size`` (``Rule.uses``). Parameters:
+``opt_batch_size`` (0: max), ``workspace`` (bytes), ``calibration`` (int8 only, required:
+``"samples"`` or ``"path/file.py:function"``). The optimization profile comes from the samples (``config``).
 The timing cache lives in the rule's cache folder and is reused by later builds on this device.
 
 ``ort-trt`` (``ort-trt``, ``ort-trt-fp16``, ``ort-trt-bf16``) and ``ort-cuda``: the same ONNX file
@@ -23,6 +23,7 @@ from rules.tensorrt.runner import OrtCudaRunner, OrtTensorRTRunner, TensorRTRunn
 
 TRT = Rule(
     name="trt", version="1", build=build.build_trt, consumes="onnx", params=dict(config.DEFAULTS),
+    uses=("max_batch_size",),
     tools=("tensorrt",), precisions=config.PRECISIONS, device_bound=True, devices=("cuda",), runner="tensorrt",
     needs=Needs(modules=("tensorrt",), gpu=True), suffix_default_precision=True, normalized=False,
     canonical_digest=build.info_digest, validate=config.validate, outputs=(loader.PLAN_FILE, loader.BUILD_INFO),
@@ -33,7 +34,7 @@ TRT = Rule(
 
 ORT_TRT = Rule(
     name="ort-trt", version="1", build=build.build_ort_trt, consumes="onnx",
-    params={key: config.DEFAULTS[key] for key in ("max_batch_size", "opt_batch_size", "workspace")},
+    params={key: config.DEFAULTS[key] for key in ("opt_batch_size", "workspace")}, uses=("max_batch_size",),
     tools=("onnxruntime-gpu", "onnxruntime"), precisions=("fp32", "fp16", "bf16"), device_bound=True,
     devices=("cuda",), runner="ort-trt", needs=Needs(modules=("onnxruntime",), gpu=True), normalized=False,
     canonical_digest=build.info_digest,

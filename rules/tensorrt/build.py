@@ -55,7 +55,7 @@ def _profile_json(profile: Mapping[str, config.ShapeRange]) -> dict[str, dict[st
 def build_trt(ctx: BuildContext) -> dict[str, Any]:
     """ONNX -> ``model.plan``: builder, network from the ONNX parser, memory pool limit, precision
     flag, one optimization profile from the samples, int8 calibration, persistent timing cache."""
-    params = config.check_params(ctx.params, ctx.precision, where=ctx.target)
+    params = config.check_params(ctx.params, ctx.precision, where=ctx.target, max_batch_size=ctx.max_batch_size)
     profile = config.profile_shapes(ctx.samples, ctx.model.batch_dim, params.max_batch_size,
                                     params.opt_batch_size, where=ctx.target,
                                     axes=config.axis_ranges(ctx.model, ctx.samples))
@@ -203,7 +203,8 @@ def _session(onnxruntime: Any, path: Path, providers: list[Any], expected: str) 
 
 def build_ort_trt(ctx: BuildContext) -> dict[str, Any]:
     """``model.onnx`` plus the TensorRT engines that ONNX Runtime builds for it (``trt_engines/``)."""
-    params = config.check_params(ctx.params, ctx.precision, where=ctx.target, precisions=("fp32", "fp16", "bf16"))
+    params = config.check_params(ctx.params, ctx.precision, where=ctx.target, precisions=("fp32", "fp16", "bf16"),
+                                 max_batch_size=ctx.max_batch_size)
     profile = config.profile_shapes(ctx.samples, ctx.model.batch_dim, params.max_batch_size,
                                     params.opt_batch_size, where=ctx.target,
                                     axes=config.axis_ranges(ctx.model, ctx.samples))

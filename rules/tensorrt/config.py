@@ -21,8 +21,7 @@ np = lazy_import("numpy")
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEFAULTS: dict[str, Any] = {
-    "max_batch_size": 1,       # supplied by the engine: the model's max_batch_size
-    "opt_batch_size": 0,       # batch TensorRT optimizes for; 0 means max_batch_size
+    "opt_batch_size": 0,       # batch TensorRT optimizes for; 0 means the model's max_batch_size
     "workspace": 1 << 30,      # builder memory pool limit (bytes) for the WORKSPACE pool
     "calibration": "",         # int8 only: "samples" or "path/file.py:function"
 }
@@ -45,7 +44,7 @@ class ShapeRange:
 @dataclass(frozen=True)
 class TrtParams:
     precision: str
-    max_batch_size: int
+    max_batch_size: int | None  # the model's (``ctx.max_batch_size``); None where it is not known
     opt_batch_size: int
     workspace: int
     calibration: str
@@ -59,14 +58,15 @@ def _positive_int(value: Any, name: str, where: str, allow_zero: bool = False) -
 
 
 def check_params(params: Mapping[str, Any], precision: str, where: str = "trt",
-                 precisions: Sequence[str] = PRECISIONS) -> TrtParams:
-    """Every parameter checked, defaults filled in; int8 needs a calibration source."""
+                 precisions: Sequence[str] = PRECISIONS, max_batch_size: int | None = None) -> TrtParams:
+    """Every parameter checked, defaults filled in; int8 needs a calibration source. ``max_batch_size``
+    is the model's (an engine value); None leaves ``opt_batch_size`` unchecked against it."""
     merged = {**DEFAULTS, **dict(params)}
     if precision not in precisions:
         raise TensorRTConfigError(f"{where}: precision {precision!r} is not one of {', '.join(precisions)}")
-    max_batch = _positive_int(merged["max_batch_size"], "max_batch_size", where)
+    max_batch = None if max_batch_size is None else _positive_int(max_batch_size, "max_batch_size", where)
     opt_batch = _positive_int(merged["opt_batch_size"], "opt_batch_size", where, allow_zero=True)
-    if opt_batch > max_batch:
+    if max_batch is not None and opt_batch > max_batch:
         raise TensorRTConfigError(f"{where}: opt_batch_size {opt_batch} is larger than max_batch_size {max_batch}")
     workspace = _positive_int(merged["workspace"], "workspace", where)
     calibration = merged["calibration"]
@@ -93,10 +93,10 @@ def check_calibration(calibration: str, where: str = "trt-int8") -> str:
     return calibration
 
 
-def validate(params: Mapping[str, Any], precision: str) -> str | None:
+def validate(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     """``Rule.validate`` hook of trt: the problem as one sentence, or None."""
     try:
-        check_params(params, precision, where=f"trt-{precision}")
+        check_params(params, precision, where=f"trt-{precision}", max_batch_size=(values or {}).get("max_batch_size"))
     except TensorRTConfigError as exc:
         return str(exc)
     return None

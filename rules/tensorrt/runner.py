@@ -7,7 +7,8 @@ from typing import Any, Mapping
 
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
-from navbuild.runner import Runner, RunnerError, output_names
+from navbuild.runner import Runner, RunnerError, TensorSpec, output_names
+from rules.onnx.loader import input_specs
 from rules.tensorrt.loader import (ONNX_FILE, ORT_CUDA, ORT_TRT, PLAN_FILE, deserialize_plan, ort_session,
                                    ort_trt_options_from_info)
 
@@ -57,17 +58,19 @@ class TensorRTRunner(Runner):
         self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self._outputs = [n for n in names if n not in self._inputs]
         self._dtypes = {n: getattr(torch, torch_dtype_for(self._engine.get_tensor_dtype(n).name)) for n in names}
+        self._specs = {n: TensorSpec(torch_dtype_for(self._engine.get_tensor_dtype(n).name),
+                                     tuple(d if d >= 0 else None for d in self._engine.get_tensor_shape(n)))
+                       for n in self._inputs}
+
+    def input_specs_impl(self) -> dict[str, TensorSpec]:
+        return self._specs
 
     def deactivate_impl(self) -> None:
         self._context = self._engine = self._runtime = None
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
         torch = self._torch
-        missing = [name for name in self._inputs if name not in feed]
-        if missing:
-            raise RunnerError(f"{self.name}: the engine's inputs {missing} are not in the feed {sorted(feed)}")
-        return {name: torch.from_numpy(np.ascontiguousarray(feed[name])).to("cuda", self._dtypes[name]).contiguous()
-                for name in self._inputs}
+        return {name: torch.as_tensor(feed[name]).to("cuda").contiguous() for name in self._inputs}
 
     def run_prepared_impl(self, prepared: Mapping[str, Any]) -> dict[str, Any]:
         torch = self._torch
@@ -122,6 +125,9 @@ class OrtGpuRunner(Runner):
 
     def deactivate_impl(self) -> None:
         self._session = None
+
+    def input_specs_impl(self) -> dict[str, TensorSpec]:
+        return input_specs(self._session)
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
         values = self._session.run(None, feed)

@@ -1,4 +1,5 @@
-"""The torch family: reference outputs, the eager recipe, TorchScript and torch.export.
+"""The torch family: reference outputs, the eager recipe, TorchScript, torch.export and ONNX (exported
+with torch.onnx, finished as every ONNX target in rules/onnx, run by its ONNX Runtime runner).
 
 Importing this module imports no framework: its modules bind torch with ``navbuild.lazy.lazy_import``.
 """
@@ -8,11 +9,13 @@ from typing import Any, Callable
 
 from navbuild.rule import ROLE_REFERENCE, Needs, Rule, TritonModel
 
-from rules.torch import build, loader, memory_format, runner
+from rules.onnx import loader as onnx_loader
+from rules.onnx.runner import OnnxRuntimeRunner
+from rules.torch import build, loader, memory_format, onnx_export, runner
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-EXPORT_PARAMS = {"max_batch_size": 1, "normalize": True,  # both supplied by the engine
-                 memory_format.OPTION: False}
+EXPORT_PARAMS = {memory_format.OPTION: False}
+EXPORT_USES = ("max_batch_size", "normalize")  # the batch axis and byte-reproducible files
 NEEDS = Needs(modules=("torch",))
 # Triton's libtorch backend binds tensors by position: they are named <name>__<index>
 LIBTORCH = TritonModel(backend="pytorch", platform="pytorch_libtorch",
@@ -22,6 +25,7 @@ LIBTORCH = TritonModel(backend="pytorch", platform="pytorch_libtorch",
 def _export_rule(name: str, build_fn: Callable[..., Any], runner_name: str, description: str,
                  output: str, triton: TritonModel | None = None) -> Rule:
     return Rule(name=name, version="1", build=build_fn, frameworks=("torch",), params=dict(EXPORT_PARAMS),
+                uses=EXPORT_USES,
                 tools=("torch",), precisions=PRECISIONS, runner=runner_name, needs=NEEDS,
                 validate=memory_format.validate, variants=memory_format.VARIANTS, description=description,
                 outputs=(output, loader.RUNTIME_FILE), triton=triton, base=True)
@@ -44,6 +48,14 @@ RULES = [
                  "TorchScript from torch.jit.script", loader.TORCHSCRIPT_FILE, LIBTORCH),
     _export_rule("torch-export", build.build_torch_export, runner.TorchExportRunner.name,
                  "an ExportedProgram (.pt2) from torch.export with a dynamic batch dimension", loader.EXPORT_FILE),
+    Rule(name="onnx", version="1", build=onnx_export.build_onnx, frameworks=("torch",),
+         params={"opset": onnx_export.DEFAULT_OPSET, "exporter": "auto", memory_format.OPTION: False},
+         uses=EXPORT_USES, variants=memory_format.VARIANTS, tools=("torch", "onnx", "onnxscript"),
+         precisions=("fp32", "fp16"), runner=OnnxRuntimeRunner.name,
+         needs=Needs(modules=("torch", "onnx"), cuda_when_device_is_cuda=False),
+         validate=onnx_export.validate_params, outputs=onnx_loader.OUTPUTS + (onnx_loader.LAYOUT_FILE,),
+         triton=onnx_loader.ONNXRUNTIME, base=True,
+         description="ONNX with a dynamic batch axis (TorchScript-based exporter, dynamo as fall-back)"),
 ]
 
 RUNNERS = [runner.TorchEagerRunner, runner.TorchScriptRunner, runner.TorchExportRunner]

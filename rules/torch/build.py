@@ -276,7 +276,7 @@ def other_sizes_example(ctx: BuildContext, only: str | None = None) -> tuple[dic
     a sample has, else one within the axis's range that none has), and those sizes; None when no axis
     can take another size."""
     axes = ctx.model.dynamic_axes
-    sample = model_io.example_batch(ctx.model, ctx.samples, max_batch_size(ctx))
+    sample = model_io.example_batch(ctx.model, ctx.samples, ctx.max_batch_size)
     here = dynamic_axes.sizes(axes, [sample])
     seen = dynamic_axes.sizes(axes, ctx.samples)
     chosen = {}
@@ -365,7 +365,7 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
                                  dtype, channels_last)
     memory_format.write_runtime(ctx.out_dir, channels_last)
     return {"exporter": "torch.export", **_precision_metadata(ctx, example, outputs),
-            "dynamic_batch": max_batch_size(ctx) >= 2, "normalized": normalized,
+            "dynamic_batch": ctx.max_batch_size >= 2, "normalized": normalized,
             **_runtime_metadata(ctx, channels_last), **({"checked_sizes": lengths} if lengths else {})}
 
 
@@ -374,7 +374,7 @@ def dynamic_shapes(ctx: BuildContext, *, batch: bool = True) -> tuple[dict[int, 
     unless ``batch`` is False: a static batch) and a bounded Dim per dynamic-axis label, shared by every
     input that has that label (``navbuild.dynamic_axes``: declared bounds, else 1 to the largest size in
     the samples). None when nothing is dynamic."""
-    max_batch = max_batch_size(ctx)
+    max_batch = ctx.max_batch_size
     dims: dict[str, Any] = {}
     if batch and max_batch >= 2:
         dims["batch"] = torch.export.Dim("batch", min=1, max=max_batch)
@@ -411,17 +411,13 @@ def dims_hint(ctx: BuildContext, exc: BaseException) -> str | None:
 
 
 # -- shared steps -------------------------------------------------------------------------------------
-def max_batch_size(ctx: BuildContext) -> int:
-    return int(ctx.params.get("max_batch_size", ctx.model.max_batch_size))
-
-
 def _example(ctx: BuildContext, dtype: Any) -> tuple[Any, ...]:
-    sample = model_io.example_batch(ctx.model, ctx.samples, max_batch_size(ctx))
+    sample = model_io.example_batch(ctx.model, ctx.samples, ctx.max_batch_size)
     return model_io.to_tensors(ctx.model, sample, ctx.device, dtype)
 
 
 def _normalize(ctx: BuildContext, normalize_file: Any) -> bool:
-    if not ctx.params.get("normalize", True):
+    if not ctx.normalize:
         return False
     normalize_file()
     return True

@@ -34,7 +34,7 @@ def check(value: Any, where: str) -> bool:
     return value
 
 
-def validate(params: Any, precision: str) -> str | None:
+def validate(params: Any, precision: str, values: Any = None) -> str | None:
     """Config-time check of the option (``Rule.validate``)."""
     try:
         check(dict(params).get(OPTION, False), "channels_last")

@@ -43,10 +43,13 @@ def torch_dtype(precision: str) -> Any:
 
 def to_tensors(model: ModelSpec, sample: Mapping[str, np.ndarray], device: str = "cpu",
                float_dtype: Any = None) -> tuple[Any, ...]:
-    """The sample as positional tensors on ``device``; float inputs cast to ``float_dtype`` if given."""
+    """The sample (numpy arrays or torch tensors) as positional tensors on ``device``; float inputs
+    cast to ``float_dtype`` if given (a runner's feed comes cast already: ``Runner.checked_feed``)."""
     tensors = []
     for name in input_order(model, sample):
-        tensor = torch.from_numpy(np.ascontiguousarray(sample[name])).to(device)
+        value = sample[name]
+        tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
+        tensor = tensor.to(device)
         if float_dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(float_dtype)
         tensors.append(tensor)

@@ -1,8 +1,8 @@
 """Runners of the torch family: the eager model, a TorchScript archive, a torch.export program.
 
 They share one shape: ``load()`` gives a callable module on the device; ``prepare`` turns the
-numpy feed into device tensors (float inputs cast to the artifact's precision, 4-D ones made
-channels-last when the artifact was built so), passed by name to the eager model when it takes them
+feed into device tensors (float inputs come cast to the artifact's precision by the base class,
+``input_float_type``; 4-D ones are made channels-last when the artifact was built so), passed by name to the eager model when it takes them
 so, and by position, in the declared order, to an export (``plain_io.exportable``); outputs come back
 as float32 numpy arrays, bound by ``model_io.bind_outputs`` (by key or by position). On CUDA they
 turn cuDNN's autotuner on (``memory_format``).
@@ -38,6 +38,7 @@ class _TorchRunner(Runner):
         self._channels_last = memory_format.read_runtime(self.artifact_dir)
         self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
         self._module = self.load()
+        self.input_float_type = model_io.DTYPES[self.precision]  # float inputs at the artifact's precision
 
     def runtime_info(self) -> dict[str, Any]:
         return {"memory_format": memory_format.name(self._channels_last), "cudnn_benchmark": self.cudnn_benchmark}
@@ -50,8 +51,7 @@ class _TorchRunner(Runner):
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...] | dict[str, Any]:
         """The feed as tensors: positional, or a dict for a module that takes them by name."""
         names = model_io.input_order(self.model, feed)
-        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self.device, self._dtype),
-                                       self._channels_last)
+        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self.device), self._channels_last)
         return dict(zip(names, tensors)) if self.binding(names) == model_io.BY_NAME else tensors
 
     def binding(self, names: list[str]) -> str:

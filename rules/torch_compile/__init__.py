@@ -22,7 +22,7 @@ from rules.torch_compile.runner import AotiRunner, TorchCompileRunner
 
 TORCH_COMPILE = Rule(
     name="torch-compile", version="3", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
-    params=dict(options.COMPILE_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
+    params=dict(options.COMPILE_DEFAULTS), uses=("max_batch_size",), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
     validate=options.validate_compile, variants=options.COMPILE_VARIANTS, resolve=options.resolve_params,
     outputs=(loader.RECIPE_FILE, loader.CACHE_FILE), loads_code=True,
@@ -32,7 +32,7 @@ TORCH_COMPILE = Rule(
 
 AOTI = Rule(
     name="aoti", version="3", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
-    params=dict(options.AOTI_DEFAULTS), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
+    params=dict(options.AOTI_DEFAULTS), uses=("max_batch_size",), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="aoti", normalized=False, canonical_digest=build.aoti_digest, validate=options.validate_aoti,
     variants=options.AOTI_VARIANTS, resolve=options.resolve_params,
     identifies_model=True,  # aoti.json holds the digests of the exported graphs and weights

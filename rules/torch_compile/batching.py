@@ -60,13 +60,21 @@ def pick(batch: int, buckets: Sequence[int], where: str) -> int:
 
 
 def pad(feed: Mapping[str, Any], bucket: int, batch_dim: int = 0) -> dict[str, Any]:
-    """Each array grown to ``bucket`` rows along the batch dimension by repeating its own rows."""
+    """Each array (numpy, or a torch tensor: a bf16 feed is one) grown to ``bucket`` rows along the
+    batch dimension by repeating its own rows."""
     import numpy as np
 
     padded = {}
     for name, array in feed.items():
         rows = array.shape[batch_dim]
-        padded[name] = array if rows == bucket else np.take(array, np.arange(bucket) % rows, axis=batch_dim)
+        if rows == bucket:
+            padded[name] = array
+        elif hasattr(array, "index_select"):  # a torch tensor (torch is loaded), indexed on its own device
+            import torch
+
+            padded[name] = array.index_select(batch_dim, torch.arange(bucket, device=array.device) % rows)
+        else:
+            padded[name] = np.take(array, np.arange(bucket) % rows, axis=batch_dim)
     return padded
 
 

@@ -33,7 +33,7 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     valid on this device and torch version (the rule is device-bound).
     """
     opts = options.compile_options(ctx.params, ctx.target)
-    plan = options.batch_plan({"max_batch_size": ctx.model.max_batch_size, **ctx.params}, ctx.target)
+    plan = options.batch_plan(ctx.params, ctx.max_batch_size, ctx.target)
     precision = options.check_precision(ctx.precision, ctx.target)
     from torch.compiler._cache import CacheArtifactManager
 
@@ -140,9 +140,8 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     The export is made here from the source model rather than taken from the torch-export target,
     because a reduced precision is applied by casting the model before export.
     """
-    plan = options.batch_plan({"max_batch_size": ctx.model.max_batch_size, **ctx.params}, ctx.target)
-    max_batch = options.check_max_batch_size(ctx.params.get("max_batch_size", ctx.model.max_batch_size),
-                                             ctx.target)
+    plan = options.batch_plan(ctx.params, ctx.max_batch_size, ctx.target)
+    max_batch = options.check_max_batch_size(ctx.max_batch_size, ctx.target)
     precision = options.check_precision(ctx.precision, ctx.target)
     channels_last = options.check_channels_last(ctx.params.get(memory_format.OPTION, False), ctx.target)
     model = memory_format.model(torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision), channels_last)

@@ -13,7 +13,7 @@ as the target's failure reason; ``validate`` gives the same text to config valid
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from rules.torch import memory_format
 from rules.torch_compile import batching
@@ -25,9 +25,9 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 DYNAMIC = {"auto": None, "true": True, "false": False}  # recipe text -> torch.compile(dynamic=...)
 PRECISION_METHOD = "cast"  # weights and float inputs cast to the precision's dtype; outputs back to fp32
 
-# max_batch_size and profile_batch_sizes are supplied by the engine; they only resolve "auto" buckets
-BATCHING_DEFAULTS: dict[str, Any] = {"dynamic": False, "buckets": batching.AUTO, memory_format.OPTION: False,
-                                     "max_batch_size": 1, "profile_batch_sizes": []}
+# the model's max_batch_size and the profile's batch sizes are engine values (navbuild.rule.ENGINE_VALUES):
+# they resolve "auto" buckets (``resolve_params``), and the build reads ``ctx.max_batch_size``
+BATCHING_DEFAULTS: dict[str, Any] = {"dynamic": False, "buckets": batching.AUTO, memory_format.OPTION: False}
 COMPILE_DEFAULTS: dict[str, Any] = {"mode": "default", "backend": "inductor", **BATCHING_DEFAULTS}
 AOTI_DEFAULTS: dict[str, Any] = dict(BATCHING_DEFAULTS)
 
@@ -87,32 +87,34 @@ def check_channels_last(value: Any, where: str) -> bool:
         raise CompileConfigError(str(exc)) from None
 
 
-def batch_plan(params: Mapping[str, Any], where: str) -> dict[str, Any]:
+def batch_plan(params: Mapping[str, Any], max_batch_size: Any, where: str,
+               profile_batch_sizes: Sequence[int] = ()) -> dict[str, Any]:
     """``{"mode": "buckets", "buckets": [...]}`` or ``{"mode": "dynamic", "max_batch_size": n}``."""
     merged = {**BATCHING_DEFAULTS, **dict(params)}
-    max_batch = check_max_batch_size(merged["max_batch_size"], where)
+    max_batch = check_max_batch_size(max_batch_size, where)
     if check_dynamic(merged["dynamic"], where) != "false":
         return {"mode": "dynamic", "max_batch_size": max_batch}
     try:
-        buckets = batching.resolve(merged["buckets"], max_batch, merged["profile_batch_sizes"])
+        buckets = batching.resolve(merged["buckets"], max_batch, profile_batch_sizes)
     except ValueError as exc:
         raise CompileConfigError(f"{where}: {exc}") from None
     return {"mode": "buckets", "buckets": buckets}
 
 
-def resolve_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``Rule.resolve``: "auto" buckets made explicit (what enters the key), the profile's batch sizes
-    dropped (they matter only through the buckets), no buckets for a dynamic batch."""
-    resolved = {k: v for k, v in params.items() if k != "profile_batch_sizes"}
+def resolve_params(params: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``Rule.resolve``: "auto" buckets made explicit from the engine values (the model's
+    max_batch_size, the profile's batch sizes), so that they reach the key only through the buckets;
+    no buckets for a dynamic batch."""
+    resolved = dict(params)
     try:
-        plan = batch_plan(params, "")
+        plan = batch_plan(params, values["max_batch_size"], "", values.get("profile_batch_sizes", ()))
     except CompileConfigError:
         return resolved  # the build reports it, naming the target
     resolved["buckets"] = plan.get("buckets")
     return resolved
 
 
-def validate_compile(params: Mapping[str, Any], precision: str) -> str | None:
+def validate_compile(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     """Config-time check (``Rule.validate``): the problem as one sentence, or None."""
     try:
         compile_options(params)
@@ -135,10 +137,11 @@ def check_aoti_dynamic(value: Any, where: str = "aoti") -> bool:
     return value
 
 
-def validate_aoti(params: Mapping[str, Any], precision: str) -> str | None:
+def validate_aoti(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     try:
         merged = {**AOTI_DEFAULTS, **dict(params)}
-        check_max_batch_size(merged["max_batch_size"])
+        if values and "max_batch_size" in values:  # the model's, an engine value (Rule.uses)
+            check_max_batch_size(values["max_batch_size"])
         check_aoti_dynamic(merged["dynamic"])
         check_channels_last(merged[memory_format.OPTION], "aoti")
         batching.check_spec(merged["buckets"])

@@ -55,6 +55,7 @@ class TorchCompileRunner(Runner):
         self._cudagraphs = self.device == "cuda" and recipe["mode"] in options.CUDAGRAPH_MODES
         self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
         self._axes = recipe.get("dynamic_axes") or {}  # marked dynamic on every call, as the build did
+        self.input_float_type = model_io.DTYPES[self.precision]  # float inputs at the recipe's precision
         counter = compile_cache.CompileCounter()
         with compile_cache.using(compile_cache.folder(self.cache_dir, self._axes)):
             self.cache_info = loader.load_compile_cache(self.artifact_dir, recipe)
@@ -67,7 +68,7 @@ class TorchCompileRunner(Runner):
             with compile_cache.loud_recompile_limit():
                 for specs in recipe["warmup"]:
                     feed = {spec["name"]: np.zeros(spec["shape"], dtype=spec["dtype"]) for spec in specs}
-                    prepared = self.prepare_impl(feed)
+                    prepared = self.prepare_impl(self.checked_feed(feed))
                     for _ in range(3 if self._cudagraphs else 1):  # CUDA graphs: warm up, record, replay
                         self.run_prepared_impl(prepared)
             self.synchronize_impl()
@@ -89,9 +90,8 @@ class TorchCompileRunner(Runner):
         if self._buckets:
             bucket = batching.pick(batch, self._buckets, f"model {self.model.name} ({self.name} {self.precision})")
             feed = batching.pad(feed, bucket, self.model.batch_dim)
-        tensors = memory_format.inputs(torch_io.to_tensors(self.model, feed, self.device, self.precision),
-                                       self._channels_last)
-        return torch_io.mark_dynamic(tensors, torch_io.input_order(self.model, feed), self._axes), batch, bucket
+        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self.device), self._channels_last)
+        return torch_io.mark_dynamic(tensors, model_io.input_order(self.model, feed), self._axes), batch, bucket
 
     def run_prepared_impl(self, prepared: Any) -> Any:
         tensors, batch, bucket = prepared

@@ -12,7 +12,8 @@ from rules.torch_tensorrt.runner import TorchTensorRTRunner
 
 TORCH_TRT = Rule(
     name="torch-trt", version="1", build=build.build_torch_trt, consumes="torch-export",
-    params=dict(build.DEFAULTS), tools=("torch", "torch-tensorrt", "tensorrt"), precisions=build.PRECISIONS,
+    params=dict(build.DEFAULTS), uses=("max_batch_size",), tools=("torch", "torch-tensorrt", "tensorrt"),
+    precisions=build.PRECISIONS,
     device_bound=True, devices=("cuda",), runner="torch-trt", needs=Needs(modules=("torch_tensorrt",), gpu=True),
     suffix_default_precision=True, normalized=False, canonical_digest=build.info_digest, validate=build.validate,
     outputs=(loader.OUTPUT_FILE, loader.BUILD_INFO), device_tools=("tensorrt",), loads_code=True,

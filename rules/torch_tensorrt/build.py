@@ -31,12 +31,13 @@ from rules.torch_tensorrt.loader import BUILD_INFO, INPUT_FILE, OUTPUT_FILE, imp
 torch = lazy_import("torch")
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-DEFAULTS = {"max_batch_size": 1, "opt_batch_size": 0, "workspace": 1 << 30}
+DEFAULTS = {"opt_batch_size": 0, "workspace": 1 << 30}
 
 
-def validate(params: Any, precision: str) -> str | None:
+def validate(params: Any, precision: str, values: Any = None) -> str | None:
     try:
-        config.check_params(params, precision, where=f"torch-trt-{precision}", precisions=PRECISIONS)
+        config.check_params(params, precision, where=f"torch-trt-{precision}", precisions=PRECISIONS,
+                            max_batch_size=(values or {}).get("max_batch_size"))
     except config.TensorRTConfigError as exc:
         return str(exc)
     return None
@@ -56,7 +57,7 @@ def _accepts(function: Any, name: str) -> bool:
 
 def build_torch_trt(ctx: BuildContext) -> dict[str, Any]:
     params = config.check_params({**DEFAULTS, **dict(ctx.params)}, ctx.precision, where=ctx.target,
-                                 precisions=PRECISIONS)
+                                 precisions=PRECISIONS, max_batch_size=ctx.max_batch_size)
     profile = config.profile_shapes(ctx.samples, ctx.model.batch_dim, params.max_batch_size,
                                     params.opt_batch_size, where=ctx.target,
                                     axes=config.axis_ranges(ctx.model, ctx.samples))

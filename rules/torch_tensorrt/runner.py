@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
+from rules.torch import model_io
 from rules.torch_compile import torch_io
 from rules.torch_tensorrt.loader import load_program
 
@@ -24,12 +25,13 @@ class TorchTensorRTRunner(Runner):
             raise RunnerError(f"{self.name}: no artifact directory")
         self._torch = torch
         self._module = load_program(self.artifact_dir)
+        self.input_float_type = model_io.DTYPES[self.precision]  # float inputs at the artifact's precision
 
     def deactivate_impl(self) -> None:
         self._module = None
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
-        return torch_io.to_tensors(self.model, feed, "cuda", self.precision)
+        return model_io.to_tensors(self.model, feed, "cuda")
 
     def run_prepared_impl(self, prepared: Any) -> Any:
         with self._torch.no_grad():

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.example_cnn import copy_vision
+
 REPO = Path(__file__).resolve().parents[2]
 # a few runs per batch size: these tests are about what gets built, not about the figures
 FAST_PROFILE = {"batch_sizes": [1], "warmup_runs": 1, "warmup_s": 0.0, "min_window_runs": 3, "window_s": 0.0,
@@ -38,6 +40,5 @@ def run_python(code: str, cwd: Path, *extra_path: Path, env: dict[str, str] | No
 
 @pytest.fixture
 def vision(tmp_path: Path) -> Path:
-    """A project root holding a copy of examples/vision (the CNN)."""
-    copy_example("vision", tmp_path)
-    return tmp_path
+    """A project root holding a copy of examples/vision (the CNN), as tests/example_cnn.py declares it."""
+    return copy_vision(tmp_path)

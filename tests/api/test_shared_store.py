@@ -5,27 +5,10 @@ import json
 
 import navbuild
 from navbuild.cli import main
+from navbuild.engine import lockfile
+from tests.example_cnn import cnn_config
 
-TOML = """
-[project]
-name = "shared"
-device = "cpu"
-
-[profile]
-enabled = false
-
-[models.cnn]
-framework = "torch"
-entry = "vision/model.py:build_model"
-samples = "vision/model.py:make_samples"
-sources = ["vision/model.py", "vision/weights.pt"]
-inputs = ["image"]
-outputs = ["logits"]
-max_batch_size = 16
-
-[models.cnn.targets]
-formats = ["torchscript-trace", "onnx"]
-"""
+TOML = cnn_config("shared", project='device = "cpu"')
 
 
 def api_build(root):
@@ -52,6 +35,9 @@ def test_built_through_the_api_then_declared_in_navbuild_toml(vision):
     second = cli_build(vision)
     assert set(second.values()) == {"cached"}, second
     assert set(second) == set(first)
+    # one scheduler under both faces: the same lock entries (the API's beside its own models)
+    api_lock = lockfile.read(vision / ".navbuild-api" / lockfile.LOCK_NAME)
+    assert "cnn:onnx" in api_lock and api_lock == lockfile.read(vision / lockfile.LOCK_NAME)
 
 
 def test_built_by_the_cli_then_asked_for_through_the_api(vision):

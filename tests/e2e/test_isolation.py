@@ -145,16 +145,18 @@ def test_workers_rebuild_a_project_from_its_description_without_a_config_file(tm
     """What the Python API will need: a project known only as data (no navbuild.toml) builds in workers."""
     import msgpack
 
-    from navbuild.engine import doit_glue
     from navbuild.engine.project import open_described, open_project
+    from navbuild.engine.scheduler import LocalExecutor, Scheduler
 
     project = make_project(tmp_path / "project")
     description = msgpack.unpackb(msgpack.packb(open_project(project.config).describe()))  # plain data
     project.config.unlink()
     session = open_described(description)
+    executor = LocalExecutor()
     try:
-        doit_glue.run(session, ["cnn:samples"])
+        Scheduler(session, executor, keep_open=True).build(["cnn:samples"])
         assert session.collect_records(["cnn:samples"])["cnn:samples"].status == "built"
-        assert session.workers is not None  # it ran in a worker, which opened the description too
+        assert executor.pool is not None  # it ran in a worker, which opened the description too
     finally:
+        executor.close()
         session.close()

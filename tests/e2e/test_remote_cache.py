@@ -24,30 +24,12 @@ import pytest
 from navbuild.engine import lockfile
 from navbuild.engine.remote import entry_name
 from navbuild.hashing import digest_file
+from tests.example_cnn import cnn_config, copy_vision
 from tests.remote_util import NginxCache, StallingCache, require_nginx
 
 REPO = Path(__file__).resolve().parents[2]
 
-CONFIG = """
-[project]
-name = "remote-e2e"
-
-{profile}
-
-[models.cnn]
-framework = "torch"
-entry = "vision/model.py:build_model"
-samples = "vision/model.py:make_samples"
-sources = ["vision/model.py", "vision/weights.pt"]
-inputs = ["image"]
-outputs = ["logits"]
-max_batch_size = 16
-
-[models.cnn.targets]
-formats = ["torchscript-trace", "onnx"]
-
-{cache}
-"""
+CONFIG = cnn_config("remote-e2e", profile="{profile}", after="{cache}")
 NO_PROFILE = "[profile]\nenabled = false"
 TINY_PROFILE = "[profile]\nbatch_sizes = [1]\nmin_window_runs = 5\nwindow_s = 0.002\nmin_trials = 3\nmax_trials = 3"
 
@@ -71,7 +53,7 @@ class Run:
 
 def small_project(root: Path, profile: str = NO_PROFILE, cache: str = "") -> Path:
     root.mkdir(parents=True)
-    shutil.copytree(REPO / "examples" / "vision", root / "vision", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_vision(root)
     (root / "navbuild.toml").write_text(CONFIG.format(profile=profile, cache=cache))
     return root
 

@@ -6,7 +6,6 @@ entry point of a distribution on the child process's path, as a third-party rule
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from navbuild.cli import main
 from navbuild.engine import lockfile
+from tests.example_cnn import cnn_project
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,25 +31,6 @@ def build(ctx):
 RULES = [Rule(name="noisy-trace", version="1", build=build, consumes="torchscript-trace", runner="torchscript")]
 '''
 
-NOISY_CONFIG = """
-[project]
-name = "noisy"
-
-[profile]
-enabled = false
-
-[models.cnn]
-framework = "torch"
-entry = "vision/model.py:build_model"
-samples = "vision/model.py:make_samples"
-sources = ["vision/model.py", "vision/weights.pt"]
-inputs = ["image"]
-outputs = ["logits"]
-max_batch_size = 16
-
-[models.cnn.targets]
-formats = ["torchscript-trace", "noisy-trace"]
-"""
 
 
 def _plugin(folder: Path) -> Path:
@@ -74,8 +55,7 @@ def test_verify_names_a_rule_that_is_not_deterministic(tmp_path):
     plugin = _plugin(tmp_path / "plugin")
     root = tmp_path / "project"
     root.mkdir()
-    shutil.copytree(REPO / "examples" / "vision", root / "vision", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "navbuild.toml").write_text(NOISY_CONFIG)
+    cnn_project(root, "noisy", formats=("torchscript-trace", "noisy-trace"))
     built = _cli(root, "all", "-q", pythonpath=[REPO, plugin])
     assert built.returncode == 0, built.stdout + built.stderr
     assert "cnn:noisy-trace" in lockfile.read(root / "navbuild.lock")

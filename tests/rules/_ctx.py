@@ -44,8 +44,9 @@ def image_samples(batches: tuple[int, ...] = (1, 2), size: int = 8) -> list[dict
 
 def make_ctx(tmp: Path, model: ModelSpec, fmt: str, *, precision: str = "fp32", device: str = "cpu",
              params: Mapping[str, Any] | None = None, samples: list[dict[str, np.ndarray]] | None = None,
-             input_dir: Path | None = None, name: str | None = None) -> BuildContext:
-    """A context whose out_dir, workdir and cache_dir are fresh folders under ``tmp``."""
+             input_dir: Path | None = None, name: str | None = None, **values: Any) -> BuildContext:
+    """A context whose out_dir, workdir and cache_dir are fresh folders under ``tmp``; every engine
+    value as the engine gives them for ``model`` (``values`` overrides them: ``max_batch_size=0``)."""
     base = tmp / (name or f"{fmt}-{precision}")
     for sub in ("out", "work", "cache"):
         (base / sub).mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,9 @@ def make_ctx(tmp: Path, model: ModelSpec, fmt: str, *, precision: str = "fp32", 
     return BuildContext(model=model, target=f"{model.name}:{fmt}", precision=precision, device=device,
                         params=dict(params or {}), out_dir=base / "out", input_dir=input_dir,
                         samples=samples if samples is not None else image_samples(), log=lines.append,
-                        workdir=base / "work", cache_dir=base / "cache")
+                        workdir=base / "work", cache_dir=base / "cache",
+                        engine_values={"max_batch_size": model.max_batch_size, "normalize": True,
+                                       "profile_batch_sizes": [], **values})
 
 
 def eager_outputs(model: ModelSpec, sample: Mapping[str, np.ndarray]) -> np.ndarray:

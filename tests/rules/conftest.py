@@ -156,17 +156,23 @@ def example_samples(spec: ModelSpec) -> list[dict[str, np.ndarray]]:
     return [tensors.as_named(sample, spec.inputs) for sample in call_entry(spec.root, "model.py:make_samples")]
 
 
+def engine_values(spec: ModelSpec, **overrides: Any) -> dict[str, Any]:
+    """Every engine value as the engine gives them for ``spec`` (navbuild.rule.ENGINE_VALUES)."""
+    return {"max_batch_size": spec.max_batch_size, "normalize": True, "profile_batch_sizes": [], **overrides}
+
+
 def context(tmp: Path, spec: ModelSpec, samples: list[dict[str, np.ndarray]], *, precision: str = "fp32",
             device: str = "cpu", params: Mapping[str, Any] | None = None, name: str = "build",
-            input_dir: Path | None = None) -> BuildContext:
-    """A BuildContext with fresh out/work folders under ``tmp/name``; engine params filled in."""
+            input_dir: Path | None = None, **values: Any) -> BuildContext:
+    """A BuildContext with fresh out/work folders under ``tmp/name``; every engine value filled in
+    (``values`` overrides them: ``normalize=False``)."""
     base = tmp / name
     for sub in ("out", "work"):
         (base / sub).mkdir(parents=True, exist_ok=False)
-    full = {"max_batch_size": spec.max_batch_size, "normalize": True, **(params or {})}
     return BuildContext(model=spec, target=f"{spec.name}:{name}", precision=precision, device=device,
-                        params=full, out_dir=base / "out", input_dir=input_dir, samples=samples,
-                        log=lambda message: None, workdir=base / "work")
+                        params=dict(params or {}), out_dir=base / "out", input_dir=input_dir, samples=samples,
+                        log=lambda message: None, workdir=base / "work",
+                        engine_values=engine_values(spec, **values))
 
 
 def build(rule_name: str, ctx: BuildContext) -> dict[str, Any]:
@@ -227,10 +233,10 @@ for job in jobs:
         base = Path(job["tmp"]) / str(index)
         (base / "out").mkdir(parents=True)
         (base / "work").mkdir()
-        ctx = BuildContext(model=spec, target=rule, precision=precision, device="cpu",
-                           params={"max_batch_size": spec.max_batch_size, "normalize": True, **params},
+        ctx = BuildContext(model=spec, target=rule, precision=precision, device="cpu", params=params,
                            out_dir=base / "out", input_dir=None, samples=samples, log=lambda m: None,
-                           workdir=base / "work")
+                           workdir=base / "work", engine_values={"max_batch_size": spec.max_batch_size,
+                                                                 "normalize": True, "profile_batch_sizes": []})
         default_registry().rule(rule, "torch").build(ctx)
         digests.append(hashing.tree_digest({p.name: hashing.digest_file(p) for p in (base / "out").iterdir()}))
 print(json.dumps(digests))

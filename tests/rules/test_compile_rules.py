@@ -189,11 +189,13 @@ def test_unknown_backend_is_a_config_error(tmp_path):
 
 def test_resolve_makes_auto_buckets_explicit():
     resolve = TORCH_COMPILE.resolve
-    params = {**TORCH_COMPILE.params, "max_batch_size": 64, "profile_batch_sizes": [1, 24, 128]}
-    assert resolve(params)["buckets"] == [1, 2, 4, 8, 16, 24, 32, 64] and "profile_batch_sizes" not in resolve(params)
-    assert resolve({**params, "buckets": [64, 1, 8]})["buckets"] == [1, 8, 64]
-    assert resolve({**params, "dynamic": True})["buckets"] is None
-    assert resolve({**params, "max_batch_size": 6, "profile_batch_sizes": []})["buckets"] == [1, 2, 4, 6]
+    params = dict(TORCH_COMPILE.params)
+    values = {"max_batch_size": 64, "normalize": True, "profile_batch_sizes": [1, 24, 128]}
+    assert resolve(params, values)["buckets"] == [1, 2, 4, 8, 16, 24, 32, 64]
+    assert set(resolve(params, values)) == set(params)  # the engine values reach the key through the buckets
+    assert resolve({**params, "buckets": [64, 1, 8]}, values)["buckets"] == [1, 8, 64]
+    assert resolve({**params, "dynamic": True}, values)["buckets"] is None
+    assert resolve(params, {**values, "max_batch_size": 6, "profile_batch_sizes": []})["buckets"] == [1, 2, 4, 6]
 
 
 # -- aoti -----------------------------------------------------------------------------------------
@@ -202,7 +204,7 @@ def aoti_package(tmp_path_factory):
     """AOTInductor packages of the tiny model on the CPU (fp32, buckets 1 and 4, channels-last)."""
     tmp = tmp_path_factory.mktemp("aoti")
     model = tiny_model(tmp, max_batch_size=4)
-    ctx = make_ctx(tmp, model, "aoti", params={"max_batch_size": 4, "buckets": BUCKETS, "channels_last": True})
+    ctx = make_ctx(tmp, model, "aoti", params={"buckets": BUCKETS, "channels_last": True})
     metadata = AOTI.build(ctx)
     return model, ctx, metadata
 
@@ -237,7 +239,7 @@ def test_aoti_builds_a_package_per_bucket_validates_in_a_child_and_matches_eager
 @pytest.mark.slow
 def test_aoti_dynamic_batch_is_one_package(tmp_path):
     model = tiny_model(tmp_path, max_batch_size=4)
-    ctx = make_ctx(tmp_path, model, "aoti", params={"max_batch_size": 4, "dynamic": True})
+    ctx = make_ctx(tmp_path, model, "aoti", params={"dynamic": True})
     metadata = AOTI.build(ctx)
     assert metadata["dynamic_batch"] and metadata["buckets"] is None and metadata["output_shapes"] == [[2, 5]]
     assert sorted(p.name for p in ctx.out_dir.iterdir()) == ["aoti.json", "model.pt2"]
@@ -344,11 +346,11 @@ def test_describe_exit():
 
 def test_aoti_bad_options_are_config_errors(tmp_path):
     model = tiny_model(tmp_path)
-    ctx = make_ctx(tmp_path, model, "aoti", params={"max_batch_size": 0})
+    ctx = make_ctx(tmp_path, model, "aoti", max_batch_size=0)
     with pytest.raises(options.CompileConfigError, match="max_batch_size must be an integer >= 1"):
         AOTI.build(ctx)
-    assert AOTI.validate({"max_batch_size": 0}, "fp32") is not None
-    assert AOTI.validate({"max_batch_size": 8}, "bf16") is None
+    assert AOTI.validate({}, "fp32", {"max_batch_size": 0}) is not None
+    assert AOTI.validate({}, "bf16", {"max_batch_size": 8}) is None
     assert "dynamic must be true or false" in AOTI.validate({"dynamic": "auto"}, "fp32")
     assert "buckets must be" in AOTI.validate({"buckets": "all"}, "fp32")
 
@@ -391,6 +393,7 @@ def test_rules_are_device_bound_and_cast():
         assert not rule.normalized and rule.canonical_digest is not None
         assert set(rule.variants) >= {"channels_last", "dynamic"}
     assert TORCH_COMPILE.params == {"mode": "default", "backend": "inductor", "dynamic": False, "buckets": "auto",
-                                    "channels_last": False, "max_batch_size": 1, "profile_batch_sizes": []}
+                                    "channels_last": False}
+    assert TORCH_COMPILE.uses == AOTI.uses == ("max_batch_size",)
     assert list(TORCH_COMPILE.variants) == ["channels_last", "mode", "dynamic"]
     assert TORCH_COMPILE.target_suffix("bf16") == "torch-compile-bf16" and AOTI.target_suffix("fp32") == "aoti"

@@ -73,7 +73,7 @@ def test_the_torchscript_onnx_exporters_ir_dump_goes_to_the_log_not_the_console(
               "        return torch.linalg.eigvals(x @ x.transpose(1, 2)).real\n\n"
               "def build_model():\n    return M()\n")
     spec = write_model(tmp_path / "src", source, name="eig")
-    ctx = make_ctx(tmp_path, spec, "onnx", params={"exporter": "torchscript", "max_batch_size": 4},
+    ctx = make_ctx(tmp_path, spec, "onnx", params={"exporter": "torchscript"},
                    samples=[{"x": np.ones((2, 3, 3), np.float32)}])
     with pytest.raises(RuntimeError):
         build("onnx", ctx)
@@ -148,7 +148,7 @@ def test_aoti_of_a_hugging_face_model_runs_in_its_worker(bert, tmp_path):
     """The worker process imports no transformers: the package must hold plain tensors, not a ModelOutput."""
     spec, samples, reference = bert
     named = ModelSpec(**{**spec.__dict__, "outputs": tuple(reference[0])})
-    ctx = make_ctx(tmp_path, named, "aoti", params={"max_batch_size": 4}, samples=samples)
+    ctx = make_ctx(tmp_path, named, "aoti", samples=samples)
     build("aoti", ctx)
     for got, want in zip(run_all(runner_for("aoti", ctx), samples), reference):
         for name in want:

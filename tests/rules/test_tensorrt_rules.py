@@ -95,23 +95,30 @@ def test_samples_that_contradict_the_config_are_errors(samples, max_batch, match
 
 # -- parameters -----------------------------------------------------------------------------------
 def test_defaults_and_checked_parameters():
-    params = config.check_params({"max_batch_size": 16}, "fp16")
+    params = config.check_params({}, "fp16", max_batch_size=16)
     assert (params.precision, params.max_batch_size, params.opt_batch_size) == ("fp16", 16, 16)
     assert params.workspace == 1 << 30
-    assert TRT.params == {"max_batch_size": 1, "opt_batch_size": 0, "workspace": 1 << 30, "calibration": ""}
+    assert TRT.params == {"opt_batch_size": 0, "workspace": 1 << 30, "calibration": ""}
+    assert TRT.uses == ("max_batch_size",)  # the model's, an engine value
 
 
 @pytest.mark.parametrize("params, precision, match", [
     ({"workspace": 0}, "fp32", "workspace must be an integer >= 1"),
     ({"workspace": "1G"}, "fp32", "workspace must be an integer >= 1"),
-    ({"max_batch_size": 4, "opt_batch_size": 8}, "fp32", "opt_batch_size 8 is larger than max_batch_size 4"),
+    ({"opt_batch_size": 8}, "fp32", "opt_batch_size 8 is larger than max_batch_size 4"),
     ({}, "fp8", "precision 'fp8' is not one of"),
     ({"calibration": 3}, "fp32", "calibration must be"),
 ])
 def test_bad_parameters_are_config_errors(params, precision, match):
     with pytest.raises(TensorRTConfigError, match=match):
-        config.check_params(params, precision)
-    assert config.validate(params, precision) is not None
+        config.check_params(params, precision, max_batch_size=4)
+    assert config.validate(params, precision, {"max_batch_size": 4}) is not None
+
+
+def test_opt_batch_size_is_checked_against_the_models_max_batch_size():
+    # the engine value, not a parameter default of 1: a model of 16 may optimize for 8
+    assert config.validate({"opt_batch_size": 8}, "fp16", {"max_batch_size": 16}) is None
+    assert "larger than max_batch_size 2" in config.validate({"opt_batch_size": 8}, "fp16", {"max_batch_size": 2})
 
 
 def test_int8_without_calibration_is_a_config_error(tmp_path):
@@ -123,7 +130,7 @@ def test_int8_without_calibration_is_a_config_error(tmp_path):
     with pytest.raises(TensorRTConfigError, match="neither \"samples\" nor of the form"):
         config.check_params({"calibration": "calib"}, "int8")
     # the build says so before it looks for TensorRT: a bad config is bad on every machine
-    ctx = make_ctx(tmp_path, tiny_model(tmp_path), "trt", precision="int8", params={"max_batch_size": 4})
+    ctx = make_ctx(tmp_path, tiny_model(tmp_path), "trt", precision="int8")
     with pytest.raises(TensorRTConfigError, match="tiny:trt: int8 needs calibration data"):
         TRT.build(ctx)
 
@@ -164,7 +171,7 @@ def test_needs_report_tensorrt_is_not_installed():
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here")
 def test_trt_build_raises_skip_without_tensorrt(tmp_path):
-    ctx = make_ctx(tmp_path, tiny_model(tmp_path), "trt", device="cuda", params={"max_batch_size": 4})
+    ctx = make_ctx(tmp_path, tiny_model(tmp_path), "trt", device="cuda")
     with pytest.raises(Skip, match="^tensorrt is not installed$"):
         TRT.build(ctx)
     assert not list(ctx.out_dir.iterdir())
@@ -173,14 +180,14 @@ def test_trt_build_raises_skip_without_tensorrt(tmp_path):
 @pytest.mark.skipif(HAS_TORCH_TENSORRT, reason="torch_tensorrt is installed here")
 def test_torch_trt_is_skipped_without_torch_tensorrt(tmp_path):
     assert TORCH_TRT.needs.unmet("cuda", MachineInfo()).startswith("torch_tensorrt is not installed")
-    ctx = make_ctx(tmp_path, tiny_model(tmp_path), "torch-trt", device="cuda", params={"max_batch_size": 4})
+    ctx = make_ctx(tmp_path, tiny_model(tmp_path), "torch-trt", device="cuda")
     with pytest.raises(Skip, match="(torch_tensorrt|tensorrt) is not installed"):
         TORCH_TRT.build(ctx)
 
 
 @pytest.mark.skipif("TensorrtExecutionProvider" in ort_providers(), reason="onnxruntime has the TensorRT provider")
 def test_ort_trt_is_skipped_when_onnxruntime_lacks_the_provider(tmp_path):
-    ctx = make_ctx(tmp_path, tiny_model(tmp_path), "ort-trt", device="cuda", params={"max_batch_size": 4})
+    ctx = make_ctx(tmp_path, tiny_model(tmp_path), "ort-trt", device="cuda")
     with pytest.raises(Skip, match="has no TensorrtExecutionProvider"):
         ORT_TRT.build(ctx)
 

@@ -93,7 +93,7 @@ def test_export_traced_with_batch_one_samples_runs_every_batch_size(examples, tm
 
 def test_export_with_max_batch_size_one_is_static(examples, tmp_path: Path) -> None:
     spec, samples, reference = examples["cnn"]
-    ctx = context(tmp_path, spec, samples[:1], params={"max_batch_size": 1})
+    ctx = context(tmp_path, spec, samples[:1], max_batch_size=1)
     assert build("torch-export", ctx)["dynamic_batch"] is False
     assert_matches(run_all(runner_for("torch-export", ctx), samples[:1]), reference[:1], "fp32")
 
@@ -249,7 +249,7 @@ def test_normalized_torchscript_drops_debug_info_and_still_runs(examples, tmp_pa
 @pytest.mark.parametrize("rule", list(EXPORTS))
 def test_normalize_false_output_still_loads_and_runs(examples, tmp_path: Path, rule: str) -> None:
     spec, samples, reference = examples["cnn"]
-    ctx = context(tmp_path, spec, samples, params={"normalize": False})
+    ctx = context(tmp_path, spec, samples, normalize=False)
     assert build(rule, ctx)["normalized"] is False
     assert_matches(run_all(runner_for(rule, ctx), samples), reference, "fp32")
 

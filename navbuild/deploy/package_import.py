@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from navbuild.deploy.package import DEFAULT_LIMITS, Limits, PackageContents, PackageError, read_package
-from navbuild.engine.actions import output_digest
+from navbuild.engine.digests import output_digest
 from navbuild.engine.graph import ARTIFACT
 from navbuild.engine.keys import KeyResolver, Pending
 from navbuild.engine.session import Session

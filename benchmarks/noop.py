@@ -1,0 +1,44 @@
+"""How long ``navbuild all`` takes when everything is cached: the repository's own example project,
+built once (if it is not yet), then run again ``--runs`` times in fresh processes.
+
+    PYTHONPATH=. python benchmarks/noop.py [--runs 9] [--config navbuild.toml]
+
+Prints each run's wall-clock seconds, then the minimum and the median, and the CPU seconds (user +
+system) of the median run: on a machine that others load, the wall clock shows their load, the CPU
+time much less.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def navbuild_all(config: str) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one ``navbuild all``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "navbuild.cli", "--config", config, "-q", "all"], check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--config", default="navbuild.toml")
+    args = parser.parse_args()
+    navbuild_all(args.config)  # builds what is missing; afterwards every run is a no-op
+    runs = [navbuild_all(args.config) for _ in range(args.runs)]
+    walls, cpus = [wall for wall, _ in runs], [cpu for _, cpu in runs]
+    print("runs (s): " + " ".join(f"{wall:.3f}" for wall in walls))
+    print(f"no-op navbuild all: min {min(walls):.3f} s, median {statistics.median(walls):.3f} s wall; "
+          f"CPU min {min(cpus):.3f} s, median {statistics.median(cpus):.3f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The one scheduler: whichever face asked (the CLI, the Python API, plain ``doit``, a Ray node),
+targets are brought up to date here, by one ready-set loop.
+
+The loop walks the closure of the selected targets in dependency order. A target is ready when
+every target it needs is done; then, in this order:
+
+- a dependency failed: it is not run (``not_run``: "not run: X failed"; a profile is "not
+  profiled" and counts as skipped);
+- the store says it is current (``Session.is_up_to_date``): cached;
+- else it is queued for the executor, which settles it (``Session.run``: a failure replayed, a restore
+  from the remote cache, or its action run) and hands back its record.
+
+Executors differ only in where actions run: ``LocalExecutor`` (worker processes of this machine,
+``-j`` at once, or this process) and ``engine/ray_executor.py``'s ``RayExecutor`` (Ray tasks on a
+cluster). What may run beside what on this machine (a profile alone, ``--gpu-jobs`` GPU slots) is
+one object, ``engine/slots.py``'s ``Slots``, that the local executor asks before an action starts.
+
+The loop tells its listeners what happens (``Event``: a target queued for its executor, its
+action started with the slots it holds, a target finished with its record); the CLI's progress
+lines and the API's ``on_done`` are listeners. At the end it writes ``navbuild.lock`` (when the
+face gave it a path) from the same records it returns, so every face leaves the same lock.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+from navbuild.engine import actions, lockfile, workers
+from navbuild.engine.graph import PROFILE, Target
+from navbuild.engine.records import FAILED, SKIPPED, Record
+from navbuild.engine.session import Session
+from navbuild.engine.slots import Grant, Slots
+from navbuild.hashing import tree_digest
+
+QUEUED, STARTED, FINISHED = "queued", "started", "finished"
+
+
+@dataclass(frozen=True)
+class Event:
+    """``QUEUED``: the target is not current, so it waits for room in its executor; ``STARTED``: its
+    action starts now, holding ``grant`` (a target restored or whose failure is replayed never
+    starts); ``FINISHED``: it is done, with ``record`` (also for a target found current or not run,
+    which are neither queued nor started). ``time``: ``time.monotonic()`` when it happened."""
+
+    kind: str
+    target: str
+    record: Record | None = None
+    grant: Grant | None = None
+    time: float = field(default_factory=time.monotonic)
+
+
+Listener = Callable[[Event], None]
+
+
+class Executor(Protocol):
+    """Where the targets that must run are settled."""
+
+    room: int  # targets it takes at once
+
+    def open(self, scheduler: Scheduler) -> None: ...
+
+    def submit(self, name: str) -> None: ...
+
+    def collect(self) -> list[Record]:
+        """Waits until at least one submitted target is done; the records of those done."""
+
+    def close(self) -> None: ...
+
+
+class Scheduler:
+    """``lock``: where to write navbuild.lock after the run (None: nowhere, as for a scratch
+    rebuild); ``partial_lock``: the project is some models of a larger whole (the Python API), so
+    the lock keeps the entries of models this run does not know. ``keep_open``: the executor (its
+    worker processes) stays open after a build, for the next (plain doit builds one target a call);
+    else each build closes it."""
+
+    def __init__(self, session: Session, executor: Executor | None = None, *, listeners: Iterable[Listener] = (),
+                 lock: Path | None = None, partial_lock: bool = False, keep_open: bool = False,
+                 warn: Callable[[str], None] | None = None) -> None:
+        self.session = session
+        self.executor = executor if executor is not None else LocalExecutor()
+        self.listeners = list(listeners)
+        self.lock, self.partial_lock, self.keep_open = lock, partial_lock, keep_open
+        self.warn = warn or (lambda text: print(f"navbuild: {text}", file=sys.stderr))
+        self.slots = Slots(session.options.gpu_jobs)
+        self._telling = threading.Lock()
+
+    def build(self, selected: list[str]) -> dict[str, Record]:
+        """Bring ``selected`` and what they need up to date; a record per target of their closure."""
+        session, graph = self.session, self.session.graph
+        session.store.hold_shared()  # gc waits for this build
+        closure = graph.closure(selected)
+        waiting = list(closure)  # in dependency order: a chain of current targets settles in one pass
+        queued: deque[str] = deque()  # must run, waiting for room in the executor
+        done: dict[str, Record] = {}
+        running = 0
+        self.executor.open(self)
+        try:
+            while waiting or queued or running:
+                for name in list(waiting):
+                    if not all(dep in done for dep in graph.targets[name].deps):
+                        continue
+                    waiting.remove(name)
+                    record = self._settled_here(name, done)
+                    if record is not None:
+                        self._finish(record, done)
+                    else:
+                        queued.append(name)
+                        self.tell(Event(QUEUED, name))
+                while queued and running < self.executor.room:
+                    self.executor.submit(queued.popleft())
+                    running += 1
+                if running:
+                    for record in self.executor.collect():
+                        running -= 1
+                        self._finish(record, done)
+                elif waiting and not any(all(d in done for d in graph.targets[n].deps) for n in waiting):
+                    for name in list(waiting):  # cannot happen with a closure; never loop forever
+                        waiting.remove(name)
+                        self._finish(Record(name, FAILED, reason="not run: its dependencies never finished"), done)
+        finally:
+            if not self.keep_open:
+                self.executor.close()
+        records = {name: done[name] for name in closure}
+        if self.lock is not None:
+            self._write_lock(records)
+        return records
+
+    def tell(self, event: Event) -> None:
+        """Every listener hears every event, one at a time (events come from executor threads too)."""
+        with self._telling:
+            for listener in self.listeners:
+                listener(event)
+
+    def _settled_here(self, name: str, done: dict[str, Record]) -> Record | None:
+        """The record of a target that needs no executor: a dependency failed, or it is current."""
+        target = self.session.graph.targets[name]
+        failed = [dep for dep in target.deps if done[dep].status == FAILED]
+        if failed:
+            return not_run(target, failed)
+        if self.session.is_up_to_date(name):
+            return self.session.records.get(name)
+        return None
+
+    def _finish(self, record: Record, done: dict[str, Record]) -> None:
+        self.session.records.add(record)
+        done[record.target] = record
+        self.tell(Event(FINISHED, record.target, record=record))
+
+    def _write_lock(self, records: dict[str, Record]) -> None:
+        session = self.session
+
+        def files_digest(record: Record) -> str | None:
+            manifest = session.current_manifest(record.target)
+            return tree_digest(manifest["files"]) if manifest else None
+
+        try:
+            lockfile.record_run(self.lock, session.graph, records.values(), files_digest, partial=self.partial_lock)
+        except OSError as exc:  # a read-only checkout still builds
+            self.warn(f"navbuild.lock not written: {exc}")
+
+
+def not_run(target: Target, failed: list[str]) -> Record:
+    """The record of a target whose dependencies failed: it is not run (a profile is not profiled)."""
+    if target.kind == PROFILE:
+        return Record(target.name, SKIPPED, reason=f"not profiled: {', '.join(failed)} failed")
+    return Record(target.name, FAILED, reason=f"not run: {', '.join(failed)} failed")
+
+
+class LocalExecutor:
+    """Actions run on this machine: in worker processes (``engine/workers.py``), ``jobs`` at once,
+    each waited on by a thread of this process; or, when actions run in this process
+    (``NAVBUILD_IN_PROCESS=1``, ``Options.isolate = False``, or rules added by code, which a worker
+    could not rebuild), one at a time in the calling thread. ``jobs == 1`` also runs in the calling
+    thread: an in-process build may need the main thread.
+
+    Before an action starts it takes its slots (``Slots.hold``): a profile alone, a CUDA target one
+    of ``--gpu-jobs`` GPU slots. A caller may add code of its own to the workers (``hook``)."""
+
+    def __init__(self, jobs: int = 1, hook: workers.Hook | None = None) -> None:
+        self.jobs, self.hook = max(1, jobs), hook
+        self.room = 1
+        self.pool: workers.Pool | None = None  # started when the first action must run
+        self.scheduler: Scheduler | None = None
+        self.finished: queue.Queue[tuple[str, Record | BaseException]] = queue.Queue()  # from threads
+        self.here = threading.local()  # what ran in the calling thread (plain doit calls from several)
+        self.grants: dict[str, Grant] = {}
+        self.starting = threading.Lock()  # one pool, whichever thread needs it first
+
+    def open(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        session = scheduler.session
+        self.isolated = workers.isolated() and session.options.isolate and session.registry.from_modules_alone()
+        self.room = self.jobs if self.isolated else 1
+
+    def submit(self, name: str) -> None:
+        if self.room == 1:
+            self.here.done = [*getattr(self.here, "done", []), self._settle(name)]
+            return
+        threading.Thread(target=self._settle_in_thread, args=(name,), name=f"navbuild {name}", daemon=True).start()
+
+    def collect(self) -> list[Record]:
+        done_here = getattr(self.here, "done", None)
+        if done_here:
+            self.here.done = []
+            return done_here
+        found = [self.finished.get()]
+        while not self.finished.empty():
+            found.append(self.finished.get_nowait())
+        records = []
+        for name, outcome in found:
+            if isinstance(outcome, BaseException):
+                raise outcome  # Session.run records a target's failure: this is a bug, not the target's
+            records.append(outcome)
+        return records
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def _settle_in_thread(self, name: str) -> None:
+        try:
+            self.finished.put((name, self._settle(name)))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the scheduler's thread
+            self.finished.put((name, exc))
+
+    def _settle(self, name: str) -> Record:
+        session = self.scheduler.session
+        session.run(name, self._act)
+        record = session.records.get(name) or Record(name, FAILED, reason="no record")
+        grant = self.grants.pop(name, None)
+        if grant is not None:
+            record.waited = grant.waited
+        return record
+
+    def _act(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
+        with self.scheduler.slots.hold(target) as grant:
+            self.grants[target.name] = grant
+            self.scheduler.tell(Event(STARTED, target.name, grant=grant))
+            if self.isolated:
+                return self._pool().execute(target, key, material)
+            return actions.execute(self.scheduler.session, target, key, material)
+
+    def _pool(self) -> workers.Pool:
+        with self.starting:
+            if self.pool is None:
+                session = self.scheduler.session
+                self.pool = workers.Pool(session.describe(), session.store,
+                                         lambda target, text: actions.write_failure_log(session, target, text),
+                                         size=self.room, hook=self.hook, echo=session.options.verbose)
+            return self.pool
+
+
+def build(session: Session, selected: list[str], **options: Any) -> dict[str, Record]:
+    """``Scheduler(session, **options).build(selected)``: the short way for one run."""
+    return Scheduler(session, **options).build(selected)

@@ -1,0 +1,108 @@
+"""The one scheduler (engine/scheduler.py): what its listeners hear, the failed-dependency rule, the
+lock it writes, and the faces that reach it. A toy numpy family registered by code (its actions run
+in this process), so each build takes milliseconds."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from navbuild.engine import lockfile
+from navbuild.engine.config import load
+from navbuild.engine.graph import build_graph
+from navbuild.engine.records import BUILT, CACHED, FAILED, SKIPPED
+from navbuild.engine.scheduler import FINISHED, QUEUED, STARTED, Scheduler
+from navbuild.engine.session import Session
+from tests.e2e.tiny import make_tiny_project
+from tests.test_rule_declarations import CONFIG, MODEL, registry
+
+# profiles on, as short as a profile can be: the rule about profiles of failed artifacts needs them
+PROFILED = CONFIG.replace("enabled = false", "batch_sizes = [1]\nbudget_s = 0.05\nwarmup_runs = 1\n"
+                                                "min_trials = 1\nmax_trials = 1\nstabilization_windows = 1")
+
+
+def open_session(root: Path, formats: str = '["scaled", "untidy"]') -> Session:
+    (root / "model.py").write_text(MODEL)
+    (root / "navbuild.toml").write_text(PROFILED.format(formats=formats))
+    reg = registry()
+    project = load(root / "navbuild.toml", reg.formats)
+    return Session(project, reg, build_graph(project, reg))
+
+
+def heard(session: Session, selected: list[str], **options) -> tuple[dict, list]:
+    events = []
+    records = Scheduler(session, listeners=[events.append], **options).build(selected)
+    return records, events
+
+
+def test_listeners_hear_each_target_queued_started_and_finished_once(tmp_path):
+    session = open_session(tmp_path)
+    records, events = heard(session, ["m:scaled.profile", "m:untidy.profile"])
+    assert list(records) == session.graph.closure(["m:scaled.profile", "m:untidy.profile"])
+    finished = [e.target for e in events if e.kind == FINISHED]
+    assert sorted(finished) == sorted(records)  # every target of the closure, once
+    for name in ("m:samples", "m:reference", "m:scaled", "m:scaled.check", "m:scaled.profile"):
+        kinds = [e.kind for e in events if e.target == name]
+        assert kinds == [QUEUED, STARTED, FINISHED], (name, kinds)
+        assert records[name].status == BUILT, records[name]
+    started = next(e for e in events if e.kind == STARTED and e.target == "m:scaled.profile")
+    assert started.grant.gpu is None and started.grant.waited >= 0.0
+    # a dependency failed: not run (a profile: not profiled), heard as finished only
+    assert records["m:untidy"].status == FAILED
+    assert (records["m:untidy.check"].status, records["m:untidy.check"].reason) == (FAILED, "not run: m:untidy failed")
+    profile = records["m:untidy.profile"]
+    assert profile.status == SKIPPED and profile.reason == "not profiled: m:untidy, m:untidy.check failed"
+    assert [e.kind for e in events if e.target == "m:untidy.check"] == [FINISHED]
+
+    session = open_session(tmp_path)  # the next run: what is current is only heard as finished
+    again, events = heard(session, ["m:scaled.profile"])
+    assert {r.status for r in again.values()} == {CACHED}
+    assert {e.kind for e in events} == {FINISHED}
+
+
+def test_the_lock_is_written_from_the_records_the_run_returns(tmp_path):
+    session = open_session(tmp_path, '["scaled"]')
+    lock = tmp_path / "navbuild.lock"
+    records, _ = heard(session, session.graph.resolve(["m"]), lock=lock)
+    entries = lockfile.read(lock)
+    assert entries["m:scaled"].key == records["m:scaled"].key
+    assert entries["m:scaled.check"].digest == records["m:scaled.check"].digest
+    assert "m:scaled.profile" not in entries  # timings are never locked
+    records, _ = heard(open_session(tmp_path, '["scaled"]'), ["m:samples"])  # no lock given: none written
+    assert lockfile.read(lock) == entries
+
+
+def test_a_partial_lock_keeps_the_models_the_run_does_not_know(tmp_path):
+    session = open_session(tmp_path, '["scaled"]')
+    lock = tmp_path / "api.lock"
+    other = lockfile.LockEntry("other:onnx", "onnx", "k" * 32, "d" * 32)
+    stale = lockfile.LockEntry("m:gone", "gone", "k" * 32, "d" * 32)
+    lock.write_text(lockfile.render([other, stale]))
+    heard(session, ["m:scaled"], lock=lock, partial_lock=True)
+    entries = lockfile.read(lock)
+    assert entries["other:onnx"] == other and "m:gone" not in entries and "m:scaled" in entries
+
+
+def test_navbuild_builds_without_doit(tmp_path):
+    """The CLI reaches the scheduler directly: a build imports no doit (dodo.py does)."""
+    make_tiny_project(tmp_path)
+    code = ("import sys\nfrom navbuild.cli import main\ncode = main(['-q', 'mlp:samples'])\n"
+            "assert code == 0, code\nassert not any(m == 'doit' or m.startswith('doit.') for m in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_plain_doit_builds_through_the_scheduler_and_writes_the_lock(tmp_path):
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from navbuild.engine import doit_glue
+
+    session = open_session(tmp_path, '["scaled"]')
+    namespace = {"task_navbuild": lambda: doit_glue.task_dicts(session),
+                 "DOIT_CONFIG": {"backend": "navbuild-null", "dep_file": str(tmp_path / "doit-null"),
+                                 "verbosity": 0}}
+    extra = {"BACKEND": {"navbuild-null": "navbuild.engine.doit_glue:NullBackend"}}
+    assert DoitMain(ModuleTaskLoader(namespace), config_filenames=(), extra_config=extra).run(["m:scaled"]) == 0
+    assert session.records.get("m:scaled").status == BUILT
+    assert lockfile.read(tmp_path / "navbuild.lock")["m:scaled"].key == session.records.get("m:scaled").key
