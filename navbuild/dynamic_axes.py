@@ -4,7 +4,7 @@ named by a label and bounded by a minimum and a maximum.
 Declared in navbuild.toml (``[models.<m>.dynamic_axes]``) or through the Python API as
 ``{input: {axis: label}}`` (the short form) or ``{input: {axis: {name = label, min = 1, max = 512}}}``.
 Inputs whose axes share a label have the same size in every call (``input_ids`` and
-``attention_mask``), so exporters get one symbol for them. ``parse`` checks a declaration;
+``attention_mask``), so exporters get one symbol for them. ``parse`` checks a declaration (the one check of it: the config and the API both call it);
 ``ranges`` gives each label its (min, opt, max) against the samples: ``min`` defaults to
 ``DEFAULT_MIN``, ``max`` to the largest size the samples hold, ``opt`` is the largest size seen.
 Axis 0 is the batch and is never declared here.
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 DEFAULT_MIN = 1
+MAX_AXIS = 63  # numpy and the exporters hold at most 64 dimensions
 BOUND_KEYS = ("name", "min", "max")
 
 Axes = Mapping[str, Mapping[int, str]]  # input -> axis -> label
@@ -85,6 +86,9 @@ def _axis(text: Any, where: str) -> int:
                         "declare non-batch axes only (the batch follows max_batch_size)")
     if axis < 0:
         raise AxisError(where, f"axis {axis} is negative", "number axes from 0 (the batch)")
+    if axis > MAX_AXIS:
+        raise AxisError(where, f"must be from 1 to {MAX_AXIS}, not {axis}",
+                        f"a tensor has at most {MAX_AXIS + 1} dimensions: number the axis from 0 (the batch)")
     return axis
 
 

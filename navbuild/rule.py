@@ -32,6 +32,32 @@ ROLES = (ROLE_SAMPLES, ROLE_REFERENCE)
 #   profile_batch_sizes  the ``[profile] batch_sizes`` (empty when the profile sweeps or is off)
 ENGINE_VALUES = ("max_batch_size", "normalize", "profile_batch_sizes")
 DEFAULT_MAX_BATCH_SIZE = 1  # a model that declares none takes batches of one
+NO_BATCH = 0  # ``max_batch_size = 0``: no batch dimension, shapes as they are (Triton's convention)
+# fp32 storage with TensorFloat-32 math in matmuls and convolutions (10-bit mantissa operands, fp32
+# accumulation): what Ampere and newer GPUs do by default. An ``fp32`` target runs with TF32 off; a
+# ``tf32`` target is the same model built and run with it on, so its speed is measured and chosen apart.
+TF32 = "tf32"
+TF32_MIN_CAPABILITY = (8, 0)  # Ampere
+
+
+def tf32_enabled(precision: str) -> bool:
+    """Whether a target of ``precision`` runs its float32 matmuls and convolutions in TF32."""
+    return precision == TF32
+
+
+def tf32_unmet(precision: str, device: str, capability: tuple[int, int] | None) -> str | None:
+    """Why a target of ``precision`` on ``device`` cannot run here (a GPU of compute ``capability``,
+    None without one), or None: a ``tf32`` target needs a CUDA GPU of the Ampere generation or newer."""
+    if not tf32_enabled(precision):
+        return None
+    need = f"TF32 needs an Ampere-or-newer CUDA GPU (compute capability {'.'.join(map(str, TF32_MIN_CAPABILITY))}+)"
+    if device != "cuda":
+        return f"{need}; this target's device is {device}"
+    if capability is None:
+        return f"{need}; this machine has none"
+    if tuple(capability) < TF32_MIN_CAPABILITY:
+        return f"{need}; this GPU's is {'.'.join(map(str, capability))}"
+    return None
 
 
 def repeat_file_name(tensor_file: str) -> str:
@@ -143,6 +169,14 @@ class Rule:
                   None; ``values`` holds the engine values it declares in ``uses``
     loads_code    loading its output runs code carried in the files (a shared library, compiled GPU
                   kernels, a pickle): a package's or another machine's copy is never imported
+                  (unless the package is signed by a key the project trusts, docs/deploy.md)
+    scan          optional ``fn(folder) -> str | None``: reads the output's files (in ``folder``, under
+                  their names) as data, without loading or running them, and returns the first thing
+                  that would reach outside the model once loaded (an operator that reads or writes
+                  files or runs a process, a custom operator, a path out of the folder) as one
+                  sentence, or None. A package's copy of an output is imported, and loaded by
+                  ``navbuild.package.load``, only after its scan found nothing; an output whose rule
+                  declares none is not imported from a package that no trusted key signed
     outputs       the files it writes into ``out_dir``, relative names or ``fnmatch`` patterns
                   (``trt_engines/*``); a build that writes any other file fails. Empty: undeclared
     triton        how Triton serves the output natively (``TritonModel``); None: through Triton's
@@ -185,6 +219,7 @@ class Rule:
     description: str = ""
     validate: Callable[[Mapping[str, Any], str, Mapping[str, Any]], str | None] | None = None
     loads_code: bool = False
+    scan: Callable[[Path], str | None] | None = None
     outputs: tuple[str, ...] = ()
     triton: TritonModel | None = None
     role: str | None = None
@@ -237,11 +272,24 @@ class ModelSpec:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     batch_dim: int = 0
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE  # NO_BATCH (0): dimension 0 is no batch; every shape is as the samples give it
     dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)  # input -> axis -> label
     # label -> its declared bounds ({"min": 1, "max": 512}, either may be absent): navbuild.dynamic_axes
     axis_bounds: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def batched(self) -> bool:
+        """Whether dimension ``batch_dim`` of every input and output is a batch (max_batch_size >= 1)."""
+        return self.max_batch_size != NO_BATCH
+
+    def declared_shape(self, shape: Iterable[int], name: str = "", varying: Iterable[int] = ()) -> list[int]:
+        """A tensor's shape as deployments declare it: -1 on the batch dimension when there is one, on
+        every dynamic axis declared for tensor ``name``, and on the ``varying`` axes (an output axis
+        that follows a dynamic input axis); every other dimension as ``shape`` gives it."""
+        dims = [int(d) for d in shape]
+        free = {*self.dynamic_axes.get(name, {}), *varying} | ({0} if self.batched else set())
+        return [-1 if axis in free else size for axis, size in enumerate(dims)]
 
     def load_entry(self) -> Any:
         """Import ``entry`` from its file and call it: returns the live model. An entry that names a
@@ -378,6 +426,7 @@ class UndeclaredEngineValue(LookupError):
 class Skip(Exception):
     """Raised by a build function when the target cannot be built here (reason in the message).
 
-    Use it only for facts about the machine or tools (an exporter missing); a model that fails to
-    convert is a failure, never a skip.
+    Use it for facts about the machine or tools (an exporter missing, no GPU for TF32), and for a
+    precision that does not apply to the model (float16 of a graph with nothing float32 to convert):
+    the reason says which. A model that fails to convert is a failure, never a skip.
     """

@@ -15,7 +15,7 @@ from typing import Any
 
 from navbuild import dynamic_axes
 from navbuild.lazy import lazy_import
-from navbuild.rule import ROLE_SAMPLES, BuildContext, Rule, call_entry
+from navbuild.rule import NO_BATCH, ROLE_SAMPLES, BuildContext, Rule, call_entry
 
 np = lazy_import("numpy")
 
@@ -39,38 +39,51 @@ def _load(ctx: BuildContext) -> list[dict[str, Any]]:
 
 
 def check_samples(model_name: str, samples: list[dict[str, Any]], inputs: tuple[str, ...],
-                  max_batch_size: int, dynamic_axes: dict[str, dict[int, str]]) -> None:
-    """Samples that contradict each other or the declared model are refused with the reason."""
+                  max_batch_size: int, axes: dynamic_axes.Axes) -> None:
+    """Samples that contradict each other or the declared model are refused with the reason.
+
+    With a batch dimension (max_batch_size >= 1) dimension 0 is the batch: the same for every input
+    of a sample, at most max_batch_size, free to vary between samples. Without one (max_batch_size
+    0) every dimension is fixed except the declared dynamic axes, and scalars are inputs too."""
     if not samples:
         raise ValueError(f"model {model_name}: the samples are empty")
     names = list(samples[0])
     if inputs and sorted(names) != sorted(inputs):
         raise ValueError(f"model {model_name}: samples have inputs {names} but navbuild.toml declares {list(inputs)}")
+    batched = max_batch_size != NO_BATCH
     for index, sample in enumerate(samples):
         if list(sample) != names:
             raise ValueError(f"model {model_name}: sample {index} has inputs {list(sample)}, sample 0 has {names}")
-        batch = None
         for name, array in sample.items():
-            if array.ndim == 0:
-                raise ValueError(f"model {model_name}: input {name} of sample {index} has no batch dimension")
-            if batch is None:
-                batch = array.shape[0]
-            elif array.shape[0] != batch:
-                raise ValueError(f"model {model_name}: sample {index} has batch {batch} for one input and "
-                                 f"{array.shape[0]} for {name}")
             reference = samples[0][name]
             if array.dtype != reference.dtype:
                 raise ValueError(f"model {model_name}: input {name} is {array.dtype} in sample {index} "
                                  f"but {reference.dtype} in sample 0")
-            dynamic = set(dynamic_axes.get(name, {})) | {0}
+            dynamic = set(axes.get(name, {})) | ({0} if batched else set())
             if array.ndim != reference.ndim or any(
                     a != b for axis, (a, b) in enumerate(zip(array.shape, reference.shape)) if axis not in dynamic):
                 raise ValueError(f"model {model_name}: input {name} has shape {list(array.shape)} in sample "
                                  f"{index} but {list(reference.shape)} in sample 0; declare the axis in "
-                                 f"dynamic_axes if it varies")
-        if batch > max_batch_size:
-            raise ValueError(f"model {model_name}: sample {index} has batch {batch}, over max_batch_size "
-                             f"{max_batch_size}")
+                                 f"dynamic_axes if it varies" + ("" if batched else " (max_batch_size = 0: "
+                                                                 "no dimension is a batch)"))
+        if batched:
+            _check_batch(model_name, index, sample, max_batch_size)
+
+
+def _check_batch(model_name: str, index: int, sample: dict[str, Any], max_batch_size: int) -> None:
+    batch = None
+    for name, array in sample.items():
+        if array.ndim == 0:
+            raise ValueError(f"model {model_name}: input {name} of sample {index} has no batch dimension; "
+                             f"set max_batch_size = 0 for a model without one")
+        if batch is None:
+            batch = array.shape[0]
+        elif array.shape[0] != batch:
+            raise ValueError(f"model {model_name}: sample {index} has batch {batch} for one input and "
+                             f"{array.shape[0]} for {name}; set max_batch_size = 0 if dimension 0 is no batch")
+    if batch > max_batch_size:
+        raise ValueError(f"model {model_name}: sample {index} has batch {batch}, over max_batch_size "
+                         f"{max_batch_size}")
 
 
 def check_axes(model_name: str, samples: list[dict[str, Any]], axes: dynamic_axes.Axes,
@@ -113,8 +126,9 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     tensors.save(ctx.out_dir / OUTPUT, samples)
     first = samples[0]
     return {"count": len(samples), "given": given,
-            "inputs": [{"name": n, "dtype": str(a.dtype), "shape": [-1, *a.shape[1:]]} for n, a in first.items()],
-            "batch_sizes": [int(next(iter(s.values())).shape[0]) for s in samples],
+            "inputs": [{"name": n, "dtype": str(a.dtype), "shape": spec.declared_shape(a.shape, n)}
+                       for n, a in first.items()],
+            "batch_sizes": [int(next(iter(s.values())).shape[0]) for s in samples] if spec.batched else [],
             "axis_sizes": dynamic_axes.sizes(spec.dynamic_axes, samples)}
 
 

@@ -59,6 +59,7 @@ def test_long_and_short_forms_parse_to_labels_and_bounds():
     ({"ids": {"0": "batch"}}, "ids.0", "axis 0 is the batch dimension"),
     ({"ids": {"x": "seq"}}, "ids.x", "is not an integer"),
     ({"ids": {"-1": "seq"}}, "ids.-1", "is negative"),
+    ({"ids": {"64": "seq"}}, "ids.64", "must be from 1 to 63, not 64"),
     ({"ids": "seq"}, "ids", "must be a table of axes"),
     ({"ids": {"1": 3}}, "ids.1", "must be a label or a table"),
     ({"ids": {"1": "two words"}}, "ids.1", "is not a name"),
@@ -79,8 +80,8 @@ def test_a_declaration_that_cannot_be_right_names_its_key(table, where, problem)
 
 @pytest.mark.parametrize("axes, message", [
     ('dynamic_axes = { tokens = { 0 = "batch" } }', "models.enc.dynamic_axes.tokens.0: axis 0 is the batch"),
-    ('dynamic_axes = { words = { 1 = "seq" } }', "models.enc.dynamic_axes.words: 'words' is not among the model's "
-                                                 "inputs ['tokens']"),
+    ('dynamic_axes = { words = { 1 = "seq" } }', "models.enc.dynamic_axes.words: is not an input of the model "
+                                                 "(its inputs: tokens)"),
     ('dynamic_axes = { tokens = { 1 = { name = "seq", max = "128" } } }',
      "models.enc.dynamic_axes.tokens.1.max: must be an integer >= 1, not '128'"),
     ('dynamic_axes = { tokens = { 1 = { name = "seq", min = 64, max = 16 } } }', "min 64 is above max 16"),

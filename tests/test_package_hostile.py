@@ -27,6 +27,12 @@ def status(contents: dict[str, bytes] | None = None, **target_fields) -> dict:
             "models": {"cnn": {"samples": None, "reference": None, "targets": {"onnx": target}}}}
 
 
+def _with_model(**fields) -> dict:
+    doc = status()
+    doc["models"]["cnn"].update(fields)
+    return doc
+
+
 def write(path: Path, entries: list[tuple[str, bytes]], doc: dict | bytes) -> Path:
     raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
     write_zip(path, [*entries, ("status.json", raw)], sort=False)
@@ -139,6 +145,13 @@ HOSTILE = {
                             "samples is not an object"),
     "metadata is a list": (lambda p: write(p, [("cnn/onnx/model.onnx", ONNX)], status(metadata=[])),
                            "metadata is not an object"),
+    # numbers a runner or Triton is given (issue 21): NaN is not JSON, sizes are bounded integers
+    "NaN max_batch_size": (lambda p: write(p, [("cnn/onnx/model.onnx", ONNX)], json.dumps(
+        _with_model(max_batch_size=float("nan"))).encode()), "NaN is not a JSON number"),
+    "max_batch_size 1e30": (lambda p: write(p, [("cnn/onnx/model.onnx", ONNX)], _with_model(max_batch_size=10**30)),
+                            "max_batch_size is not an integer from 0 to 2147483647"),
+    "shape of text": (lambda p: write(p, [("cnn/onnx/model.onnx", ONNX)], _with_model(
+        inputs=[{"name": "x", "dtype": "float32", "shape": [-1, "3"]}])), "shape is not an integer from -1"),
     "no status.json": (lambda p: (write_zip(p, [("cnn/onnx/model.onnx", ONNX)]), p)[1], "no status.json"),
     "not a zip": (lambda p: (p.write_bytes(b"PK\x03\x04 not really"), p)[1], "not a zip file"),
 }

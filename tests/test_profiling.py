@@ -495,6 +495,21 @@ class TorchEagerRunner(Runner):
         self.synced += 1
 
 
+def test_a_model_without_a_batch_dimension_is_measured_once_as_it_is():
+    """max_batch_size 0: one point ("batch" 1), the sample neither tiled nor sliced, whatever the
+    [profile] batch sizes say (they are for the models that batch)."""
+    torch = pytest.importorskip("torch")
+    spec = ModelSpec(name="pair", framework="torch", entry="m.py:f", root=Path("."), inputs=("x",),
+                     max_batch_size=0)
+    runner = TorchEagerRunner(torch.nn.Linear(8, 2), spec)
+    config = ProfileConfig(**{**FAST, "batch_sizes": (1, 2, 4)})
+    assert config.plan(0) == ([1], False) and config.resolved("cpu", 0)["batch_plan"] == [1]
+    result = profile_runner(runner, {"x": np.random.rand(3, 8).astype(np.float32)}, config,
+                            timer=ScriptedTimer(lambda b, n: 0.001))
+    assert result.batch_sizes == [1]
+    assert runner.prepared_batches == [3]  # the sample's own 3 rows: dimension 0 is no batch
+
+
 def test_profile_runner_prepares_once_per_batch_size():
     torch = pytest.importorskip("torch")
     spec = ModelSpec(name="mlp", framework="torch", entry="m.py:f", root=Path("."), inputs=("x",),

@@ -77,11 +77,13 @@ class OptimizeConfig:
     """What to build and how to check and measure it (the fields map onto navbuild.toml keys).
 
     target_formats      formats to build (``Format`` members or names); None: DEFAULT_FORMATS
-    target_precisions   precisions each format builds where its rule supports them (``[targets] precisions``)
+    target_precisions   precisions each format builds where its rule supports them (``[targets] precisions``;
+                        "tf32": fp32 with TF32 math, on an Ampere-or-newer GPU)
     target_device       "cpu", "cuda" or "auto" (a ``DeviceKind``)
     runners             keep only the formats whose runner has one of these names (e.g. "onnxruntime")
     batching            False fixes the batch (dimension 0) at 1: ``max_batch_size = 1``
-    max_batch_size      the largest batch exports accept; None: the largest batch in the samples
+    max_batch_size      the largest batch exports accept; None: the largest batch in the samples; 0: the
+                        model has no batch dimension (shapes as the samples give them)
     sample_count        at most this many samples are taken from the dataloader
     input_names, output_names   names of the model's inputs and outputs (default: derived)
     dynamic_axes        non-batch axes that vary, ``{input: {axis: label}}`` or with bounds

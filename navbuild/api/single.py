@@ -27,7 +27,7 @@ def optimize_torch(model: Any, dataloader: Any, config: OptimizeConfig | None = 
             raise ConfigError(LABEL, "model", f"must be a torch.nn.Module or a 'file.py:function' entry, not "
                               f"{type(model).__name__}")
         name = safe_model_name(name) if name else default_model_name(type(model))
-        samples = [calls.call_args(sample) for sample in sources.take(dataloader, config.sample_count)]
+        samples = [calls.call_args(sample) for sample in sources.take(dataloader, config.sample_count, name)]
         source = sources.object_source(workspace, name, model, samples, config)
     return _build_one(workspace, source, config, jobs, quiet)
 

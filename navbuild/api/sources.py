@@ -16,15 +16,23 @@ from navbuild.api.project import ModelSource, Workspace
 from navbuild.engine.config import ConfigError
 
 
-def take(dataloader: Iterable[Any], count: int) -> list[Any]:
-    """At most ``count`` samples of a dataloader (any iterable)."""
+def take(dataloader: Iterable[Any], count: int, model: str) -> list[Any]:
+    """At most ``count`` samples of a dataloader (any iterable) of ``model``."""
+    fix = "pass an iterable of samples, e.g. [torch.randn(1, 3, 32, 32)] or a torch DataLoader"
+    try:
+        batches = iter(dataloader)
+    except TypeError:
+        raise ConfigError(LABEL, "dataloader", f"model {model}: the dataloader is "
+                          f"{'missing (None)' if dataloader is None else 'a ' + type(dataloader).__name__}, "
+                          "not an iterable of samples", fix) from None
     samples = []
-    for sample in dataloader:
+    for sample in batches:
         if len(samples) >= count:
             break
         samples.append(sample)
     if not samples:
-        raise ConfigError(LABEL, "dataloader", "yielded no sample", "give at least one sample")
+        raise ConfigError(LABEL, "dataloader", f"model {model}: the dataloader yielded no sample",
+                          "give at least one sample (" + fix.removeprefix("pass ") + ")")
     return samples
 
 
@@ -71,6 +79,10 @@ def object_source(workspace: Workspace, name: str, model: Any, call_samples: Seq
         named.append({n: tensors.to_numpy(leaf) for n, leaf in zip(call.names, leaves)})
     if reference is None:
         reference = _run_once(model, method, *call_samples[0])
+    if not calls.flatten_outputs(reference):
+        raise ConfigError(LABEL, "model", f"model {name} returned {_what(reference)}, which holds no tensor; "
+                          "navbuild deploys models whose outputs are tensors",
+                          "return a tensor, or a tuple, list or dict of tensors")
     output_tree = calls.describe(reference, [], (), [])
     exported = exported_model(model, first_call, method, calls.plain(output_tree))
     identity = model_identity(exported)
@@ -96,7 +108,7 @@ def entry_source(workspace: Workspace, name: str, entry: str, dataloader: Any, c
         samples, batch = dataloader, None
     else:
         named = [tensors.as_named(sample, tuple(config.input_names or ())) for sample in
-                 take(dataloader, config.sample_count)]
+                 take(dataloader, config.sample_count, name)]
         samples, batch = workspace.write_samples(name, named), largest_batch(named)
     entry_file = entry.rsplit(":", 1)[0]
     return ModelSource(
@@ -130,3 +142,8 @@ def _run_once(model: Any, method: str | None, args: tuple, kwargs: dict) -> Any:
     finally:
         for module, training in modes:
             module.training = training
+
+
+def _what(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"

@@ -89,11 +89,14 @@ def _import(session: Session, path: Path, args: argparse.Namespace) -> bool:
         return False
     report = import_package(session, path, Limits.parse(args.package_limit or ()))
     out = console()
+    proof = (f", signed by {report.signer} (a key in [trust] keys): proven" if report.signer else
+             ", unsigned: marked imported until proven (`navbuild verify` rebuilds them here)")
     out.print(f"imported {len(report.imported)} artifacts from {path}"
-              + (f" ({len(report.present)} already in the store)" if report.present else ""), highlight=False)
+              + (f" ({len(report.present)} already in the store)" if report.present else "")
+              + (proof if report.imported else ""), highlight=False, markup=False)
     if args.verbose:
         for name, why in sorted(report.skipped.items()):
-            out.print(f"  not imported: {name}: {why}", highlight=False)
+            out.print(f"  not imported: {name}: {why}", highlight=False, markup=False)
     return True
 
 
@@ -107,7 +110,9 @@ def _package(session: Session, quiet: bool) -> None:
         path = project_package.write_after_build(session, changed=session.built_something)
     except (PackageError, OSError) as exc:  # a full disk, a file-size limit: the build's result stands
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        console(stderr=True).print(f"[yellow]package not written: {reason}[/]", highlight=False)
+        from rich.markup import escape
+
+        console(stderr=True).print(f"[yellow]package not written: {escape(reason)}[/]", highlight=False)
         return
     finally:
         session.close()

@@ -1,6 +1,7 @@
 """What users deploy: ``navbuild package`` and ``navbuild triton``.
 
-* ``package [-o PATH] [--all-targets]``: the byte-reproducible ``.nav`` zip (docs/deploy.md).
+* ``package [-o PATH] [--all-targets] [--sign KEYFILE]``: the byte-reproducible ``.nav`` zip
+  (docs/deploy.md), signed with an Ed25519 key when asked (``deploy/signing.py``).
 * ``triton --repo DIR [--model M] [--target T] [--strategy S] [--ort-tensorrt] [--verify]``: a Triton
   model repository for each model's selected (or given) target; a warning names each model whose
   backend the tritonserver found here lacks; ``--verify`` serves the repository on that server and
@@ -18,7 +19,7 @@ from navbuild.engine.session import Session
 from navbuild.view.console import console
 
 
-COMMANDS = {"package": "write the .nav package (-o PATH, --all-targets)",
+COMMANDS = {"package": "write the .nav package (-o PATH, --all-targets, --sign KEY)",
             "triton": "write a Triton model repository (--repo DIR; --verify serves it)"}
 
 
@@ -26,6 +27,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     deploy = parser.add_argument_group("package and triton")
     deploy.add_argument("-o", "--output", help="package: where to write the .nav file")
     deploy.add_argument("--all-targets", action="store_true", help="package: every built target, not just the selected")
+    deploy.add_argument("--sign", metavar="KEYFILE",
+                        help="package: sign it with this Ed25519 private key (PEM or OpenSSH); projects that list "
+                             "its public key in [trust] keys take its artifacts as proven")
     deploy.add_argument("--repo", help="triton: the model repository folder (default: model_repository)")
     deploy.add_argument("--model", help="triton: only this model")
     deploy.add_argument("--target", help="triton: deploy this target instead of the strategy's choice")
@@ -44,13 +48,28 @@ def main(args: argparse.Namespace) -> int:
     session.store.hold_shared()  # what is shipped is not collected while it is read
     try:
         if command == "package":
+            key = _signing_key(args.sign)
             path = project_package.write(session, Path(args.output) if args.output else None,
-                                         include_all=args.all_targets)
+                                         include_all=args.all_targets, sign_key=key)
             console().print(f"package: {path}", highlight=False)
+            if key is not None:
+                from navbuild.deploy.signing import public_key_text
+
+                console().print(f"signed by {public_key_text(key)}\n  a project that trusts this key lists it in "
+                                f"navbuild.toml: [trust] keys = [\"{public_key_text(key)}\"]", highlight=False,
+                                markup=False)
             return 0
         return _triton(session, args)
     finally:
         session.close()
+
+
+def _signing_key(path: str | None) -> Any:
+    if path is None:
+        return None
+    from navbuild.deploy.signing import load_private_key
+
+    return load_private_key(Path(path))
 
 
 TRITON_EXTRA = "pip install -e '.[triton]'"

@@ -20,11 +20,11 @@ def main(args: argparse.Namespace) -> int:
     states = {}
     for name in names:
         current, _ = state(session, name)
-        states[name] = "skipped" if current == "skipped" else {"built": "built", "failed": "failed"}.get(current, "stale")
+        shown = {"built": "built", "imported": "built", "failed": "failed", "skipped": "skipped"}
+        states[name] = shown.get(current, "stale")
     edges = [(dep, name) for name in names for dep in session.graph.targets[name].deps]
     dot = to_dot(names, edges, states)
-    out_dir = session.project.out
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = session.outputs.own(session.project.out)
     (out_dir / "graph.dot").write_text(dot)
     drawn = render(dot, out_dir / "graph.png")
     console().print(f"graph: {out_dir / 'graph.dot'}" + (f", {out_dir / 'graph.png'}" if drawn else

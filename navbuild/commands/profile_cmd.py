@@ -10,6 +10,7 @@ import argparse
 
 from navbuild.commands import build_cmd
 from navbuild.engine.options import Options
+from navbuild.engine.outputs import REPORT_DIR
 from navbuild.engine.project import open_project
 from navbuild.view.console import console
 
@@ -71,7 +72,8 @@ def write_reports(session, models: list[str]) -> None:
         strategy = session.project.profile.strategies[0]
         selection = model["selections"].get(strategy)
         selection = Selection.from_dict(selection) if selection else None
-        paths = report.write_report(name, results, selection, session.project.out / name / "report")
+        folder = session.outputs.own(session.project.out / name / REPORT_DIR)
+        paths = report.write_report(name, results, selection, folder)
         tables[name] = (results, selection)
         out.print(f"{name}: " + ", ".join(str(p) for p in paths.values()), highlight=False)
     report.print_report(tables, out)

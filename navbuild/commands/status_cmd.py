@@ -10,6 +10,7 @@ import argparse
 from navbuild.engine import keys
 from navbuild.engine.graph import CHECK
 from navbuild.engine.project import open_project
+from navbuild.engine.records import origin_text
 from navbuild.engine.session import Session
 from navbuild.view.console import console
 
@@ -29,9 +30,13 @@ def state(session: Session, name: str) -> tuple[str, str]:
     except keys.Pending as pending:
         return "stale", f"waits for {pending.upstream}"
     manifest = session.store.get_manifest(key)
-    if manifest is not None and session.store.manifest_intact(manifest):
+    if manifest is not None and session.keys.acceptable(name, manifest):
         if target.kind == CHECK and not manifest.get("metadata", {}).get("passed", False):
             return "failed", (manifest["metadata"].get("failures") or ["correctness failed"])[0]
+        if isinstance(manifest.get("imported"), dict):  # a package's build, not this project's
+            imported = manifest["imported"]
+            proof = "" if imported.get("signer") else f"; not proven: `navbuild verify {name}` rebuilds it here"
+            return "imported", f"from {origin_text(imported)}{proof}"
         return "built", ""
     last = session.store.get_target_record(name)
     if last is None:
@@ -60,7 +65,8 @@ def _status(session: Session, names: list[str]) -> int:
     table.add_column("target")
     table.add_column("state")
     table.add_column("why")
-    style = {"built": "green", "stale": "yellow", "missing": "yellow", "skipped": "dim", "failed": "red"}
+    style = {"built": "green", "imported": "magenta", "stale": "yellow", "missing": "yellow", "skipped": "dim",
+             "failed": "red"}
     for name in session.graph.closure(names):
         current, why = state(session, name)
         table.add_row(name, f"[{style[current]}]{current}[/]", why)

@@ -5,8 +5,11 @@ Every selected target (all the lock holds, or the named ones, or N of them chose
 rebuilt from nothing, with what it needs, in a scratch store that neither the project's store nor
 the remote cache can answer from. Each rebuilt target that the lock holds is then one of:
 
-    reproducible      same key, same digest
+    reproducible      same key, same digest (an artifact the lock says was imported from a package is
+                      then proven: the store keeps this project's build of it from now on)
     NOT reproducible  same key, another digest: its rule is not deterministic (named in the summary)
+    imported, differs same key, another digest than the one a package brought: the package's bytes are
+                      not what this project builds (its build replaces them in the store)
     input differs     another key because an upstream rebuilt here gave another digest
     key differs       another key for another reason (sources, tools or device changed since the
                       lock was written: the last build's key material says which)
@@ -33,9 +36,9 @@ from navbuild.engine.session import Session
 from navbuild.hashing import tree_digest
 from navbuild.view.console import console
 
-REPRODUCIBLE, NOT_REPRODUCIBLE, INPUT_DIFFERS, KEY_DIFFERS = (
-    "reproducible", "NOT reproducible", "input differs", "key differs")
-BAD = (NOT_REPRODUCIBLE, INPUT_DIFFERS, KEY_DIFFERS, FAILED)
+REPRODUCIBLE, NOT_REPRODUCIBLE, INPUT_DIFFERS, KEY_DIFFERS, IMPORT_DIFFERS = (
+    "reproducible", "NOT reproducible", "input differs", "key differs", "imported, differs")
+BAD = (NOT_REPRODUCIBLE, INPUT_DIFFERS, KEY_DIFFERS, IMPORT_DIFFERS, FAILED)
 
 
 @dataclass
@@ -100,6 +103,7 @@ def verify(session: Session, lock: dict[str, lockfile.LockEntry], chosen: list[s
                           remote=RemoteSettings())
         scratch = Session(project, session.registry, session.graph, Options(quiet=True))
         scratch.remote = None  # a rebuild answered by a cache would prove nothing
+        scratch.keys.forget_lock()  # the lock is compared with afterwards, never used to refuse a rebuild
         records = Scheduler(scratch).build(chosen)  # no lock written: the lock is what it is compared with
         closure = session.graph.closure(chosen)
         verdicts: list[Verdict] = []
@@ -109,6 +113,8 @@ def verify(session: Session, lock: dict[str, lockfile.LockEntry], chosen: list[s
                 verdict = _compare(session, scratch, lock[name], records.get(name), differs)
                 if verdict.outcome != REPRODUCIBLE:
                     differs.add(name)
+                if lock[name].imported and verdict.outcome in (REPRODUCIBLE, IMPORT_DIFFERS):
+                    _keep_own_build(session, scratch, name, lock[name].key)
                 verdicts.append(verdict)
         scratch.close()
         return verdicts
@@ -126,13 +132,42 @@ def _compare(session: Session, scratch: Session, entry: lockfile.LockEntry, reco
         return Verdict(name, entry.rule, SKIPPED, record.reason or "")
     if record.key == entry.key:
         if record.digest == entry.digest:
+            if entry.imported:
+                return Verdict(name, entry.rule, REPRODUCIBLE, f"imported from {entry.imported}: proven, this "
+                                                               f"project builds the same digest")
             return Verdict(name, entry.rule, REPRODUCIBLE, _bytes_note(scratch, name, entry))
+        if entry.imported:  # the package's bytes, not a rule that is not deterministic
+            return Verdict(name, entry.rule, IMPORT_DIFFERS,
+                           f"imported from {entry.imported} with digest {entry.digest[:12]}; this project builds "
+                           f"{str(record.digest)[:12]}: the package's artifact is not this project's build, which "
+                           f"now replaces it in the store")
         return Verdict(name, entry.rule, NOT_REPRODUCIBLE,
                        f"rule {entry.rule} gave digest {str(record.digest)[:12]}, the lock has {entry.digest[:12]}")
     upstream = [dep for dep in session.graph.targets[name].deps if dep in differs]
     if upstream:
         return Verdict(name, entry.rule, INPUT_DIFFERS, f"{', '.join(upstream)} rebuilt differently")
     return Verdict(name, entry.rule, KEY_DIFFERS, _why_key_differs(session, scratch, name, entry))
+
+
+def _keep_own_build(session: Session, scratch: Session, name: str, key: str) -> None:
+    """An imported build that verify rebuilt: this project's build (objects and manifest) takes its
+    place under its key, so it is proven (the same digest) or replaced (another one)."""
+    built = scratch.store.get_manifest(key)
+    current = session.store.get_manifest(key)
+    if built is None or current is None or not isinstance(current.get("imported"), dict):
+        return
+    session.store.hold_shared()  # gc waits
+    with session.store.lock(key):
+        for digest in [*built["files"].values(), *([built["log"]] if built.get("log") else [])]:
+            session.store.put_file(scratch.store.object_path(digest))
+        session.store.put_manifest(key, {k: v for k, v in built.items() if k not in ("key", "schema")})
+    bytes_digest = built.get("bytes")  # the lock follows: the key's build is this project's now
+    entry = lockfile.LockEntry(name, lockfile.read(lockfile.path_for(session.project.root))[name].rule, key,
+                               built["digest"], bytes_digest)
+    try:
+        lockfile.update(lockfile.path_for(session.project.root), session.graph, [entry])
+    except OSError:
+        pass  # a read-only checkout: the next build rewrites the entry
 
 
 def _bytes_note(scratch: Session, name: str, entry: lockfile.LockEntry) -> str:
@@ -163,7 +198,7 @@ def print_verdicts(out, verdicts: list[Verdict], quiet: bool) -> None:
     from rich.table import Table
 
     style = {REPRODUCIBLE: "green", NOT_REPRODUCIBLE: "bold red", INPUT_DIFFERS: "yellow",
-             KEY_DIFFERS: "yellow", SKIPPED: "yellow", FAILED: "bold red"}
+             KEY_DIFFERS: "yellow", IMPORT_DIFFERS: "bold red", SKIPPED: "yellow", FAILED: "bold red"}
     if not quiet:
         table = Table(title="navbuild verify", header_style="bold")
         for column in ("target", "rule", "result", "detail"):

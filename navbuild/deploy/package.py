@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
 from navbuild.deploy import declared
-from navbuild.deploy.package_checks import (DEFAULT_LIMITS, Limits, PackageError, check_entries, check_name,
-                                            check_status, read_json_entry)
+from navbuild.deploy.package_checks import (DEFAULT_LIMITS, MAX_SIGNATURE_BYTES, SIGNATURE_ENTRY, Limits,
+                                            PackageError, check_entries, check_name, check_status, parse_json,
+                                            read_limited)
 from navbuild.hashing import copy_with_digest, digest_bytes
 from navbuild.rule import ROLES
 from navbuild.ziputil import write_zip
@@ -122,6 +123,7 @@ def package_entries(status: Mapping[str, Any], *, strategies: Iterable[str] = ("
             replacements.append((str(info["path"]), entry))
             info["path"] = entry
         chosen = set(packaged_targets(model, strategies, include_all))
+        _refuse_unproven(model_name, model, chosen)
         for target_name, target in sorted((model.get("targets") or {}).items()):
             folder = target.pop("dir", None)
             target["packaged"] = target_name in chosen
@@ -147,11 +149,32 @@ def package_entries(status: Mapping[str, Any], *, strategies: Iterable[str] = ("
     return entries
 
 
+def _refuse_unproven(model_name: str, model: Mapping[str, Any], chosen: set[str]) -> None:
+    """An artifact imported from a package is shipped again only when it is proven: signed by a key
+    the project trusts (its origin says so), or rebuilt here with the same digest (it then has no
+    origin: it is this project's build)."""
+    unproven = [(name, target["origin"]) for name, target in sorted((model.get("targets") or {}).items())
+                if name in chosen and (target.get("origin") or {}).get("imported")
+                and not target["origin"].get("proven")]
+    if unproven:
+        names = ", ".join(f"{model_name}:{name} (imported from {origin['imported']})" for name, origin in unproven)
+        first = f"{model_name}:{unproven[0][0]}"
+        raise PackageError(f"{names}: not proven, so not shipped (no key in [trust] keys signed the package, and "
+                           f"this project has not rebuilt it); `navbuild verify {first}` rebuilds it here and "
+                           f"proves it when the digests agree, `navbuild {first} --force` replaces it with this "
+                           f"project's build")
+
+
 def write_package(status: Mapping[str, Any], dest: Path, *, strategies: Iterable[str] = ("max-throughput",),
-                  include_all: bool = False) -> Path:
-    """Write the ``.nav`` package of ``status`` to ``dest``; the same status gives the same bytes."""
+                  include_all: bool = False, sign_key: Any = None) -> Path:
+    """Write the ``.nav`` package of ``status`` to ``dest``; the same status gives the same bytes.
+    ``sign_key`` (``signing.load_private_key``) adds ``signature.json``, signing every entry."""
     dest = Path(dest)
     entries = package_entries(status, strategies=strategies, include_all=include_all)
+    if sign_key is not None:
+        from navbuild.deploy import signing
+
+        entries.append(signing.signature_entry(entries, sign_key))
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_zip(dest, entries)
     return dest
@@ -183,6 +206,15 @@ class PackageContents:
     status: dict[str, Any]
     names: list[str]
     limits: Limits = DEFAULT_LIMITS
+    status_bytes: bytes = b""  # status.json as read: what a signature covers
+    signature: Any = None  # signature.json, parsed, when the package is signed
+
+    def signer(self, trusted: Iterable[str]) -> Any:
+        """Who signed the package among ``trusted`` keys (a ``signing.Signer``; None: unsigned, or
+        signed by another key)."""
+        from navbuild.deploy import signing
+
+        return signing.check(self.path, self.signature, self.status_bytes, trusted)
 
     @contextlib.contextmanager
     def stream(self, name: str) -> Iterator[IO[bytes]]:
@@ -267,7 +299,12 @@ def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> PackageContents
             infos = check_entries(archive, limits, path.stat().st_size)
             if STATUS_ENTRY not in infos:
                 raise PackageError(f"no {STATUS_ENTRY}; not a navbuild package")
-            status = read_json_entry(archive, infos[STATUS_ENTRY], limits.status)
+            status_bytes = read_limited(archive, infos[STATUS_ENTRY], limits.status)
+            status = parse_json(STATUS_ENTRY, status_bytes)
+            signature = None
+            if SIGNATURE_ENTRY in infos:
+                signature = parse_json(SIGNATURE_ENTRY, read_limited(archive, infos[SIGNATURE_ENTRY],
+                                                                     MAX_SIGNATURE_BYTES))
     except zipfile.BadZipFile as exc:
         raise PackageError(f"{path}: not a zip file ({exc})") from None
     except (zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
@@ -284,15 +321,36 @@ def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> PackageContents
         check_status(status, ROLES)
     except PackageError as exc:
         raise PackageError(f"{path}: {exc}") from None
-    contents = PackageContents(path=path, status=status, names=sorted(infos), limits=limits)
+    contents = PackageContents(path=path, status=status, names=sorted(infos), limits=limits,
+                               status_bytes=status_bytes, signature=signature)
     listed = {name for name, _, _ in contents.artifacts()}
     missing = sorted(listed - set(infos))
     if missing:
         raise PackageError(f"{path}: status.json lists entries missing from the zip: {', '.join(missing)}")
-    unlisted = sorted(set(infos) - listed - {STATUS_ENTRY})
+    unlisted = sorted(set(infos) - listed - {STATUS_ENTRY, SIGNATURE_ENTRY})
     if unlisted:
         raise PackageError(f"{path}: entries that status.json does not describe: {', '.join(unlisted[:5])}")
     return contents
+
+
+def scan_artifacts(status: dict[str, Any], label: Path) -> None:
+    """Every packaged target's files read by its rule's ``scan`` (as data, before a runner loads them):
+    one that reaches outside the model (a file read or write, a custom operator) refuses the package.
+    Targets whose rule is not installed or declares no scan are left to their runner."""
+    from navbuild.engine.registry import RegistryError, default_registry
+
+    registry = default_registry()
+    for model_name, model in sorted((status.get("models") or {}).items()):
+        for short, target in sorted((model.get("targets") or {}).items()):
+            if not target.get("packaged") or not target.get("dir"):
+                continue
+            try:
+                rule = registry.rule(target.get("rule") or target.get("format") or short, model.get("framework"))
+            except RegistryError:
+                continue
+            problem = rule.scan(Path(target["dir"])) if rule.scan is not None else None
+            if problem:
+                raise PackageError(f"{label}: {model_name}:{short}: {problem}; the package is refused")
 
 
 def import_package(path: Path, put_stream: Callable[[IO[bytes], str | None, str], Any],

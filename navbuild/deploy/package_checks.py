@@ -26,6 +26,10 @@ from typing import Any, Iterable, Mapping
 from navbuild.hashing import is_digest, is_output_digest
 
 
+SIGNATURE_ENTRY = "signature.json"  # a signed package's signature (deploy/signing.py), described by no status
+MAX_SIGNATURE_BYTES = 16 << 20
+
+
 class PackageError(RuntimeError):
     """A package that cannot be written or read; the message names the entry at fault."""
 
@@ -116,23 +120,59 @@ def check_entries(archive: zipfile.ZipFile, limits: Limits, archive_size: int) -
     return found
 
 
-def read_json_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Any:
-    """A JSON entry read whole only when it is under ``limit`` bytes (however large it claims to be)."""
+def read_limited(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """An entry read whole only when it is under ``limit`` bytes (however large it claims to be)."""
     if info.file_size > limit:
         raise PackageError(f"{info.orig_filename} holds {info.file_size} bytes, over the limit of {limit}")
     with archive.open(info) as stream:
         data = stream.read(limit + 1)
     if len(data) > limit:
         raise PackageError(f"{info.orig_filename} holds over {limit} bytes")
+    return data
+
+
+def read_json_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Any:
+    """A JSON entry read whole only when it is under ``limit`` bytes (however large it claims to be)."""
+    return parse_json(info.orig_filename, read_limited(archive, info, limit))
+
+
+def parse_json(name: str, data: bytes) -> Any:
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError:
-        raise PackageError(f"{info.orig_filename} is not UTF-8 text") from None
+        raise PackageError(f"{name} is not UTF-8 text") from None
     except (ValueError, RecursionError) as exc:
-        raise PackageError(f"{info.orig_filename} is not valid JSON ({str(exc)[:200]})") from None
+        raise PackageError(f"{name} is not valid JSON ({str(exc)[:200]})") from None
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON; Python's reader takes them unless told (a NaN compares false)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 # -- status.json --------------------------------------------------------------------------------------
+MAX_BATCH = 2**31 - 1  # Triton's max_batch_size is a 32-bit integer
+
+
+def _integer(value: Any, where: str, lo: int, hi: int) -> None:
+    _require(value is None or (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi),
+             where, f"is not an integer from {lo} to {hi}: {str(value)[:40]!r}")
+
+
+def _io(values: Any, where: str) -> None:
+    """A model's inputs or outputs: names, dtypes and shapes (what a runner and Triton are given)."""
+    values = [] if values is None else values
+    _require(isinstance(values, list), where, "is not a list")
+    for index, value in enumerate(values):
+        here = f"{where}[{index}]"
+        _require(isinstance(value, dict), here, "is not an object")
+        _require(isinstance(value.get("name"), str) and value["name"], f"{here}.name", "is not a name")
+        _require(isinstance(value.get("dtype", ""), str), f"{here}.dtype", "is not a string")
+        shape = value.get("shape", [])
+        _require(isinstance(shape, list) and len(shape) <= 64, f"{here}.shape", "is not a list of sizes")
+        for size in shape:
+            _integer(size, f"{here}.shape", -1, MAX_BATCH)
+
 def _default(table: dict[str, Any], field: str) -> Any:
     """An object field, ``{}`` when absent or null (readers use ``or {}``)."""
     value = table.get(field)
@@ -198,6 +238,10 @@ def check_status(status: Any, tensor_fields: Iterable[str]) -> dict[str, Any]:
         _require(isinstance(model, dict), where, "is not an object")
         for field in tensor_fields:
             _tensor_file(model.get(field), f"{where}.{field}")
+        _integer(model.get("max_batch_size"), f"{where}.max_batch_size", 0, MAX_BATCH)
+        _integer(model.get("batch_dim"), f"{where}.batch_dim", 0, 0)
+        for field in ("inputs", "outputs"):
+            _io(model.get(field), f"{where}.{field}")
         targets = _default(model, "targets")
         _require(isinstance(targets, dict), f"{where}.targets", "is not an object")
         for short, target in targets.items():

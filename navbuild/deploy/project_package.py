@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from navbuild.engine.session import Session
 
@@ -14,14 +15,17 @@ def default_path(session: Session) -> Path:
     return session.project.out / f"{session.project.name}.nav"
 
 
-def write(session: Session, dest: Path | None = None, include_all: bool = False) -> Path:
-    """The package at ``dest`` (the default path if None) and its figures beside it."""
+def write(session: Session, dest: Path | None = None, include_all: bool = False, sign_key: Any = None) -> Path:
+    """The package at ``dest`` (the default path if None) and its figures beside it; ``sign_key``
+    signs it (``deploy/signing.py``)."""
     from navbuild.deploy import package, status
 
     collected, figures = status.collect_all(session)
-    dest = dest or default_path(session)
+    if dest is None:
+        dest = default_path(session)
+        session.outputs.own(dest.parent)  # navbuild-out, made by navbuild: `clean` may delete it
     path = package.write_package(collected, dest, strategies=session.project.profile.strategies,
-                                 include_all=include_all)
+                                 include_all=include_all, sign_key=sign_key)
     package.write_figures(figures, package.figures_path(path))
     return path
 

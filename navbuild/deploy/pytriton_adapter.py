@@ -42,7 +42,7 @@ class PyTritonAdapter:
 
     def _setup(self, status_or_package: Any, model_name: str, strategy: str, target: str | None,
                device: str | None, workdir: Path | None, source_root: Path | None) -> None:
-        from navbuild.deploy.package import PackageContents, read_package
+        from navbuild.deploy.package import PackageContents, read_package, scan_artifacts
 
         self.runner = None
         if isinstance(status_or_package, (str, Path)):
@@ -51,6 +51,7 @@ class PyTritonAdapter:
             if workdir is None:
                 self._tmp = workdir = Path(tempfile.mkdtemp(prefix="navbuild-pytriton-"))
             status = status_or_package.extract(workdir)
+            scan_artifacts(status, status_or_package.path)  # read as data before a runner loads them
         else:
             status = status_or_package
         self.status: Mapping[str, Any] = status

@@ -85,9 +85,9 @@ def _model(session: Session, name: str, model: Any, remembered: dict[str, str]) 
     if spec.dynamic_axes:
         entry["dynamic_axes"] = dynamic_axes.to_table(spec.dynamic_axes, spec.axis_bounds)
     if entry["samples"]:
-        entry["inputs"] = _io_from(entry["samples"]["path"], spec.dynamic_axes)
+        entry["inputs"] = _io_from(entry["samples"]["path"], spec)
     if entry["reference"]:
-        entry["outputs"] = _io_from(entry["reference"]["path"], spec.dynamic_axes)
+        entry["outputs"] = _io_from(entry["reference"]["path"], spec)
     artifacts = [t for t in session.graph.targets.values()
                  if t.kind == ARTIFACT and t.spec.name == name and t.rule.role is None]
     for target in artifacts:
@@ -170,18 +170,34 @@ def _save_selections(session: Session, selections: dict[str, dict[str, str]]) ->
         pass
 
 
-def _io_from(path: str, declared: Mapping[str, Mapping[int, str]]) -> list[dict[str, Any]]:
-    """Name, dtype and shape of each tensor of a samples or reference file: -1 on the batch axis, on
-    every declared dynamic axis, and on every axis whose size differs between the samples (an output
-    axis that follows a sequence length), so that Triton and PyTriton accept every size."""
+def _io_from(path: str, spec: Any) -> list[dict[str, Any]]:
+    """Name, dtype and shape of each tensor of a samples or reference file: -1 on the batch axis (when
+    the model has one), on every declared dynamic axis, and on every axis whose size differs between
+    the samples (an output axis that follows a sequence length), so that Triton and PyTriton accept
+    every size."""
     from navbuild import tensors
 
     samples = tensors.load(path)
     varying = dynamic_axes.varying_axes(samples)
     return [{"name": name, "dtype": str(array.dtype),
-             "shape": [-1 if axis == 0 or axis in declared.get(name, {}) or axis in varying.get(name, ()) else int(size)
-                       for axis, size in enumerate(array.shape)]}
+             "shape": spec.declared_shape(array.shape, name, varying.get(name, ()))}
             for name, array in samples[0].items()]
+
+
+WAITS = "waits for "
+
+
+def _why_missing(session: Session, name: str) -> str | None:
+    """Why a target has no current build: the failure recorded under its key, the upstream target it
+    waits for, or None (never built)."""
+    from navbuild.engine.keys import Pending
+
+    try:
+        key, _ = session.key(name)
+    except Pending as pending:
+        return f"{WAITS}{pending.upstream}, which is not built"
+    failure = session.store.get_failure(key)
+    return str(failure.get("reason") or "failed") if failure else None
 
 
 def _target(session: Session, target: Any) -> dict[str, Any]:
@@ -198,10 +214,17 @@ def _target(session: Session, target: Any) -> dict[str, Any]:
         return record
     manifest = session.current_manifest(target.name)
     if manifest is None:
+        record["reason"] = _why_missing(session, target.name)
+        if record["reason"] and not record["reason"].startswith(WAITS):
+            record["status"] = "failed"
         return record
     session.materialize(target, manifest)
     record.update(key=manifest["key"], digest=manifest["digest"], files=dict(manifest["files"]), status="built",
                   metadata=copy.deepcopy(manifest.get("metadata", {})))
+    imported = manifest.get("imported")
+    if isinstance(imported, dict):  # a package's build: where from, and whether it is proven (signed)
+        record["origin"] = {"imported": imported.get("package"), "package_digest": imported.get("package_digest"),
+                            "signer": imported.get("signer"), "proven": bool(imported.get("signer"))}
     record["timings"]["build_s"] = manifest.get("seconds")
     check = session.current_manifest(f"{target.name}.check")
     if check is not None:

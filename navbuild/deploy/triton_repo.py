@@ -63,9 +63,9 @@ def deployed_target(status: Mapping[str, Any], model_name: str, *, target: str |
             raise DeployError(f"model {model_name}: {failed}; there is nothing to deploy until one passes "
                               f"(the logs: navbuild-out/{model_name}/<target>/check.log)")
         if strategy not in selected or selected[strategy] is None:
-            raise DeployError(
-                f"model {model_name}: no target selected for strategy {strategy!r} (selected: "
-                f"{json.dumps(selected, sort_keys=True)}); run the profile/select step or name a target")
+            raise DeployError(f"model {model_name}: no target selected for strategy {strategy!r} "
+                              f"({_why_none_selected(targets, selected)}); name a target (--target) or fix the "
+                              f"targets named")
         target = selected[strategy]
     if target not in targets:
         raise DeployError(f"model {model_name}: no target {target!r}; targets: "
@@ -81,6 +81,16 @@ def deployed_target(status: Mapping[str, Any], model_name: str, *, target: str |
     if correctness is not None and not correctness.get("passed", True):
         raise DeployError(f"{model_name}:{target} failed its correctness check; it is not deployed")
     return target, entry
+
+
+def _why_none_selected(targets: Mapping[str, Any], selected: Mapping[str, Any]) -> str:
+    """The targets that could not take part in a selection, each with its status and reason; or,
+    when every one was built, what the other strategies selected."""
+    unusable = [f"{name} {entry.get('status')}: {entry.get('reason') or 'no reason recorded'}"
+                for name, entry in sorted(targets.items()) if entry.get("status") not in USABLE]
+    if unusable:
+        return "; ".join(unusable)
+    return f"selected: {json.dumps(dict(selected), sort_keys=True)}; run the profile step"
 
 
 def serving(target: Mapping[str, Any], framework: str | None, backend: str, label: str) -> TritonModel:

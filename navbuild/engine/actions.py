@@ -18,10 +18,11 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from navbuild.engine import fingerprint, keys
+from navbuild.engine import binding, fingerprint, keys
 from navbuild.engine.atomic import atomic_write
 from navbuild.engine.digests import output_digest
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Target
+from navbuild.engine.log_cap import capped, capped_file
 from navbuild.engine.outputs import CHECK_FILE, PROFILE_FILE
 from navbuild.engine.store import safe_name
 from navbuild.hashing import digest_value
@@ -56,7 +57,8 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
         log(f"navbuild: {target.name} done in {seconds:.2f} s, digest {digest[:12]}")
         manifest = {"target": target.name, "rule": target.rule.name if target.rule else target.kind,
                     "rule_version": target.rule.version if target.rule else STEP_VERSIONS[target.kind],
-                    "files": files, "digest": digest, "log": store.put_bytes(log.text().encode()),
+                    "files": files, "digest": digest, **binding.bytes_field(digest, files),
+                    "log": store.put_bytes(log.text().encode()),
                     "seconds": seconds, "created": time.time(), "metadata": jsonable(metadata or {}),
                     "material": material, "status": "ok"}
         store.put_manifest(key, manifest)
@@ -75,7 +77,8 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
 def write_failure_log(session: Session, target: Target, text: str) -> None:
     """The log of a failed action where the user looks for it (``navbuild-out/.../build.log``)."""
     with contextlib.suppress(OSError):
-        atomic_write(session.outputs.log_path(target), text.encode(errors="replace"))
+        session.outputs.own(session.outputs.folder(target))
+        atomic_write(session.outputs.log_path(target), capped(text).encode(errors="replace"))
 
 
 # -- the three kinds of action ------------------------------------------------------------------
@@ -253,10 +256,11 @@ class BuildLog:
             sys.__stderr__.write(line)
 
     def text(self) -> str:
+        """The log as the store keeps it: capped (``capped``), its head and tail kept."""
         if self.file is None:
-            return self.buffer.getvalue()
+            return capped(self.buffer.getvalue())
         self.file.flush()
-        return Path(self.path).read_text(encoding="utf-8", errors="replace")
+        return capped_file(Path(self.path))
 
     def close(self) -> None:
         if self.file is not None:

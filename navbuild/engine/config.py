@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 import os
 import posixpath
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from navbuild import dynamic_axes
+from navbuild import dynamic_axes, validate
 from navbuild.engine import remote_settings
 from navbuild.engine.variants import VariantError, expand as expand_variants
 from navbuild.measure.settings import (DEFAULT_STRATEGIES, DEFAULT_TOLERANCES, ProfileConfig, ProfileSettings,
@@ -26,7 +27,7 @@ from navbuild.rule import DEFAULT_MAX_BATCH_SIZE, ModelSpec, entry_file, is_func
 CONFIG_NAME = "navbuild.toml"
 DEFAULT_TIMEOUT_S = 1800.0  # one build, check or profile; [project] timeout, per model, per format
 DEVICES = ("cpu", "cuda", "auto")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "tf32")
 
 
 class ConfigError(Exception):
@@ -74,6 +75,7 @@ class ProjectConfig:
     remote: remote_settings.RemoteSettings = remote_settings.RemoteSettings()  # [cache]
     timeout: float = DEFAULT_TIMEOUT_S
     mapping: dict[str, Any] = field(default_factory=dict)  # the validated mapping: a worker reopens it
+    trust_keys: tuple[str, ...] = ()  # [trust] keys: signers whose packages' artifacts are proven
 
 
 # -- small typed readers ----------------------------------------------------------------------
@@ -152,6 +154,9 @@ def read(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}", "fix the syntax at the position shown")
+    except RecursionError:
+        raise ConfigError(path, "", "nests tables or lists too deeply to be read",
+                          f"navbuild.toml needs at most 5 levels; {validate.MAX_DEPTH} are allowed")
 
 
 def config_path(path: Path) -> Path:
@@ -179,6 +184,8 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
     path = Path(label) if label is not None else root / CONFIG_NAME
     if not isinstance(data, Mapping):
         raise ConfigError(path, "", f"must be a table (a mapping), not {type(data).__name__}")
+    for key, value in data.items():
+        _checked(path, str(key), validate.nesting, value)
     top = _Reader(path, data, "")
     project = _Reader(path, top.table_("project"), "project")
     name = _plain_name(path, project.key("name"), project.get("name", str, root.name))
@@ -191,6 +198,7 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
     project.reject_unknown()
     correctness = _correctness(path, top.table_("correctness"), "correctness", None)
     profile = _profile(path, top.table_("profile"))
+    trust_keys = _trust_keys(path, top.table_("trust"))
     try:
         remote = remote_settings.from_table(top.table_("cache"))
     except remote_settings.RemoteSettingsError as exc:
@@ -205,12 +213,38 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
         if not model_name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(path, f"models.{model_name}", "a model name may hold letters, digits, "
                               "'-' and '_' only")
+        _checked(path, f"models.{model_name}", validate.file_name, model_name)
         models[model_name] = _model(path, root, model_name, table, device, correctness, known_formats, timeout,
                                     profile.batch_sizes)
+    _check_profile_batches(path, profile, models)
     top.reject_unknown()
     _check_swept_axes(path, profile, models)
+    _known_outputs(path, "correctness", correctness, models.values())
+    for folder_key, folder in (("project.out", out), ("project.store", store)):
+        _apart_from_sources(path, root, folder_key, folder, models.values())
     return ProjectConfig(path=path, root=root, name=name, device=device, store=store, out=out,
-                         models=models, profile=profile, remote=remote, timeout=timeout, mapping=dict(data))
+                         models=models, profile=profile, remote=remote, timeout=timeout, mapping=dict(data),
+                         trust_keys=trust_keys)
+
+
+def _trust_keys(path: Path, table: Mapping[str, Any]) -> tuple[str, ...]:
+    """``[trust] keys``: the Ed25519 public keys whose signed packages this project takes as proven."""
+    if not table:
+        return ()
+    reader = _Reader(path, table, "trust")
+    keys = _checked(path, reader.key("keys"), validate.no_duplicates, reader.str_list("keys", []))
+    reader.reject_unknown()
+    for key in keys:
+        _checked(path, reader.key("keys"), validate.ed25519_public_key, key)
+    return tuple(keys)
+
+
+def _checked(path: Path, key: str, check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)`` (a ``validate`` function), its refusal turned into a ConfigError on ``key``."""
+    try:
+        return check(*args)
+    except validate.Invalid as exc:
+        raise ConfigError(path, key, exc.problem, exc.fix) from None
 
 
 # -- paths ----------------------------------------------------------------------------------------
@@ -225,7 +259,7 @@ def _plain_name(path: Path, key: str, text: str) -> str:
     if _unusable(text) or text in (".", "..") or "/" in text or "\\" in text:
         raise ConfigError(path, key, f"{text!r} is not a plain name (it names files: no '/', '..' or control "
                           "characters)")
-    return text
+    return _checked(path, key, validate.file_name, text)
 
 
 def _escapes(text: str) -> bool:
@@ -255,11 +289,52 @@ def _separate_folders(path: Path, root: Path, store: Path, out: Path) -> None:
         raise ConfigError(path, "project.out", "out and store must be separate folders (clean deletes out)")
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _apart_from_sources(path: Path, root: Path, key: str, folder: Path, models: Iterable[ModelConfig]) -> None:
+    """``out`` and ``store`` (which ``clean`` and ``gc`` delete in) never are, hold or sit inside what
+    the project declares: a source, an entry, a samples file, the config."""
+    folder = Path(os.path.normpath(folder))
+    if folder == Path(os.path.normpath(path)):
+        raise ConfigError(path, key, f"{folder} is the config file", "name a folder of its own")
+    for model in models:
+        samples_file = model.samples.rsplit(":", 1)[0] if ":" in model.samples else model.samples
+        for pattern in (*model.sources, entry_file(model.spec.entry), samples_file):
+            declared = _declared_overlap(root, folder, pattern)
+            if declared is not None:
+                raise ConfigError(path, key, f"{folder} {declared} (declared by models.{model.name})",
+                                  "name a folder of its own that holds no source: clean and gc delete there")
+
+
+def _declared_overlap(root: Path, folder: Path, pattern: str) -> str | None:
+    """How ``folder`` overlaps what ``pattern`` declares (is it, holds it, sits inside it), or None."""
+    parts = pattern.replace("\\", "/").split("/")
+    literal = []
+    for part in parts:
+        if _GLOB_CHARS & set(part):
+            break
+        literal.append(part)
+    prefix = Path(os.path.normpath(root.joinpath(*literal))) if literal else Path(os.path.normpath(root))
+    if folder == prefix or folder in prefix.parents:
+        what = "is" if folder == prefix and len(literal) == len(parts) else "holds"
+        return f"{what} the declared source {pattern!r}"
+    if prefix not in folder.parents:
+        return None
+    if len(literal) == len(parts):  # a literal path that holds the folder: a declared folder
+        return f"sits inside the declared source {pattern!r}"
+    for match in root.glob(pattern):  # the folder lies under a wildcard pattern's fixed part
+        match = Path(os.path.normpath(match))
+        if match == folder or folder in match.parents:
+            return f"holds {match.relative_to(root)}, declared by {pattern!r}"
+        if match in folder.parents:
+            return f"sits inside {match.relative_to(root)}, declared by {pattern!r}"
+    return None
+
+
 def _timeout(path: Path, reader: _Reader, default: float) -> float:
     value = reader.get("timeout", float, default, fix="seconds, e.g. timeout = 600")
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(path, reader.key("timeout"), "must be a positive number of seconds")
-    return value
+    return _checked(path, reader.key("timeout"), validate.seconds, value)
 
 
 def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
@@ -267,6 +342,8 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
     reader = _Reader(path, table, "profile")
     enabled = reader.get("enabled", bool, True)
     strategies = reader.str_list("strategies", list(DEFAULT_STRATEGIES))
+    _checked(path, reader.key("strategies"), validate.not_empty, strategies, '["max-throughput"]')
+    _checked(path, reader.key("strategies"), validate.no_duplicates, strategies)
     tie_margin_pct = reader.get("tie_margin_pct", float, None, fix="a percentage, e.g. 5.0")
     if tie_margin_pct is not None and not 0 <= tie_margin_pct < 100:
         raise ConfigError(path, reader.key("tie_margin_pct"), f"must be a percentage from 0 to below 100, "
@@ -301,6 +378,25 @@ def _check_swept_axes(path: Path, profile: ProfileSettings, models: Mapping[str,
                               "declare it in a model's dynamic_axes")
 
 
+def _check_profile_batches(path: Path, profile: ProfileSettings, models: Mapping[str, "ModelConfig"]) -> None:
+    """``[profile]`` batch sizes (and the sweep's top) no larger than any batched model's max_batch_size:
+    a model's exports refuse a larger batch, so its profile would fail after everything was built. A
+    model without a batch dimension (max_batch_size 0) is profiled on its samples as they are."""
+    if not profile.enabled:
+        return
+    measure = profile.measure
+    for key, largest in (("batch_sizes", max(measure.batch_sizes or (), default=0)),
+                         ("sweep_up_to", measure.sweep_up_to)):
+        if not largest:
+            continue
+        for name, model in models.items():
+            limit = model.spec.max_batch_size
+            if model.spec.batched and largest > limit:
+                raise ConfigError(path, f"profile.{key}", f"batch size {largest} is above max_batch_size {limit} of "
+                                  f"model {name}; its exports take no larger batch",
+                                  f"profile batches of at most {limit}, or raise models.{name}.max_batch_size")
+
+
 def _device(path: Path, reader: _Reader, key: str, default: str) -> str:
     value = reader.get(key, str, default)
     if value not in DEVICES:
@@ -314,11 +410,13 @@ def _tolerance(path: Path, table: Mapping[str, Any], where: str, base: Tolerance
     rtol = reader.get("rtol", float, base.rtol)
     if atol < 0 or rtol < 0:
         raise ConfigError(path, where, "tolerances must not be negative")
+    for name, value in (("atol", atol), ("rtol", rtol)):  # NaN passes every check; inf passes any error
+        _checked(path, reader.key(name), validate.finite, value, 0.0, math.inf, "a finite tolerance")
     return Tolerance(atol, rtol)
 
 
 def _correctness(path: Path, table: Mapping[str, Any], where: str,
-                 parent: Tolerances | None) -> Tolerances:
+                 parent: Tolerances | None, declared_outputs: tuple[str, ...] = ()) -> Tolerances:
     reader = _Reader(path, table, where)
     reader.get("atol", float, 0.0)
     reader.get("rtol", float, 0.0)
@@ -343,11 +441,27 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
         raise ConfigError(path, f"{where}.precision.{unknown[0]}", "unknown precision", f"use one of {PRECISIONS}")
     by_output = {p: dict(v) for p, v in parent.by_output.items()} if parent else {}
     for output, spec in outputs.items():
+        if declared_outputs and output not in declared_outputs:
+            raise ConfigError(path, f"{where}.outputs.{output}", f"is not an output of the model (its outputs: "
+                              f"{', '.join(declared_outputs)})", "name one of its outputs, or remove the table")
         if not isinstance(spec, dict):
             raise ConfigError(path, f"{where}.outputs.{output}", "must be a table with atol and/or rtol")
         by_output.setdefault("*", {})[output] = _tolerance(path, spec, f"{where}.outputs.{output}",
                                                            by_precision["fp32"])
     return Tolerances(by_precision=by_precision, by_output=by_output)
+
+
+def _known_outputs(path: Path, where: str, correctness: Tolerances, models: Iterable[ModelConfig]) -> None:
+    """Project-wide output tolerances name an output of some model (when every model declares its
+    outputs; one that does not may have any)."""
+    models = list(models)
+    if not all(model.spec.outputs for model in models):
+        return
+    known = {output for model in models for output in model.spec.outputs}
+    for output in correctness.by_output.get("*", {}):
+        if output not in known:
+            raise ConfigError(path, f"{where}.outputs.{output}", f"is an output of no model (their outputs: "
+                              f"{', '.join(sorted(known))})", "name a declared output, or remove the table")
 
 
 def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_device: str,
@@ -372,15 +486,18 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
     sources = reader.str_list("sources", [entry_file(entry)])
     for pattern in sources:
         _check_pattern(path, root, reader.key("sources"), pattern)
-    inputs = reader.str_list("inputs", [])
-    outputs = reader.str_list("outputs", [])
+    inputs = _checked(path, reader.key("inputs"), validate.no_duplicates, reader.str_list("inputs", []))
+    outputs = _checked(path, reader.key("outputs"), validate.no_duplicates, reader.str_list("outputs", []))
     batch_dim = reader.get("batch_dim", int, 0)
     if batch_dim != 0:
         raise ConfigError(path, reader.key("batch_dim"), "only batch_dim = 0 is supported",
                           "put the batch dimension first")
     max_batch_size = reader.get("max_batch_size", int, DEFAULT_MAX_BATCH_SIZE)
-    if max_batch_size < 1:
-        raise ConfigError(path, reader.key("max_batch_size"), "must be at least 1")
+    if max_batch_size < 0:
+        raise ConfigError(path, reader.key("max_batch_size"), f"must be 0 or more, not {max_batch_size}",
+                          "0: the model has no batch dimension (its shapes as they are); N: batches of up to N "
+                          "along dimension 0")
+    _checked(path, reader.key("max_batch_size"), validate.int_in, max_batch_size, 0, validate.MAX_INT)
     axes, bounds = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"), inputs, outputs)
     device = _device(path, reader, "device", project_device)
     timeout = _timeout(path, reader, project_timeout)
@@ -388,7 +505,8 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
     engine_values = {"max_batch_size": max_batch_size, "profile_batch_sizes": list(profile_batch_sizes)}
     targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats, engine_values)
     _check_dynamic_formats(path, f"{where}.targets.formats", axes, targets.formats, formats)
-    model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness)
+    model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness,
+                                     tuple(outputs))
     reader.reject_unknown()
     spec = ModelSpec(name=name, framework=framework, entry=entry, root=root, inputs=tuple(inputs),
                      outputs=tuple(outputs), batch_dim=batch_dim, max_batch_size=max_batch_size,
@@ -420,9 +538,10 @@ def _dynamic_axes(path: Path, where: str, table: Mapping[str, Any], inputs: list
     known = [*inputs, *outputs]
     for name in axes:
         if inputs and name not in known:
-            raise ConfigError(path, f"{where}.{name}", f"{name!r} is not among the model's inputs {inputs}"
-                              + (f" or outputs {outputs}" if outputs else ""),
-                              "name a declared input (the axes of outputs that follow it are found by the build)")
+            raise ConfigError(path, f"{where}.{name}", f"is not an input of the model (its inputs: {', '.join(inputs)}"
+                              + (f"; its outputs: {', '.join(outputs)})" if outputs else ")"),
+                              "name one of the declared inputs (the axes of outputs that follow it are found by "
+                              "the build)")
     return axes, bounds
 
 
@@ -444,8 +563,11 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
     reader = _Reader(path, table, where)
     if "formats" not in table:
         raise ConfigError(path, reader.key("formats"), "is required", 'e.g. formats = ["onnx", "torchscript-trace"]')
-    formats = reader.str_list("formats")
-    precisions = reader.str_list("precisions", ["fp32"])
+    formats = _checked(path, reader.key("formats"), validate.no_duplicates, reader.str_list("formats"))
+    _checked(path, reader.key("formats"), validate.not_empty, formats, '["onnx"]')
+    precisions = _checked(path, reader.key("precisions"), validate.no_duplicates,
+                          reader.str_list("precisions", ["fp32"]))
+    _checked(path, reader.key("precisions"), validate.not_empty, precisions, '["fp32"]')
     target_device = _device(path, reader, "device", device)
     engine_values = {**engine_values, "normalize": reader.get("normalize", bool, True)}
     options = {}

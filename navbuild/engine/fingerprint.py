@@ -174,3 +174,13 @@ class MachineInfo:
         if self._cuda is None:
             self._cuda = gpu_present()
         return self._cuda
+
+    def cuda_capability(self) -> tuple[int, int] | None:
+        """The compute capability of the first GPU, ``(8, 0)`` for an A100; None without a GPU."""
+        if not self.has_cuda():
+            return None
+        try:
+            major, minor = str(gpus()[0]["capability"]).split(".")
+            return int(major), int(minor)
+        except (IndexError, KeyError, ValueError):
+            return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from navbuild.engine.config import ModelConfig, ProjectConfig
+from navbuild.engine.config import PRECISIONS, ModelConfig, ProjectConfig
 from navbuild.engine.registry import Registry, RegistryError
 from navbuild.engine.variants import LABEL_SEPARATOR, expand as expand_variants
 from navbuild.rule import ROLE_REFERENCE, ROLE_SAMPLES, SOURCE, ModelSpec, Rule
@@ -121,7 +121,7 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
                 aliases[alias].append(target.name)
 
     for model_name, model in project.models.items():
-        if model_name in registry.names() or model_name in ("all", "fp32", "fp16", "bf16", "int8"):
+        if model_name in registry.names() or model_name in ("all", *PRECISIONS):
             raise GraphError(f"model name {model_name!r} clashes with a format or alias name; rename it")
         device = resolve_device(model.targets.device, gpu_present)
         framework = model.spec.framework

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from navbuild.engine import fingerprint
 from navbuild.engine.graph import CHECK, PROFILE, REFERENCE, SAMPLES, Graph, Target
 from navbuild.hashing import digest_value
-from navbuild.rule import ROLE_SAMPLES, SOURCE
+from navbuild.rule import ROLE_SAMPLES, SOURCE, tf32_enabled
 
 if TYPE_CHECKING:
     from navbuild.engine.config import ProjectConfig
@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 CHECK_VERSION = "2"  # 2: the artifact's rule parameters (runner options among them) enter the key
 # 2: median figures with a spread, budget, batch plan in the key; 3: no other profile's figures read
 PROFILE_VERSION = "3"
+
+
+def math_mode(target: Target) -> dict[str, Any]:
+    """How float32 math runs for a CUDA target, in the keys of its checks, profiles and device-bound
+    builds: TF32 only for the ``tf32`` precision. (Before this entry, fp32 ran cuDNN in TF32: those
+    results are not served for an fp32 target now.) Empty on the CPU, which has no TF32."""
+    return {"tf32": tf32_enabled(target.precision)} if target.device == "cuda" else {}
 
 
 class Pending(Exception):
@@ -68,6 +75,7 @@ def artifact_material(target: Target, *, sources: dict[str, str], samples_digest
         material["samples_entry"] = target.model.samples  # the function, not only its file
     if rule.device_bound:
         material["device_fingerprint"] = fingerprint.device(target.device)
+        material.update(math_mode(target))
     return material
 
 
@@ -80,7 +88,7 @@ def check_material(target: Target, *, artifact: Target, artifact_digest: str, re
         "params": dict(artifact.params), **engine_values(artifact), "reference": reference_digest,
         "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
-        "precision": target.precision, "tolerances": tolerances,
+        "precision": target.precision, "tolerances": tolerances, **math_mode(target),
     }
     if artifact.rule.device_bound or target.device == "cuda":
         material["device_fingerprint"] = fingerprint.device(target.device)
@@ -101,7 +109,7 @@ def profile_material(target: Target, *, artifact: Target, artifact_digest: str, 
         **engine_values(artifact), "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)),
         "device": target.device, "precision": target.precision, "config": config, "measures": resolved,
-        "device_fingerprint": fingerprint.device(target.device),
+        "device_fingerprint": fingerprint.device(target.device), **math_mode(target),
     }
 
 
@@ -128,6 +136,7 @@ class KeyResolver:
         # manifests found current in this run; an absent one is looked up again (it may be built since)
         self._current: dict[str, dict[str, Any]] = {}
         self._source_digests: dict[tuple[str, ...], dict[str, str]] = {}
+        self._lock_entries: dict[str, Any] | None = None
 
     def current_manifest(self, name: str) -> dict[str, Any] | None:
         """The manifest of ``name``'s current key, if built and intact."""
@@ -138,10 +147,39 @@ class KeyResolver:
         except Pending:
             return None
         manifest = self.store.get_manifest(key)
-        if manifest is None or manifest.get("status") != "ok" or not self.store.manifest_intact(manifest):
+        if manifest is None or manifest.get("status") != "ok" or not self.acceptable(name, manifest):
             return None
         self._current[name] = manifest
         return manifest
+
+    def acceptable(self, name: str, manifest: dict[str, Any]) -> bool:
+        """A stored manifest may be served for ``name``: its objects intact, its digest bound to their
+        digests (``Store.manifest_intact``) and, when navbuild.lock holds the same key, the lock's
+        digest (a store cannot swap in another build of a key the project has locked)."""
+        if not self.store.manifest_intact(manifest):
+            return False
+        entry = self._lock().get(name)
+        # the digest only: a canonical digest (a TensorRT plan's) stays while the bytes under it differ
+        if entry is None or entry.key != manifest.get("key") or entry.digest == manifest["digest"]:
+            return True
+        self.store.report(f"the build of {name} in the store (digest {manifest['digest'][:12]}) is not the one "
+                          f"navbuild.lock records under its key ({entry.digest[:12]}); not served, it is rebuilt")
+        return False
+
+    def forget_lock(self) -> None:
+        """Hold no manifest to navbuild.lock (``verify`` compares its rebuilds with the lock afterwards)."""
+        self._lock_entries = {}
+
+    def _lock(self) -> dict[str, Any]:
+        """navbuild.lock's entries (read once; a broken lock binds nothing: the next build rewrites it)."""
+        if self._lock_entries is None:
+            from navbuild.engine import lockfile
+
+            try:
+                self._lock_entries = lockfile.read(lockfile.path_for(self.project.root))
+            except (lockfile.LockError, OSError):
+                self._lock_entries = {}
+        return self._lock_entries
 
     def set_current(self, name: str, manifest: dict[str, Any]) -> None:
         self._current[name] = manifest

@@ -16,6 +16,7 @@ The format is TOML, one small table per target, sorted by name::
     key = "3f0c..."       # the action key (xxh3-128 of the key material)
     digest = "9a1b..."    # the output digest that downstream keys use
     bytes = "77d2..."     # only where the digest is a rule's canonical digest: the files' own digest
+    imported = "model.nav (package 1c2d...)"  # only where the build came from a package, not proven here
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Callable, Iterable
 
 from navbuild.engine.atomic import atomic_write
 from navbuild.engine.graph import ARTIFACT, CHECK, Graph
-from navbuild.engine.records import BUILT, CACHED, Record
+from navbuild.engine.records import BUILT, CACHED, IMPORTED, Record
 
 LOCK_NAME = "navbuild.lock"
 VERSION = 1
@@ -47,6 +48,7 @@ class LockEntry:
     key: str
     digest: str
     bytes: str | None = None  # the files' tree digest where ``digest`` is a rule's canonical digest
+    imported: str | None = None  # where the build came from, when a package brought it (records.origin_text)
 
 
 def path_for(root: Path) -> Path:
@@ -70,7 +72,8 @@ def read(path: Path) -> dict[str, LockEntry]:
             continue
         if not isinstance(table, dict) or not all(isinstance(table.get(k), str) for k in ("rule", "key", "digest")):
             raise LockError(f"{path}: [{json.dumps(target)}] needs rule, key and digest")
-        entries[target] = LockEntry(target, table["rule"], table["key"], table["digest"], table.get("bytes"))
+        entries[target] = LockEntry(target, table["rule"], table["key"], table["digest"], table.get("bytes"),
+                                    table.get("imported") if isinstance(table.get("imported"), str) else None)
     return entries
 
 
@@ -81,6 +84,8 @@ def render(entries: Iterable[LockEntry]) -> str:
                  f"key = {json.dumps(entry.key)}\ndigest = {json.dumps(entry.digest)}\n")
         if entry.bytes:
             block += f"bytes = {json.dumps(entry.bytes)}\n"
+        if entry.imported:
+            block += f"imported = {json.dumps(entry.imported)}\n"
         lines.append(block)
     return "".join(lines)
 
@@ -93,8 +98,9 @@ def entry_of(graph: Graph, record: Record, files_digest: str | None = None) -> L
     if not record.key or not record.digest:
         return None
     rule = target.rule.name if target.rule is not None else target.kind
+    imported = record.metadata.get("imported") if record.origin == IMPORTED else None
     return LockEntry(record.target, rule, record.key, record.digest,
-                     files_digest if files_digest and files_digest != record.digest else None)
+                     files_digest if files_digest and files_digest != record.digest else None, imported)
 
 
 def record_run(path: Path, graph: Graph, records: Iterable[Record], files_digest: Callable[[Record], str | None],

@@ -1,5 +1,6 @@
 """Keeping a store healthy: ``gc`` (what no manifest reaches; a size budget, least recently used
-first) and ``fsck`` (re-hash every object, check every manifest and record, list and repair).
+first) and ``fsck`` (re-hash every object, check every manifest, its objects and its output digest
+(``engine/binding.py``), and every record; list and repair).
 
 Callers hold the store lock exclusively (``Store.exclusive``): builds hold it shared, so neither
 runs while a build writes objects whose manifest is not written yet.
@@ -13,6 +14,7 @@ from typing import Any, Iterator
 
 import msgpack
 
+from navbuild.engine import binding
 from navbuild.engine.store import Store, manifest_problem
 from navbuild.hashing import digest_file, is_digest
 
@@ -28,20 +30,23 @@ def _objects(store: Store) -> Iterator[tuple[Path, str]]:
 
 
 # -- gc -----------------------------------------------------------------------------------------
-def gc(store: Store, max_size: int | None = None, keep: set[str] = frozenset()) -> dict[str, Any]:
+def gc(store: Store, max_size: int | None = None, keep: set[str] = frozenset(),
+       dry_run: bool = False) -> dict[str, Any]:
     """Delete objects no manifest reaches and dead processes' temp folders. With ``max_size``,
     then drop the least recently used manifests (never one in ``keep``: the current targets') and
-    the objects only they reached, until the objects fit in ``max_size`` bytes."""
+    the objects only they reached, until the objects fit in ``max_size`` bytes. Only files that
+    navbuild names are deleted (objects named by their digest); ``dry_run`` counts, deletes nothing."""
     manifests = dict(store.iter_manifests())
     refs = Counter(d for manifest in manifests.values() for d in _digests(manifest))
-    sizes = {digest: path.stat().st_size for path, digest in _objects(store)}
+    sizes = {digest: path.stat().st_size for path, digest in _objects(store) if is_digest(digest)}
     freed = removed = dropped = 0
 
     def drop(digest: str) -> None:
         nonlocal freed, removed
         freed += sizes.pop(digest)
         removed += 1
-        store.drop_object(digest)
+        if not dry_run:
+            store.drop_object(digest)
 
     for digest in [d for d in sizes if refs[d] == 0]:
         drop(digest)
@@ -49,18 +54,23 @@ def gc(store: Store, max_size: int | None = None, keep: set[str] = frozenset()) 
         for key in least_recently_used(store, manifests, keep):
             if sum(sizes.values()) <= max_size:
                 break
-            store.drop_manifest(key)
+            if not dry_run:
+                store.drop_manifest(key)
             dropped += 1
             for digest in _digests(manifests.pop(key)):
                 refs[digest] -= 1
                 if refs[digest] == 0 and digest in sizes:
                     drop(digest)
-    store.remove_dead_temp()
+    temp = len(store.dead_temp()) if dry_run else store.remove_dead_temp()
+    kept = sum(sizes.values())
+    result = {"objects_removed": removed, "bytes_freed": freed, "objects_kept": len(sizes), "bytes_kept": kept,
+              "manifests_dropped": dropped, "over_budget": max_size is not None and kept > max_size,
+              "temp_removed": temp}
+    if dry_run:
+        return result
     store.files.forget_missing()
     store.files.save()
-    kept = sum(sizes.values())
-    return {"objects_removed": removed, "bytes_freed": freed, "objects_kept": len(sizes), "bytes_kept": kept,
-            "manifests_dropped": dropped, "over_budget": max_size is not None and kept > max_size}
+    return result
 
 
 def least_recently_used(store: Store, manifests: dict[str, Any], keep: set[str]) -> list[str]:
@@ -144,6 +154,9 @@ def _check_manifests(store: Store, report: FsckReport, repair: bool, present: se
             missing = [d for d in _digests(manifest) if d not in present]
             if missing:
                 problem = f"needs {len(missing)} missing or corrupt objects ({missing[0][:12]}...)"
+        if problem is None:
+            unbound = binding.problem(manifest)  # manifest -> objects -> output digest
+            problem = f"not bound to its files: {unbound}" if unbound else None
         if problem is None:
             valid[key] = manifest
             continue

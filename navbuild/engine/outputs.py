@@ -2,8 +2,10 @@
 
 Deleting or editing a materialized file never loses a build: the next run copies it out of the
 store again (verified on the way). Each target's folder is ``<out>/<model>/<target>/``; a check or
-a profile writes beside its artifact. A build removes the folders of targets (and models) that
-navbuild.toml no longer declares (``prune``): what ``navbuild-out/`` holds is what is declared.
+a profile writes beside its artifact. Folders are made through ``own``, which marks those it makes
+(``engine/owned.py``), so that ``clean`` and ``prune`` delete only what navbuild wrote. A build
+removes the folders of targets (and models) that navbuild.toml no longer declares (``prune``): what
+``navbuild-out/`` holds is what is declared.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from navbuild.engine import owned
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
 from navbuild.engine.keys import KeyResolver, Pending
 from navbuild.engine.store import Store
@@ -34,12 +37,21 @@ class Outputs:
     def log_path(self, target: Target) -> Path:
         return self.folder(target) / LOG_NAMES[target.kind]
 
+    def own(self, folder: Path) -> Path:
+        """``folder`` (under out) made where missing, the folders made marked as navbuild's; a target
+        folder written before markers existed (it holds a log) is marked now."""
+        owned.make(folder, self.out_root)
+        if folder.parent.parent == self.out_root and owned.is_ours(folder, LOG_NAMES.values()):
+            owned.mark(folder)
+        return folder
+
     def materialize(self, target: Target, manifest: dict[str, Any]) -> None:
         """Copy the manifest's files out of the store where they are missing or changed."""
         folder = self.folder(target)
         files = dict(manifest["files"])
         if manifest.get("log"):
             files[LOG_NAMES[target.kind]] = manifest["log"]
+        made = False
         for relative, digest in files.items():
             dest = folder / relative
             try:
@@ -47,6 +59,8 @@ class Outputs:
                     continue
             except FileNotFoundError:
                 pass
+            if not made:
+                made = bool(self.own(folder))
             self.store.copy_object(digest, dest)
 
     def materialized(self, name: str) -> Path:
@@ -61,8 +75,9 @@ class Outputs:
     def prune(self) -> list[str]:
         """Remove the output folders of targets no longer declared; returns them as ``model/target``.
 
-        Only folders navbuild wrote are touched: a target folder holds one of its logs, and a
-        model that is no longer declared loses its ``report/`` too, then its folder once empty.
+        Only folders navbuild wrote are touched (``owned.is_ours``: marked, or holding one of its
+        logs), and a model that is no longer declared loses its ``report/`` too, then its folder
+        once empty but for its marker.
         """
         if not self.out_root.is_dir():
             return []
@@ -70,14 +85,17 @@ class Outputs:
         models = {t.spec.name for t in self.graph.targets.values()}
         removed = []
         for model_dir in sorted(p for p in self.out_root.iterdir() if p.is_dir() and not p.is_symlink()):
+            emptied = False
             for folder in sorted(p for p in model_dir.iterdir() if p.is_dir() and not p.is_symlink()):
-                ours = any((folder / log).is_file() for log in LOG_NAMES.values())
-                if folder.name == REPORT_DIR:
-                    ours = model_dir.name not in models
+                ours = owned.is_ours(folder, LOG_NAMES.values())
+                if folder.name == REPORT_DIR:  # report.json: a report written before markers existed
+                    ours = owned.is_ours(folder, ("report.json",)) and model_dir.name not in models
                 if folder in declared or not ours:
                     continue
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(f"{model_dir.name}/{folder.name}")
-            if model_dir.name not in models and not any(model_dir.iterdir()):
-                model_dir.rmdir()
+                emptied = True
+            left = [p for p in model_dir.iterdir() if p.name != owned.MARKER]
+            if model_dir.name not in models and not left and (emptied or owned.is_marked(model_dir)):
+                shutil.rmtree(model_dir, ignore_errors=True)
         return removed

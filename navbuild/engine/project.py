@@ -40,7 +40,9 @@ def open_described(description: dict[str, Any]) -> Session:
     options = Options(verbose=given["verbose"], config_arg=given["config_arg"],
                       retry_failed=given.get("retry_failed", False),
                       remote_cache=given.get("remote_cache"), remote_read_only=given.get("remote_read_only", False))
-    return _session(project, registry, options)
+    session = _session(project, registry, options)
+    session.keys.forget_lock()  # the process that asked decided what is current; the lock may be a run behind
+    return session
 
 
 def _session(project: config_module.ProjectConfig, registry: Registry, options: Options | None) -> Session:

@@ -10,6 +10,13 @@ from typing import Any
 
 BUILT, CACHED, SKIPPED, FAILED = "built", "cached", "skipped", "failed"
 REMOTE = "remote"  # an origin: a cached target that this run restored from the remote cache
+IMPORTED = "imported"  # an origin: a target whose build in the store came from a package
+
+
+def origin_text(imported: dict[str, Any]) -> str:
+    """Where an imported build came from, as the summary, status, lock and verify say it."""
+    text = f"{imported.get('package')} (package {str(imported.get('package_digest'))[:12]})"
+    return text + (f", signed by {imported['signer'][:20]}..." if imported.get("signer") else "")
 
 
 @dataclass
@@ -23,13 +30,14 @@ class Record:
     waited: float = 0.0  # of those, waiting for a GPU slot or for a profile to end (engine/slots.py)
     correctness: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    origin: str | None = None  # REMOTE when the run restored it from the remote cache
+    origin: str | None = None  # REMOTE: restored from the remote cache; IMPORTED: from a package
     node: str | None = None  # the Ray node that ran it (--executor ray)
 
     @property
     def label(self) -> str:
-        """The status as people read it: ``remote`` for a cached target fetched from the remote cache."""
-        return REMOTE if self.status == CACHED and self.origin == REMOTE else self.status
+        """The status as people read it: ``remote`` for a cached target fetched from the remote cache,
+        ``imported`` for one whose build came from a package (never this project's ``cached``)."""
+        return self.origin if self.status == CACHED and self.origin in (REMOTE, IMPORTED) else self.status
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

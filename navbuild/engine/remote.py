@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import xxhash
 
+from navbuild.engine import binding
 from navbuild.engine.digests import output_digest
 from navbuild.engine.graph import Target
 from navbuild.engine.remote_backends import Backend, RemoteUnavailable, WriteRejected, open_backend
@@ -102,7 +103,8 @@ class RemoteCache:
             self.warn(f"navbuild: warning: remote cache: {target.name}: {exc}; refused, building it here")
             return None
         manifest = {"target": target.name, "rule": entry["rule"], "rule_version": entry["rule_version"],
-                    "files": files, "digest": entry["digest"], "log": entry["log"]["xxh3"] if entry["log"] else None,
+                    "files": files, "digest": entry["digest"], **binding.bytes_field(entry["digest"], files),
+                    "log": entry["log"]["xxh3"] if entry["log"] else None,
                     "seconds": entry["seconds"], "metadata": entry["metadata"], "material": material,
                     "status": "ok", "remote": True}
         store.put_manifest(key, manifest)

@@ -22,11 +22,12 @@ from navbuild.engine.fingerprint import MachineInfo
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Graph, Target
 from navbuild.engine.options import Options
 from navbuild.engine.outputs import Outputs
-from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, SKIPPED, Record, RunRecords
+from navbuild.engine.records import (BUILT, CACHED, FAILED, IMPORTED, REMOTE, SKIPPED, Record, RunRecords,
+                                     origin_text)
 from navbuild.engine.registry import Registry
 from navbuild.engine.remote import RemoteCache
 from navbuild.engine.store import Store, is_disk_full
-from navbuild.rule import Skip
+from navbuild.rule import Skip, tf32_enabled, tf32_unmet
 
 LOG_KEPT_BYTES = 1 << 20  # the tail of a failed build's log kept in its failure record
 # runs a target's action wherever its executor runs actions; returns the manifest stored under the key
@@ -83,6 +84,8 @@ class Session:
         reason = target.rule.needs.unmet(target.device, self.machine)
         if reason is None and target.device not in target.rule.devices:
             reason = f"{target.rule.name} does not build for device {target.device}"
+        if reason is None and tf32_enabled(target.precision):
+            reason = tf32_unmet(target.precision, target.device, self.machine.cuda_capability())
         return reason
 
     # -- up to date ---------------------------------------------------------------------------------
@@ -122,7 +125,7 @@ class Session:
         try:
             with self.store.lock(key):
                 manifest = self.store.get_manifest(key)
-                if manifest is not None and self.store.manifest_intact(manifest) and name not in self.forced:
+                if manifest is not None and name not in self.forced and self.keys.acceptable(name, manifest):
                     status = CACHED  # another process built it while we waited for the lock
                 elif name not in self.forced and (manifest := self._restore(target, key, material)) is not None:
                     status, origin = CACHED, REMOTE
@@ -151,7 +154,12 @@ class Session:
         return manifest.get("status") == "ok"
 
     def _restore(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any] | None:
-        return self.remote.restore(self.store, target, key, material) if self.remote is not None else None
+        """The remote cache's build of ``key``, when it has one that the lock does not contradict."""
+        manifest = self.remote.restore(self.store, target, key, material) if self.remote is not None else None
+        if manifest is not None and not self.keys.acceptable(target.name, manifest):
+            self.store.drop_manifest(key)
+            return None
+        return manifest
 
     def _upstream_unavailable(self, name: str, upstream: str) -> bool:
         record = self.records.get(upstream)
@@ -216,7 +224,13 @@ class Session:
                                                   "log": str(self.outputs.log_path(target))}, origin=origin))
                 return
         kept = {"points": metadata.get("points", [])} if target.kind == PROFILE else _small(metadata)
-        self.records.add(Record(name, status, digest=manifest["digest"], key=key, seconds=seconds,
+        reason = None
+        if status == CACHED and isinstance(manifest.get("imported"), dict):  # not this project's build
+            origin, imported = IMPORTED, manifest["imported"]
+            kept["imported"] = origin_text(imported)
+            reason = f"from {kept['imported']}" + ("" if imported.get("signer") else
+                                                   f"; not proven: `navbuild verify {name}` rebuilds it here")
+        self.records.add(Record(name, status, reason=reason, digest=manifest["digest"], key=key, seconds=seconds,
                                 correctness=correctness, origin=origin,
                                 metadata={"build_seconds": manifest.get("seconds", 0.0), **kept}))
 

@@ -26,6 +26,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -37,11 +38,13 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import msgpack
 
+from navbuild.engine import binding
 from navbuild.engine.atomic import atomic_write
 from navbuild.engine.filehash import FileHashCache
 from navbuild.hashing import copy_with_digest, digest_bytes, digest_file, is_digest, is_output_digest
 
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: a digest that is not its files' tree digest has ``bytes`` beside it (engine/binding.py)
+_TEMP_NAME = re.compile(r"\d+-[0-9a-f]{8}")  # a process's temp folder (Store.tmp): the only names in tmp/
 USE_RESOLUTION_S = 3600  # a manifest used as current is marked used at most once an hour (gc --max-size)
 
 
@@ -98,8 +101,8 @@ class Store:
             self._owner_lock = None
 
     def dead_temp(self) -> list[Path]:
-        """Temp folders of processes that died (their owner lock is free), and anything else in
-        tmp/ (left by an older navbuild) once it is an hour old."""
+        """Temp folders of processes that died (their owner lock is free), and other entries of tmp/
+        named as navbuild names them (left by an older navbuild) once they are an hour old."""
         try:
             entries = list(os.scandir(self.tmp_root))
         except FileNotFoundError:
@@ -115,7 +118,8 @@ class Store:
                     dead.append(path)
                 continue
             with contextlib.suppress(OSError):
-                if entry.stat(follow_symlinks=False).st_mtime < time.time() - 3600:
+                old = entry.stat(follow_symlinks=False).st_mtime < time.time() - 3600
+                if old and _TEMP_NAME.fullmatch(entry.name):
                     dead.append(path)
         return dead
 
@@ -261,7 +265,7 @@ class Store:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            self._report(f"manifest {key} cannot be read ({exc.strerror}); ignored")
+            self.report(f"manifest {key} cannot be read ({exc.strerror}); ignored")
             return None
         try:
             manifest = msgpack.unpackb(data, raw=False)
@@ -270,7 +274,7 @@ class Store:
             return None
         problem = manifest_problem(manifest, key)
         if problem:
-            self._report(f"manifest {key} is malformed ({problem}); ignored, it is rebuilt "
+            self.report(f"manifest {key} is malformed ({problem}); ignored, it is rebuilt "
                          f"(`navbuild fsck --repair` removes it)")
             return None
         if used < time.time() - USE_RESOLUTION_S:
@@ -278,7 +282,8 @@ class Store:
                 os.utime(path)
         return manifest
 
-    def _report(self, problem: str) -> None:
+    def report(self, problem: str) -> None:
+        """Say a problem found in the store, once per run."""
         if problem not in self.problems:
             self.problems.append(problem)
             sys.stderr.write(f"navbuild: store {self.root}: {problem}\n")
@@ -291,6 +296,13 @@ class Store:
         self.manifest_path(key).unlink(missing_ok=True)
 
     def manifest_intact(self, manifest: dict[str, Any]) -> bool:
+        """Every file it names present and intact, and its digest bound to their digests (a manifest
+        pointed at other objects is reported and treated as absent: its target is rebuilt)."""
+        unbound = binding.problem(manifest)
+        if unbound:
+            self.report(f"manifest {manifest.get('key')} ({manifest.get('target')}) is not bound to its files: "
+                         f"{unbound}; ignored, it is rebuilt (`navbuild fsck --repair` removes it)")
+            return False
         return all(self.has_object(d) for d in manifest.get("files", {}).values())
 
     def manifest_keys(self) -> Iterator[str]:
@@ -331,7 +343,7 @@ class Store:
         except (OSError, ValueError, msgpack.UnpackException):
             return None
         if not isinstance(record, dict) or not isinstance(record.get("material", {}), dict):
-            self._report(f"the last-build record of {target} is malformed; ignored")
+            self.report(f"the last-build record of {target} is malformed; ignored")
             return None
         return record
 
@@ -418,13 +430,16 @@ class Staging:
 
     def __init__(self, store: Store, folder: Path) -> None:
         self.store, self.folder = store, folder
+        self._views = 0
 
-    def add(self, stream: BinaryIO, expected: str, limit: int, label: str) -> None:
+    def add(self, stream: BinaryIO, expected: str, limit: int, label: str) -> bool:
+        """Stage ``stream``'s bytes, which must hash to ``expected``; False when that object was
+        already staged (the stream is then not read)."""
         if not is_digest(expected):
             raise CorruptObject(f"{label}: {expected!r} is not a digest")
         dest = self.folder / expected
         if dest.exists():
-            return
+            return False
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".part-")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -438,9 +453,27 @@ class Staging:
                 raise CorruptObject(f"{label} has digest {actual}, but {expected} is recorded")
             os.chmod(tmp, 0o444)
             os.replace(tmp, dest)
+            return True
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    def view(self, files: dict[str, str]) -> Path:
+        """A folder holding the staged objects ``files`` names under their names (links where the file
+        system allows), for a scan to read before anything is committed."""
+        self._views += 1
+        folder = self.folder / f".view-{self._views}"  # dot names: commit passes them by
+        for name, digest in files.items():
+            dest = folder / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            source = self.folder / digest
+            if not source.exists():  # staged by an earlier import, or already in the store
+                source = self.store.object_path(digest)
+            try:
+                os.link(source, dest)
+            except OSError:
+                shutil.copyfile(source, dest)
+        return folder
 
     def commit(self) -> None:
         for path in sorted(self.folder.iterdir()):

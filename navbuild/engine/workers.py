@@ -49,6 +49,7 @@ from typing import Any, BinaryIO, Callable
 import msgpack
 
 from navbuild.engine.graph import Target
+from navbuild.engine.log_cap import capped_file
 from navbuild.engine.store import Store, safe_name
 from navbuild.rule import Skip
 from navbuild.runner import native_error
@@ -160,7 +161,7 @@ class Pool:
         try:
             return worker.run(target, key, material, log, echo=self.echo, hook=payload)
         except (Crashed, TimedOut) as exc:
-            text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+            text = capped_file(log) if log.exists() else ""  # a crash's log may be as long as a build's
             native = native_error(text) if isinstance(exc, Crashed) else None
             if native:  # the first words of the C++ error, not only the signal that followed it
                 exc = Crashed(f"{exc}: {native}")

@@ -25,6 +25,7 @@ from navbuild.measure.results import (READABLE_FORMATS, RESULT_FORMAT, Progress,
 from navbuild.measure.settings import DEFAULT_SWEEP_UP_TO, ProfileConfig
 from navbuild.measure.sweep import ProfileError, run_profile
 from navbuild.measure.timing import CudaEventTimer, Timer, no_sync, torch_cuda_sync, wall_timer
+from navbuild.rule import NO_BATCH  # a model's max_batch_size when it has no batch dimension
 
 if TYPE_CHECKING:  # imported where measuring happens
     import numpy as np
@@ -43,6 +44,7 @@ def profile_runner(runner: Any, sample: Mapping[str, np.ndarray] | Sequence[Mapp
 
     Activates the runner if it is not active (and deactivates it afterwards only then). Per batch
     size: ``runner.prepare(feed)`` once, then timed ``run_prepared`` + ``synchronize`` calls.
+    A model without a batch dimension (``max_batch_size`` 0) is measured once, on the sample as it is.
     """
     config = config or ProfileConfig()
     if not isinstance(sample, Mapping):
@@ -52,7 +54,10 @@ def profile_runner(runner: Any, sample: Mapping[str, np.ndarray] | Sequence[Mapp
     default_max = getattr(model, "max_batch_size", None)
 
     def make_call(batch_size: int) -> Callable[[], Any]:
-        feed = {name: tile_array(value, batch_size, batch_dim) for name, value in sample.items()}
+        if default_max == NO_BATCH:
+            feed = dict(sample)
+        else:
+            feed = {name: tile_array(value, batch_size, batch_dim) for name, value in sample.items()}
         prepared = runner.prepare(feed)
         return lambda: runner.run_prepared(prepared)
 

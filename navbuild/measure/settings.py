@@ -18,13 +18,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from navbuild import validate
 from navbuild.measure.budget import budget_for
+from navbuild.rule import NO_BATCH  # a model's max_batch_size when it has no batch dimension
 
 DEFAULT_SWEEP_UP_TO = 64  # the top of a sweep when neither the settings nor the model give one
 DEFAULT_STRATEGIES = ("max-throughput", "min-latency")
-# Looser tolerances for reduced precisions unless the project sets its own.
+# Looser tolerances for reduced precisions unless the project sets its own. tf32 rounds matmul and
+# convolution operands to a 10-bit mantissa (as fp16) but keeps fp32 accumulation and storage: half
+# of fp16's (docs/config.md, "TF32").
 DEFAULT_TOLERANCES = {
     "fp32": {"atol": 1e-4, "rtol": 1e-3},
+    "tf32": {"atol": 5e-3, "rtol": 5e-3},
     "fp16": {"atol": 1e-2, "rtol": 1e-2},
     "bf16": {"atol": 5e-2, "rtol": 5e-2},
     "int8": {"atol": 1e-1, "rtol": 1e-1},
@@ -183,13 +188,19 @@ class ProfileConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown profile option(s) {unknown}; known: {sorted(known)}")
+        for name, value in data.items():
+            _within_bounds(name, value)
         values = dict(data)
         if values.get("batch_sizes") is not None:
             values["batch_sizes"] = tuple(values["batch_sizes"])
         return cls(**values)
 
     def plan(self, default_max: int | None = None) -> tuple[list[int], bool]:
-        """The batch sizes to try and whether they form a sweep (subject to the saturation stop)."""
+        """The batch sizes to try and whether they form a sweep (subject to the saturation stop).
+        ``default_max`` 0 (``NO_BATCH``: a model without a batch dimension): one point, "batch" 1,
+        the sample as it is."""
+        if default_max == NO_BATCH:
+            return [1], False
         if self.batch_sizes is not None:
             return list(self.batch_sizes), False
         top = self.sweep_up_to or default_max or DEFAULT_SWEEP_UP_TO
@@ -218,8 +229,34 @@ def checked_axis_sizes(value: Any) -> dict[str, tuple[int, ...]]:
         if (not isinstance(sizes, (list, tuple)) or not sizes
                 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes)):
             raise ValueError(f"profile axis_sizes.{label} must be a list of sizes >= 1, not {sizes!r}")
+        try:
+            for size in sizes:  # a size past 32 bits, refused as batch sizes are
+                validate.int_in(size, 1, validate.MAX_INT)
+        except validate.Invalid as exc:
+            raise SettingsError(f"axis_sizes.{label}", exc.problem, exc.fix) from None
         checked[str(label)] = tuple(sorted(set(sizes)))
     return checked
+
+
+def _within_bounds(name: str, value: Any) -> None:
+    """The numbers of a profile option within what a measurement can take, as written (NaN, a
+    timeout of 1e12 s, a count past 32 bits); their types and relations are ``__post_init__``'s."""
+    try:
+        if isinstance(value, bool):
+            return
+        if name == "batch_sizes" and isinstance(value, (list, tuple)):
+            validate.no_duplicates(value)
+            for item in value:
+                if isinstance(item, int) and not isinstance(item, bool):
+                    validate.int_in(item, 1, validate.MAX_INT)
+        elif isinstance(value, int):
+            validate.int_in(value, 0, validate.MAX_INT)
+        elif isinstance(value, float) and name.endswith("_s"):
+            validate.seconds(value, True)
+        elif isinstance(value, float):
+            validate.finite(value, 0.0, 1e6, "a number")
+    except validate.Invalid as exc:
+        raise SettingsError(name, exc.problem, exc.fix) from None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from navbuild.engine.session import Session
 
 KINDS = ((ARTIFACT, "artifacts", "build"), (CHECK, "checks", "check"), (PROFILE, "profiles", "profile"))
 
-STATUS_STYLE = {"built": "green", "cached": "cyan", "remote": "blue", "skipped": "yellow", "failed": "bold red"}
+STATUS_STYLE = {"built": "green", "cached": "cyan", "remote": "blue", "imported": "magenta", "skipped": "yellow",
+                "failed": "bold red"}
 FOLD_CACHED_ABOVE = 50  # rows; past this, cached rows are counted, not rendered (-v renders them)
 
 
@@ -23,7 +24,7 @@ def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
             continue
         check = records.get(f"{name}.check")
         profile = records.get(f"{name}.profile")
-        status, reason = record.label, record.reason  # "remote": restored from the remote cache
+        status, reason = record.label, record.reason  # "remote": from the remote cache; "imported": a package
         if check is not None and check.status == FAILED and status != FAILED:
             status, reason = FAILED, f"correctness: {check.reason}"
         elif check is not None and check.status == "skipped" and status not in ("skipped", FAILED):

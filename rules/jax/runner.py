@@ -1,7 +1,9 @@
 """Runner ``jax-jit``: the source model, ``jax.jit(apply)`` on the CPU or a GPU.
 
 Parameters and inputs are placed on the device once (``prepare``); a call returns as soon as the
-work is queued, so ``synchronize`` blocks until the last result is ready.
+work is queued, so ``synchronize`` blocks until the last result is ready. On a GPU, float32 matmuls
+and convolutions run at JAX's "highest" precision (its default lets Ampere and newer use TF32):
+these targets are fp32 (docs/config.md, "TF32").
 """
 from __future__ import annotations
 
@@ -31,12 +33,17 @@ class JaxJitRunner(Runner):
         except RuntimeError as exc:  # no GPU backend in this jaxlib
             raise Skip(f"{self.name}: JAX has no {self.device} device here ({exc})") from None
         apply, params = loader.load_model(self.model)
+        if self.device == "cuda":  # after the model's code, which may set it too
+            jax.config.update("jax_default_matmul_precision", "highest")
         self._params = jax.device_put(params, self._device)
         self._jitted = jax.jit(apply)
         self._last: Any = None
 
     def deactivate_impl(self) -> None:
         self._params = self._jitted = self._last = None
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"tf32": False}
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> list[Any]:
         try:

@@ -1,6 +1,7 @@
 """The ONNX format, whichever family produced the graph: how an ONNX target is finished
 (``build.py``: precision, normalization, written and checked), its files and how they load
-(``loader.py``, with Triton's ONNX Runtime mapping) and the ONNX Runtime runner (``runner.py``).
+(``loader.py``, with Triton's ONNX Runtime mapping), the ONNX Runtime runner (``runner.py``) and
+the scan that reads a file arriving from a package before it is loaded (``scan.py``).
 
 It declares no rule: each producer declares its own ``onnx`` rule and finishes it here (rules/torch
 exports torch models, rules/tensorflow converts SavedModels with tf2onnx, rules/onnx_file takes a

@@ -1,200 +1,156 @@
-"""fp32 -> fp16 conversion of an ONNX graph, keeping float32 graph inputs and outputs.
+"""fp32 -> fp16 conversion of an ONNX graph by onnxconverter-common, float32 inputs and outputs kept.
 
-Every float32 initializer, constant and cast becomes float16; the graph's float inputs are cast to
-float16 where they enter and its float outputs back to float32 where they leave, so callers keep
-feeding float32. Ops that need float32 operands (``KEEP_FP32``: sizes, scales, indices computed
-in float) run in float32 between casts. ONNX Runtime's CPU provider casts around ops it has no
-float16 kernel for, so the graph runs everywhere. Inserted nodes and values have names derived
-from the tensors they cast, so the same graph always converts to the same bytes.
+``onnxconverter_common.float16.convert_float_to_float16`` with ``keep_io_types=True``: float32
+weights, constants and values become float16, and the graph's float inputs and outputs stay float32
+behind casts, so callers keep feeding float32. Operators in ``op_block_list`` run in float32
+between casts: the converter's own list (``DEFAULT_OP_BLOCK_LIST``: ops that need float32 operands
+or have no float16 kernel), every ``ai.onnx.ml`` operator of the graph (classic ML runs in float32
+only) and the random generators.
+
+Four things make the conversion safe on files as people have them:
+- initializers that older files (IR version < 4) also list as graph inputs are taken out of the
+  inputs first (the IR version raised to 4, which allows that): otherwise the converter keeps their
+  float32 declaration while their data becomes float16 ("Tensor element type mismatch");
+- unnamed nodes get a name from their position: the converter names its casts after the nodes;
+- a Constant's ``value_float(s)`` (float32 by definition, which the converter leaves alone while
+  declaring the value float16) becomes the same numbers as a ``value`` tensor, which it converts;
+- the converted graph must load in ONNX Runtime (CPU provider), else the build fails with ONNX
+  Runtime's reason rather than writing a graph that only fails at its check.
+
+A graph where nothing computes in float16 (every float op blocked, as in a scikit-learn model, or
+no float32 tensor at all, a float64 model) is not a float16 model: ``NothingToConvert`` says so and
+the target is skipped with that reason. Converting the same graph twice gives the same bytes.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+import importlib.util
+from typing import Any
+
 from navbuild.lazy import lazy_import
+from rules.onnx.loader import PROTOBUF_LIMIT, drop_initializer_inputs
 
 np = lazy_import("numpy")
 onnx = lazy_import("onnx")
+onnxruntime = lazy_import("onnxruntime")
 
-KEEP_FP32 = frozenset({"Resize", "Upsample", "Range", "NonMaxSuppression", "RoiAlign", "TopK", "CumSum",
-                       "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike"})
-FP16_MAX = 65504.0
+ML_DOMAIN = "ai.onnx.ml"
+# besides the converter's defaults: generators whose dtype attribute the converter does not change
+ALSO_BLOCKED = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial"})
+
+
+class NothingToConvert(ValueError):
+    """The graph has no float32 computation left to run in float16."""
 
 
 def convert_to_fp16(model: Any) -> Any:
-    """A float16 copy of ``model`` (an onnx.ModelProto) with float32 inputs and outputs."""
-    converted = onnx.ModelProto()
-    converted.CopyFrom(model)
-    float_values = _float_values(onnx.shape_inference.infer_shapes(model).graph)
-    names = _Names(_all_value_names(converted.graph))
-    _convert_graph(converted.graph, float_values, names)
-    _keep_float32_io(converted.graph, names)
+    """A float16 copy of ``model`` (an onnx.ModelProto) with float32 inputs and outputs; raises
+    ``NothingToConvert`` when nothing in it would compute in float16."""
+    from onnxconverter_common import float16
+
+    prepared = onnx.ModelProto()
+    prepared.CopyFrom(model)
+    drop_initializer_inputs(prepared)
+    _name_unnamed_nodes(prepared.graph)
+    _constant_floats_as_tensors(prepared.graph)
+    converted = float16.convert_float_to_float16(prepared, keep_io_types=True, op_block_list=blocked_ops(prepared))
+    _drop_stale_value_info(converted.graph)
+    if not _computes_in_fp16(converted.graph):
+        raise NothingToConvert(_nothing_to_convert(model))
     return converted
 
 
-def _convert_graph(graph: Any, float_values: set[str], names: "_Names", subgraph: bool = False) -> None:
-    for initializer in graph.initializer:
-        if initializer.data_type == onnx.TensorProto.FLOAT:
-            initializer.CopyFrom(_tensor_to_fp16(initializer))
-    for value in [*graph.input, *graph.output] if subgraph else []:  # the main graph's stay float32
-        _value_to_fp16(value)
-    del graph.value_info[:]  # stale element types; runtimes infer them again
+def blocked_ops(model: Any) -> list[str]:
+    """Operator types that stay float32: the converter's defaults, the graph's ai.onnx.ml operators
+    and the random generators (sorted: the converter's output does not depend on set order)."""
+    from onnxconverter_common.float16 import DEFAULT_OP_BLOCK_LIST
+
+    ml_ops = {node.op_type for node in _all_nodes(model.graph) if node.domain == ML_DOMAIN}
+    return sorted(set(DEFAULT_OP_BLOCK_LIST) | ALSO_BLOCKED | ml_ops)
+
+
+def check_loads(model: Any) -> None:
+    """ONNX Runtime's CPU provider loads ``model``, else RuntimeError with its reason. Without
+    onnxruntime installed, or past protobuf's 2 GB (no bytes to hand over), nothing is checked here:
+    the target's check loads the written file anyway."""
+    if importlib.util.find_spec("onnxruntime") is None or model.ByteSize() > PROTOBUF_LIMIT:
+        return
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise RuntimeError(f"ONNX Runtime refuses the float16 graph: {exc}") from exc
+
+
+def _name_unnamed_nodes(graph: Any) -> None:
+    """Every node of ``graph`` (and of its subgraphs) named; a name from the op type and position."""
+    taken = {node.name for node in _all_nodes(graph) if node.name}
+    for index, node in enumerate(_all_nodes(graph)):
+        if not node.name:
+            name, suffix = f"{node.op_type}_{index}", 1
+            while name in taken:
+                name, suffix = f"{node.op_type}_{index}_{suffix}", suffix + 1
+            node.name = name
+            taken.add(name)
+
+
+def _constant_floats_as_tensors(graph: Any) -> None:
+    """Constant nodes' ``value_float``/``value_floats`` rewritten as a float32 ``value`` tensor."""
+    from onnx import numpy_helper
+
+    for node in _all_nodes(graph):
+        if node.op_type != "Constant":
+            continue
+        for index, attribute in enumerate(node.attribute):
+            if attribute.name in ("value_float", "value_floats"):
+                values = attribute.f if attribute.name == "value_float" else list(attribute.floats)
+                tensor = numpy_helper.from_array(np.asarray(values, dtype=np.float32))
+                node.attribute[index].CopyFrom(onnx.helper.make_attribute("value", tensor))
+
+
+def _computes_in_fp16(graph: Any) -> bool:
+    """Whether an operator of ``graph`` other than a cast reads or writes float16."""
+    fp16 = onnx.TensorProto.FLOAT16
+    nodes = _all_nodes(graph)
+    names = {tensor.name for tensor in graph.initializer if tensor.data_type == fp16}
+    names |= {value.name for value in graph.value_info if value.type.tensor_type.elem_type == fp16}
+    for node in nodes:
+        for attribute in node.attribute:
+            casts_to_fp16 = node.op_type == "Cast" and attribute.name == "to" and attribute.i == fp16
+            holds_fp16 = attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == fp16
+            if casts_to_fp16 or holds_fp16:
+                names.update(node.output)
+    return any(name in names for node in nodes if node.op_type != "Cast" for name in [*node.input, *node.output])
+
+
+def _drop_stale_value_info(graph: Any) -> None:
+    """value_info of names no node reads or writes any more (the converter leaves them behind)."""
+    used = {name for node in graph.node for name in [*node.input, *node.output]}
+    kept = [value for value in graph.value_info if value.name in used]
+    if len(kept) != len(graph.value_info):
+        copies = [type(value).FromString(value.SerializeToString()) for value in kept]
+        del graph.value_info[:]
+        graph.value_info.extend(copies)
+
+
+def _nothing_to_convert(model: Any) -> str:
+    ml_ops = sorted({node.op_type for node in _all_nodes(model.graph) if node.domain == ML_DOMAIN})
+    if ml_ops:
+        why = f"its operators ({', '.join(ml_ops)}) are ai.onnx.ml ones, which run in float32 only"
+    else:
+        why = "it has no float32 computation that float16 could replace (its inputs and weights are of other types)"
+    return f"float16 does not apply: {why}; the fp32 target is the model"
+
+
+def _all_nodes(graph: Any) -> list[Any]:
+    """The nodes of ``graph`` and of every subgraph (If, Loop, Scan bodies), depth first."""
     nodes = []
     for node in graph.node:
-        _convert_node(node, float_values, names)
-        if node.op_type in KEEP_FP32:
-            nodes.extend(_run_in_float32(node, float_values, names))
-        else:
-            nodes.append(node)
-    _replace_nodes(graph, nodes)
-
-
-def _convert_node(node: Any, float_values: set[str], names: "_Names") -> None:
-    for attribute in node.attribute:
-        if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == onnx.TensorProto.FLOAT:
-            attribute.t.CopyFrom(_tensor_to_fp16(attribute.t))
-        for subgraph in _subgraphs(attribute):
-            _convert_graph(subgraph, float_values, names, subgraph=True)
-    if node.op_type == "Cast":
+        nodes.append(node)
         for attribute in node.attribute:
-            if attribute.name == "to" and attribute.i == onnx.TensorProto.FLOAT:
-                attribute.i = onnx.TensorProto.FLOAT16
-    if node.op_type == "Constant":
-        _constant_floats_to_tensor(node)
-
-
-def _constant_floats_to_tensor(node: Any) -> None:
-    """``value_float(s)`` attributes are float32 by definition: turn them into fp16 tensors."""
-    from onnx import numpy_helper
-
-    for index, attribute in enumerate(node.attribute):
-        if attribute.name in ("value_float", "value_floats"):
-            values = attribute.f if attribute.name == "value_float" else list(attribute.floats)
-            tensor = numpy_helper.from_array(np.asarray(values, dtype=np.float16))
-            node.attribute[index].CopyFrom(onnx.helper.make_attribute("value", tensor))
-
-
-def _run_in_float32(node: Any, float_values: set[str], names: "_Names") -> list[Any]:
-    """``node`` between casts: its float inputs cast up to float32, its float outputs down to fp16."""
-    before, after = [], []
-    for index, name in enumerate(node.input):
-        if name in float_values:
-            cast = names.new(f"{name}_fp32")
-            before.append(_cast(name, cast, onnx.TensorProto.FLOAT, names))
-            node.input[index] = cast
-    for index, name in enumerate(node.output):
-        if name in float_values:
-            produced = names.new(f"{name}_fp32")
-            node.output[index] = produced
-            after.append(_cast(produced, name, onnx.TensorProto.FLOAT16, names))
-    return [*before, node, *after]
-
-
-def _keep_float32_io(graph: Any, names: "_Names") -> None:
-    """Float graph inputs and outputs stay float32 behind casts."""
-    first, last = [], []
-    for value in graph.input:
-        if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
-            inner = names.new(f"{value.name}_fp16")
-            _rename_uses(graph, value.name, inner)
-            first.append(_cast(value.name, inner, onnx.TensorProto.FLOAT16, names))
-    for value in graph.output:
-        if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
-            inner = names.new(f"{value.name}_fp16")
-            _rename_uses(graph, value.name, inner)
-            _rename_outputs(graph, value.name, inner)
-            last.append(_cast(inner, value.name, onnx.TensorProto.FLOAT, names))
-    _replace_nodes(graph, [*first, *graph.node, *last])
-
-
-def _cast(source: str, target: str, to: int, names: "_Names") -> Any:
-    return onnx.helper.make_node("Cast", [source], [target], name=names.new(f"Cast_{target}"), to=to)
-
-
-def _rename_uses(graph: Any, old: str, new: str) -> None:
-    for node in graph.node:
-        for index, name in enumerate(node.input):
-            if name == old:
-                node.input[index] = new
-        for attribute in node.attribute:  # subgraphs may read outer values by name
-            for subgraph in _subgraphs(attribute):
-                _rename_uses(subgraph, old, new)
-
-
-def _rename_outputs(graph: Any, old: str, new: str) -> None:
-    for node in graph.node:
-        for index, name in enumerate(node.output):
-            if name == old:
-                node.output[index] = new
-
-
-def _replace_nodes(graph: Any, nodes: list[Any]) -> None:
-    copies = [_copy(node) for node in nodes]
-    del graph.node[:]
-    graph.node.extend(copies)
-
-
-def _copy(message: Any) -> Any:
-    copy = type(message)()
-    copy.CopyFrom(message)
-    return copy
-
-
-def _tensor_to_fp16(tensor: Any) -> Any:
-    from onnx import numpy_helper
-
-    array = numpy_helper.to_array(tensor)
-    return numpy_helper.from_array(np.clip(array, -FP16_MAX, FP16_MAX).astype(np.float16), tensor.name)
-
-
-def _value_to_fp16(value: Any) -> None:
-    if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
-        value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
-
-
-def _float_values(graph: Any) -> set[str]:
-    """Names of every float32 value of the fp32 graph (subgraphs included)."""
-    found = set()
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
-            found.add(value.name)
-    found.update(t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
-    for node in graph.node:
-        for attribute in node.attribute:
-            for subgraph in _subgraphs(attribute):
-                found |= _float_values(subgraph)
-    return found
-
-
-def _subgraphs(attribute: Any) -> Iterable[Any]:
-    if attribute.type == onnx.AttributeProto.GRAPH:
-        return [attribute.g]
-    if attribute.type == onnx.AttributeProto.GRAPHS:
-        return list(attribute.graphs)
-    return []
-
-
-def _all_value_names(graph: Any) -> set[str]:
-    names = {value.name for value in [*graph.input, *graph.output, *graph.value_info]}
-    names.update(t.name for t in graph.initializer)
-    for node in graph.node:
-        names.update(node.input)
-        names.update(node.output)
-        names.add(node.name)
-        for attribute in node.attribute:
-            for subgraph in _subgraphs(attribute):
-                names |= _all_value_names(subgraph)
-    return names
-
-
-class _Names:
-    """Fresh, deterministic names: the wanted name, else with the first free numeric suffix."""
-
-    def __init__(self, taken: set[str]) -> None:
-        self.taken = set(taken)
-
-    def new(self, wanted: str) -> str:
-        name, index = wanted, 1
-        while name in self.taken:
-            name, index = f"{wanted}_{index}", index + 1
-        self.taken.add(name)
-        return name
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                nodes.extend(_all_nodes(attribute.g))
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for subgraph in attribute.graphs:
+                    nodes.extend(_all_nodes(subgraph))
+    return nodes

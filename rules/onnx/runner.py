@@ -7,7 +7,12 @@ On cuda the inputs are copied to the GPU once in ``prepare`` and the outputs sta
 (I/O binding), so a profiled call does not time host copies. An export built with
 ``channels_last = true`` (``runtime.json``) runs on CUDA with the provider's ``prefer_nhwc`` option:
 convolutions in NHWC layout, the graph's own NCHW inputs transposed inside ONNX Runtime. The CPU
-provider has no such option; there the flag changes nothing.
+provider has no such option; there the flag changes nothing. The CUDA provider runs float32
+matmuls and convolutions in TF32 by default; its ``use_tf32`` option is off except for a ``tf32``
+target (``loader.cuda_provider_options``).
+Inputs may be of any numeric type the graph takes (float64, int32, uint8...: ``loader.NUMPY_TYPES``):
+the feed check of ``navbuild.runner.Runner`` casts a float sample to the graph's float type and an
+integer one to its integer type when the values fit.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
-from rules.onnx.loader import ONNX_FILE, channels_last, inference_session, input_specs
+from rules.onnx.loader import ONNX_FILE, channels_last, cuda_provider_options, inference_session, input_specs
 
 np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
@@ -34,6 +39,7 @@ class OnnxRuntimeRunner(Runner):
 
     provider: str | None = None
     layout = "NCHW"  # "NHWC" when the CUDA provider runs convolutions channels-last
+    tf32 = False  # whether the CUDA provider runs float32 matmuls and convolutions in TF32
 
     def activate_impl(self) -> None:
         wanted = PROVIDERS.get(self.device)
@@ -44,6 +50,9 @@ class OnnxRuntimeRunner(Runner):
             raise Skip(f"{self.name}: {wanted} is not available for device {self.device!r} (this "
                        f"onnxruntime offers {', '.join(available)}; install onnxruntime-gpu for cuda)")
         provider_options: dict[str, str] = {}
+        if self.device == "cuda":
+            provider_options.update(cuda_provider_options(self.precision))
+            self.tf32 = provider_options["use_tf32"] == "1"
         if self.device == "cuda" and channels_last(self.artifact_dir):
             provider_options["prefer_nhwc"] = "1"
             self.layout = "NHWC"
@@ -60,7 +69,7 @@ class OnnxRuntimeRunner(Runner):
         self._session = self._binding = None
 
     def runtime_info(self) -> dict[str, Any]:
-        return {"provider": self.provider, "layout": self.layout}
+        return {"provider": self.provider, "layout": self.layout, "tf32": self.tf32}
 
     def input_specs_impl(self) -> dict[str, Any]:
         return self._inputs

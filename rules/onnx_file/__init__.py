@@ -8,30 +8,32 @@ Runtime runner and deploy to Triton's ONNX Runtime backend; ``trt`` builds Tenso
 too. Importing this module imports no framework.
 """
 from navbuild.rule import ROLE_REFERENCE, Needs, Rule
+from rules.onnx import build as onnx_build
+from rules.onnx.scan import scan_onnx
 from rules.onnx_file import build, loader
 
 RUNNER = "onnxruntime"  # rules/onnx's OnnxRuntimeRunner
 
 REFERENCE = Rule(
-    name="reference", version="1", build=build.build_reference, frameworks=(loader.FRAMEWORK,),
+    name="reference", version="2", build=build.build_reference, frameworks=(loader.FRAMEWORK,),
     tools=("onnx", "onnxruntime"), needs=Needs(modules=("onnx", "onnxruntime"), cuda_when_device_is_cuda=False),
     role=ROLE_REFERENCE, outputs=(loader.REFERENCE_FILE,),
     description="the ONNX file's outputs on every sample, on ONNX Runtime's CPU provider",
 )
 
 ONNX = Rule(
-    name="onnx", version="1", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), uses=("normalize",),
-    tools=("onnx",), precisions=("fp32", "fp16"), runner=RUNNER,
+    name="onnx", version="2", build=build.build_onnx, frameworks=(loader.FRAMEWORK,), uses=("normalize",),
+    tools=onnx_build.TOOLS, precisions=onnx_build.PRECISIONS, runner=RUNNER,
     needs=Needs(modules=("onnx",), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
-    triton=loader.ONNXRUNTIME, base=True,
-    description="the ONNX file, checked (fp16: converted, with float32 inputs and outputs)",
+    triton=loader.ONNXRUNTIME, base=True, scan=scan_onnx,
+    description="the ONNX file, checked (fp16: converted, float32 inputs and outputs; a ZipMap read as its tensor)",
 )
 
 ONNX_SLIM = Rule(
-    name="onnx-slim", version="1", build=build.build_slim, consumes="onnx", uses=("normalize",),
+    name="onnx-slim", version="2", build=build.build_slim, consumes="onnx", uses=("normalize",),
     tools=("onnxslim", "onnx"), runner=RUNNER,
     needs=Needs(modules=("onnx", "onnxslim"), cuda_when_device_is_cuda=False), outputs=loader.OUTPUTS,
-    triton=loader.ONNXRUNTIME,
+    triton=loader.ONNXRUNTIME, scan=scan_onnx,
     description="the ONNX model simplified by onnxslim (constants folded, identities and dead nodes removed)",
 )
 

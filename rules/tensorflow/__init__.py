@@ -10,7 +10,9 @@ target, so they apply to every framework that has one (the registry follows ``co
 model's, which rules/jax writes through jax2tf, too). Importing this module imports no framework.
 """
 from navbuild.rule import ROLE_REFERENCE, SOURCE, Needs, Rule
+from rules.onnx import build as onnx_build
 from rules.onnx.loader import ONNXRUNTIME
+from rules.onnx.scan import scan_onnx
 from rules.onnx.loader import OUTPUTS as ONNX_OUTPUTS
 from rules.tensorflow import build, loader
 from rules.tensorflow.runner import SavedModelRunner
@@ -31,11 +33,11 @@ SAVEDMODEL = Rule(
 )
 
 ONNX = Rule(
-    name="onnx", version="1", build=build.build_onnx, consumes="savedmodel",
-    params={"opset": build.DEFAULT_OPSET}, uses=("normalize",), tools=("tf2onnx", "onnx", *loader.TOOLS),
-    precisions=("fp32", "fp16"), runner="onnxruntime",
+    name="onnx", version="2", build=build.build_onnx, consumes="savedmodel",
+    params={"opset": build.DEFAULT_OPSET}, uses=("normalize",), tools=("tf2onnx", *onnx_build.TOOLS, *loader.TOOLS),
+    precisions=onnx_build.PRECISIONS, runner="onnxruntime",
     needs=Needs(modules=("tensorflow", "tf2onnx", "onnx"), cuda_when_device_is_cuda=False),
-    validate=build.validate_onnx, outputs=ONNX_OUTPUTS, triton=ONNXRUNTIME, base=True,
+    validate=build.validate_onnx, outputs=ONNX_OUTPUTS, triton=ONNXRUNTIME, base=True, scan=scan_onnx,
     description="ONNX converted from the SavedModel by tf2onnx (fp16: a converted graph with float32 I/O)",
 )
 

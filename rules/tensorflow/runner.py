@@ -3,7 +3,8 @@
 Inputs (checked and cast to the signature's float types by the base class, from the signature's
 ``input_specs``) are placed on the device in ``prepare``; outputs
 come back by name, float16 as float32. TensorFlow runs eagerly and asynchronously on a GPU, so
-``synchronize`` waits by reading one output back.
+``synchronize`` waits by reading one output back. On a GPU, TensorFlow's TF32 (on by default on
+Ampere and newer) is turned off: these targets are fp32 (docs/config.md, "TF32").
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class SavedModelRunner(Runner):
         if self.device == "cuda" and not tf.config.list_physical_devices("GPU"):
             raise Skip(f"{self.name}: this TensorFlow sees no GPU (tensorflow-cpu, or no CUDA libraries)")
         self._device = "/GPU:0" if self.device == "cuda" else "/CPU:0"
+        if self.device == "cuda":
+            tf.config.experimental.enable_tensor_float_32_execution(False)
         with tf.device(self._device):
             self._loaded, self._signature = loader.load_signature(self.artifact_dir)
         self._specs = loader.signature_inputs(self._signature)
@@ -38,6 +41,9 @@ class SavedModelRunner(Runner):
 
     def deactivate_impl(self) -> None:
         self._loaded = self._signature = self._last = None
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"tf32": False}
 
     def input_specs_impl(self) -> dict[str, TensorSpec]:
         return {name: TensorSpec(spec.dtype.name, None if spec.shape.rank is None else tuple(spec.shape.as_list()))

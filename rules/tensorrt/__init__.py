@@ -1,10 +1,11 @@
 """TensorRT and ONNX Runtime's GPU providers: rules ``trt``, ``ort-trt``, ``ort-cuda``.
 
-``trt`` (targets ``trt-fp32``, ``trt-fp16``, ``trt-bf16``, ``trt-int8``): the upstream ``onnx``
-model built into a TensorRT plan, ``model.plan``, with the TensorRT 10 Python API; runner
-``tensorrt``. It reads the model's ``max_batch_size`` (``Rule.uses``). Parameters:
-``opt_batch_size`` (0: max), ``workspace`` (bytes), ``calibration`` (int8 only, required:
-``"samples"`` or ``"path/file.py:function"``). The optimization profile comes from the samples (``config``).
+``trt`` (targets ``trt-fp32``, ``trt-fp16``, ``trt-bf16``, ``trt-int8``, ``trt-tf32``): the upstream
+``onnx`` model built into a TensorRT plan, ``model.plan``, with the TensorRT 10 Python API; runner
+``tensorrt``. TensorRT's TF32 builder flag, on by default, is cleared except for ``trt-tf32``. It
+reads the model's ``max_batch_size`` (``Rule.uses``). Parameters: ``opt_batch_size`` (0: max),
+``workspace`` (bytes), ``calibration`` (int8 only, required: ``"samples"`` or
+``"path/file.py:function"``). The optimization profile comes from the samples (``config``).
 The timing cache lives in the rule's cache folder and is reused by later builds on this device.
 
 ``ort-trt`` (``ort-trt``, ``ort-trt-fp16``, ``ort-trt-bf16``) and ``ort-cuda``: the same ONNX file
@@ -18,22 +19,23 @@ Configuration mistakes raise ``config.TensorRTConfigError``; a machine without T
 the provider gives ``navbuild.rule.Skip``. Importing this module imports no framework.
 """
 from navbuild.rule import Needs, Rule, TritonModel
+from rules.onnx.scan import scan_onnx
 from rules.tensorrt import build, config, loader
 from rules.tensorrt.runner import OrtCudaRunner, OrtTensorRTRunner, TensorRTRunner
 
 TRT = Rule(
-    name="trt", version="1", build=build.build_trt, consumes="onnx", params=dict(config.DEFAULTS),
+    name="trt", version="2", build=build.build_trt, consumes="onnx", params=dict(config.DEFAULTS),
     uses=("max_batch_size",),
     tools=("tensorrt",), precisions=config.PRECISIONS, device_bound=True, devices=("cuda",), runner="tensorrt",
     needs=Needs(modules=("tensorrt",), gpu=True), suffix_default_precision=True, normalized=False,
     canonical_digest=build.info_digest, validate=config.validate, outputs=(loader.PLAN_FILE, loader.BUILD_INFO),
     triton=TritonModel(backend="tensorrt", platform="tensorrt_plan", files={loader.PLAN_FILE: "model.plan"}),
     device_tools=("tensorrt",), loads_code=True,
-    description="TensorRT plan (model.plan) from the ONNX model: fp32, fp16, bf16, int8 (calibrated)",
+    description="TensorRT plan (model.plan) from the ONNX model: fp32, fp16, bf16, int8 (calibrated), tf32",
 )
 
 ORT_TRT = Rule(
-    name="ort-trt", version="1", build=build.build_ort_trt, consumes="onnx",
+    name="ort-trt", version="2", build=build.build_ort_trt, consumes="onnx",
     params={key: config.DEFAULTS[key] for key in ("opt_batch_size", "workspace")}, uses=("max_batch_size",),
     tools=("onnxruntime-gpu", "onnxruntime"), precisions=("fp32", "fp16", "bf16"), device_bound=True,
     devices=("cuda",), runner="ort-trt", needs=Needs(modules=("onnxruntime",), gpu=True), normalized=False,
@@ -46,7 +48,7 @@ ORT_TRT = Rule(
 ORT_CUDA = Rule(
     name="ort-cuda", version="1", build=build.build_ort_cuda, consumes="onnx",
     tools=("onnxruntime-gpu", "onnxruntime"), devices=("cuda",), runner="ort-cuda",
-    needs=Needs(modules=("onnxruntime",), gpu=True), outputs=(loader.ONNX_FILE,),
+    needs=Needs(modules=("onnxruntime",), gpu=True), outputs=(loader.ONNX_FILE,), scan=scan_onnx,
     description="ONNX model checked on ONNX Runtime's CUDA execution provider",
 )
 

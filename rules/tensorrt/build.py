@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 from navbuild.hashing import digest_bytes, digest_file, digest_value
 from navbuild.lazy import lazy_import
-from navbuild.rule import BuildContext, Skip
+from navbuild.rule import BuildContext, Skip, tf32_enabled
+from rules.onnx.loader import cuda_provider_options
 from rules.tensorrt import config
 from rules.tensorrt.loader import (BUILD_INFO, ONNX_FILE, ORT_CUDA, ORT_ENGINE_DIR, ORT_TRT, PLAN_FILE, TIMING_CACHE,
                                    import_tensorrt, ort_session, ort_trt_options)
@@ -76,9 +77,12 @@ def build_trt(ctx: BuildContext) -> dict[str, Any]:
         raise RuntimeError(f"{ctx.target}: TensorRT's ONNX parser rejected {onnx_path.name}: {errors}")
     builder_config = builder.create_builder_config()
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, params.workspace)
-    flag = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8"}.get(params.precision)
+    flag = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8", "tf32": "TF32"}.get(params.precision)
     if flag:
         builder_config.set_flag(getattr(trt.BuilderFlag, flag))
+    tf32 = tf32_enabled(params.precision)
+    if not tf32:  # TensorRT allows TF32 by default: off, so that fp32 layers compute in fp32
+        builder_config.clear_flag(trt.BuilderFlag.TF32)
 
     network_inputs = [network.get_input(i).name for i in range(network.num_inputs)]
     missing = [name for name in network_inputs if name not in profile]
@@ -123,10 +127,10 @@ def build_trt(ctx: BuildContext) -> dict[str, Any]:
         _atomic_write(timing_path, timing_cache.serialize())
     ctx.log(f"trt: built {PLAN_FILE} in {seconds:.1f} s (timing cache: "
             f"{f'{len(timing_bytes)} bytes loaded' if timing_bytes else 'new'})")
-    info = {"format": "navbuild-trt/1", "onnx_digest": onnx_digest, "precision": params.precision,
+    info = {"format": "navbuild-trt/1", "onnx_digest": onnx_digest, "precision": params.precision, "tf32": tf32,
             "workspace": params.workspace, "profile": _profile_json(profile), "calibration": calibration_info}
     _write_info(ctx.out_dir, info)
-    return {"tensorrt_version": trt.__version__, "precision_flag": flag or "none (fp32)",
+    return {"tensorrt_version": trt.__version__, "precision_flag": flag or "none (fp32)", "tf32": tf32,
             "profile": _profile_json(profile), "workspace": params.workspace, "build_seconds": round(seconds, 3),
             "timing_cache_loaded_bytes": len(timing_bytes), "calibration": calibration_info}
 
@@ -214,7 +218,8 @@ def build_ort_trt(ctx: BuildContext) -> dict[str, Any]:
     engine_dir.mkdir()
     options = ort_trt_options(engine_dir, ctx.cache_dir, params.precision, params.workspace, profile)
     started = time.perf_counter()
-    session = _session(onnxruntime, model, [(ORT_TRT, options), ORT_CUDA], ORT_TRT)
+    session = _session(onnxruntime, model, [(ORT_TRT, options), (ORT_CUDA, cuda_provider_options(params.precision))],
+                       ORT_TRT)
     for sample in ctx.samples:  # builds and caches the engine for the profile
         session.run(None, dict(sample))
     seconds = time.perf_counter() - started
@@ -231,6 +236,6 @@ def build_ort_cuda(ctx: BuildContext) -> dict[str, Any]:
     """``model.onnx`` checked to load and run on ONNX Runtime's CUDA execution provider."""
     onnxruntime = require_provider(ORT_CUDA)
     model = ctx.copy_input(ONNX_FILE)
-    session = _session(onnxruntime, model, [ORT_CUDA], ORT_CUDA)
+    session = _session(onnxruntime, model, [(ORT_CUDA, cuda_provider_options(ctx.precision))], ORT_CUDA)
     session.run(None, dict(ctx.samples[0]))
     return {"onnxruntime_version": onnxruntime.__version__, "provider": ORT_CUDA}

@@ -19,7 +19,7 @@ from navbuild.lazy import lazy_import
 np = lazy_import("numpy")
 
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "tf32")  # tf32: fp32 layers with TF32 math
 DEFAULTS: dict[str, Any] = {
     "opt_batch_size": 0,       # batch TensorRT optimizes for; 0 means the model's max_batch_size
     "workspace": 1 << 30,      # builder memory pool limit (bytes) for the WORKSPACE pool
@@ -64,6 +64,9 @@ def check_params(params: Mapping[str, Any], precision: str, where: str = "trt",
     merged = {**DEFAULTS, **dict(params)}
     if precision not in precisions:
         raise TensorRTConfigError(f"{where}: precision {precision!r} is not one of {', '.join(precisions)}")
+    if max_batch_size == 0:  # NO_BATCH: the optimization profile has no batch range to span
+        raise TensorRTConfigError(f"{where}: builds its optimization profile over the batch dimension, and the "
+                                  f"model has no batch dimension (max_batch_size = 0); give it one, or use onnx")
     max_batch = None if max_batch_size is None else _positive_int(max_batch_size, "max_batch_size", where)
     opt_batch = _positive_int(merged["opt_batch_size"], "opt_batch_size", where, allow_zero=True)
     if max_batch is not None and opt_batch > max_batch:
@@ -96,7 +99,10 @@ def check_calibration(calibration: str, where: str = "trt-int8") -> str:
 def validate(params: Mapping[str, Any], precision: str, values: Any = None) -> str | None:
     """``Rule.validate`` hook of trt: the problem as one sentence, or None."""
     try:
-        check_params(params, precision, where=f"trt-{precision}", max_batch_size=(values or {}).get("max_batch_size"))
+        # a model without a batch dimension (0) fails its trt targets when they build, not the whole
+        # configuration: trt is among the Python API's default formats
+        max_batch_size = (values or {}).get("max_batch_size") or None
+        check_params(params, precision, where=f"trt-{precision}", max_batch_size=max_batch_size)
     except TensorRTConfigError as exc:
         return str(exc)
     return None

@@ -8,9 +8,9 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, TensorSpec, output_names
-from rules.onnx.loader import input_specs
+from rules.onnx.loader import cuda_provider_options, input_specs
 from rules.tensorrt.loader import (ONNX_FILE, ORT_CUDA, ORT_TRT, PLAN_FILE, deserialize_plan, ort_session,
-                                   ort_trt_options_from_info)
+                                   ort_trt_options_from_info, read_build_info)
 
 np = lazy_import("numpy")
 onnxruntime = lazy_import("onnxruntime")
@@ -68,6 +68,9 @@ class TensorRTRunner(Runner):
     def deactivate_impl(self) -> None:
         self._context = self._engine = self._runtime = None
 
+    def runtime_info(self) -> dict[str, Any]:
+        return {"tf32": bool(read_build_info(self.artifact_dir).get("tf32", False))}  # the plan's builder flag
+
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
         torch = self._torch
         return {name: torch.as_tensor(feed[name]).to("cuda").contiguous() for name in self._inputs}
@@ -116,8 +119,8 @@ class OrtGpuRunner(Runner):
             raise RunnerError(f"{self.name}: onnxruntime {onnxruntime.__version__} has no {self.provider}")
         self._ort = onnxruntime
         providers = [(self.provider, self.provider_options())]
-        if self.provider != ORT_CUDA:
-            providers.append(ORT_CUDA)
+        if self.provider != ORT_CUDA:  # the nodes the first provider leaves, TF32 as for the target
+            providers.append((ORT_CUDA, cuda_provider_options(self.precision)))
         self._session = ort_session(self.artifact_dir / ONNX_FILE, providers)
         if self._session.get_providers()[0] != self.provider:
             raise RunnerError(f"{self.name}: onnxruntime fell back to {self._session.get_providers()}")
@@ -164,3 +167,9 @@ class OrtTensorRTRunner(OrtGpuRunner):
 class OrtCudaRunner(OrtGpuRunner):
     name = "ort-cuda"
     provider = ORT_CUDA
+
+    def provider_options(self) -> dict[str, Any]:
+        return cuda_provider_options(self.precision)
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"tf32": cuda_provider_options(self.precision)["use_tf32"] == "1"}

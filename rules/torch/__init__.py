@@ -9,11 +9,13 @@ from typing import Any, Callable
 
 from navbuild.rule import ROLE_REFERENCE, Needs, Rule, TritonModel
 
+from rules.onnx import build as onnx_build
 from rules.onnx import loader as onnx_loader
 from rules.onnx.runner import OnnxRuntimeRunner
-from rules.torch import build, loader, memory_format, onnx_export, runner
+from rules.onnx.scan import scan_onnx
+from rules.torch import build, loader, memory_format, onnx_export, runner, scan
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "tf32")  # tf32: fp32 run with TF32 math on a GPU (tf32.py)
 EXPORT_PARAMS = {memory_format.OPTION: False}
 EXPORT_USES = ("max_batch_size", "normalize")  # the batch axis and byte-reproducible files
 NEEDS = Needs(modules=("torch",))
@@ -23,12 +25,12 @@ LIBTORCH = TritonModel(backend="pytorch", platform="pytorch_libtorch",
 
 
 def _export_rule(name: str, build_fn: Callable[..., Any], runner_name: str, description: str,
-                 output: str, triton: TritonModel | None = None) -> Rule:
+                 output: str, scan_fn: Callable[..., Any], triton: TritonModel | None = None) -> Rule:
     return Rule(name=name, version="1", build=build_fn, frameworks=("torch",), params=dict(EXPORT_PARAMS),
                 uses=EXPORT_USES,
                 tools=("torch",), precisions=PRECISIONS, runner=runner_name, needs=NEEDS,
                 validate=memory_format.validate, variants=memory_format.VARIANTS, description=description,
-                outputs=(output, loader.RUNTIME_FILE), triton=triton, base=True)
+                outputs=(output, loader.RUNTIME_FILE), triton=triton, base=True, scan=scan_fn)
 
 
 RULES = [
@@ -43,18 +45,19 @@ RULES = [
          params={memory_format.OPTION: False}, validate=memory_format.validate, variants=memory_format.VARIANTS,
          outputs=(loader.RECIPE_FILE,), description="the source model run eagerly (a recipe, not an export)"),
     _export_rule("torchscript-trace", build.build_torchscript_trace, runner.TorchScriptRunner.name,
-                 "TorchScript from torch.jit.trace", loader.TORCHSCRIPT_FILE, LIBTORCH),
+                 "TorchScript from torch.jit.trace", loader.TORCHSCRIPT_FILE, scan.scan_torchscript, LIBTORCH),
     _export_rule("torchscript-script", build.build_torchscript_script, runner.TorchScriptRunner.name,
-                 "TorchScript from torch.jit.script", loader.TORCHSCRIPT_FILE, LIBTORCH),
+                 "TorchScript from torch.jit.script", loader.TORCHSCRIPT_FILE, scan.scan_torchscript, LIBTORCH),
     _export_rule("torch-export", build.build_torch_export, runner.TorchExportRunner.name,
-                 "an ExportedProgram (.pt2) from torch.export with a dynamic batch dimension", loader.EXPORT_FILE),
-    Rule(name="onnx", version="1", build=onnx_export.build_onnx, frameworks=("torch",),
+                 "an ExportedProgram (.pt2) from torch.export with a dynamic batch dimension", loader.EXPORT_FILE,
+                 scan.scan_export),
+    Rule(name="onnx", version="2", build=onnx_export.build_onnx, frameworks=("torch",),
          params={"opset": onnx_export.DEFAULT_OPSET, "exporter": "auto", memory_format.OPTION: False},
-         uses=EXPORT_USES, variants=memory_format.VARIANTS, tools=("torch", "onnx", "onnxscript"),
-         precisions=("fp32", "fp16"), runner=OnnxRuntimeRunner.name,
+         uses=EXPORT_USES, variants=memory_format.VARIANTS, tools=("torch", "onnxscript", *onnx_build.TOOLS),
+         precisions=onnx_build.PRECISIONS, runner=OnnxRuntimeRunner.name,
          needs=Needs(modules=("torch", "onnx"), cuda_when_device_is_cuda=False),
          validate=onnx_export.validate_params, outputs=onnx_loader.OUTPUTS + (onnx_loader.LAYOUT_FILE,),
-         triton=onnx_loader.ONNXRUNTIME, base=True,
+         triton=onnx_loader.ONNXRUNTIME, scan=scan_onnx, base=True,
          description="ONNX with a dynamic batch axis (TorchScript-based exporter, dynamo as fall-back)"),
 ]
 

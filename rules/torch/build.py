@@ -20,7 +20,7 @@ from navbuild import dynamic_axes
 from navbuild.lazy import lazy_import
 from navbuild.rule import CHECK_HINT, BuildContext
 
-from rules.torch import memory_format, model_io, normalize, plain_io
+from rules.torch import memory_format, model_io, normalize, plain_io, tf32
 from rules.torch.loader import (EXPORT_FILE, RECIPE_FILE, REFERENCE_FILE, REFERENCE_REPEAT_FILE, TORCHSCRIPT_FILE,
                                 load_exported, load_torchscript)
 
@@ -133,7 +133,7 @@ def build_reference(ctx: BuildContext) -> dict[str, Any]:
         tensors.save(ctx.out_dir / REFERENCE_REPEAT_FILE, repeat)
     first = outputs[0] if outputs else {}
     return {"samples": len(outputs), "deterministic": _identical(outputs, repeat),
-            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": [-1, *array.shape[1:]]}
+            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": ctx.model.declared_shape(array.shape, name)}
                         for name, array in first.items()]}
 
 
@@ -149,6 +149,7 @@ def _reference_run(ctx: BuildContext, log_training: bool) -> list[dict[str, Any]
                 f"every model in eval mode (model.eval()), where dropout is off and batch norm uses its "
                 f"running statistics")
     model = model_io.prepare_model(source, "cpu", torch.float32)
+    tf32.apply("fp32", "cpu")  # true fp32, whatever the model's code set
     names = model_io.input_order(ctx.model, ctx.samples[0])
     binding = model_io.input_binding(ctx.model, model, names)  # the first load: a mismatch stops everything
     outputs = []
@@ -443,8 +444,9 @@ def _precision_metadata(ctx: BuildContext, example: tuple[Any, ...], outputs: li
 
 
 def _runtime_metadata(ctx: BuildContext, channels_last: bool) -> dict[str, Any]:
-    """How the runner will run it: memory format, and cuDNN's autotuner (on for CUDA runners)."""
-    return {"memory_format": memory_format.name(channels_last), "cudnn_benchmark": ctx.device == "cuda"}
+    """How the runner will run it: memory format, cuDNN's autotuner (on for CUDA runners), TF32."""
+    return {"memory_format": memory_format.name(channels_last), "cudnn_benchmark": ctx.device == "cuda",
+            "tf32": tf32.enabled(ctx.precision, ctx.device)}
 
 
 def _dtype_name(tensor: Any) -> str:

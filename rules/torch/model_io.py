@@ -31,7 +31,7 @@ np = lazy_import("numpy")
 torch = lazy_import("torch")
 
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "tf32": "float32"}  # tf32: float32 data
 
 
 def torch_dtype(precision: str) -> Any:
@@ -151,6 +151,17 @@ def tensor_leaves(value: Any, path: str | None) -> list[tuple[str | None, Any]]:
 
 def bind_outputs(model: ModelSpec, outputs: Any) -> list[tuple[str, Any]]:
     """``(name, tensor)`` of every output: by key for a dict-like result, else by position."""
+    bound = _bound_outputs(model, outputs)
+    odd = [value for _, value in bound if not isinstance(value, torch.Tensor)] if bound else [outputs]
+    if odd:
+        text = repr(odd[0])
+        raise BindingError(f"model {model.name} returned {type(odd[0]).__name__} "
+                           f"{text if len(text) <= 40 else text[:37] + '...'} as an output; navbuild deploys "
+                           f"models whose outputs are tensors (a tensor, or a tuple, list or dict of tensors)")
+    return bound
+
+
+def _bound_outputs(model: ModelSpec, outputs: Any) -> list[tuple[str, Any]]:
     if keyed_items(outputs) is None:
         leaves = flatten(outputs)
         return list(zip(output_names(model, len(leaves)), leaves))

@@ -5,7 +5,8 @@ feed into device tensors (float inputs come cast to the artifact's precision by 
 ``input_float_type``; 4-D ones are made channels-last when the artifact was built so), passed by name to the eager model when it takes them
 so, and by position, in the declared order, to an export (``plain_io.exportable``); outputs come back
 as float32 numpy arrays, bound by ``model_io.bind_outputs`` (by key or by position). On CUDA they
-turn cuDNN's autotuner on (``memory_format``).
+turn cuDNN's autotuner on (``memory_format``). TF32 is off except for a ``tf32`` target (``tf32``),
+set once the model is loaded; ``runtime_info`` says which.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
 
-from rules.torch import memory_format, model_io
+from rules.torch import memory_format, model_io, tf32
 from rules.torch.loader import EXPORT_FILE, RECIPE_FILE, TORCHSCRIPT_FILE, load_exported, load_torchscript
 
 np = lazy_import("numpy")
@@ -38,10 +39,12 @@ class _TorchRunner(Runner):
         self._channels_last = memory_format.read_runtime(self.artifact_dir)
         self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
         self._module = self.load()
+        self.tf32 = tf32.apply(self.precision, self.device)  # after the model's code ran: it may set TF32 too
         self.input_float_type = model_io.DTYPES[self.precision]  # float inputs at the artifact's precision
 
     def runtime_info(self) -> dict[str, Any]:
-        return {"memory_format": memory_format.name(self._channels_last), "cudnn_benchmark": self.cudnn_benchmark}
+        return {"memory_format": memory_format.name(self._channels_last), "cudnn_benchmark": self.cudnn_benchmark,
+                "tf32": self.tf32}
 
     def deactivate_impl(self) -> None:
         self._module = None

@@ -21,7 +21,7 @@ from rules.torch_compile import build, loader, options
 from rules.torch_compile.runner import AotiRunner, TorchCompileRunner
 
 TORCH_COMPILE = Rule(
-    name="torch-compile", version="3", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
+    name="torch-compile", version="4", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.COMPILE_DEFAULTS), uses=("max_batch_size",), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
     validate=options.validate_compile, variants=options.COMPILE_VARIANTS, resolve=options.resolve_params,
@@ -31,7 +31,7 @@ TORCH_COMPILE = Rule(
 )
 
 AOTI = Rule(
-    name="aoti", version="3", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
+    name="aoti", version="4", build=build.build_aoti, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.AOTI_DEFAULTS), uses=("max_batch_size",), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="aoti", normalized=False, canonical_digest=build.aoti_digest, validate=options.validate_aoti,
     variants=options.AOTI_VARIANTS, resolve=options.resolve_params,

@@ -8,11 +8,12 @@ Protocol: frames over the worker's stdin (requests) and stdout (replies); a fram
 big-endian length followed by that many bytes of msgpack holding a map. Arrays travel as
 ``navbuild.tensors.dumps`` bytes. One reply per request, in order:
 
-  {"op": "load", "packages": {key: path}, "device": "cpu"|"cuda", "precision": "fp32"|"fp16"|"bf16",
+  {"op": "load", "packages": {key: path}, "device": "cpu"|"cuda", "precision": "fp32"|"fp16"|"bf16"|"tf32",
    "channels_last": bool}
       key is a bucket's batch size ("8") or "dynamic"; a call runs the package whose key is its batch
-      size, else the dynamic one (the parent pads batches up to a bucket)
-      -> {"ok": true, "seconds": float}
+      size, else the dynamic one (the parent pads batches up to a bucket). TF32 is set for the
+      precision (rules/torch/tf32.py)
+      -> {"ok": true, "seconds": float, "tf32": bool}
   {"op": "infer", "feed": bytes}      feed: dumps([{name: array}]) in the model's input order
       -> {"ok": true, "outputs": bytes}   dumps([{"0": array, "1": ...}]) flattened, float32
   {"op": "prepare", "handle": int, "feed": bytes}   inputs placed on the device, kept under handle
@@ -82,11 +83,14 @@ class Worker:
     def op_load(self, request: dict[str, Any]) -> dict[str, Any]:
         from torch._inductor import aoti_load_package
 
+        from rules.torch import tf32
+
         started = time.perf_counter()
         self.device, self.precision = request["device"], request["precision"]
         self.channels_last = bool(request.get("channels_last", False))
         self.models = {str(key): aoti_load_package(path) for key, path in request["packages"].items()}
-        return {"seconds": time.perf_counter() - started}
+        on = tf32.apply(self.precision, self.device)  # the extern kernels (cuBLAS, cuDNN) read it as they run
+        return {"seconds": time.perf_counter() - started, "tf32": on}
 
     def _model(self, args: tuple[Any, ...]) -> Any:
         if not self.models:

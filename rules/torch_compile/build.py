@@ -11,7 +11,7 @@ from navbuild.hashing import digest_file
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
 from rules.torch import build as torch_build
-from rules.torch import memory_format
+from rules.torch import memory_format, tf32
 from rules.torch_compile import batching, compile_cache, options, torch_io
 from rules.torch_compile.compile_cache import compile_model
 from rules.torch_compile.loader import (AOTI_FILE, AOTI_INFO_FILE, AOTI_INFO_FORMAT, CACHE_FILE, RECIPE_FILE,
@@ -41,6 +41,7 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     cudnn_benchmark = memory_format.use_cudnn_benchmark(ctx.device)
     channels_last = opts[memory_format.OPTION]
     model = memory_format.model(torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision), channels_last)
+    tf32_on = tf32.apply(precision, ctx.device)  # inductor reads it when it compiles
     names = torch_io.input_order(ctx.model, ctx.samples[0])
     model = torch_io.runnable(model, ctx.model, names)  # inputs by name
     axes = options.axes_plan(ctx.model, ctx.samples)
@@ -76,13 +77,14 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     recipe = {"format": RECIPE_FORMAT, **{k: v for k, v in opts.items() if k != memory_format.OPTION},
               "memory_format": memory_format.name(channels_last), "batching": plan, "precision": precision,
               "precision_method": options.PRECISION_METHOD, "device": ctx.device, "cudnn_benchmark": cudnn_benchmark,
-              "cache": CACHE_FILE if saved is not None else None,
+              "tf32": tf32_on, "cache": CACHE_FILE if saved is not None else None,
               "warmup": options.input_specs(shapes, ctx.model.batch_dim, plan.get("buckets")),
               **({"dynamic_axes": axes} if axes else {})}  # absent without any: the recipe of before
     (ctx.out_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
     return {"precision_method": options.PRECISION_METHOD, **opts, "memory_format": recipe["memory_format"],
             "batching": plan["mode"], "buckets": plan.get("buckets"), "cudnn_benchmark": cudnn_benchmark,
-            **({"axes": _describe_axes(axes)} if axes else {}), "compile_seconds": round(compile_seconds, 3), **compiles,
+            "tf32": tf32_on, **({"axes": _describe_axes(axes)} if axes else {}),
+            "compile_seconds": round(compile_seconds, 3), **compiles,
             "cache_bytes": len(saved[0]) if saved else 0, "cache_artifacts": artifacts}
 
 
@@ -145,6 +147,7 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     precision = options.check_precision(ctx.precision, ctx.target)
     channels_last = options.check_channels_last(ctx.params.get(memory_format.OPTION, False), ctx.target)
     model = memory_format.model(torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision), channels_last)
+    tf32_on = tf32.apply(precision, ctx.device)  # AOTInductor bakes it into the kernels it generates
     spans = dynamic_axes.spec_ranges(ctx.model, ctx.samples)
     if plan["mode"] == "dynamic":
         shapes = {AOTI_FILE: torch_io.export_sample(ctx.model, ctx.samples, max_batch)}
@@ -179,7 +182,8 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     info = {"format": AOTI_INFO_FORMAT, "export_digests": digests, "precision": precision,
             "precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch, "batching": plan,
             "packages": sorted(shapes), "memory_format": memory_format.name(channels_last), "device": ctx.device,
-            "inputs": torch_io.input_order(ctx.model, sample), **({"dynamic_axes": bounds} if bounds else {})}
+            "tf32": tf32_on, "inputs": torch_io.input_order(ctx.model, sample),
+            **({"dynamic_axes": bounds} if bounds else {})}
     (ctx.out_dir / AOTI_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     check = validate_package(ctx.out_dir, info, ctx.model, [*shapes.values(), *_at_other_sizes(ctx, shapes.values())])
     ctx.log(f"aoti: packages loaded in a child process in {check['load_seconds']:.2f} s and ran batches of "
@@ -187,7 +191,7 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     return {"precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch,
             "batching": plan["mode"], "buckets": plan.get("buckets"), "dynamic_batch": plan["mode"] == "dynamic",
             **({"axes": {label: f"dynamic {span.min}..{span.max}" for label, span in spans.items()}} if spans else {}),
-            "memory_format": info["memory_format"], "cudnn_benchmark": ctx.device == "cuda",
+            "memory_format": info["memory_format"], "cudnn_benchmark": ctx.device == "cuda", "tf32": tf32_on,
             "export_seconds": round(export_seconds, 3), "compile_seconds": round(compile_seconds, 3),
             "validated_in_child": True, "child_load_seconds": round(check["load_seconds"], 3),
             "output_shapes": check["output_shapes"]}

@@ -21,7 +21,7 @@ from rules.torch_compile.loader import CACHE_FILE, RECIPE_FILE, RECIPE_FORMAT  #
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")  # modes that capture CUDA graphs
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "tf32")  # tf32: fp32 compiled and run with TF32 math
 DYNAMIC = {"auto": None, "true": True, "false": False}  # recipe text -> torch.compile(dynamic=...)
 PRECISION_METHOD = "cast"  # weights and float inputs cast to the precision's dtype; outputs back to fp32
 
@@ -120,12 +120,17 @@ def validate_compile(params: Mapping[str, Any], precision: str, values: Any = No
         compile_options(params)
         batching.check_spec(dict(params).get("buckets", batching.AUTO))
         check_precision(precision, "torch-compile")
+        if values and "max_batch_size" in values:  # the model's, an engine value (Rule.uses)
+            check_max_batch_size(values["max_batch_size"], "torch-compile")
     except (CompileConfigError, ValueError) as exc:
         return str(exc)
     return None
 
 
 def check_max_batch_size(value: Any, where: str = "aoti") -> int:
+    if value == 0:
+        raise CompileConfigError(f"{where}: compiles per batch bucket, and the model has no batch dimension "
+                                 f"(max_batch_size = 0); give it one, or use torch-export or onnx")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise CompileConfigError(f"{where}: max_batch_size must be an integer >= 1, not {value!r}")
     return value

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, output_names
-from rules.torch import memory_format, model_io
+from rules.torch import memory_format, model_io, tf32
 from rules.torch_compile import batching, compile_cache, loader, options, torch_io
 
 np = lazy_import("numpy")
@@ -61,6 +61,7 @@ class TorchCompileRunner(Runner):
             self.cache_info = loader.load_compile_cache(self.artifact_dir, recipe)
             model = torch_io.prepare_model(self.model.load_entry(), self.device, self.precision)
             model = memory_format.model(model, self._channels_last)
+            self.tf32 = tf32.apply(self.precision, self.device)  # as the build compiled it
             warmup = recipe["warmup"] or [[]]
             model = torch_io.runnable(model, self.model, list(self.model.inputs) or [s["name"] for s in warmup[0]])
             self._compiled = compile_cache.compile_model(model, recipe, len(recipe["warmup"]))
@@ -81,7 +82,8 @@ class TorchCompileRunner(Runner):
     def runtime_info(self) -> dict[str, Any]:
         return {"buckets": self._buckets, "memory_format": self._recipe["memory_format"],
                 "dynamic_axes": sorted({b["label"] for axes in self._axes.values() for b in axes.values()}),
-                "cudnn_benchmark": self.cudnn_benchmark, "compile_seconds": round(self.compile_seconds, 3),
+                "cudnn_benchmark": self.cudnn_benchmark, "tf32": self.tf32,
+                "compile_seconds": round(self.compile_seconds, 3),
                 **self.compiles}
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
@@ -159,12 +161,13 @@ class AotiRunner(Runner):
             self._child.close()
             raise
         self.load_seconds = reply["seconds"]
+        self.tf32 = bool(reply.get("tf32", False))
 
     def deactivate_impl(self) -> None:
         self._child.close()
 
     def runtime_info(self) -> dict[str, Any]:
-        return {"buckets": self._buckets, "load_seconds": round(self.load_seconds, 3)}
+        return {"buckets": self._buckets, "tf32": self.tf32, "load_seconds": round(self.load_seconds, 3)}
 
     @property
     def worker_pid(self) -> int | None:

@@ -87,6 +87,8 @@ def build_torch_trt(ctx: BuildContext) -> dict[str, Any]:
         settings["use_explicit_typing"] = True
     else:
         settings["enabled_precisions"] = {dtype}
+    if "disable_tf32" in fields:  # TensorRT allows TF32 in fp32 layers by default: fp32 means fp32
+        settings["disable_tf32"] = True
     if "timing_cache_path" in fields and ctx.cache_dir is not None:
         settings["timing_cache_path"] = str(ctx.cache_dir / "timing.cache")
     compile_inputs = "arg_inputs" if _accepts(torch_tensorrt.dynamo.compile, "arg_inputs") else "inputs"
@@ -106,7 +108,8 @@ def build_torch_trt(ctx: BuildContext) -> dict[str, Any]:
     profile_json = {n: {"min": list(r.min), "opt": list(r.opt), "max": list(r.max)} for n, r in profile.items()}
     (ctx.out_dir / BUILD_INFO).write_text(json.dumps(
         {"format": "navbuild-torch-trt/1", "source_digest": digest_file(source), "precision": params.precision,
-         "precision_method": "cast", "workspace": params.workspace, "profile": profile_json},
+         "tf32": not settings.get("disable_tf32", False), "precision_method": "cast", "workspace": params.workspace,
+         "profile": profile_json},
         indent=2, sort_keys=True) + "\n")
     return {"torch_tensorrt_version": getattr(torch_tensorrt, "__version__", None), "precision_method": "cast",
             "settings": sorted(settings), "profile": profile_json, "compile_seconds": round(seconds, 3)}

@@ -219,3 +219,45 @@ def test_gc_max_size_drops_least_recently_used_builds_and_keeps_current_ones(pro
     assert after < before
     assert set(statuses(project.build()).values()) == {"cached"}  # nothing a current target needs went
     assert main(["--config", str(project.config), "gc", "--max-size", "lots"]) == 2
+
+
+def swap_onnx_for_torchscript(project: Project, update_digest: bool) -> Path:
+    """cnn:onnx's manifest pointed at cnn:torchscript-trace's object, an intact object of the store."""
+    from navbuild.hashing import tree_digest
+
+    torchscript = msgpack.unpackb(manifest_of(project, "cnn:torchscript-trace").read_bytes())
+    path = manifest_of(project, "cnn:onnx")
+    files = {"model.onnx": torchscript["files"]["model.pt"]}
+    rewrite_manifest(path, files=files, **({"digest": tree_digest(files)} if update_digest else {}))
+    return path
+
+
+def test_a_manifest_swap_is_damage_for_fsck_and_never_served(project, tmp_path):
+    """issue 21, item 3: a manifest naming another valid object, its digest left unchanged."""
+    swap_onnx_for_torchscript(project, update_digest=False)
+    result = cli(project, "fsck")
+    assert result.returncode == 1, result.stdout
+    assert "(cnn:onnx): not bound to its files: its files give digest" in " ".join(result.stdout.split())
+    result = cli(project, "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is not bound to its files" in result.stderr
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert records["cnn:onnx"]["status"] == "built"  # rebuilt, not served
+    assert project.out("cnn:onnx").joinpath("model.onnx").read_bytes()[:2] != b"PK"  # ONNX, not a TorchScript zip
+    import zipfile
+
+    shipped = zipfile.ZipFile(project.root / "navbuild-out" / "e2e.nav").read("cnn/onnx/model.onnx")
+    assert shipped == project.out("cnn:onnx").joinpath("model.onnx").read_bytes()
+    result = cli(project, "fsck")  # the rebuild replaced the manifest: no damage (its old log is garbage)
+    assert result.returncode == 0 and "damage found" not in result.stdout, result.stdout
+
+
+def test_a_consistent_swap_is_caught_by_the_lock(project, tmp_path):
+    """Files and digest rewritten together: the manifest is self-consistent, navbuild.lock is not fooled."""
+    swap_onnx_for_torchscript(project, update_digest=True)
+    result = cli(project, "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is not the one navbuild.lock records under its key" in result.stderr
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert records["cnn:onnx"]["status"] == "built"
+    assert project.out("cnn:onnx").joinpath("model.onnx").read_bytes()[:2] != b"PK"

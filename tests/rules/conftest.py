@@ -125,7 +125,8 @@ def tricky_model(dest: Path) -> ModelSpec:
     return write_model(dest, TRICKY_MODEL, name="tricky", inputs=("x", "mask"))
 
 
-TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (5e-2, 5e-2), "bf16": (1.5e-1, 1e-1)}  # (atol, rtol)
+TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (5e-2, 5e-2), "bf16": (1.5e-1, 1e-1),  # (atol, rtol)
+              "tf32": (5e-3, 5e-3)}
 
 
 def copy_example(name: str, dest: Path, *, comment: str | None = None) -> ModelSpec:

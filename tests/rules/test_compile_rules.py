@@ -172,6 +172,8 @@ def test_a_bucket_above_max_batch_size_is_a_clear_error(tmp_path):
         TORCH_COMPILE.build(ctx)
     assert TORCH_COMPILE.validate({"buckets": [0]}, "fp32").startswith("buckets must be")
     assert TORCH_COMPILE.validate({"buckets": [1, 8]}, "fp32") is None
+    no_batch = TORCH_COMPILE.validate({}, "fp32", {"max_batch_size": 0})  # refused when navbuild.toml is read
+    assert no_batch is not None and "the model has no batch dimension" in no_batch
 
 
 def test_torch_compile_accepts_every_documented_mode():
@@ -346,9 +348,12 @@ def test_describe_exit():
 
 def test_aoti_bad_options_are_config_errors(tmp_path):
     model = tiny_model(tmp_path)
-    ctx = make_ctx(tmp_path, model, "aoti", max_batch_size=0)
+    ctx = make_ctx(tmp_path, model, "aoti", max_batch_size=-1)
     with pytest.raises(options.CompileConfigError, match="max_batch_size must be an integer >= 1"):
         AOTI.build(ctx)
+    no_batch = make_ctx(tmp_path, model, "aoti", name="no-batch", max_batch_size=0)
+    with pytest.raises(options.CompileConfigError, match="the model has no batch dimension"):
+        AOTI.build(no_batch)
     assert AOTI.validate({}, "fp32", {"max_batch_size": 0}) is not None
     assert AOTI.validate({}, "bf16", {"max_batch_size": 8}) is None
     assert "dynamic must be true or false" in AOTI.validate({"dynamic": "auto"}, "fp32")
@@ -389,7 +394,7 @@ def test_cast_applies_to_weights_and_float_inputs_only(tmp_path):
 
 def test_rules_are_device_bound_and_cast():
     for rule in (TORCH_COMPILE, AOTI):
-        assert rule.device_bound and rule.precisions == ("fp32", "fp16", "bf16")
+        assert rule.device_bound and rule.precisions == ("fp32", "fp16", "bf16", "tf32")
         assert not rule.normalized and rule.canonical_digest is not None
         assert set(rule.variants) >= {"channels_last", "dynamic"}
     assert TORCH_COMPILE.params == {"mode": "default", "backend": "inductor", "dynamic": False, "buckets": "auto",

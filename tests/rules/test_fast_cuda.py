@@ -1,5 +1,6 @@
 """The fast paths on a CUDA GPU (skipped without one): torch.compile fp16 with buckets, channels-last
-and CUDA graphs, cuDNN's autotuner, compile-once, and ONNX Runtime's NHWC preference.
+and CUDA graphs, cuDNN's autotuner, compile-once, ONNX Runtime's NHWC preference, and TF32: off for
+fp32 (which then passes the default fp32 tolerances), on for tf32.
 ``benchmarks/gpu_issue15.sh`` runs these on the lent GPU."""
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_channels_last_fp16_exports_on_cuda_turn_cudnn_benchmark_on(examples, tm
     assert build(rule, ctx)["cudnn_benchmark"] is True
     runner = runner_for(rule, ctx)
     assert_matches(run_all(runner, samples), reference, "fp16")
-    assert runner.runtime_info() == {"memory_format": "channels_last", "cudnn_benchmark": True}
+    assert runner.runtime_info() == {"memory_format": "channels_last", "cudnn_benchmark": True, "tf32": False}
 
 
 def test_onnx_channels_last_prefers_nhwc_on_the_cuda_provider(examples, tmp_path):
@@ -59,4 +60,23 @@ def test_onnx_channels_last_prefers_nhwc_on_the_cuda_provider(examples, tmp_path
     build("onnx", ctx)
     runner = runner_for("onnx", ctx)
     assert_matches(run_all(runner, samples), reference, "fp32")
-    assert runner.runtime_info() == {"provider": "CUDAExecutionProvider", "layout": "NHWC"}
+    assert runner.runtime_info() == {"provider": "CUDAExecutionProvider", "layout": "NHWC", "tf32": False}
+
+
+@pytest.mark.parametrize("rule", ["torch", "torchscript-trace", "torch-export"])
+def test_fp32_on_cuda_runs_without_tf32_and_passes_fp32_tolerances(examples, tmp_path, rule):
+    """The example CNN on the GPU against its CPU reference at the default fp32 tolerances; cuDNN's
+    TF32 (PyTorch's default for convolutions) is off while it runs, and on for the tf32 target."""
+    spec, samples, reference = examples["cnn"]
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default, whatever an earlier test set
+    ctx = context(tmp_path, spec, samples, device="cuda")
+    build(rule, ctx)
+    with runner_for(rule, ctx) as runner:
+        assert runner.runtime_info()["tf32"] is False and not torch.backends.cudnn.allow_tf32
+        assert_matches([runner.infer(sample) for sample in samples], reference, "fp32")
+    if torch.cuda.get_device_capability() >= (8, 0):
+        ctx = context(tmp_path, spec, samples, precision="tf32", device="cuda", name="tf32")
+        build(rule, ctx)
+        with runner_for(rule, ctx) as tf32_runner:
+            assert tf32_runner.runtime_info()["tf32"] is True and torch.backends.cudnn.allow_tf32
+            assert_matches([tf32_runner.infer(sample) for sample in samples], reference, "tf32")

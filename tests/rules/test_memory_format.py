@@ -29,7 +29,7 @@ def test_channels_last_exports_run_nhwc_and_match_the_reference(examples, module
         assert image.is_contiguous(memory_format=torch.channels_last)
         conv_weights = [p for p in runner._module.parameters() if p.dim() == 4]
         assert conv_weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
-        assert runner.runtime_info() == {"memory_format": "channels_last", "cudnn_benchmark": False}
+        assert runner.runtime_info() == {"memory_format": "channels_last", "cudnn_benchmark": False, "tf32": False}
 
 
 def test_without_the_option_nothing_changes(examples, module_tmp):
@@ -61,7 +61,8 @@ def test_onnx_records_the_option_for_the_cuda_provider(examples, module_tmp):
     assert build("onnx", ctx)["memory_format"] == "channels_last"
     runner = runner_for("onnx", ctx)
     assert_matches(run_all(runner, samples), reference, "fp32")
-    assert runner.runtime_info() == {"provider": "CPUExecutionProvider", "layout": "NCHW"}  # no NHWC option on CPU
+    assert runner.runtime_info() == {"provider": "CPUExecutionProvider", "layout": "NCHW",  # no NHWC option on CPU
+                                     "tf32": False}
 
 
 def test_bad_channels_last_values_are_refused():

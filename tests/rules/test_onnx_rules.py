@@ -114,7 +114,8 @@ def test_dynamo_export_matches_reference_and_loads_without_normalization(example
 
 # -- the fp16 conversion on a hand-made graph ----------------------------------------------------------------
 def test_fp16_conversion_keeps_float32_ops_between_casts(tmp_path: Path) -> None:
-    """Resize needs float32 scales: it runs in float32 between casts; the rest is float16."""
+    """Resize is on onnxconverter-common's block list: it runs in float32 between casts, its scales
+    stay float32; the rest (the weight, the Constant's value_float) is float16."""
     from onnx import TensorProto, helper, numpy_helper
 
     from rules.onnx.fp16 import convert_to_fp16
@@ -133,16 +134,72 @@ def test_fp16_conversion_keeps_float32_ops_between_casts(tmp_path: Path) -> None
     onnx.checker.check_model(converted, full_check=True)
     assert converted.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
     assert converted.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
-    assert {t.name: t.data_type for t in converted.graph.initializer} == {"scales": TensorProto.FLOAT16,
+    assert {t.name: t.data_type for t in converted.graph.initializer} == {"scales": TensorProto.FLOAT,
                                                                          "weight": TensorProto.FLOAT16}
+    types = {value.name: value.type.tensor_type.elem_type for value in converted.graph.value_info}
     resize = next(node for node in converted.graph.node if node.op_type == "Resize")
-    assert all(name.endswith("_fp32") for name in resize.input if name)
+    assert types[resize.input[0]] == TensorProto.FLOAT and types[resize.output[0]] == TensorProto.FLOAT
+    assert types["bias"] == TensorProto.FLOAT16
     assert convert_to_fp16(model).SerializeToString() == converted.SerializeToString()
     x = np.random.default_rng(0).standard_normal((2, 2, 2, 2)).astype(np.float32)
     want, = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})
     got, = onnxruntime.InferenceSession(converted.SerializeToString()).run(None, {"x": x})
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-2, rtol=1e-2)
+
+
+def test_fp16_graph_that_onnx_runtime_refuses_fails_the_build(tmp_path: Path) -> None:
+    """skl2onnx's LogisticRegression whose probabilities pass through an Identity at the output:
+    onnxconverter-common declares the Identity float16 behind a float32-only op, which ONNX Runtime
+    refuses to load. The build fails with ONNX Runtime's reason and writes nothing."""
+    pytest.importorskip("skl2onnx")
+    pytest.importorskip("onnxconverter_common")
+    from onnx import helper
+
+    from navbuild.rule import ModelSpec
+    from rules.onnx.build import write_onnx
+    from tests.e2e.onnx_files import sklearn_classifier
+
+    model = sklearn_classifier("lr")
+    zipmap = next(node for node in model.graph.node if node.op_type == "ZipMap")
+    zipmap.CopyFrom(helper.make_node("Identity", [zipmap.input[0]], [zipmap.output[0]], name="copy"))
+    model.graph.output[1].CopyFrom(helper.make_tensor_value_info(zipmap.output[0], onnx.TensorProto.FLOAT, [None, 3]))
+    spec = ModelSpec(name="lr", framework="onnx", entry="lr.onnx", root=tmp_path)
+    ctx = context(tmp_path, spec, [{"X": np.ones((1, 4), np.float32)}], precision="fp16")
+    with pytest.raises(RuntimeError, match="model lr: ONNX Runtime refuses the float16 graph: .*Type Error"):
+        write_onnx(ctx, model)
+    assert not any(ctx.out_dir.iterdir())
+
+
+def test_an_output_that_is_a_sequence_is_refused_by_name(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from navbuild.rule import ModelSpec
+
+    graph = helper.make_graph([helper.make_node("SequenceConstruct", ["x", "x"], ["pair"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+                              [helper.make_value_info("pair", helper.make_sequence_type_proto(
+                                  helper.make_tensor_type_proto(TensorProto.FLOAT, ["batch", 2])))])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+              str(tmp_path / "pair.onnx"))
+    spec = ModelSpec(name="pair", framework="onnx", entry="pair.onnx", root=tmp_path, max_batch_size=2)
+    ctx = context(tmp_path, spec, [{"x": np.ones((1, 2), np.float32)}], name="reference")
+    with pytest.raises(ValueError, match=r"model pair: output pair \(seq\(tensor\(float\)\)\) of the ONNX file is "
+                                         r"not a tensor; navbuild checks and deploys tensor outputs only"):
+        build("reference", ctx)
+
+
+def test_cuda_provider_runs_tf32_only_for_tf32() -> None:
+    from rules.onnx.loader import cuda_provider_options
+
+    assert cuda_provider_options("fp32") == {"use_tf32": "0"}  # the provider's default is 1
+    assert cuda_provider_options("fp16") == {"use_tf32": "0"}
+    assert cuda_provider_options("tf32") == {"use_tf32": "1"}
+
+
+def test_runner_on_the_cpu_says_tf32_is_off(cnn_onnx) -> None:
+    with runner_for("onnx", cnn_onnx) as runner:
+        assert runner.runtime_info()["tf32"] is False
 
 
 # -- runner errors --------------------------------------------------------------------------------------

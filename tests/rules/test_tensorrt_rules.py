@@ -121,6 +121,13 @@ def test_opt_batch_size_is_checked_against_the_models_max_batch_size():
     assert "larger than max_batch_size 2" in config.validate({"opt_batch_size": 8}, "fp16", {"max_batch_size": 2})
 
 
+def test_a_model_without_a_batch_dimension_fails_its_trt_build_naming_it():
+    # max_batch_size = 0: the build says why; the configuration stands (trt is an API default format)
+    with pytest.raises(TensorRTConfigError, match=r"trt-fp32: .*the model has no batch dimension \(max_batch_size = 0\)"):
+        config.check_params({}, "fp32", where="trt-fp32", max_batch_size=0)
+    assert config.validate({}, "fp32", {"max_batch_size": 0}) is None
+
+
 def test_int8_without_calibration_is_a_config_error(tmp_path):
     with pytest.raises(TensorRTConfigError, match="int8 needs calibration data; set calibration = \"samples\""):
         config.check_params({}, "int8")
@@ -201,7 +208,8 @@ def test_ort_cuda_is_skipped_when_onnxruntime_lacks_the_provider(tmp_path):
 
 # -- declarations ---------------------------------------------------------------------------------
 def test_rule_declarations():
-    assert [TRT.target_suffix(p) for p in TRT.precisions] == ["trt-fp32", "trt-fp16", "trt-bf16", "trt-int8"]
+    assert [TRT.target_suffix(p) for p in TRT.precisions] == ["trt-fp32", "trt-fp16", "trt-bf16", "trt-int8",
+                                                              "trt-tf32"]
     assert TORCH_TRT.target_suffix("fp32") == "torch-trt-fp32"
     assert (TRT.consumes, ORT_TRT.consumes, ORT_CUDA.consumes, TORCH_TRT.consumes) == (
         "onnx", "onnx", "onnx", "torch-export")
