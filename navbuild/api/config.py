@@ -89,7 +89,9 @@ class OptimizeConfig:
                         model has no batch dimension (shapes as the samples give them)
     sample_count        at most this many samples are taken from the dataloader
     input_names, output_names   names of the model's inputs and outputs (default: derived)
-    dynamic_axes        non-batch axes that vary, ``{input: {axis: label}}`` (default: derived)
+    dynamic_axes        non-batch axes that vary, ``{input: {axis: label}}`` or with bounds
+                        ``{input: {axis: {"name": label, "min": 1, "max": 512}}}`` (default: the axes
+                        whose size differs between samples, up to the largest size seen)
     atol, rtol          fp32 tolerances (``[correctness]``); ``correctness`` takes the whole table
                         (per precision, per output) as navbuild.toml writes it
     optimization_profile  profiling options (``[profile]``: a ProfileConfig or its fields as a mapping)
@@ -115,7 +117,7 @@ class OptimizeConfig:
     sample_count: int = DEFAULT_SAMPLE_COUNT
     input_names: Sequence[str] | None = None
     output_names: Sequence[str] | None = None
-    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None
+    dynamic_axes: Mapping[str, Mapping[int, Any]] | None = None
     atol: float | None = None
     rtol: float | None = None
     correctness: Mapping[str, Any] | None = None
@@ -174,7 +176,7 @@ class OptimizeConfig:
 
     def model_table(self, *, framework: str, entry: str, samples: str, sources: Sequence[str],
                     inputs: Sequence[str], outputs: Sequence[str], max_batch_size: int,
-                    dynamic_axes: Mapping[str, Mapping[int, str]], known: Mapping[str, Any]) -> dict[str, Any]:
+                    dynamic_axes: Mapping[str, Mapping[int, Any]], known: Mapping[str, Any]) -> dict[str, Any]:
         """``[models.<name>]`` for one model whose entry and samples the API prepared."""
         targets: dict[str, Any] = {"formats": self.formats(known, framework),
                                    "precisions": [_name(p) for p in _as_tuple(self.target_precisions)]}
@@ -190,7 +192,8 @@ class OptimizeConfig:
         if outputs:
             table["outputs"] = list(outputs)
         if dynamic_axes:
-            table["dynamic_axes"] = {name: {str(axis): label for axis, label in axes.items()}
+            table["dynamic_axes"] = {name: {str(axis): dict(label) if isinstance(label, Mapping) else label
+                                            for axis, label in axes.items()}
                                      for name, axes in dynamic_axes.items()}
         correctness = self.correctness_table()
         if correctness:

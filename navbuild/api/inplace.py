@@ -69,6 +69,7 @@ class Module(wrapt.ObjectProxy):
         self._self_target: str | None = None
         self._self_reason: str | None = "not optimized yet: call navbuild.optimize(pipeline, dataloader)"
         self._self_fallbacks = 0
+        self._self_fallback_reason: str | None = None
         self._self_forward = None
         if forward_func is not None:
             self._self_forward = getattr(module, forward_func)  # the bound original
@@ -112,6 +113,11 @@ class Module(wrapt.ObjectProxy):
         """Calls that ran the original code after load_optimized (arguments outside what was recorded)."""
         return self._self_fallbacks
 
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why the last such call ran the original code (the first one also printed it)."""
+        return self._self_fallback_reason
+
     # -- calls -------------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._self_forward_func is not None:  # the module's own call reaches the intercepted method
@@ -139,10 +145,15 @@ class Module(wrapt.ObjectProxy):
                 call, leaves = calls.record(*mapped)
             except calls.CallError:
                 call, leaves = None, []
-            if call is not None and self._self_recorded.admits(call, leaves):
+            refusal = "its arguments cannot be recorded" if call is None else self._self_recorded.refusal(call, leaves)
+            if refusal is None:
                 mapping = self._self_output_mapping
                 output = self._self_optimized.run(*mapped, classes={} if mapping else None)
                 return mapping(output) if mapping else output
+            if not self._self_fallbacks:  # once: a pipeline may call it so a thousand times
+                print(f"navbuild: {self.name} runs its original code ({self._self_target} serves only what "
+                      f"optimize recorded): {refusal}", file=sys.stderr)
+            self._self_fallback_reason = refusal
             self._self_fallbacks += 1
             return self._original(args, kwargs)
         output = self._original(args, kwargs)
@@ -225,7 +236,7 @@ class Module(wrapt.ObjectProxy):
         if self._self_optimized is not None:
             self._self_optimized.close()
         self._self_optimized, self._self_target = None, None
-        self._self_fallbacks = 0
+        self._self_fallbacks, self._self_fallback_reason = 0, None
 
 
 def _free_name(base: str) -> str:

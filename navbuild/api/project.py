@@ -42,7 +42,7 @@ class ModelSource:
     inputs: list[str]
     outputs: list[str]
     max_batch_size: int
-    dynamic_axes: dict[str, dict[int, str]]
+    dynamic_axes: dict[str, dict[int, Any]]  # labels, or tables with bounds (navbuild.dynamic_axes)
     config: OptimizeConfig
     identity: str | None = None  # a live object's identity (objects.py); None for file entries
     live: dict[str, Any] = field(default_factory=dict)  # call, output tree and classes (calls.py)
