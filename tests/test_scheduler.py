@@ -11,7 +11,7 @@ from navbuild.engine import lockfile
 from navbuild.engine.config import load
 from navbuild.engine.graph import build_graph
 from navbuild.engine.records import BUILT, CACHED, FAILED, SKIPPED
-from navbuild.engine.scheduler import FINISHED, QUEUED, STARTED, Scheduler
+from navbuild.engine.scheduler import FINISHED, PROGRESS, QUEUED, STARTED, Scheduler
 from navbuild.engine.session import Session
 from tests.e2e.tiny import make_tiny_project
 from tests.test_rule_declarations import CONFIG, MODEL, registry
@@ -42,9 +42,12 @@ def test_listeners_hear_each_target_queued_started_and_finished_once(tmp_path):
     finished = [e.target for e in events if e.kind == FINISHED]
     assert sorted(finished) == sorted(records)  # every target of the closure, once
     for name in ("m:samples", "m:reference", "m:scaled", "m:scaled.check", "m:scaled.profile"):
-        kinds = [e.kind for e in events if e.target == name]
+        kinds = [e.kind for e in events if e.target == name and e.kind != PROGRESS]
         assert kinds == [QUEUED, STARTED, FINISHED], (name, kinds)
         assert records[name].status == BUILT, records[name]
+    # between its start and its end, the profile said which batch size it measured
+    said = [e for e in events if e.target == "m:scaled.profile" and e.kind == PROGRESS]
+    assert [(e.progress.phase, e.progress.detail) for e in said] == [("profiling", "batch 1")]
     started = next(e for e in events if e.kind == STARTED and e.target == "m:scaled.profile")
     assert started.grant.gpu is None and started.grant.waited >= 0.0
     # a dependency failed: not run (a profile: not profiled), heard as finished only

@@ -9,5 +9,5 @@ def console(stderr: bool = False) -> Any:
 
     stream = Console(stderr=stderr, highlight=False)
     if not stream.is_terminal:  # logs and CI: wide enough that target names are not folded
-        stream = Console(stderr=stderr, highlight=False, width=max(stream.width, 140))
+        stream = Console(stderr=stderr, highlight=False, width=max(stream.width, 160))
     return stream
