@@ -75,8 +75,10 @@ class Board:
 
 class Reporter:
     def __init__(self, console: Any, total: int, *, verbose: bool = False, quiet: bool = False,
-                 every: float | None = None, kinds: dict[str, str] | None = None) -> None:
+                 every: float | None = None, kinds: dict[str, str] | None = None,
+                 finished_lines: bool = True) -> None:
         self.console, self.verbose, self.quiet = console, verbose, quiet
+        self.finished_lines = finished_lines  # False: only what runs now (the API prints its own table)
         self.board = Board(total)
         self.every = every if every is not None else every_seconds()
         self.kinds = kinds or {}  # target -> kind (artifact, check, profile): its first phase
@@ -137,7 +139,7 @@ class Reporter:
 
     def _done(self, record: Any) -> None:
         found_current = record.status == CACHED and record.target not in self.queued
-        if self.quiet or ((found_current or record.status == SKIPPED) and not self.verbose):
+        if self.quiet or not self.finished_lines or ((found_current or record.status == SKIPPED) and not self.verbose):
             return
         style = STYLE.get(record.label, "")
         line = f"[{style}]{record.label:<8}[/] {record.target}"

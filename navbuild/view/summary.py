@@ -35,11 +35,12 @@ UP_TO_DATE = (CACHED, IMPORTED, SKIPPED)  # labels of a run that changed nothing
 
 
 def first_clause(reason: str | None, limit: int = REASON_WIDTH) -> str:
-    """``RuntimeError: boom`` of ``RuntimeError: boom; hint (failed before ...)``: up to the first
-    ``;``, `` (`` or line end, and at most ``limit`` characters."""
+    """``RuntimeError: boom`` of ``RuntimeError: boom; a hint`` or ``RuntimeError: boom (failed
+    before with the same inputs; ...)``: up to the first ``; ``, line end or replay note, and at most
+    ``limit`` characters."""
     if not reason:
         return ""
-    text = re.split(r"; | \(|\n", reason.strip(), maxsplit=1)[0].strip() or reason.strip()
+    text = re.split(r"; |\n| \(failed before", reason.strip(), maxsplit=1)[0].strip() or reason.strip()
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "\u2026"
 
 
@@ -56,6 +57,7 @@ def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
             status, reason = FAILED, f"correctness: {check.reason}"
         elif check is not None and check.status == SKIPPED and status not in (SKIPPED, FAILED, NOT_RUN):
             reason = f"check skipped: {check.reason}"
+        check, profile = (None if r is not None and r.blocked_by else r for r in (check, profile))  # said below
         own = [r for r in (record, check, profile) if r is not None]
         table.append({"target": name, "status": status, "reason": reason, "digest": record.digest,
                       "seconds": record.seconds, "check_seconds": check.seconds if check else None,
@@ -184,7 +186,7 @@ def _root_reason(reason: str | None) -> str:
     text = reason or "no reason recorded"
     while text.startswith("needs ") and ", skipped: " in text:
         text = text.split(", skipped: ", 1)[1]
-    return first_clause(text, 80)
+    return text if len(text) <= 100 else text[:99].rstrip() + "\u2026"
 
 
 def print_summary(console: Any, session: Session, records: dict[str, Record], wall: float | None = None,
@@ -199,7 +201,7 @@ def print_summary(console: Any, session: Session, records: dict[str, Record], wa
     if len(data) > FOLD_CACHED_ABOVE and not session.options.verbose:  # a large no-op: render only news
         listed = [row for row in listed if row["status"] != "cached" or row["reason"]]
     if listed:
-        console.print(_table(listed))
+        console.print(_fitted_table(console, listed))
     folded = len(data) - len(listed) - sum(row["status"] == NOT_RUN for row in data)
     if folded:
         console.print(f"{folded} cached targets not listed (-v lists every target)", highlight=False)
@@ -211,30 +213,61 @@ def print_summary(console: Any, session: Session, records: dict[str, Record], wa
     console.print(footer(session, records, wall), highlight=False)
 
 
-def _table(listed: list[dict[str, Any]]) -> Any:
-    """One line per row: every column as wide as its content, the last (the reason, or what keeps a
-    profile's figure from being settled) takes what is left of the screen and ends in an ellipsis."""
+def _fitted_table(console: Any, listed: list[dict[str, Any]]) -> Any:
+    """The table, its rows one line each on this screen: the notes cut first (the failure lines below
+    say more), then the digest and error columns left out (``--json`` has them), on a narrow one."""
+    table = None
+    for left_out in ((), ("digest",), ("digest", "abs/rel error")):
+        table = _table(listed, left_out=left_out)
+        excess = _natural_width(console, table) - console.width
+        if excess <= 0:
+            return table
+        widest = max(len(_note(row, REASON_WIDTH)) for row in listed)
+        table = _table(listed, note_width=max(12, widest - excess), left_out=left_out)
+        if _natural_width(console, table) <= console.width:
+            return table
+    return table
+
+
+def _natural_width(console: Any, table: Any) -> int:
+    """The table's width on a screen wide enough for it (``console.measure`` stops at the screen's)."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update(max_width=100_000), table).maximum
+
+
+COLUMNS = (("target", "left"), ("status", "left"), ("digest", "left"), ("build s", "right"), ("check s", "right"),
+           ("profile s", "right"), ("waited s", "right"), ("abs/rel error", "left"), ("best throughput", "left"),
+           ("note", "left"))
+
+
+def _note(row: dict[str, Any], width: int) -> str:
+    """The reason's first clause, or what keeps the profile's figure from being settled."""
+    return first_clause(row["reason"], width) if row["reason"] else first_clause(row["throughput"][1], width)
+
+
+def _table(listed: list[dict[str, Any]], note_width: int = REASON_WIDTH, left_out: tuple[str, ...] = ()) -> Any:
+    """One line per row, every column as wide as its content; the note at most ``note_width``
+    characters; the columns named in ``left_out`` left out."""
     from rich import box
     from rich.table import Table
 
     table = Table(title="navbuild", show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
-                  collapse_padding=True, pad_edge=False, expand=True)
-    for column, justify in (("target", "left"), ("status", "left"), ("digest", "left"), ("build s", "right"),
-                            ("check s", "right"), ("profile s", "right"), ("waited s", "right"),
-                            ("abs/rel error", "left"), ("best throughput", "left")):
+                  collapse_padding=True, pad_edge=False)
+    shown = [(column, justify) for column, justify in COLUMNS if column not in left_out]
+    for column, justify in shown:
         table.add_column(column, justify=justify, no_wrap=True)
-    table.add_column("note", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
     for row in listed:
         status = f"[{STATUS_STYLE.get(row['status'], '')}]{row['status']}[/]"
         if row["node"]:  # --executor ray: the node that ran it
             status += f" on {row['node']}"
-        throughput, caveat = row["throughput"]
-        note = first_clause(row["reason"]) if row["reason"] else caveat
-        waited = f"{row['waited']:.2f}" if row["waited"] >= 0.01 else ""
         ran = [_seconds(None if row["status"] == CACHED else value)
                for value in (row["seconds"], row["check_seconds"], row["profile_seconds"])]
-        table.add_row(row["target"], status, (row["digest"] or "")[:12], *ran, waited, row["correctness"],
-                      throughput, _escaped(note))
+        cells = dict(zip((c for c, _ in COLUMNS), (
+            row["target"], status, (row["digest"] or "")[:12], *ran,
+            f"{row['waited']:.2f}" if row["waited"] >= 0.01 else "", row["correctness"], row["throughput"][0],
+            _escaped(_note(row, note_width)))))
+        table.add_row(*(cells[column] for column, _ in shown))
     return table
 
 
@@ -263,9 +296,10 @@ def _print_failure(console: Any, session: Session, row: dict[str, Any]) -> None:
     if failed.status != FAILED and row["check"] is not None:
         failed = row["check"]
     log = _where(failed.metadata.get("log"))
-    console.print(f"[bold red]{row['target']}[/] failed: {_escaped(first_clause(row['reason'], 160))}"
-                  + (f"  log: {log}" if log else ""), highlight=False)
-    console.print(f"  rebuild just it, with full output: [bold]{session.rebuild_command(failed.target)}[/]",
+    console.print(f"[bold red]{row['target']}[/] failed: {_escaped(first_clause(row['reason'], 200))}",
+                  highlight=False)
+    console.print((f"  log: {_escaped(log)}\n" if log else "")
+                  + f"  rebuild just it, with full output: [bold]{session.rebuild_command(failed.target)}[/]",
                   highlight=False)
 
 
