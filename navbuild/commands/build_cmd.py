@@ -44,6 +44,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                             "Ray tasks, artifacts travel through the remote cache (docs/distributed.md)")
     build.add_argument("--gpu-type", metavar="TYPE",
                        help="--executor ray: GPU targets go to nodes of this accelerator type (H100, A100, ...)")
+    build.add_argument("--ray-timeout", type=float, default=ray_executor.CONNECT_TIMEOUT_S, metavar="S",
+                       help="--executor ray: give up when nothing answers at the address after S seconds "
+                            f"(default {ray_executor.CONNECT_TIMEOUT_S:g})")
     build.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
     build.add_argument("--retry-failed", action="store_true",
                        help="run targets that failed before with the same inputs (else their failure is replayed)")
@@ -65,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config, remote_cache=args.remote_cache,
                       remote_read_only=args.remote_cache_read_only, retry_failed=args.retry_failed,
                       gpu_jobs=args.gpu_jobs)
-    executor = ray_executor.parse(args.executor, args.gpu_type)
+    executor = ray_executor.parse(args.executor, args.gpu_type, args.ray_timeout)
     session = open_project(args.config, options)
     session.store.hold_shared()  # gc waits for this build
     words = args.words or ["all"]
