@@ -186,3 +186,34 @@ def test_a_profile_whose_spread_exceeds_its_bound_is_marked_unstable():
         {"batch_size": 4, "throughput": 1.5, "spread_pct": 4.0, "ended": "stable", "stable": True}]})
     assert _throughput_text(steady) == ("9712/s @ batch 1", "")
     assert _throughput_text(noisy) == ("~1.92/s @ batch 1", "unstable: \u00b185% > 10% (batch 1)")
+
+
+def test_doit_forget_forgets_the_build_and_the_next_doit_run_builds_it_again(tmp_path):
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from navbuild.engine import doit_glue
+
+    def doit(*words: str) -> tuple[int, Session]:
+        session = open_session(tmp_path, '["scaled"]')
+        namespace = {"task_navbuild": lambda: doit_glue.task_dicts(session),
+                     "DOIT_CONFIG": {"backend": "navbuild-null", "dep_file": str(tmp_path / "doit-null"),
+                                     "verbosity": 0}}
+        # as the checkout's pyproject.toml registers them ([tool.doit.plugins.*])
+        extra = {"BACKEND": {"navbuild-null": "navbuild.engine.doit_glue:NullBackend"},
+                 "COMMAND": {"forget": "navbuild.engine.doit_glue:Forget"}}
+        return DoitMain(ModuleTaskLoader(namespace), config_filenames=(), extra_config=extra).run(list(words)), session
+
+    code, session = doit("m:scaled")
+    assert code == 0 and session.records.get("m:scaled").status == BUILT
+    code, session = doit("m:scaled")
+    assert code == 0 and session.records.get("m:scaled").status == CACHED  # up to date: doit ran nothing
+    built_key = session.current_manifest("m:scaled")["key"]
+
+    code, session = doit("forget", "m:scaled")
+    assert code == 0
+    assert session.store.get_manifest(built_key) is None  # really forgotten: the build is gone from the store
+    code, session = doit("m:scaled")
+    assert code == 0 and session.records.get("m:scaled").status == BUILT  # so it is built again
+    assert session.records.get("m:scaled").key == built_key
+    assert session.records.get("m:samples").status == CACHED  # and only it
