@@ -105,3 +105,18 @@ def test_triton_without_the_triton_extra_says_which_extra_to_install(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "pip install -e '.[triton]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_triton_on_an_unbuilt_project_names_the_models_and_the_command_that_builds_them(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tritonclient") is None:
+        import pytest
+
+        pytest.skip("tritonclient is not installed (the triton extra)")
+    project = make_tiny_project(tmp_path / "project", precisions='["fp32"]')
+    code = main(["--config", str(project.config), "triton", "--repo", str(tmp_path / "repo")])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == (f"navbuild: error: nothing to deploy yet: model mlp (2 targets not "
+                                               f"built); build it first: navbuild --config {project.config} mlp")
+    assert not (tmp_path / "repo").exists()
