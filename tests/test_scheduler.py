@@ -217,3 +217,20 @@ def test_doit_forget_forgets_the_build_and_the_next_doit_run_builds_it_again(tmp
     assert code == 0 and session.records.get("m:scaled").status == BUILT  # so it is built again
     assert session.records.get("m:scaled").key == built_key
     assert session.records.get("m:samples").status == CACHED  # and only it
+
+
+def test_a_skip_decided_before_anything_ran_shows_no_seconds():
+    import io
+
+    from rich.console import Console
+
+    from navbuild.view.summary import _table
+
+    skipped = Record("m:trt", SKIPPED, reason="tensorrt is not installed")
+    row = {"target": "m:trt", "status": SKIPPED, "reason": skipped.reason, "digest": None, "seconds": 0.0,
+           "check_seconds": 0.0, "profile_seconds": 0.0, "waited": 3.5, "correctness": "",
+           "throughput": ("not profiled", ""), "record": skipped, "check": None, "node": None}
+    screen = io.StringIO()
+    Console(file=screen, width=200).print(_table([row]))
+    line = next(text for text in screen.getvalue().splitlines() if text.startswith(" m:trt"))
+    assert "0.00" not in line and "3.50" in line, line  # what it waited, not seconds it never ran

@@ -198,7 +198,7 @@ class Pool:
             if spare is not None:
                 return spare
             if progress is not None:  # a fresh interpreter imports the frameworks: seconds, often
-                progress(Progress("starting a worker process"))
+                progress(Progress("starting", "a fresh worker process"))
             return Worker(self.description)
         except BaseException as exc:
             with self.ready:

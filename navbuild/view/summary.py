@@ -261,7 +261,7 @@ def _table(listed: list[dict[str, Any]], note_width: int = REASON_WIDTH, left_ou
         status = f"[{STATUS_STYLE.get(row['status'], '')}]{row['status']}[/]"
         if row["node"]:  # --executor ray: the node that ran it
             status += f" on {row['node']}"
-        ran = [_seconds(None if row["status"] == CACHED else value)
+        ran = [_seconds(None if _nothing_ran(row["status"], value) else value)
                for value in (row["seconds"], row["check_seconds"], row["profile_seconds"])]
         cells = dict(zip((c for c, _ in COLUMNS), (
             row["target"], status, (row["digest"] or "")[:12], *ran,
@@ -269,6 +269,11 @@ def _table(listed: list[dict[str, Any]], note_width: int = REASON_WIDTH, left_ou
             _escaped(_note(row, note_width)))))
         table.add_row(*(cells[column] for column, _ in shown))
     return table
+
+
+def _nothing_ran(status: str, seconds: float | None) -> bool:
+    """A cached target, or a skip decided before anything ran: a blank cell, not ``0.00``."""
+    return status == CACHED or (status == SKIPPED and (seconds or 0.0) < 0.005)
 
 
 def _escaped(text: str) -> str:
