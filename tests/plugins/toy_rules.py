@@ -35,6 +35,18 @@ def build_artifact(ctx: BuildContext) -> dict[str, Any]:
     return {"factor": factor}
 
 
+def build_slow(ctx: BuildContext) -> dict[str, Any]:
+    """A build that takes ``seconds`` (a parameter) in five steps, saying each (tests of the progress
+    a long build shows)."""
+    import time
+
+    steps = 5
+    for step in range(1, steps + 1):
+        ctx.progress("compiling", f"step {step} of {steps}")
+        time.sleep(float(ctx.params["seconds"]) / steps)
+    return build_artifact(ctx)
+
+
 class ToyRunner(Runner):
     name = "toy"
 
@@ -49,4 +61,6 @@ RULES = [Rule(name="reference", version="1", build=build_reference, frameworks=(
               outputs=(REFERENCE_FILE,), description="a toy model's outputs")]
 RULES += [Rule(name=fmt, version="1", build=build_artifact, frameworks=("toy",), runner=ToyRunner.name,
                outputs=(ARTIFACT,), description="a toy artifact (one small file)") for fmt in FORMATS]
+RULES.append(Rule(name="toy-slow", version="1", build=build_slow, frameworks=("toy",), runner=ToyRunner.name,
+                  outputs=(ARTIFACT,), params={"seconds": 1.0}, description="a toy artifact that takes a while"))
 RUNNERS = [ToyRunner]
