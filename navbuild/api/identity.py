@@ -22,13 +22,12 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-import site
 import sys
-import sysconfig
 import types
 from pathlib import Path
 from typing import Any
 
+from navbuild.engine.discovery import in_library
 from navbuild.hashing import digest_file, digest_value
 from navbuild.lazy import lazy_import
 
@@ -242,18 +241,6 @@ def _qualname(obj: Any) -> str:
     return f"{module}.{getattr(obj, '__qualname__', getattr(obj, '__name__', type(obj).__name__))}"
 
 
-@functools.lru_cache(maxsize=1)
-def _library_roots() -> tuple[str, ...]:
-    roots = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            roots.add(str(Path(path).resolve()))
-    for path in [*getattr(site, "getsitepackages", lambda: [])(), site.getusersitepackages()]:
-        roots.add(str(Path(path).resolve()))
-    return tuple(sorted(roots))
-
-
 @functools.lru_cache(maxsize=None)
 def _module_library_version(module_name: str) -> str | None:
     """``dist==version`` for a module installed in site-packages (or the stdlib), else None."""
@@ -264,8 +251,7 @@ def _module_library_version(module_name: str) -> str | None:
     file = getattr(module, "__file__", None)
     if not file:
         return None
-    resolved = str(Path(file).resolve())
-    if not any(resolved.startswith(root + "/") for root in _library_roots()):
+    if not in_library(file):  # the user's own code: known by its text
         return None
     return f"{top}=={_version_of(top)}"
 

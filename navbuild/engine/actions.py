@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from navbuild.engine import binding, fingerprint, keys
+from navbuild.engine import binding, discovery, fingerprint, keys
 from navbuild.engine.atomic import atomic_write
 from navbuild.engine.digests import output_digest
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Target
@@ -45,12 +45,17 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
     scratch = store.scratch(safe_name(target.name) + "-")
     log = BuildLog(echo=session.options.verbose and log_path is None, path=log_path)
     started = time.perf_counter()
+    recorder, recording = _recorder(session, target), None
     try:
         out_dir = scratch / "out"
         out_dir.mkdir()
-        with log.capture():
-            log(f"navbuild: building {target.name} (key {key[:12]})")
-            metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
+        try:
+            with log.capture(), recorder as recording:
+                log(f"navbuild: building {target.name} (key {key[:12]})")
+                metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
+        finally:
+            if recording is not None:  # a failure is recorded under the key of what it read, too
+                key, material = _discovered(session, target, material, recording)
         files = _store_outputs(session, target, out_dir)
         digest = output_digest(target, out_dir, files, material)
         seconds = time.perf_counter() - started
@@ -62,7 +67,7 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
                     "seconds": seconds, "created": time.time(), "metadata": jsonable(metadata or {}),
                     "material": material, "status": "ok"}
         store.put_manifest(key, manifest)
-        return manifest
+        return {**manifest, "key": key}
     except Skip:
         raise
     except BaseException:
@@ -72,6 +77,29 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
     finally:
         log.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _recorder(session: Session, target: Target) -> Any:
+    """Discovery's recording for an action that runs the model's code, else nothing."""
+    if not keys.discovers(target):
+        return contextlib.nullcontext()
+    project = session.project
+    return discovery.recording(project.root, discovery.excluded_folders(project.store, project.out,
+                                                                        session.registry.rule_modules))
+
+
+def _discovered(session: Session, target: Target, material: dict[str, Any],
+                recording: discovery.Recording) -> tuple[str, dict[str, Any]]:
+    """The key and material of what the action read (an export from the source adds the reference's
+    list: a build in a child process is not seen here); the list is kept under the declared key."""
+    found = recording.found().without(material.get("sources", {}))
+    if target.rule.role is None:
+        reference = session.current_manifest(f"{target.spec.name}:{REFERENCE}")
+        found = found.union(discovery.found_in((reference or {}).get("material", {})) or discovery.Found())
+    declared = discovery.declared(material)
+    session.store.put_discovered(keys.key_of(declared), found)
+    material = session.keys.with_found(target, declared, found)
+    return keys.key_of(material), material
 
 
 def write_failure_log(session: Session, target: Target, text: str) -> None:

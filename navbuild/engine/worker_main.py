@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from navbuild.engine import discovery
 from navbuild.engine.workers import read_frame, write_frame
 
 
@@ -94,6 +95,7 @@ def main() -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     faulthandler.enable(file=sys.__stderr__)  # fd 2: the running target's log
     _watch_parent()
+    discovery.install()  # before any user code (a caller's hook) imports: every project import is followed
     worker = Worker()
     while (request := read_frame(frames_in)) is not None:
         try:
