@@ -24,7 +24,8 @@ Not seen: code run in another process (the model's reference, which every export
 waits for, lends its list to them: ``with_reference``), a module imported through
 ``importlib.import_module`` and cached before the target ran, files read by native code that Python's
 ``open`` does not see, files outside the project root, and the standard library's version. The
-folders navbuild owns (store, outputs, navbuild's and the rule families' own code) are never sources.
+folders navbuild owns (store, outputs, navbuild's and the rule families' own code) and hidden folders
+are never sources.
 """
 from __future__ import annotations
 
@@ -162,11 +163,16 @@ class Recording:
         self.given_root = os.path.abspath(root)
         self.excluded = tuple(os.path.realpath(p) for p in excluded)
         self.opened: set[str] = set()
+        self.written: set[str] = set()  # what the build wrote is its output, not its input
         self.importers: set[str] = set()
 
     def inside(self, path: str) -> bool:
-        """A file of the project: under its root, in none of the folders navbuild owns, not a library's."""
+        """A file of the project: under its root, in none of the folders navbuild owns, in no hidden
+        folder (tools keep their state there: ``.git``, ``.venv``, the Python API's ``.navbuild-api``),
+        not a library's."""
         if not path.startswith(self.root + os.sep):
+            return False
+        if any(part.startswith(".") for part in path[len(self.root) + 1:].split(os.sep)[:-1]):
             return False
         if any(path == p or path.startswith(p + os.sep) for p in self.excluded):
             return False
@@ -179,6 +185,7 @@ class Recording:
         start = {_source_of(os.path.realpath(path)) for path in near
                  if path.startswith(self.given_root + os.sep) or path.startswith(self.root + os.sep)}
         start |= self.importers
+        start -= {os.path.realpath(os.path.abspath(path)) for path in self.written}
         files = {path for path in start if self.inside(path) and os.path.isfile(path)}
         pending, libraries = list(files), set()
         by_file = _modules_by_file()
@@ -229,12 +236,10 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     path, mode, flags = args
     if isinstance(path, int):
         return
-    if isinstance(mode, str) and any(c in mode for c in "wax+"):
-        return
-    if mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR):
-        return
+    writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
+        (mode is None and isinstance(flags, int) and bool(flags & (os.O_WRONLY | os.O_RDWR)))
     with contextlib.suppress(Exception):
-        _active.opened.add(os.fsdecode(path))
+        (_active.written if writes else _active.opened).add(os.fsdecode(path))
 
 
 def _wrapped(original: Callable[..., Any]) -> Callable[..., Any]:
