@@ -99,3 +99,24 @@ def test_a_list_from_a_store_or_a_cache_is_refused_when_it_names_a_path_out_of_t
     assert discovery.Found.from_dict({"sources": ["../etc/passwd"], "tools": []}) is None
     assert discovery.Found.from_dict({"sources": ["/etc/passwd"], "tools": []}) is None
     assert discovery.Found.from_dict({"sources": ["a.py"], "tools": ["torch"]}) == discovery.Found(("a.py",), ("torch",))
+
+
+def test_a_found_file_modified_while_its_target_builds_fails_the_build_unrecorded(tmp_path):
+    import os
+    import time
+
+    import pytest
+
+    from navbuild.engine.actions import ChangedWhileBuilding, unchanged_since
+
+    (tmp_path / "helper.py").write_text("X = 1\n")
+    material = {"discovered": {"sources": {"helper.py": "d"}, "tools": {}}}
+    started = time.time_ns()
+    unchanged_since(tmp_path, material, started)  # untouched since the build started
+    os.utime(tmp_path / "helper.py", ns=(started + 1000, started + 1000))
+    with pytest.raises(ChangedWhileBuilding, match="helper.py changed while the target was building"):
+        unchanged_since(tmp_path, material, started)
+    assert ChangedWhileBuilding.transient  # Session._failed records no failure for it
+    future = time.time_ns() + 3600 * 10**9  # a clock skew says nothing of this build
+    os.utime(tmp_path / "helper.py", ns=(future, future))
+    unchanged_since(tmp_path, material, started)

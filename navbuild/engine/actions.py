@@ -46,6 +46,7 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
     log = BuildLog(echo=session.options.verbose and log_path is None, path=log_path)
     started = time.perf_counter()
     recorder, recording = _recorder(session, target), None
+    started_ns = time.time_ns()
     try:
         out_dir = scratch / "out"
         out_dir.mkdir()
@@ -56,6 +57,8 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
         finally:
             if recording is not None:  # a failure is recorded under the key of what it read, too
                 key, material = _discovered(session, target, material, recording)
+        if recording is not None:
+            unchanged_since(session.project.root, material, started_ns)
         files = _store_outputs(session, target, out_dir)
         digest = output_digest(target, out_dir, files, material)
         seconds = time.perf_counter() - started
@@ -100,6 +103,24 @@ def _discovered(session: Session, target: Target, material: dict[str, Any],
     session.store.put_discovered(keys.key_of(declared), found)
     material = session.keys.with_found(target, declared, found)
     return keys.key_of(material), material
+
+
+class ChangedWhileBuilding(RuntimeError):
+    """A file the build read was written while it ran: its digest may not be what the build read.
+    Not the target's doing: never recorded as its failure (``transient``); the next run builds it."""
+
+    transient = True
+
+
+def unchanged_since(root: Path, material: dict[str, Any], started_ns: int) -> None:
+    """ccache's "too new" rule: a discovered file modified after the build started is refused, for
+    the key would hold its new digest beside an output built from what it held before. (A time in
+    the future says nothing of this build: a clock skew or an unpacked archive.)"""
+    now = time.time_ns()
+    for relative in (material.get("discovered") or {}).get("sources") or {}:
+        with contextlib.suppress(OSError):
+            if started_ns < (root / relative).stat().st_mtime_ns <= now:
+                raise ChangedWhileBuilding(f"{relative} changed while the target was building; run the build again")
 
 
 def write_failure_log(session: Session, target: Target, text: str) -> None:

@@ -103,7 +103,7 @@ def main() -> int:
         except BaseException as exc:  # the worker survives Python errors; a native crash ends it
             reply = {"ok": False, "error": type(exc).__name__, "message": str(exc) or type(exc).__name__,
                      "errno": getattr(exc, "errno", None) if isinstance(exc, OSError) else None,
-                     "traceback": traceback.format_exc()}
+                     "transient": bool(getattr(exc, "transient", False)), "traceback": traceback.format_exc()}
         write_frame(frames_out, reply)
     worker.close()
     return 0
