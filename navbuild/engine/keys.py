@@ -61,7 +61,8 @@ def model_io(target: Target) -> dict[str, Any]:
     spec = target.spec
     return {"framework": spec.framework, "inputs": list(spec.inputs), "outputs": list(spec.outputs),
             "batch_dim": spec.batch_dim,
-            "dynamic_axes": {k: {str(a): v for a, v in axes.items()} for k, axes in spec.dynamic_axes.items()}}
+            "dynamic_axes": {k: {str(a): v for a, v in axes.items()} for k, axes in spec.dynamic_axes.items()},
+            **({"axis_bounds": {label: dict(b) for label, b in spec.axis_bounds.items()}} if spec.axis_bounds else {})}
 
 
 def artifact_material(target: Target, *, sources: dict[str, str], samples_digest: str | None,
@@ -115,20 +116,25 @@ def profile_material(target: Target, *, artifact: Target, artifact_digest: str, 
     return {
         "kind": "profile", "version": PROFILE_VERSION,
         "artifact": {"target": artifact.short, "digest": artifact_digest},
-        "model": runner_model(artifact, check=False), "samples": samples_digest, "runner": runner,
+        "model": runner_model(artifact, check=False, sweeps_axes="axis_sizes" in config),
+        "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)),
         "device": target.device, "precision": target.precision, "config": config, "measures": resolved,
         "device_fingerprint": fingerprint.device(target.device), **math_mode(target),
     }
 
 
-def runner_model(artifact: Target, check: bool = True) -> dict[str, Any]:
+def runner_model(artifact: Target, check: bool = True, sweeps_axes: bool = False) -> dict[str, Any]:
     """What a check or a profile tells the runner of the model beside the artifact's files: where the
     batch is, and for a check the input and output names (they bind the feed and the outputs that
-    are compared). Not ``max_batch_size``, the axes or the rule's parameters: what a runner reads of
-    them is in the files, which the digest covers, so the same bytes are not checked twice."""
+    are compared). Not ``max_batch_size`` or the rule's parameters: what a runner reads of them is in
+    the files, which the digest covers, so the same bytes are not checked twice. The dynamic axes and
+    their bounds only for a profile that sweeps them (``[profile] axis_sizes``: they pick the sizes)."""
     spec = artifact.spec
     where = {"batch_dim": spec.batch_dim, "batched": spec.batched}
+    if sweeps_axes:
+        io = model_io(artifact)
+        where.update({k: io[k] for k in ("dynamic_axes", "axis_bounds") if k in io})
     return {"inputs": list(spec.inputs), "outputs": list(spec.outputs), **where} if check else where
 
 
