@@ -311,7 +311,7 @@ def _signature(feed: Mapping[str, Any]) -> Any:
     """What decides a feed's check: each input's name, library, type and shape; None when some
     input has none to go by (a list)."""
     try:
-        key = tuple((name, type(value), value.dtype, tuple(value.shape)) for name, value in feed.items())
+        key = tuple([(name, type(value), value.dtype, value.shape) for name, value in feed.items()])
         hash(key)
     except (AttributeError, TypeError):
         return None

@@ -16,6 +16,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import msgpack
 import numpy as np
 
+from navbuild.lazy import lazy_import
+
+torch = lazy_import("torch")
+
 FORMAT = "navbuild-tensors/1"
 
 
@@ -37,8 +41,6 @@ def to_torch(value: Any) -> Any:
     """A tensor of any library as a torch tensor on the device it is on, without a copy: torch's as
     it is, numpy's shared (``from_numpy``), anything that speaks DLPack (ONNX Runtime's OrtValue,
     TensorFlow's and JAX's arrays) through ``torch.from_dlpack``. Imports torch."""
-    import torch
-
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, np.ndarray):

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from navbuild.engine.store import Store
 
 CHECK_VERSION = "2"  # 2: the artifact's rule parameters (runner options among them) enter the key
-# 2: median figures with a spread, budget, batch plan in the key; 3: no other profile's figures read
-PROFILE_VERSION = "3"
+# 2: median figures with a spread, budget, batch plan in the key; 3: no other profile's figures read;
+# 4: throughput from windows of back-to-back calls (samples / window time), latency timed apart
+PROFILE_VERSION = "4"
 
 
 def math_mode(target: Target) -> dict[str, Any]:

@@ -46,6 +46,8 @@ class _TorchRunner(Runner):
         self.tf32 = tf32.apply(self.precision, self.device)  # after the model's code ran: it may set TF32 too
         self.input_float_type = model_io.DTYPES[self.precision]  # float inputs at the artifact's precision
         self._outputs = model_io.OutputBinder(self.model)
+        self._device = torch.device(self.device)
+        self._bindings: dict[tuple[str, ...], str] = {}
 
     def runtime_info(self) -> dict[str, Any]:
         return {"memory_format": memory_format.name(self._channels_last), "cudnn_benchmark": self.cudnn_benchmark,
@@ -59,8 +61,12 @@ class _TorchRunner(Runner):
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...] | dict[str, Any]:
         """The feed as tensors: positional, or a dict for a module that takes them by name."""
         names = model_io.input_order(self.model, feed)
-        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self.device), self._channels_last)
-        return dict(zip(names, tensors)) if self.binding(names) == model_io.BY_NAME else tensors
+        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self._device), self._channels_last)
+        key = tuple(names)
+        binding = self._bindings.get(key)
+        if binding is None:  # read from forward's signature once per set of names
+            binding = self._bindings[key] = self.binding(names)
+        return dict(zip(names, tensors)) if binding == model_io.BY_NAME else tensors
 
     def binding(self, names: list[str]) -> str:
         return model_io.POSITIONAL  # an export takes its inputs by position, in the declared order
