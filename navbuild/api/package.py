@@ -98,7 +98,7 @@ class Package:
         return {name: t.path for name, t in self.targets.items() if t.path is not None}
 
     def profile(self, target: str) -> dict[str, Any] | None:
-        """The profile of ``target`` (a dict, ``navbuild-profile/2``), None when it was not profiled:
+        """The profile of ``target`` (a dict, ``navbuild-profile/3``), None when it was not profiled:
         from the figures, or from the status of a package written before they moved out of it."""
         measured = ((self.figures.get("targets") or {}).get(target) or {}).get("profile")
         return measured or ((self.status.get("targets") or {}).get(target) or {}).get("profile")
