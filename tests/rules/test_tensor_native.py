@@ -140,3 +140,98 @@ def test_tensorflow_takes_a_torch_tensor_and_torch_reads_its_outputs(tmp_path):
 
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["type"].startswith("tensorflow") and found["torch"] == "Tensor" and found["close"]
+
+
+# -- the torch family: the caller's tensors reach the module, torch tensors come back -------------------
+TORCH_RULES = ("torch", "torchscript-trace", "torch-export")
+
+
+@pytest.fixture(scope="module")
+def tricky(tmp_path_factory):
+    from tests.rules.conftest import reference_outputs, tricky_model, tricky_samples
+
+    folder = tmp_path_factory.mktemp("native")
+    spec = tricky_model(folder / "tricky")
+    samples = tricky_samples()
+    return folder, spec, samples, reference_outputs(folder / "ref", spec, samples)
+
+
+def no_numpy(monkeypatch) -> None:
+    """Every way from a torch tensor to numpy on a runner's path raises."""
+    from navbuild import runner, tensors
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a tensor went through numpy")
+
+    monkeypatch.setattr(tensors, "to_numpy", refuse)
+    monkeypatch.setattr(runner, "host_array", refuse)
+    monkeypatch.setattr(torch.Tensor, "numpy", refuse)
+    monkeypatch.setattr(torch, "from_numpy", refuse)
+
+
+class Recorder:
+    """Stands for a loaded torch module: records the tensors it is called with."""
+
+    def __init__(self, module) -> None:
+        self.module, self.calls = module, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return self.module(*args, **kwargs)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("rule", TORCH_RULES)
+def test_a_torch_runner_receives_the_callers_tensors_and_returns_torch_tensors(tricky, monkeypatch, rule, precision):
+    from tests.rules.conftest import TOLERANCES, build, context, runner_for
+
+    folder, spec, samples, reference = tricky
+    ctx = context(folder / f"{rule}-{precision}", spec, samples, precision=precision)
+    build(rule, ctx)
+    runner = runner_for(rule, ctx).activate()
+    recorder = runner._module = Recorder(runner._module)
+    feeds = [{name: torch.from_numpy(value) for name, value in sample.items()} for sample in samples]
+    no_numpy(monkeypatch)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
+    atol, rtol = TOLERANCES[precision]
+    for feed, want in zip(feeds, reference):
+        out = runner.run(feed)
+        received = list(recorder.calls[-1][0]) + list(recorder.calls[-1][1].values())
+        assert all(isinstance(tensor, torch.Tensor) and tensor.dtype == dtype for tensor in received)
+        if precision == "fp32":  # nothing to cast: the very tensors the caller passed
+            assert {id(tensor) for tensor in received} == {id(tensor) for tensor in feed.values()}
+        assert list(out) == list(want)  # the reference's output names, in its order
+        for name, tensor in out.items():
+            assert isinstance(tensor, torch.Tensor) and tensor.dtype == dtype, name  # the artifact's own type
+            torch.testing.assert_close(tensor.float(), torch.tensor(want[name]), atol=atol, rtol=rtol)
+    runner.deactivate()
+
+
+def test_the_feed_check_runs_once_per_input_signature(tricky, monkeypatch):
+    from tests.rules.conftest import build, context, runner_for
+
+    folder, spec, samples, _ = tricky
+    ctx = context(folder / "plan", spec, samples)
+    build("torchscript-trace", ctx)
+    runner = runner_for("torchscript-trace", ctx).activate()
+    feed = {name: torch.from_numpy(value) for name, value in samples[1].items()}
+    checked = []
+    original = runner._feed_plan
+
+    def counting(feed):
+        checked.append(sorted(feed))
+        return original(feed)
+
+    monkeypatch.setattr(runner, "_feed_plan", counting)
+    first = runner.run(feed)
+    for _ in range(3):
+        again = runner.run({name: value.clone() for name, value in feed.items()})
+    assert len(checked) == 1  # the same names, types and shapes: decided once
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    runner.run({name: value[:1] for name, value in feed.items()})  # another batch: checked again
+    assert len(checked) == 2
+    from navbuild.runner import RunnerError
+
+    with pytest.raises(RunnerError, match="do not match the model's inputs"):  # nor hides a bad feed
+        runner.run({"x": feed["x"], "masks": feed["mask"]})
+    runner.deactivate()
