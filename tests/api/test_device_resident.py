@@ -39,14 +39,14 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def optimized(tmp_path_factory):
-    """The scorer optimized in place once, TorchScript at fp32 and fp16 (no profiles)."""
+    """The scorer optimized in place once: TorchScript at fp32 and fp16, ONNX at fp32 (no profiles)."""
     inplace.forget()
     pipe = Pipeline()
     batches = [torch.randn(4, 6), torch.randn(2, 6)]
     with torch.no_grad():
         expected = [pipe(batch) for batch in batches]
     pipe.scorer = nav.Module(pipe.scorer, name="scorer")
-    config = nav.OptimizeConfig(target_formats=("torchscript-trace",), target_precisions=("fp32", "fp16"),
+    config = nav.OptimizeConfig(target_formats=("torchscript-trace", "onnx"), target_precisions=("fp32", "fp16"),
                                 target_device="cpu", workspace=tmp_path_factory.mktemp("resident"), profiling=False)
     packages = nav.optimize(pipe, [(batch,) for batch in batches], config, quiet=True)
     yield pipe, batches, expected, packages["scorer"]
@@ -79,7 +79,8 @@ def recording(model):
 
 
 def targets(package):
-    fp32, fp16 = sorted(package.targets, key=lambda name: package.targets[name].precision == "fp16")
+    fp32, fp16 = sorted((name for name, t in package.targets.items() if t.format == "torchscript-trace"),
+                        key=lambda name: package.targets[name].precision == "fp16")
     assert package.targets[fp16].precision == "fp16" and all(t.correct for t in package.targets.values())
     return fp32, fp16
 
@@ -116,6 +117,24 @@ def test_outputs_keep_the_models_structure_and_dtypes(optimized, monkeypatch):
             torch.testing.assert_close(got["logits"], want["logits"], atol=2e-2, rtol=2e-2)
             assert torch.equal(got["positive"], want["positive"])
         model.close()
+
+
+def test_an_onnx_target_returns_torch_tensors_in_the_models_structure_and_types(optimized):
+    pipe, batches, _, package = optimized
+    onnx = [name for name, t in package.targets.items() if t.format == "onnx" and t.precision == "fp32"]
+    assert onnx and package.targets[onnx[0]].correct
+    model = package.get_model(target=onnx[0])
+    original = pipe.scorer.__wrapped__
+    for x in batches:
+        got = model(x, scale=2.0)
+        with torch.no_grad():
+            want = original(x, scale=2.0)
+        assert type(got) is dict and list(got) == ["logits", "positive"]
+        assert got["logits"].dtype == torch.float32 and got["positive"].dtype == torch.int64
+        assert got["logits"].device == x.device
+        torch.testing.assert_close(got["logits"], want["logits"], atol=1e-4, rtol=1e-4)
+        assert torch.equal(got["positive"], want["positive"])
+    model.close()
 
 
 def test_in_place_calls_are_matched_not_recorded_again(optimized, monkeypatch, capsys):
