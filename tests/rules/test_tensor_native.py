@@ -180,30 +180,37 @@ class Recorder:
         return self.module(*args, **kwargs)
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("rule", TORCH_RULES)
-def test_a_torch_runner_receives_the_callers_tensors_and_returns_torch_tensors(tricky, monkeypatch, rule, precision):
+def test_a_torch_runner_receives_the_callers_tensors_and_returns_torch_tensors(tricky, monkeypatch, rule, precision,
+                                                                              device):
     from tests.rules.conftest import TOLERANCES, build, context, runner_for
 
     folder, spec, samples, reference = tricky
-    ctx = context(folder / f"{rule}-{precision}", spec, samples, precision=precision)
+    ctx = context(folder / f"{rule}-{precision}-{device}", spec, samples, precision=precision, device=device)
     build(rule, ctx)
     runner = runner_for(rule, ctx).activate()
     recorder = runner._module = Recorder(runner._module)
-    feeds = [{name: torch.from_numpy(value) for name, value in sample.items()} for sample in samples]
-    no_numpy(monkeypatch)
+    feeds = [{name: torch.from_numpy(value).to(device) for name, value in sample.items()} for sample in samples]
+    no_numpy(monkeypatch)  # on a GPU too: a CUDA tensor that visited the host would go through numpy
     dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
     atol, rtol = TOLERANCES[precision]
     for feed, want in zip(feeds, reference):
         out = runner.run(feed)
         received = list(recorder.calls[-1][0]) + list(recorder.calls[-1][1].values())
-        assert all(isinstance(tensor, torch.Tensor) and tensor.dtype == dtype for tensor in received)
+        assert all(isinstance(tensor, torch.Tensor) and tensor.dtype == dtype and tensor.device.type == device
+                   for tensor in received)
         if precision == "fp32":  # nothing to cast: the very tensors the caller passed
             assert {id(tensor) for tensor in received} == {id(tensor) for tensor in feed.values()}
         assert list(out) == list(want)  # the reference's output names, in its order
         for name, tensor in out.items():
             assert isinstance(tensor, torch.Tensor) and tensor.dtype == dtype, name  # the artifact's own type
-            torch.testing.assert_close(tensor.float(), torch.tensor(want[name]), atol=atol, rtol=rtol)
+            assert tensor.device.type == device, name  # on the runner's device
+            torch.testing.assert_close(tensor.float().cpu(), torch.tensor(want[name]), atol=atol, rtol=rtol)
     runner.deactivate()
 
 
