@@ -52,7 +52,7 @@ CASES = [
     ("unknown format option", GOOD + "\n[models.cnn.targets.onnx]\nopsett = 17\n", "format onnx has no option 'opsett'"),
     ("negative tolerance", GOOD + "\n[correctness]\natol = -1.0\n", "tolerances must not be negative"),
     ("precision tolerance not a table", GOOD + "\n[correctness.precision]\nfp16 = 1\n",
-     "correctness.precision.fp16: must be a table with atol and/or rtol"),
+     "correctness.precision.fp16: must be a table with atol, rtol and/or range_tol"),
     ("entry model file outside the project", GOOD.replace("vision/model.py:build_model", "../model.onnx"),
      "models.cnn.entry: '../model.onnx' is outside the project folder"),
     ("bad max batch", GOOD.replace("max_batch_size = 16", "max_batch_size = -1"), "must be 0 or more, not -1"),

@@ -413,11 +413,12 @@ def _tolerance(path: Path, table: Mapping[str, Any], where: str, base: Tolerance
     reader = _Reader(path, table, where)
     atol = reader.get("atol", float, base.atol)
     rtol = reader.get("rtol", float, base.rtol)
-    if atol < 0 or rtol < 0:
+    range_tol = reader.get("range_tol", float, base.range_tol)
+    if atol < 0 or rtol < 0 or range_tol < 0:
         raise ConfigError(path, where, "tolerances must not be negative")
-    for name, value in (("atol", atol), ("rtol", rtol)):  # NaN passes every check; inf passes any error
+    for name, value in (("atol", atol), ("rtol", rtol), ("range_tol", range_tol)):  # NaN passes every check
         _checked(path, reader.key(name), validate.finite, value, 0.0, math.inf, "a finite tolerance")
-    return Tolerance(atol, rtol)
+    return Tolerance(atol, rtol, range_tol)
 
 
 def _correctness(path: Path, table: Mapping[str, Any], where: str,
@@ -425,6 +426,7 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
     reader = _Reader(path, table, where)
     reader.get("atol", float, 0.0)
     reader.get("rtol", float, 0.0)
+    reader.get("range_tol", float, 0.0)
     outputs = reader.table_("outputs")
     precision_tables = reader.table_("precision")
     reader.reject_unknown()
@@ -436,10 +438,10 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
             base = Tolerance(**DEFAULT_TOLERANCES[precision])
         # [correctness] atol/rtol set fp32 (and stricter reduced-precision values are kept loose)
         if precision == "fp32":
-            base = _tolerance(path, {k: table[k] for k in ("atol", "rtol") if k in table}, where, base)
+            base = _tolerance(path, {k: table[k] for k in ("atol", "rtol", "range_tol") if k in table}, where, base)
         per = precision_tables.get(precision)
         if per is not None and not isinstance(per, dict):
-            raise ConfigError(path, f"{where}.precision.{precision}", "must be a table with atol and/or rtol")
+            raise ConfigError(path, f"{where}.precision.{precision}", "must be a table with atol, rtol and/or range_tol")
         by_precision[precision] = _tolerance(path, per, f"{where}.precision.{precision}", base) if per else base
     unknown = sorted(set(precision_tables) - set(PRECISIONS))
     if unknown:
@@ -450,7 +452,7 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
             raise ConfigError(path, f"{where}.outputs.{output}", f"is not an output of the model (its outputs: "
                               f"{', '.join(declared_outputs)})", "name one of its outputs, or remove the table")
         if not isinstance(spec, dict):
-            raise ConfigError(path, f"{where}.outputs.{output}", "must be a table with atol and/or rtol")
+            raise ConfigError(path, f"{where}.outputs.{output}", "must be a table with atol, rtol and/or range_tol")
         by_output.setdefault("*", {})[output] = _tolerance(path, spec, f"{where}.outputs.{output}",
                                                            by_precision["fp32"])
     return Tolerances(by_precision=by_precision, by_output=by_output)

@@ -272,7 +272,7 @@ def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> 
     names = model_io.input_order(ctx.model, ctx.samples[0])
     path = ctx.out_dir / TORCHSCRIPT_FILE
     try:
-        with torch.no_grad(), warnings_to_log(ctx) as warned:
+        with torch.no_grad(), warnings_to_log(ctx) as warned, tf32.traced_flags(ctx.precision, ctx.device):
             module, output_names = compile_model(model, example, names)
             torch.jit.save(module, str(path))
     except model_io.BindingError:
