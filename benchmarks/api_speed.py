@@ -6,7 +6,7 @@ Usage (repository root, PYTHONPATH set to it):
 
 Per model (torchvision resnet50 and convnext_tiny at 224x224, a Hugging Face BertModel from its
 default config at sequence 128; with --cpu: resnet18 and mobilenet_v3_small at 32x32, a 2-layer
-BertModel at sequence 16), ``navbuild.torch.optimize`` builds its ``torch-compile`` target at the
+BertModel at sequence 16; all built in one workspace, so they share the compile cache), ``navbuild.torch.optimize`` builds its ``torch-compile`` target at the
 precision, then these rows are timed in this process, each as a stopwatch around a plain loop (one
 synchronisation at its end; the median of ``--reps`` loops):
 
@@ -17,10 +17,12 @@ synchronisation at its end; the median of ``--reps`` loops):
 - ``eager``: the model cast to the precision; ``compile default`` and ``compile reduce-overhead``:
   hand-written ``torch.compile`` of it (reduce-overhead on a GPU only).
 
-Then a two-module pipeline (the BertModel -> a Linear head) wrapped with ``navbuild.Module``,
+First, the Python overhead of a call: a Linear layer at batch 1 (TorchScript), ``run_prepared``,
+``runner.run`` and ``get_model`` in microseconds per call. Then a two-module pipeline (the BertModel -> a Linear head) wrapped with ``navbuild.Module``,
 optimized in place and loaded (``load_optimized()``, and with ``cuda_graphs=True`` on a GPU), beside
 the same two modules eager and hand-compiled. A row that fails prints its error and the run goes on;
-a model whose build fails skips the rows that need it. Progress lines carry timestamps; the table
+a model whose build fails skips the rows that need it. ``--budget-s`` bounds the run (390 s on a
+GPU): no model starts in its last 90 s, no row after it, and what is skipped says so. Progress lines carry timestamps; the table
 is printed and written to ``<out>/api_speed.md`` (and ``api_speed.json``). Asserts nothing.
 """
 from __future__ import annotations
@@ -39,10 +41,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 STARTED = time.perf_counter()
-GPU = dict(batch=64, precision="fp16", image=224, seq=128, models=("resnet50", "convnext_tiny", "bert"),
-           window_s=1.0, budget_s=8.0)
-CPU = dict(batch=2, precision="fp32", image=32, seq=16, models=("resnet18", "mobilenet_v3_small", "bert"),
-           window_s=0.2, budget_s=2.0)
+# models in the order they run (the pipeline right after the BertModel: they share its compiled graphs)
+GPU = dict(batch=64, precision="fp16", image=224, seq=128, models=("overhead", "resnet50", "bert", "pipeline",
+                                                                   "convnext_tiny"),
+           window_s=0.5, budget_s=5.0, reps=3)
+CPU = dict(batch=2, precision="fp32", image=32, seq=16, models=("overhead", "resnet18", "bert", "pipeline",
+                                                              "mobilenet_v3_small"),
+           window_s=0.2, budget_s=2.0, reps=5)
+LAST_MODEL_S = 90.0  # no model starts later than this before the end of --budget-s
 
 
 def say(message: str) -> None:
@@ -52,8 +58,9 @@ def say(message: str) -> None:
 class Table:
     """Rows of (model, row, samples/s or None, note); a failed row keeps its error as the note."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float = float("inf")) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.deadline = deadline  # perf_counter time after which no row starts
 
     def add(self, model: str, row: str, rate: float | None, note: str = "") -> None:
         self.rows.append({"model": model, "row": row, "samples_per_s": rate, "note": note})
@@ -64,6 +71,9 @@ class Table:
 
     def attempt(self, model: str, row: str, measure: Callable[[], float | tuple[float, str]]) -> float | None:
         """``measure()`` as one row; an exception becomes the row's note and the run goes on."""
+        if time.perf_counter() > self.deadline:
+            self.add(model, row, None, "skipped: the time budget was spent")
+            return None
         try:
             value = measure()
         except Exception as exc:  # noqa: BLE001 - one failed row must not end a scarce GPU run
@@ -77,7 +87,8 @@ class Table:
     def markdown(self, header: str) -> str:
         lines = [header, "", "| model | row | samples/s | x run_prepared | note |", "|---|---|---:|---:|---|"]
         for row in self.rows:
-            base = self.rate(row["model"], "run_prepared") or self.rate(row["model"], "in-place hand compile default")
+            base = (self.rate(row["model"], "run_prepared") or self.rate(row["model"], "in-place hand compile default")
+                    or self.rate(row["model"], "linear run_prepared"))
             ratio = f"{row['samples_per_s'] / base:.2f}" if row["samples_per_s"] and base else ""
             lines.append(f"| {row['model']} | {row['row']} | {_rate(row['samples_per_s'])} | {ratio} | {row['note']} |")
         return "\n".join(lines) + "\n"
@@ -207,7 +218,7 @@ def model_rows(table: Table, name: str, settings: dict[str, Any], out: Path) -> 
     feed_sample = on_device(sample, device)
     started = time.perf_counter()
     try:
-        package = navbuild.torch.optimize(model, [_as_dataloader_item(sample)], optimize_config(settings, out / name),
+        package = navbuild.torch.optimize(model, [_as_dataloader_item(sample)], optimize_config(settings, out / "workspace"),
                                           name=name.replace("_", "-"), quiet=True)
         target = compiled_target(package)
     except Exception as exc:  # noqa: BLE001
@@ -247,6 +258,38 @@ def model_rows(table: Table, name: str, settings: dict[str, Any], out: Path) -> 
 
 def _as_dataloader_item(sample: dict[str, Any]) -> Any:
     return sample["x"] if list(sample) == ["x"] else sample
+
+
+# -- the Python overhead of a call ------------------------------------------------------------------
+def overhead_rows(table: Table, settings: dict[str, Any], out: Path) -> None:
+    """A Linear layer at batch 1 (TorchScript, fp32): what runner.run and get_model add to the
+    artifact's own call, in microseconds per call."""
+    import torch
+
+    import navbuild
+
+    label = "overhead"
+    torch.manual_seed(0)
+    model = torch.nn.Linear(16, 4).eval()
+    x = torch.randn(1, 16)
+    config = navbuild.OptimizeConfig(target_formats=("torchscript-trace",), target_precisions=("fp32",),
+                                     target_device=settings["device"], workspace=out / "workspace", profiling=False)
+    package = navbuild.torch.optimize(model, [x], config, name="linear", quiet=True)
+    optimized = package.get_model(target=next(iter(package.artifacts)), device=settings["device"])
+    runner, x = optimized.runner, x.to(settings["device"])
+    feed = optimized.bind((x,), {})
+    prepared = runner.prepare(feed)
+    settings = {**settings, "batch": 1}
+    time_it = _timer(settings)
+    base = None
+    for row, call in (("linear run_prepared", lambda: runner.run_prepared(prepared)),
+                      ("linear runner.run", lambda: runner.run(feed)), ("linear get_model", lambda: optimized(x))):
+        def measure(call: Callable[[], Any] = call) -> tuple[float, str]:
+            rate = time_it(call)
+            return rate, f"{1e6 / rate:.1f} us per call" + (f", {1e6 / rate - 1e6 / base:+.1f} us" if base else "")
+        rate = table.attempt(label, row, measure)
+        base = base or rate
+    optimized.close()
 
 
 # -- the in-place pipeline ----------------------------------------------------------------------------
@@ -296,7 +339,7 @@ def pipeline_rows(table: Table, settings: dict[str, Any], out: Path) -> None:
                     navbuild.Module(copy.deepcopy(head).to(device), name="head"))
     started = time.perf_counter()
     try:
-        navbuild.optimize(pipe, [(ids, mask)], optimize_config(settings, out / "pipeline"), quiet=True)
+        navbuild.optimize(pipe, [(ids, mask)], optimize_config(settings, out / "workspace"), quiet=True)
         chosen = navbuild.load_optimized(quiet=True)
     except Exception as exc:  # noqa: BLE001
         table.add(label, "in-place navbuild", None, f"FAILED {type(exc).__name__}: {str(exc)[:200]}")
@@ -326,23 +369,25 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="tiny models and sizes on the CPU")
     parser.add_argument("--out", type=Path, default=Path("api-speed"), help="folder for the workspace and the table")
     parser.add_argument("--models", help="comma-separated subset of the models and 'pipeline'")
-    parser.add_argument("--reps", type=int, default=5, help="timed loops per row (the median is reported)")
+    parser.add_argument("--reps", type=int, default=None, help="timed loops per row, the median reported "
+                        "(default 3 on the GPU, 5 with --cpu)")
     parser.add_argument("--budget-s", type=float, default=None,
-                        help="models not started once this many seconds have passed are skipped, saying so "
-                             "(default 400 on the GPU, none with --cpu)")
+                        help="the run's time: no model starts in its last 90 s and no row after it; what is "
+                             "skipped says so (default 390 on the GPU, none with --cpu)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch's CPU threads (default 1 with --cpu: on a shared machine more threads than "
                              "free cores make every figure noise)")
     args = parser.parse_args()
     if args.budget_s is None:
-        args.budget_s = float("inf") if args.cpu else 400.0
+        args.budget_s = float("inf") if args.cpu else 390.0
 
     import torch
 
     if args.threads or args.cpu:
         torch.set_num_threads(args.threads or 1)
 
-    settings = dict(CPU if args.cpu else GPU, cpu=args.cpu, reps=args.reps)
+    settings = dict(CPU if args.cpu else GPU, cpu=args.cpu)
+    settings["reps"] = args.reps or settings["reps"]
     settings["device"] = "cpu" if args.cpu else "cuda"
     if settings["device"] == "cuda" and not torch.cuda.is_available():
         sys.exit("no GPU here: run with --cpu for the tiny CPU version")
@@ -351,15 +396,17 @@ def main() -> None:
     card = torch.cuda.get_device_name() if settings["device"] == "cuda" else "CPU"
     say(f"torch {torch.__version__} on {card} ({torch.get_num_threads()} CPU threads); batch {settings['batch']}, "
         f"{settings['precision']}")
-    names = args.models.split(",") if args.models else [*settings["models"], "pipeline"]
-    table = Table()
+    names = args.models.split(",") if args.models else list(settings["models"])
+    table = Table(deadline=STARTED + args.budget_s)
     for name in names:
-        if time.perf_counter() - STARTED > args.budget_s:
-            table.add(name, "skipped", None, f"the {args.budget_s:.0f} s budget was spent")
+        if time.perf_counter() - STARTED > args.budget_s - LAST_MODEL_S:
+            table.add(name, "skipped", None, f"too little of the {args.budget_s:.0f} s budget was left to start it")
             continue
         try:
             if name == "pipeline":
                 pipeline_rows(table, settings, args.out)
+            elif name == "overhead":
+                overhead_rows(table, settings, args.out)
             else:
                 model_rows(table, name, settings, args.out)
         except Exception as exc:  # noqa: BLE001 - the next model still runs
