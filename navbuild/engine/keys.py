@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 # for what the runner reads is in the artifact's files (its digest): the model's I/O enters instead
 CHECK_VERSION = "3"
 # 2: median figures with a spread, budget, batch plan in the key; 3: no other profile's figures read;
-# 4: the artifact's parameters leave the key (as for checks), the model's I/O enters
+# 4: the artifact's parameters leave the key (as for checks), the model's I/O enters; throughput from
+# windows of back-to-back calls (samples / window time), latency timed apart
 PROFILE_VERSION = "4"
 PENDING = "<pending: its upstream is not built>"  # a digest that status assumes unchanged (``provisional``)
 
