@@ -27,11 +27,12 @@ class Record:
     digest: str | None = None
     key: str | None = None
     seconds: float = 0.0  # what settling it took here: the waits below included
-    waited: float = 0.0  # of those, waiting for a GPU slot or for a profile to end (engine/slots.py)
+    waited: float = 0.0  # of those, waiting for a card or for a profile to end (engine/slots.py)
     correctness: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     origin: str | None = None  # REMOTE: restored from the remote cache; IMPORTED: from a package
     node: str | None = None  # the Ray node that ran it (--executor ray)
+    gpu: int | None = None  # the card (nvidia-smi's index) its build, check or profile ran on
 
     @property
     def label(self) -> str:

@@ -10,10 +10,12 @@ every target it needs is done; then, in this order:
 - else it is queued for the executor, which settles it (``Session.run``: a failure replayed, a restore
   from the remote cache, or its action run) and hands back its record.
 
-Executors differ only in where actions run: ``LocalExecutor`` (worker processes of this machine,
-``-j`` at once, or this process) and ``engine/ray_executor.py``'s ``RayExecutor`` (Ray tasks on a
-cluster). What may run beside what on this machine (a profile alone, ``--gpu-jobs`` GPU slots) is
-one object, ``engine/slots.py``'s ``Slots``, that the local executor asks before an action starts.
+Executors differ only in where actions run: ``LocalExecutor`` (worker processes of this machine:
+``-j`` CPU targets and ``--gpu-jobs`` GPU targets at once, each GPU target's worker pinned to its
+card; or this process) and ``engine/ray_executor.py``'s ``RayExecutor`` (Ray tasks on a cluster).
+What may run beside what on this machine (a profile alone on its card or, on the CPU, alone; the
+cards' slots) is one object, ``engine/slots.py``'s ``Slots``, that the local executor asks before
+an action starts.
 
 The loop tells its listeners what happens (``Event``: a target queued for its executor, its
 action started with the slots it holds, a target finished with its record); the CLI's progress
@@ -26,16 +28,15 @@ import queue
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from navbuild.engine import actions, lockfile, workers
+from navbuild.engine import actions, cards, lockfile, workers
 from navbuild.engine.graph import PROFILE, Target
 from navbuild.engine.records import FAILED, SKIPPED, Record
 from navbuild.engine.session import Session
-from navbuild.engine.slots import Grant, Slots
+from navbuild.engine.slots import Grant, Slots, on_gpu
 from navbuild.hashing import tree_digest
 
 QUEUED, STARTED, FINISHED = "queued", "started", "finished"
@@ -61,9 +62,10 @@ Listener = Callable[[Event], None]
 class Executor(Protocol):
     """Where the targets that must run are settled."""
 
-    room: int  # targets it takes at once
-
     def open(self, scheduler: Scheduler) -> None: ...
+
+    def fits(self, name: str) -> bool:
+        """Whether it has room for ``name`` now (its lane of work is not full)."""
 
     def submit(self, name: str) -> None: ...
 
@@ -88,7 +90,6 @@ class Scheduler:
         self.listeners = list(listeners)
         self.lock, self.partial_lock, self.keep_open = lock, partial_lock, keep_open
         self.warn = warn or (lambda text: print(f"navbuild: {text}", file=sys.stderr))
-        self.slots = Slots(session.options.gpu_jobs)
         self._telling = threading.Lock()
 
     def build(self, selected: list[str]) -> dict[str, Record]:
@@ -97,7 +98,7 @@ class Scheduler:
         session.store.hold_shared()  # gc waits for this build
         closure = graph.closure(selected)
         waiting = list(closure)  # in dependency order: a chain of current targets settles in one pass
-        queued: deque[str] = deque()  # must run, waiting for room in the executor
+        queued: list[str] = []  # must run, waiting for room in the executor (in the order they came)
         done: dict[str, Record] = {}
         running = 0
         self.executor.open(self)
@@ -113,9 +114,11 @@ class Scheduler:
                     else:
                         queued.append(name)
                         self.tell(Event(QUEUED, name))
-                while queued and running < self.executor.room:
-                    self.executor.submit(queued.popleft())
-                    running += 1
+                for name in list(queued):  # in order, each as soon as its lane has room
+                    if self.executor.fits(name):
+                        queued.remove(name)
+                        self.executor.submit(name)
+                        running += 1
                 if running:
                     for record in self.executor.collect():
                         running -= 1
@@ -173,34 +176,49 @@ def not_run(target: Target, failed: list[str]) -> Record:
     return Record(target.name, FAILED, reason=f"not run: {', '.join(failed)} failed")
 
 
-class LocalExecutor:
-    """Actions run on this machine: in worker processes (``engine/workers.py``), ``jobs`` at once,
-    each waited on by a thread of this process; or, when actions run in this process
-    (``NAVBUILD_IN_PROCESS=1``, ``Options.isolate = False``, or rules added by code, which a worker
-    could not rebuild), one at a time in the calling thread. ``jobs == 1`` also runs in the calling
-    thread: an in-process build may need the main thread.
+CPU_LANE, GPU_LANE = "cpu", "gpu"
 
-    Before an action starts it takes its slots (``Slots.hold``): a profile alone, a CUDA target one
-    of ``--gpu-jobs`` GPU slots. A caller may add code of its own to the workers (``hook``)."""
+
+class LocalExecutor:
+    """Actions run on this machine: in worker processes (``engine/workers.py``), each waited on by
+    a thread of this process, in two lanes: ``jobs`` CPU targets (``-j``) and, beside them, the GPU
+    targets, as many as the run's cards have slots (``--gpu-jobs``, default one per card), each in
+    a worker pinned to the card its slot is on. Without a card (or a GPU target's card unknown) GPU
+    targets share the CPU lane. When actions run in this process (``NAVBUILD_IN_PROCESS=1``,
+    ``Options.isolate = False``, or rules added by code, which a worker could not rebuild) they run
+    one at a time in the calling thread, on this process's current GPU; so does ``jobs == 1`` on a
+    machine without a card: an in-process build may need the main thread.
+
+    Before an action starts it takes its slots (``Slots.hold``): a CPU profile alone, a GPU target
+    a card (a GPU profile the card alone). A caller may add code of its own to the workers (``hook``)."""
 
     def __init__(self, jobs: int = 1, hook: workers.Hook | None = None) -> None:
         self.jobs, self.hook = max(1, jobs), hook
-        self.room = 1
         self.pool: workers.Pool | None = None  # started when the first action must run
+        self.slots: Slots | None = None  # laid out when the first GPU target asks or an action starts
         self.scheduler: Scheduler | None = None
         self.finished: queue.Queue[tuple[str, Record | BaseException]] = queue.Queue()  # from threads
         self.here = threading.local()  # what ran in the calling thread (plain doit calls from several)
         self.grants: dict[str, Grant] = {}
-        self.starting = threading.Lock()  # one pool, whichever thread needs it first
+        self.busy = {CPU_LANE: 0, GPU_LANE: 0}
+        self.lanes: dict[str, str] = {}  # target -> its lane, while it runs
+        self.starting = threading.Lock()  # one pool, one layout, whichever thread needs it first
 
     def open(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
         session = scheduler.session
         self.isolated = workers.isolated() and session.options.isolate and session.registry.from_modules_alone()
-        self.room = self.jobs if self.isolated else 1
+
+    def fits(self, name: str) -> bool:
+        if not self.isolated:
+            return not any(self.busy.values())
+        lane = self._lane(name)
+        return self.busy[lane] < (self.jobs if lane == CPU_LANE else self._gpu_room())
 
     def submit(self, name: str) -> None:
-        if self.room == 1:
+        lane = self.lanes[name] = self._lane(name)
+        self.busy[lane] += 1
+        if not self.isolated or (self.jobs == 1 and not self._gpu_room()):
             self.here.done = [*getattr(self.here, "done", []), self._settle(name)]
             return
         threading.Thread(target=self._settle_in_thread, args=(name,), name=f"navbuild {name}", daemon=True).start()
@@ -209,7 +227,7 @@ class LocalExecutor:
         done_here = getattr(self.here, "done", None)
         if done_here:
             self.here.done = []
-            return done_here
+            return [self._done(record.target, record) for record in done_here]
         found = [self.finished.get()]
         while not self.finished.empty():
             found.append(self.finished.get_nowait())
@@ -217,13 +235,36 @@ class LocalExecutor:
         for name, outcome in found:
             if isinstance(outcome, BaseException):
                 raise outcome  # Session.run records a target's failure: this is a bug, not the target's
-            records.append(outcome)
+            records.append(self._done(name, outcome))
         return records
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+
+    def _done(self, name: str, record: Record) -> Record:
+        self.busy[self.lanes.pop(name)] -= 1
+        return record
+
+    def _lane(self, name: str) -> str:
+        target = self.scheduler.session.graph.targets[name]
+        return GPU_LANE if on_gpu(target) and self._gpu_room() else CPU_LANE
+
+    def _gpu_room(self) -> int:
+        """GPU targets at once beside the CPU lane: the slots of cards a worker can be pinned to."""
+        return self._slots().pinned if self.isolated else 0
+
+    def _slots(self) -> Slots:
+        """The run's cards and their slots, looked up once (never on the no-op path)."""
+        with self.starting:
+            if self.slots is None:
+                used, idle = cards.for_run()
+                if idle and self.isolated:
+                    self.scheduler.warn(cards.idle_text(used, idle))
+                options = self.scheduler.session.options
+                self.slots = Slots(used, options.gpu_jobs) if self.isolated else Slots(used[:1], 1)
+            return self.slots
 
     def _settle_in_thread(self, name: str) -> None:
         try:
@@ -237,16 +278,22 @@ class LocalExecutor:
         record = session.records.get(name) or Record(name, FAILED, reason="no record")
         grant = self.grants.pop(name, None)
         if grant is not None:
-            record.waited = grant.waited
+            record.waited, record.gpu = grant.waited, grant.gpu
         return record
 
     def _act(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
-        with self.scheduler.slots.hold(target) as grant:
+        with self._slots().hold(target) as grant:
             self.grants[target.name] = grant
             self.scheduler.tell(Event(STARTED, target.name, grant=grant))
             if self.isolated:
-                return self._pool().execute(target, key, material)
+                return self._pool().execute(target, key, material, pin=self._pin(grant))
             return actions.execute(self.scheduler.session, target, key, material)
+
+    def _pin(self, grant: Grant) -> dict[str, str]:
+        """A GPU target's worker sees its card alone; a CPU target's sees none while cards are pinned."""
+        if grant.card is not None:
+            return grant.card.environment()
+        return cards.NO_CARD if self._gpu_room() else {}
 
     def _pool(self) -> workers.Pool:
         with self.starting:
@@ -254,7 +301,8 @@ class LocalExecutor:
                 session = self.scheduler.session
                 self.pool = workers.Pool(session.describe(), session.store,
                                          lambda target, text: actions.write_failure_log(session, target, text),
-                                         size=self.room, hook=self.hook, echo=session.options.verbose)
+                                         size=self.jobs + self.slots.pinned, hook=self.hook,
+                                         echo=session.options.verbose)
             return self.pool
 
 

@@ -58,6 +58,8 @@ class Reporter:
         line = f"[{style}]{record.label:<8}[/] {record.target}"
         if record.node:
             line += f" on {record.node}"
+        if record.gpu is not None:
+            line += f" on GPU {record.gpu}"
         if record.status in ("built", "failed") and record.seconds:
             line += f"  [dim]{record.seconds:.2f} s[/]"
         if record.reason:

@@ -33,8 +33,15 @@ def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
                       "seconds": record.seconds, "check_seconds": check.seconds if check else None,
                       "profile_seconds": profile.seconds if profile else None,
                       "correctness": _correctness_text(check), "throughput": _throughput_text(profile),
-                      "record": record, "check": check, "node": record.node})
+                      "record": record, "check": check, "node": record.node,
+                      "gpus": _gpus_text(record, check, profile)})
     return table
+
+
+def _gpus_text(*records: Record | None) -> str:
+    """The cards that built, checked and profiled an artifact (``0/0/3``; ``-`` where none ran)."""
+    cards = [str(r.gpu) if r is not None and r.gpu is not None else "-" for r in records]
+    return "" if set(cards) == {"-"} else "/".join(cards)
 
 
 def _correctness_text(check: Record | None) -> str:
@@ -94,11 +101,12 @@ def print_summary(console: Any, session: Session, records: dict[str, Record]) ->
 
     table = Table(title="navbuild", show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
                   collapse_padding=True, pad_edge=False)
+    data = rows(session, records)
+    on_cards = any(row["gpus"] for row in data)  # the GPU column only where a card ran something
     for column, justify in (("target", "left"), ("status", "left"), ("digest", "left"), ("build s", "right"),
                             ("check s", "right"), ("profile s", "right"), ("correctness", "left"),
-                            ("best throughput", "left")):
+                            ("best throughput", "left"), *((("GPU b/c/p", "left"),) if on_cards else ())):
         table.add_column(column, justify=justify, overflow="fold")
-    data = rows(session, records)
     listed = data
     if len(data) > FOLD_CACHED_ABOVE and not session.options.verbose:  # a large no-op: render only news
         listed = [row for row in data if row["status"] != "cached" or row["reason"]]
@@ -110,7 +118,8 @@ def print_summary(console: Any, session: Session, records: dict[str, Record]) ->
             status += f": {row['reason']}"
         digest = (row["digest"] or "")[:12]
         table.add_row(row["target"], status, digest, _seconds(row["seconds"]), _seconds(row["check_seconds"]),
-                      _seconds(row["profile_seconds"]), row["correctness"], row["throughput"])
+                      _seconds(row["profile_seconds"]), row["correctness"], row["throughput"],
+                      *((row["gpus"],) if on_cards else ()))
     if listed:
         console.print(table)
     if len(listed) < len(data):
