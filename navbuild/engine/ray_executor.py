@@ -60,7 +60,6 @@ class RayExecutor:
     address: str | None = None
     gpu_type: str | None = None
     say: Callable[[str], None] = field(default=lambda line: None, compare=False, repr=False)
-    room: int = field(default=1 << 30, compare=False, repr=False)  # Ray queues what its nodes cannot take yet
 
     # -- the scheduler's executor ------------------------------------------------------------------
     def open(self, scheduler: Scheduler) -> None:
@@ -74,6 +73,9 @@ class RayExecutor:
         self.description = _description(session)
         self.running: dict[Any, str] = {}
         self.restored: list[Record] = []
+
+    def fits(self, name: str) -> bool:
+        return True  # Ray queues what its nodes cannot take yet
 
     def submit(self, name: str) -> None:
         """Restored here from the remote cache, or sent to a node."""

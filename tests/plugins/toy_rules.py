@@ -33,7 +33,7 @@ def build_reference(ctx: BuildContext) -> dict[str, Any]:
     factor = float(ctx.model.load_entry()["factor"])
     outputs = [{output_names(ctx.model, 1)[0]: next(iter(s.values())) * np.float32(factor)} for s in ctx.samples]
     tensors.save(ctx.out_dir / REFERENCE_FILE, outputs)
-    return {"outputs": [{"name": name, "dtype": "float32"} for name in outputs[0]]}
+    return {"outputs": [{"name": name, "dtype": "float32"} for name in outputs[0]], **given_cards()}
 
 
 def given_cards() -> dict[str, Any]:
