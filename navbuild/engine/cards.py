@@ -49,10 +49,6 @@ class CardError(ValueError):
 NO_CARD = {fingerprint.VISIBLE_ENV: ""}  # the environment of a CPU target's worker while cards are pinned
 
 
-def visible() -> list[Card]:
-    return [Card(gpu.get("index"), str(gpu.get("name"))) for gpu in fingerprint.gpus()]
-
-
 def for_run() -> tuple[list[Card], list[Card]]:
     """The cards this run builds on (those of the first visible card's type), and the visible
     cards of other types that it leaves idle."""
@@ -60,9 +56,12 @@ def for_run() -> tuple[list[Card], list[Card]]:
     if not found:
         return [], []
     first = fingerprint.card_type(found[0])
-    used = [Card(g.get("index"), str(g.get("name"))) for g in found if fingerprint.card_type(g) == first]
-    idle = [Card(g.get("index"), str(g.get("name"))) for g in found if fingerprint.card_type(g) != first]
-    return used, idle
+    used = [_card(g) for g in found if fingerprint.card_type(g) == first]
+    return used, [_card(g) for g in found if fingerprint.card_type(g) != first]
+
+
+def _card(gpu: dict) -> Card:
+    return Card(gpu.get("index"), str(gpu.get("name")))
 
 
 def idle_text(used: list[Card], idle: list[Card]) -> str:
@@ -88,4 +87,4 @@ def narrow_to_type(gpu_type: str) -> list[Card]:
     os.environ[fingerprint.VISIBLE_ENV] = ",".join(str(g["index"]) for g in chosen)
     os.environ[ORDER_ENV] = PCI_ORDER
     fingerprint.gpus.cache_clear()
-    return [Card(g["index"], str(g["name"])) for g in chosen]
+    return [_card(g) for g in chosen]

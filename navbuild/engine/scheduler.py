@@ -24,6 +24,7 @@ face gave it a path) from the same records it returns, so every face leaves the 
 """
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -264,6 +265,11 @@ class LocalExecutor:
                     self.scheduler.warn(cards.idle_text(used, idle))
                 options = self.scheduler.session.options
                 self.slots = Slots(used, options.gpu_jobs) if self.isolated else Slots(used[:1], 1)
+                cores = len(os.sched_getaffinity(0))
+                if self.isolated and self.slots.pinned and self.jobs + self.slots.pinned > cores:
+                    self.scheduler.warn(f"-j {self.jobs} and {self.slots.pinned} GPU slots run up to "
+                                        f"{self.jobs + self.slots.pinned} targets on {cores} CPU cores: a GPU "
+                                        f"profile's launch thread may wait for a core (docs/distributed.md)")
             return self.slots
 
     def _settle_in_thread(self, name: str) -> None:

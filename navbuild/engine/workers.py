@@ -11,9 +11,12 @@ The parent sends one request per target and waits for the reply for at most the 
 (``[project] timeout``, a model's ``timeout``, or ``timeout`` in a format's table). A worker that
 dies (SIGSEGV, SIGABRT, ...) or does not answer in time (then it is killed with its process group)
 is replaced, and the target fails with that reason and the log written so far. The scheduler's
-local executor (``engine/scheduler.py``) owns the pool: ``-j N`` runs N targets at once through N
-workers; with ``NAVBUILD_IN_PROCESS=1`` (``isolated()`` false, or ``Options.isolate = False``) it
-runs actions in the navbuild process instead (for a debugger; no timeout, and a crash ends the build).
+local executor (``engine/scheduler.py``) owns the pool: ``-j N`` runs N CPU targets at once through N
+workers, and each GPU slot one more. A worker may be pinned when it starts (``pin``: the
+environment that names its card, ``engine/cards.py``) and keeps its pin for life; the pool keeps idle
+workers by pin, and a full pool retires an idle worker of another pin to start one. With
+``NAVBUILD_IN_PROCESS=1`` (``isolated()`` false, or ``Options.isolate = False``) it runs actions in
+the navbuild process instead (for a debugger; no timeout, and a crash ends the build).
 
 A caller may add code of its own to its workers through a ``Hook`` named by module (the Python
 API imports the caller's script there and hands over its live models); the engine imports no caller.
