@@ -198,11 +198,10 @@ class LocalExecutor:
         self.pool: workers.Pool | None = None  # started when the first action must run
         self.slots: Slots | None = None  # laid out when the first GPU target asks or an action starts
         self.scheduler: Scheduler | None = None
-        self.finished: queue.Queue[tuple[str, Record | BaseException]] = queue.Queue()  # from threads
-        self.here = threading.local()  # what ran in the calling thread (plain doit calls from several)
+        # each build loop's own (plain doit builds from several threads at once): its lanes' counts,
+        # what ran in the calling thread, what its threads finished
+        self.here = threading.local()
         self.grants: dict[str, Grant] = {}
-        self.busy = {CPU_LANE: 0, GPU_LANE: 0}
-        self.lanes: dict[str, str] = {}  # target -> its lane, while it runs
         self.starting = threading.Lock()  # one pool, one layout, whichever thread needs it first
 
     def open(self, scheduler: Scheduler) -> None:
@@ -211,32 +210,35 @@ class LocalExecutor:
         self.isolated = workers.isolated() and session.options.isolate and session.registry.from_modules_alone()
 
     def fits(self, name: str) -> bool:
+        busy = self._loop().busy
         if not self.isolated:
-            return not any(self.busy.values())
+            return not any(busy.values())
         lane = self._lane(name)
-        return self.busy[lane] < (self.jobs if lane == CPU_LANE else self._gpu_room())
+        return busy[lane] < (self.jobs if lane == CPU_LANE else self._gpu_room())
 
     def submit(self, name: str) -> None:
-        lane = self.lanes[name] = self._lane(name)
-        self.busy[lane] += 1
+        loop = self._loop()
+        lane = loop.lanes[name] = self._lane(name)
+        loop.busy[lane] += 1
         if not self.isolated or (self.jobs == 1 and not self._gpu_room()):
-            self.here.done = [*getattr(self.here, "done", []), self._settle(name)]
+            loop.done.append(self._settle(name))
             return
-        threading.Thread(target=self._settle_in_thread, args=(name,), name=f"navbuild {name}", daemon=True).start()
+        threading.Thread(target=self._settle_in_thread, args=(name, loop.finished), name=f"navbuild {name}",
+                         daemon=True).start()
 
     def collect(self) -> list[Record]:
-        done_here = getattr(self.here, "done", None)
-        if done_here:
-            self.here.done = []
-            return [self._done(record.target, record) for record in done_here]
-        found = [self.finished.get()]
-        while not self.finished.empty():
-            found.append(self.finished.get_nowait())
+        loop = self._loop()
+        if loop.done:
+            done, loop.done = loop.done, []
+            return [self._done(loop, record.target, record) for record in done]
+        found = [loop.finished.get()]
+        while not loop.finished.empty():
+            found.append(loop.finished.get_nowait())
         records = []
         for name, outcome in found:
             if isinstance(outcome, BaseException):
                 raise outcome  # Session.run records a target's failure: this is a bug, not the target's
-            records.append(self._done(name, outcome))
+            records.append(self._done(loop, name, outcome))
         return records
 
     def close(self) -> None:
@@ -244,8 +246,17 @@ class LocalExecutor:
             self.pool.close()
             self.pool = None
 
-    def _done(self, name: str, record: Record) -> Record:
-        self.busy[self.lanes.pop(name)] -= 1
+    def _loop(self) -> threading.local:
+        loop = self.here
+        if not hasattr(loop, "busy"):
+            loop.busy = {CPU_LANE: 0, GPU_LANE: 0}
+            loop.lanes = {}  # target -> its lane, while it runs
+            loop.done = []  # settled in the calling thread
+            loop.finished = queue.Queue()  # (name, record or exception) from this loop's threads
+        return loop
+
+    def _done(self, loop: threading.local, name: str, record: Record) -> Record:
+        loop.busy[loop.lanes.pop(name)] -= 1
         return record
 
     def _lane(self, name: str) -> str:
@@ -272,11 +283,11 @@ class LocalExecutor:
                                         f"profile's launch thread may wait for a core (docs/distributed.md)")
             return self.slots
 
-    def _settle_in_thread(self, name: str) -> None:
+    def _settle_in_thread(self, name: str, finished: queue.Queue) -> None:
         try:
-            self.finished.put((name, self._settle(name)))
+            finished.put((name, self._settle(name)))
         except BaseException as exc:  # noqa: BLE001 - raised again in the scheduler's thread
-            self.finished.put((name, exc))
+            finished.put((name, exc))
 
     def _settle(self, name: str) -> Record:
         session = self.scheduler.session

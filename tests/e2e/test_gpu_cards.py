@@ -105,3 +105,38 @@ def test_keys_hold_the_card_type_not_the_card(tmp_path):
     assert {r["status"] for r in back.values()} == {"cached"}, back
     _, output = navbuild(config, mixed, "all", "--gpu-type", "A100", expect=2)
     assert "no visible GPU of that type" in output and "2: NVIDIA H200" in output
+
+
+DOIT = '''import json, sys
+from doit.cmd_base import ModuleTaskLoader
+from doit.doit_cmd import DoitMain
+from navbuild.engine import doit_glue
+from navbuild.engine.project import open_project
+
+session = open_project(sys.argv[1])
+namespace = {"task_navbuild": lambda: doit_glue.task_dicts(session),
+             "DOIT_CONFIG": {"backend": "navbuild-null", "dep_file": sys.argv[2], "verbosity": 0}}
+extra = {"BACKEND": {"navbuild-null": "navbuild.engine.doit_glue:NullBackend"}}
+code = DoitMain(ModuleTaskLoader(namespace), config_filenames=(), extra_config=extra).run(
+    ["-n", "4", "-P", "thread", "all"])
+print(json.dumps({"code": code, "records": {n: r.to_dict() for n, r in session.records.by_target.items()}}))
+'''
+
+
+def test_plain_doit_threads_share_the_cards(tmp_path):
+    """doit -n 4 -P thread: several build loops at once on one executor, each its own lanes."""
+    config = toy_project(tmp_path / "project", models=2, sleep=0.5)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(install(tmp_path / "plugin"))]),
+           "NAVBUILD_FAKE_GPUS": json.dumps([H100, H100])}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    script = tmp_path / "run_doit.py"  # a file: doit reads its task creators' source
+    script.write_text(DOIT)
+    result = subprocess.run([sys.executable, str(script), str(config), str(tmp_path / "doit-null")],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0
+    built = {n: r for n, r in report["records"].items() if not n.endswith((":samples", ":reference"))}
+    # a task's build finds its dependencies current (cached), built by the tasks before it
+    assert len(built) == 8 and {r["status"] for r in built.values()} <= {"built", "cached"}
+    assert {r["gpu"] for r in built.values() if r["status"] == "built"} == {0, 1}
