@@ -227,7 +227,8 @@ def device_tools() -> tuple[str, ...]:
 def machine(tools: tuple[str, ...] = ()) -> dict[str, Any]:
     """Everything, for reports and the package manifest; ``tools``: the distributions to report."""
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu(),
-            "gpus": gpus() if gpu_present() else [], "tools": tool_versions(tuple(tools))}
+            "gpus": [{**card_type(g), "index": g.get("index")} for g in gpus()] if gpu_present() else [],
+            "tools": tool_versions(tuple(tools))}
 
 
 class MachineInfo:

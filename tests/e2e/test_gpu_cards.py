@@ -64,7 +64,7 @@ def navbuild(config: Path, cards: list[dict], *words: str, visible: str | None =
 
 
 def test_each_gpu_target_runs_in_a_worker_pinned_to_its_card(tmp_path):
-    config = toy_project(tmp_path / "project", models=3, sleep=0.6)
+    config = toy_project(tmp_path / "project", models=3, sleep=1.0)
     records, output = navbuild(config, [H100, H100, H100], "all", "-j", "2")
     on_gpu = {name: r for name, r in records.items() if not name.endswith((":samples", ":reference"))}
     assert len(on_gpu) == 12 and all(r["status"] == "built" for r in records.values()), records
