@@ -10,6 +10,8 @@ Triton Model Navigator users know, on the same engine and store:
     navbuild.load_optimized()                            swap in each module's best runner
     navbuild.package.save(package, path) / load(path)    the .nav file
     navbuild.profile(callable, dataloader)               latency and throughput of any callable
+    navbuild.pytriton.PyTritonAdapter(package=...)       serve it with PyTriton
+    navbuild.triton.model_repository.add_model_from_package(...)   a Triton model repository entry
 
 Importing navbuild imports no framework: every name above is loaded on first use.
 """
@@ -32,7 +34,7 @@ _NAMES = {
     "load_optimized": "navbuild.api.inplace",
     "profile": "navbuild.api.measure",
 }
-_SUBMODULES = ("torch", "onnx", "package")
+_SUBMODULES = ("torch", "onnx", "tensorflow", "jax", "package", "pytriton", "triton")
 
 __all__ = sorted([*_NAMES, *_SUBMODULES])
 

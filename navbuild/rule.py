@@ -195,6 +195,9 @@ class Rule:
                   made explicit. ``values`` holds every engine value: what it reads there reaches the
                   key through what it returns (torch-compile's "auto" buckets follow the profile's
                   batch sizes), so it need not be in ``uses``
+    serves_dynamic_axes  its output serves every size within a model's declared dynamic axes
+                  (navbuild.dynamic_axes); False: only fixed sizes, and config validation refuses the
+                  format for a model that declares dynamic axes
     """
 
     name: str
@@ -225,6 +228,7 @@ class Rule:
     variants: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
     resolve: Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]] | None = None
     uses: tuple[str, ...] = ()
+    serves_dynamic_axes: bool = True
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.uses if name not in ENGINE_VALUES]
@@ -269,7 +273,9 @@ class ModelSpec:
     outputs: tuple[str, ...] = ()
     batch_dim: int = 0
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE  # NO_BATCH (0): dimension 0 is no batch; every shape is as the samples give it
-    dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)  # input -> axis -> label
+    # label -> its declared bounds ({"min": 1, "max": 512}, either may be absent): navbuild.dynamic_axes
+    axis_bounds: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -277,10 +283,13 @@ class ModelSpec:
         """Whether dimension ``batch_dim`` of every input and output is a batch (max_batch_size >= 1)."""
         return self.max_batch_size != NO_BATCH
 
-    def declared_shape(self, shape: Iterable[int]) -> list[int]:
-        """A tensor's shape as deployments declare it: the batch dimension as -1 when there is one."""
+    def declared_shape(self, shape: Iterable[int], name: str = "", varying: Iterable[int] = ()) -> list[int]:
+        """A tensor's shape as deployments declare it: -1 on the batch dimension when there is one, on
+        every dynamic axis declared for tensor ``name``, and on the ``varying`` axes (an output axis
+        that follows a dynamic input axis); every other dimension as ``shape`` gives it."""
         dims = [int(d) for d in shape]
-        return [-1, *dims[1:]] if self.batched and dims else dims
+        free = {*self.dynamic_axes.get(name, {}), *varying} | ({0} if self.batched else set())
+        return [-1 if axis in free else size for axis, size in enumerate(dims)]
 
     def load_entry(self) -> Any:
         """Import ``entry`` from its file and call it: returns the live model. An entry that names a

@@ -24,6 +24,21 @@ class RunnerError(RuntimeError):
     pass
 
 
+def native_error(text: str) -> str | None:
+    """The message of a C++ exception that ended a process, from its stderr: libstdc++ prints
+    ``terminate called after throwing an instance of 'c10::Error'`` then ``what():  <message>``,
+    and torch's message runs on with a C++ stack (``Exception raised from ...``, ``frame #0: ...``),
+    which is left out. None when the text holds no such report."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip().startswith("what():"):
+            message = line.strip()[len("what():"):].strip()
+            thrown = next((each.split("instance of", 1)[1].strip().strip("'") for each in reversed(lines[:index])
+                           if "terminate called after throwing an instance of" in each), "")
+            return f"{thrown}: {message}" if thrown else message
+    return None
+
+
 FLOAT_TYPES = ("float16", "bfloat16", "float32", "float64")
 
 

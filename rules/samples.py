@@ -3,11 +3,17 @@
 ``samples`` in navbuild.toml is either ``file.py:function`` (returns an iterable of samples: a
 tensor, a tuple/list of tensors, or a dict name -> tensor) or a ``.tensors``/``.npz`` file.
 The samples are checked here, once, so every later step can trust them.
+
+Dynamic axes (``navbuild.dynamic_axes``): sizes must agree between inputs that share a label and stay
+within declared bounds. A declared bound that no sample reaches gets a sample of its own, the first
+sample cut or grown to it, so the reference and every check cover the range's ends; a label whose
+samples all have one size is logged (the check then covers that size only).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from navbuild import dynamic_axes
 from navbuild.lazy import lazy_import
 from navbuild.rule import NO_BATCH, ROLE_SAMPLES, BuildContext, Rule, call_entry
 
@@ -33,7 +39,7 @@ def _load(ctx: BuildContext) -> list[dict[str, Any]]:
 
 
 def check_samples(model_name: str, samples: list[dict[str, Any]], inputs: tuple[str, ...],
-                  max_batch_size: int, dynamic_axes: dict[str, dict[int, str]]) -> None:
+                  max_batch_size: int, axes: dynamic_axes.Axes) -> None:
     """Samples that contradict each other or the declared model are refused with the reason.
 
     With a batch dimension (max_batch_size >= 1) dimension 0 is the batch: the same for every input
@@ -53,7 +59,7 @@ def check_samples(model_name: str, samples: list[dict[str, Any]], inputs: tuple[
             if array.dtype != reference.dtype:
                 raise ValueError(f"model {model_name}: input {name} is {array.dtype} in sample {index} "
                                  f"but {reference.dtype} in sample 0")
-            dynamic = set(dynamic_axes.get(name, {})) | ({0} if batched else set())
+            dynamic = set(axes.get(name, {})) | ({0} if batched else set())
             if array.ndim != reference.ndim or any(
                     a != b for axis, (a, b) in enumerate(zip(array.shape, reference.shape)) if axis not in dynamic):
                 raise ValueError(f"model {model_name}: input {name} has shape {list(array.shape)} in sample "
@@ -80,18 +86,50 @@ def _check_batch(model_name: str, index: int, sample: dict[str, Any], max_batch_
                          f"{max_batch_size}")
 
 
+def check_axes(model_name: str, samples: list[dict[str, Any]], axes: dynamic_axes.Axes,
+               bounds: dynamic_axes.Bounds, outputs: tuple[str, ...]) -> None:
+    """Dynamic axes name inputs the samples hold (or declared outputs), and the samples respect them."""
+    for name in axes:
+        if name not in samples[0] and name not in outputs:
+            raise ValueError(f"model {model_name}: dynamic_axes names {name!r}, which is not an input of the "
+                             f"samples ({', '.join(samples[0])})")
+    problem = dynamic_axes.sample_problem(axes, bounds, samples)
+    if problem:
+        raise ValueError(f"model {model_name}: {problem}")
+
+
+def with_bounds_covered(ctx: BuildContext, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The samples, plus the first one cut or grown to each declared bound that no sample reaches."""
+    spec = ctx.model
+    seen = dynamic_axes.sizes(spec.dynamic_axes, samples)
+    added = []
+    for label, span in dynamic_axes.spec_ranges(spec, samples).items():
+        if len(seen[label]) == 1 and not spec.axis_bounds.get(label):
+            ctx.log(f"samples: every sample has {label} = {seen[label][0]}; the checks cover that size only. "
+                    f"Give samples of two sizes, or declare min/max for {label} (dynamic_axes)")
+        for length in dynamic_axes.boundary_lengths(span, seen[label], spec.axis_bounds.get(label) or {}):
+            added.append(dynamic_axes.resized(samples[0], spec.dynamic_axes, label, length))
+            ctx.log(f"samples: added sample {len(samples) + len(added) - 1}: sample 0 with {label} = {length} "
+                    f"(a declared bound no sample reached)")
+    return samples + added
+
+
 def build(ctx: BuildContext) -> dict[str, Any]:
     from navbuild import tensors
 
     samples = _load(ctx)
     spec = ctx.model
     check_samples(spec.name, samples, spec.inputs, ctx.max_batch_size, dict(spec.dynamic_axes))
+    check_axes(spec.name, samples, spec.dynamic_axes, spec.axis_bounds, spec.outputs)
+    given = len(samples)
+    samples = with_bounds_covered(ctx, samples)
     tensors.save(ctx.out_dir / OUTPUT, samples)
     first = samples[0]
-    return {"count": len(samples),
-            "inputs": [{"name": n, "dtype": str(a.dtype), "shape": spec.declared_shape(a.shape)}
+    return {"count": len(samples), "given": given,
+            "inputs": [{"name": n, "dtype": str(a.dtype), "shape": spec.declared_shape(a.shape, n)}
                        for n, a in first.items()],
-            "batch_sizes": [int(next(iter(s.values())).shape[0]) for s in samples] if spec.batched else []}
+            "batch_sizes": [int(next(iter(s.values())).shape[0]) for s in samples] if spec.batched else [],
+            "axis_sizes": dynamic_axes.sizes(spec.dynamic_axes, samples)}
 
 
 RULES = [Rule(name="samples", version="1", build=build, params={"samples": None}, uses=("max_batch_size",),

@@ -23,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("navbuild", "rules")
 PUBLIC = {"navbuild", "navbuild.rule", "navbuild.runner", "navbuild.tensors", "navbuild.hashing",
-          "navbuild.ziputil", "navbuild.lazy"}
+          "navbuild.ziputil", "navbuild.lazy", "navbuild.dynamic_axes"}
 FAMILY_FILES = ("__init__.py", "build.py", "loader.py")
 
 

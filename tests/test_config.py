@@ -52,7 +52,7 @@ CASES = [
     ("unknown format option", GOOD + "\n[models.cnn.targets.onnx]\nopsett = 17\n", "format onnx has no option 'opsett'"),
     ("negative tolerance", GOOD + "\n[correctness]\natol = -1.0\n", "tolerances must not be negative"),
     ("precision tolerance not a table", GOOD + "\n[correctness.precision]\nfp16 = 1\n",
-     "correctness.precision.fp16: must be a table with atol and/or rtol"),
+     "correctness.precision.fp16: must be a table with atol, rtol and/or range_tol"),
     ("entry model file outside the project", GOOD.replace("vision/model.py:build_model", "../model.onnx"),
      "models.cnn.entry: '../model.onnx' is outside the project folder"),
     ("bad max batch", GOOD.replace("max_batch_size = 16", "max_batch_size = -1"), "must be 0 or more, not -1"),
@@ -129,6 +129,24 @@ def test_the_tie_margin_is_a_selection_setting_not_a_profile_option(root):
     assert "tie_margin_pct" not in settings.measure.as_key()
     (root / "navbuild.toml").write_text(GOOD)
     assert load(root / "navbuild.toml").profile.tie_margin_pct is None  # the device's default
+
+
+def test_a_format_may_build_its_own_precisions(root, capsys):
+    """[targets.<format>] precisions: that format's targets, instead of the model's precisions."""
+    from navbuild.engine.graph import build_graph
+    from navbuild.engine.registry import default_registry
+    from navbuild.engine.config import load
+
+    registry = default_registry()
+    text = GOOD.replace('formats = ["onnx"]', 'formats = ["onnx", "torchscript-trace"]\nprecisions = ["fp16"]\n'
+                        '[models.cnn.targets.onnx]\nprecisions = ["fp32"]')
+    (root / "navbuild.toml").write_text(text)
+    project = load(root / "navbuild.toml", registry.formats)
+    assert project.models["cnn"].targets.format_options["onnx"] == {}  # the engine's key, not the rule's
+    artifacts = {name for name in build_graph(project, registry).targets if name.count(":") == 1 and "." not in name}
+    assert {"cnn:onnx", "cnn:torchscript-trace-fp16"} <= artifacts and "cnn:onnx-fp16" not in artifacts
+    code, output = run(root, text.replace('precisions = ["fp32"]', 'precisions = ["int8"]'), capsys)
+    assert code == 2 and "models.cnn.targets.onnx.precisions: format onnx builds none of ['int8']" in output
 
 
 @pytest.mark.parametrize("line, message, fix", [

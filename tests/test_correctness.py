@@ -69,3 +69,22 @@ def test_a_source_that_disagrees_with_itself_is_blamed_not_the_format():
     message = result["failures"][0]
     assert message.startswith("the source model is not deterministic")
     assert "atol >= 0.5 for y (it has 0.0001)" in message and "no format is to blame" in message
+
+
+def test_range_tol_allows_a_share_of_the_outputs_range_over_every_sample():
+    """tf32's rounding grows with what a layer accumulates: ResNet-50's logits reach 111 and a small
+    logit was 0.049 off on an H100. range_tol scales with the output's largest |expected| over every
+    sample (here 100, in the second sample), not with the element compared."""
+    expected = [{"y": np.asarray([-0.08, 1.0], np.float32)}, {"y": np.asarray([100.0, -3.0], np.float32)}]
+    actual = [{"y": np.asarray([-0.03, 1.0], np.float32)}, {"y": np.asarray([100.0, -3.0], np.float32)}]
+    plain = compare(actual, expected, lambda _: Tolerance(5e-3, 5e-3))
+    assert not plain["passed"]
+    ranged = compare(actual, expected, lambda _: Tolerance(5e-3, 5e-3, range_tol=1e-3))
+    assert ranged["passed"] and ranged["outputs"]["y"]["range_tol"] == 1e-3
+    tight = compare(actual, expected, lambda _: Tolerance(5e-3, 5e-3, range_tol=1e-4))
+    assert "exceeds atol 0.005 + range_tol 0.0001 * 100 (its range)" in tight["failures"][0]
+
+
+def test_a_tolerance_without_range_keys_as_before():
+    assert Tolerance(1e-4, 1e-3).as_key() == [1e-4, 1e-3]
+    assert Tolerance(5e-3, 5e-3, 1e-3).as_key() == [5e-3, 5e-3, 1e-3]

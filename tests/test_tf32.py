@@ -20,10 +20,11 @@ torch = pytest.importorskip("torch")
 def torch_switches():
     """torch's process-wide TF32 switches, restored after the test."""
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-             torch.get_float32_matmul_precision())
+             torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark)
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
     torch.set_float32_matmul_precision(saved[2])
+    torch.backends.cudnn.benchmark = saved[3]
 
 
 def test_fp32_on_cuda_turns_cudnn_and_matmul_tf32_off(torch_switches):
@@ -104,3 +105,25 @@ def test_tf32_enters_the_keys_of_cuda_checks_and_profiles(device, precision, ent
     material = keys.profile_material(profile, artifact=artifact, artifact_digest="a", samples_digest="s",
                                      runner="onnxruntime", runner_tools=(), config={}, resolved={})
     assert {k: v for k, v in material.items() if k == "tf32"} == entry
+
+
+@pytest.mark.parametrize("precision,device,flags", [("fp32", "cpu", [False, False]), ("fp32", "cuda", [True, False]),
+                                                    ("tf32", "cuda", [True, True])])
+def test_a_trace_keeps_the_cudnn_flags_of_its_target_whatever_the_process_set(torch_switches, precision, device, flags):
+    """torch.jit.trace writes each convolution's benchmark and allow_tf32 into the graph: a CUDA fp32
+    trace made with PyTorch's defaults kept TF32 on whatever its runner set (a resnet50's fp32
+    TorchScript failed its check on an H100 by 0.049), and a CPU trace's bytes followed the worker's
+    earlier targets."""
+    import torch
+
+    from rules.torch import tf32
+
+    conv = torch.nn.Conv2d(3, 4, 3).eval()
+    for before in (True, False):  # what the process had: an earlier target's switches, or the defaults
+        torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.benchmark = before
+        with tf32.traced_flags(precision, device):
+            graph = torch.jit.trace(conv, torch.randn(1, 3, 8, 8)).inlined_graph
+        node = next(n for n in graph.nodes() if n.kind() == "aten::_convolution")
+        benchmark, allow_tf32 = (value.toIValue() for value in list(node.inputs())[9:13:3])
+        assert [benchmark, allow_tf32] == flags
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) == (before, before)

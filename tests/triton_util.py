@@ -1,26 +1,14 @@
 """Helpers for the deployment tests: a realistic build status, and a real tritonserver on loopback.
 
-The tritonserver binary is the one nvidia-pytriton bundles (pytriton/tritonserver/bin). To serve a
-python-backend repository with it under this interpreter:
-  * the backend folder is a copy of pytriton/tritonserver/backends/python plus the stub for this
-    Python (pytriton/tritonserver/python_backend_stubs/<X.Y>/triton_python_backend_stub);
-  * LD_LIBRARY_PATH holds the interpreter's LIBDIR (the stub links libpython<X.Y>.so, and another
-    Python's copy would be found first otherwise) and site-packages' nvidia_pytriton.libs;
-  * PYTHONPATH lets the stub import navbuild (and these tests' runners).
+The tritonserver binary is the one nvidia-pytriton bundles (pytriton/tritonserver/bin), started
+through navbuild.deploy.triton_server, which says how it serves python-backend repositories under
+this interpreter; PYTHONPATH lets the stub import navbuild (and these tests' runners).
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import sysconfig
-import time
-import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,6 +17,7 @@ import numpy as np
 import pytest
 
 from navbuild import tensors
+from navbuild.deploy import triton_server
 from navbuild.hashing import digest_file, tree_digest
 from navbuild.runner import Runner, output_names
 
@@ -249,112 +238,32 @@ def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
     np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=RTOL)
 
 
-# -- a real tritonserver ----------------------------------------------------------------------
-def pytriton_dirs() -> tuple[Path, Path] | None:
-    """``(pytriton/tritonserver, nvidia_pytriton.libs)`` of the installed nvidia-pytriton."""
-    try:
-        import pytriton
-    except ImportError:
-        return None
-    server = Path(pytriton.__file__).parent / "tritonserver"
-    return server, Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+# -- a real tritonserver (navbuild.deploy.triton_server) --------------------------------------------
+def bundled_install() -> triton_server.Install:
+    """The tritonserver that nvidia-pytriton bundles (the tests serve python-backend repositories)."""
+    found = triton_server.bundled_dirs()
+    if found is None:
+        pytest.skip("nvidia-pytriton (which bundles tritonserver) is not installed")
+    install = triton_server.Install(binary=found[0] / "bin" / "tritonserver", backends=found[0] / "backends",
+                                    libraries=(found[1],), bundled=True)
+    if triton_server.python_stub(install) is None:
+        pytest.skip(f"nvidia-pytriton ships no python backend stub for Python "
+                    f"{sys.version_info.major}.{sys.version_info.minor}")
+    return install
 
 
 def library_path() -> str:
     """LD_LIBRARY_PATH for tritonserver and the python backend stub under this interpreter."""
-    found = pytriton_dirs()
-    parts = [sysconfig.get_config_var("LIBDIR") or ""]
-    if found:
-        parts.append(str(found[1]))
-    if os.environ.get("LD_LIBRARY_PATH"):
-        parts.append(os.environ["LD_LIBRARY_PATH"])
-    return ":".join(p for p in parts if p)
+    found = triton_server.bundled_dirs()
+    return triton_server.library_path(bundled_install() if found else None)
 
 
-def server_env(pythonpath: list[Path]) -> dict[str, str]:
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = library_path()
-    env["PYTHONPATH"] = ":".join([*(str(p) for p in pythonpath), *filter(None, [env.get("PYTHONPATH")])])
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    return env
-
-
-def prepare_backends(dest: Path) -> Path:
-    """A backend folder holding the python backend with the stub for this interpreter."""
-    found = pytriton_dirs()
-    if found is None:
-        pytest.skip("nvidia-pytriton (which bundles tritonserver) is not installed")
-    server, _ = found
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = server / "python_backend_stubs" / version / "triton_python_backend_stub"
-    if not stub.exists():
-        pytest.skip(f"nvidia-pytriton ships no python backend stub for Python {version}")
-    backends = dest / "backends"
-    shutil.copytree(server / "backends" / "python", backends / "python",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
-    return backends
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+free_port = triton_server.free_port
 
 
 @contextlib.contextmanager
 def tritonserver(repo: Path, workdir: Path, *, pythonpath: list[Path]) -> Iterator[str]:
-    """Run tritonserver on ``repo`` (127.0.0.1 only) until its models are ready; yields the HTTP
-    address ``127.0.0.1:<port>``. The server's process group is killed on exit, whatever happens."""
-    found = pytriton_dirs()
-    if found is None:
-        pytest.skip("nvidia-pytriton (which bundles tritonserver) is not installed")
-    binary = found[0] / "bin" / "tritonserver"
-    backends = prepare_backends(workdir)
-    http_port = free_port()
-    log_path = workdir / "tritonserver.log"
-    command = [str(binary), "--model-repository", str(repo), "--backend-directory", str(backends),
-               "--http-address", "127.0.0.1", "--http-port", str(http_port),
-               "--allow-grpc", "false", "--allow-metrics", "false", "--exit-timeout-secs", "5",
-               "--strict-readiness", "true"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=server_env(pythonpath), start_new_session=True)
-    try:
-        _wait_ready(process, http_port, log_path)
-        yield f"127.0.0.1:{http_port}"
-    finally:
-        _stop(process)
-
-
-def _log_tail(log_path: Path, lines: int = 40) -> str:
-    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_ready(process: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    url = f"http://127.0.0.1:{port}/v2/health/ready"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"tritonserver exited with {process.returncode}:\n{_log_tail(log_path)}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        time.sleep(0.25)
-    raise RuntimeError(f"tritonserver not ready after {START_TIMEOUT_S}s:\n{_log_tail(log_path)}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the server (it stops its python backend stubs), then SIGKILL to its process
-    group (the server and any stub left behind)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # stubs left behind, if any
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=STOP_TIMEOUT_S)
+    """Run the bundled tritonserver on ``repo`` (127.0.0.1 only) until its models are ready; yields
+    the HTTP address ``127.0.0.1:<port>``."""
+    with triton_server.serve(repo, workdir, pythonpath=pythonpath, install=bundled_install()) as url:
+        yield url

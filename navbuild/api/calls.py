@@ -32,11 +32,12 @@ def is_tensor(value: Any) -> bool:
 
 
 def describe(value: Any, leaves: list[Any], path: tuple[Any, ...], paths: list[tuple[Any, ...]]) -> Any:
-    """``value`` as a plain tree: tensors become ``{"t": index}`` (appended to ``leaves``)."""
+    """``value`` as a plain tree: tensors become ``{"t": index}`` (appended to ``leaves``); a tensor
+    without dimensions (a diffusion step's timestep) is marked ``"scalar"`` (see ``record``)."""
     if is_tensor(value):
         leaves.append(value)
         paths.append(path)
-        return {"t": len(leaves) - 1}
+        return {"t": len(leaves) - 1, "scalar": True} if value.dim() == 0 else {"t": len(leaves) - 1}
     if isinstance(value, CONSTANT_TYPES):
         return {"c": value}
     if isinstance(value, Mapping):
@@ -53,7 +54,9 @@ def rebuild(tree: Any, leaves: Sequence[Any], classes: Mapping[str, type] | None
     """The value ``describe`` saw, with ``leaves`` in place of its tensors. Mappings come back as
     dicts and sequences as tuples or lists, except for classes found in ``classes`` (by name)."""
     if "t" in tree:
-        return leaves[tree["t"]]
+        leaf = leaves[tree["t"]]
+        # a scalar travels as one copy per batch item (``record``); the model gets it back as it was
+        return leaf[0] if tree.get("scalar") and getattr(leaf, "ndim", 0) == 1 else leaf
     if "c" in tree:
         return tree["c"]
     classes = classes or {}
@@ -112,7 +115,7 @@ class Call:
     def positional(self) -> bool:
         """``model(t0, t1, ...)`` with tensors only: no adapter needed."""
         args, kwargs = self.tree["seq"]
-        return not kwargs["map"] and all("t" in item for item in args["seq"])
+        return not kwargs["map"] and all("t" in item and "scalar" not in item for item in args["seq"])
 
     def same_structure(self, other: "Call") -> bool:
         """Tensor leaves hold only their index: trees compare by structure and constants."""
@@ -121,10 +124,15 @@ class Call:
 
 def record(args: Sequence[Any], kwargs: Mapping[str, Any], input_names: Sequence[str] | None = None
            ) -> tuple[Call, list[Any]]:
-    """The call's structure and its tensors, in order."""
+    """The call's structure and its tensors, in order. A tensor without dimensions is repeated along
+    the call's batch (the first dimension of its first batched tensor), so that every input has the
+    batch first, as the engine's samples, exports and dynamic batch axes need."""
     leaves: list[Any] = []
     paths: list[tuple[Any, ...]] = []
     tree = describe((tuple(args), dict(kwargs)), leaves, (), paths)
+    if any(leaf.dim() == 0 for leaf in leaves):
+        batch = next((leaf.shape[0] for leaf in leaves if leaf.dim() > 0), 1)
+        leaves = [leaf.reshape(1).repeat(batch) if leaf.dim() == 0 else leaf for leaf in leaves]
     names = list(input_names) if input_names else [_input_name(path) for path in paths]
     if len(names) != len(leaves):
         raise CallError(f"input_names names {len(names)} inputs but the call passes {len(leaves)} tensors")

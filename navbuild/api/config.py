@@ -22,7 +22,8 @@ DEFAULT_SAMPLE_COUNT = 100  # Model Navigator's default too
 # What a model gets when no target_formats are given: for torch the eager model as the baseline,
 # the portable exports, and TensorRT (skipped with the reason where it is not installed).
 DEFAULT_FORMATS = {"torch": ("torch", "torchscript-trace", "torch-export", "onnx", "trt"),
-                   "onnx": ("onnx", "trt")}
+                   "onnx": ("onnx", "trt"), "tensorflow": ("savedmodel", "onnx", "tf-trt", "trt"),
+                   "jax": ("jax-jit", "savedmodel", "onnx", "tf-trt", "trt")}
 
 
 class Format(str, enum.Enum):
@@ -80,13 +81,17 @@ class OptimizeConfig:
     target_precisions   precisions each format builds where its rule supports them (``[targets] precisions``;
                         "tf32": fp32 with TF32 math, on an Ampere-or-newer GPU)
     target_device       "cpu", "cuda" or "auto" (a ``DeviceKind``)
-    runners             keep only the formats whose runner has one of these names (e.g. "onnxruntime")
+    runners             keep only the formats these runners run: Model Navigator's names ("TensorRT",
+                        "OnnxCUDA", "TorchCompileCUDA"...; they also set an ``auto`` device) or
+                        navbuild's ("onnxruntime"); an unknown name is an error listing both
     batching            False fixes the batch (dimension 0) at 1: ``max_batch_size = 1``
     max_batch_size      the largest batch exports accept; None: the largest batch in the samples; 0: the
                         model has no batch dimension (shapes as the samples give them)
     sample_count        at most this many samples are taken from the dataloader
     input_names, output_names   names of the model's inputs and outputs (default: derived)
-    dynamic_axes        non-batch axes that vary, ``{input: {axis: label}}`` (default: derived)
+    dynamic_axes        non-batch axes that vary, ``{input: {axis: label}}`` or with bounds
+                        ``{input: {axis: {"name": label, "min": 1, "max": 512}}}`` (default: the axes
+                        whose size differs between samples, up to the largest size seen)
     atol, rtol          fp32 tolerances (``[correctness]``); ``correctness`` takes the whole table
                         (per precision, per output) as navbuild.toml writes it
     optimization_profile  profiling options (``[profile]``: a ProfileConfig or its fields as a mapping)
@@ -112,7 +117,7 @@ class OptimizeConfig:
     sample_count: int = DEFAULT_SAMPLE_COUNT
     input_names: Sequence[str] | None = None
     output_names: Sequence[str] | None = None
-    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None
+    dynamic_axes: Mapping[str, Mapping[int, Any]] | None = None
     atol: float | None = None
     rtol: float | None = None
     correctness: Mapping[str, Any] | None = None
@@ -153,15 +158,25 @@ class OptimizeConfig:
     def formats(self, known: Mapping[str, Any], framework: str = "torch") -> list[str]:
         """The format names, filtered by ``runners`` (``known``: format name -> Rule)."""
         wanted = DEFAULT_FORMATS.get(framework, ()) if self.target_formats is None else self.target_formats
-        names = [_name(f) for f in _as_tuple(wanted)]
+        names = list(dict.fromkeys(_name(f) for f in _as_tuple(wanted)))
         if self.runners is not None:
-            runners = {_name(r) for r in _as_tuple(self.runners)}
-            names = [n for n in names if n in known and getattr(known[n], "runner", None) in runners]
-        return list(dict.fromkeys(names))
+            from navbuild.api.runners import formats_run_by
+
+            names = formats_run_by([_name(r) for r in _as_tuple(self.runners)], names, known)
+        return names
+
+    def device(self) -> str:
+        """``target_device``, or the device of the named Model Navigator runners when it is ``auto``."""
+        device = _name(self.target_device)
+        if self.runners is None:
+            return device
+        from navbuild.api.runners import device_of
+
+        return device_of([_name(r) for r in _as_tuple(self.runners)], device)
 
     def model_table(self, *, framework: str, entry: str, samples: str, sources: Sequence[str],
                     inputs: Sequence[str], outputs: Sequence[str], max_batch_size: int,
-                    dynamic_axes: Mapping[str, Mapping[int, str]], known: Mapping[str, Any]) -> dict[str, Any]:
+                    dynamic_axes: Mapping[str, Mapping[int, Any]], known: Mapping[str, Any]) -> dict[str, Any]:
         """``[models.<name>]`` for one model whose entry and samples the API prepared."""
         targets: dict[str, Any] = {"formats": self.formats(known, framework),
                                    "precisions": [_name(p) for p in _as_tuple(self.target_precisions)]}
@@ -170,14 +185,15 @@ class OptimizeConfig:
         table: dict[str, Any] = {
             "framework": framework, "entry": entry, "samples": samples, "sources": list(sources),
             "max_batch_size": 1 if not self.batching else max_batch_size,
-            "device": _name(self.target_device), "targets": targets,
+            "device": self.device(), "targets": targets,
         }
         if inputs:
             table["inputs"] = list(inputs)
         if outputs:
             table["outputs"] = list(outputs)
         if dynamic_axes:
-            table["dynamic_axes"] = {name: {str(axis): label for axis, label in axes.items()}
+            table["dynamic_axes"] = {name: {str(axis): dict(label) if isinstance(label, Mapping) else label
+                                            for axis, label in axes.items()}
                                      for name, axes in dynamic_axes.items()}
         correctness = self.correctness_table()
         if correctness:
@@ -213,6 +229,34 @@ class OptimizeConfig:
         if not self.profiling:
             table["enabled"] = False
         return table
+
+
+def with_fields(config: OptimizeConfig | None, fields: Mapping[str, Any]) -> OptimizeConfig:
+    """``config`` with ``fields`` (OptimizeConfig fields given as keywords, as Model Navigator's
+    ``optimize`` takes them) set. A field that ``config`` already sets to another value is an error:
+    neither silently wins."""
+    import dataclasses
+
+    known = {f.name: f for f in dataclasses.fields(OptimizeConfig)}
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ConfigError(LABEL, unknown[0], "is not an optimize option", "use one of " + ", ".join(sorted(known)))
+    if config is None:
+        return OptimizeConfig(**fields)
+    if not isinstance(config, OptimizeConfig):
+        raise ConfigError(LABEL, "config", f"must be a navbuild.OptimizeConfig, not {type(config).__name__}")
+    for name, value in fields.items():
+        current, default = getattr(config, name), _default(known[name])
+        if current != default and current != value:
+            raise ConfigError(LABEL, name, f"given as a keyword ({value!r}) and in config ({current!r})",
+                              "give it once")
+    return config.clone(**fields)
+
+
+def _default(field: Any) -> Any:
+    import dataclasses
+
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:

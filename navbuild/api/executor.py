@@ -35,8 +35,9 @@ class NestedOptimizeError(RuntimeError):
 
 
 def isolation_enabled() -> bool:
-    value = os.environ.get(ENV_MULTIPROCESSING, "1").strip().lower()
-    return value not in ("0", "false", "no", "off")
+    from navbuild.api.environment import use_multiprocessing  # NAVIGATOR_USE_MULTIPROCESSING too
+
+    return use_multiprocessing()
 
 
 def refuse_nested_call() -> None:

@@ -99,6 +99,12 @@ def _hooks(module: Any, code: "_Code") -> list[Any]:
     return found
 
 
+# configuration entries that record how a config was made, not what the model computes, and whose
+# order changes from one process to the next: diffusers lists the keys left at their defaults
+# from a set (its ``_use_default_values``), so two processes would see two models
+UNORDERED_BOOKKEEPING = frozenset({"_use_default_values"})
+
+
 def value_material(value: Any, code: "_Code", depth: int = 0) -> Any:
     """A deterministic description of an attribute's value (never an address or an id)."""
     if isinstance(value, bool) or isinstance(value, PRIMITIVES):
@@ -119,7 +125,8 @@ def value_material(value: Any, code: "_Code", depth: int = 0) -> Any:
         items = [value_material(v, code, depth + 1) for v in value]
         return [type(value).__name__, sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items]
     if isinstance(value, dict):
-        return ["dict", sorted([[repr(k), value_material(v, code, depth + 1)] for k, v in value.items()])]
+        return ["dict", sorted([[repr(k), value_material(v, code, depth + 1)] for k, v in value.items()
+                                if k not in UNORDERED_BOOKKEEPING])]
     if "torch" in sys.modules and isinstance(value, torch.nn.Module):
         # a module held in a plain list or dict is no child: named_modules() does not reach it
         if id(value) in _IN_PROGRESS:

@@ -37,7 +37,8 @@ class Module(wrapt.ObjectProxy):
     forward_func    the name of the method the pipeline really calls (e.g. "forward" when another
                     method calls ``self.forward(...)`` rather than ``self(...)``); None: the module call
     batching        overrides OptimizeConfig.batching for this module
-    precision       the precision its targets are built in (overrides target_precisions)
+    precision       a hint: the formats that can build this precision build it ("fp16", "int8"),
+                    the others their usual precisions; the module's table says which did which
     optimize_config this module's OptimizeConfig (else ``navbuild.optimize``'s); also a property
     """
 
@@ -58,6 +59,8 @@ class Module(wrapt.ObjectProxy):
         self._self_forward_func = forward_func
         self._self_batching = batching
         self._self_precision = precision
+        self._self_precision_note: str | None = None  # which formats build the precision, after optimize
+        self._self_refused: str | None = None  # why its configuration cannot be built
         self._self_optimize_config = optimize_config
         self._self_recording: Recording | None = None  # while optimize runs the pipeline
         self._self_recorded: Recording | None = None  # the last optimize's: what the runner may serve
@@ -66,6 +69,7 @@ class Module(wrapt.ObjectProxy):
         self._self_target: str | None = None
         self._self_reason: str | None = "not optimized yet: call navbuild.optimize(pipeline, dataloader)"
         self._self_fallbacks = 0
+        self._self_fallback_reason: str | None = None
         self._self_forward = None
         if forward_func is not None:
             self._self_forward = getattr(module, forward_func)  # the bound original
@@ -109,6 +113,11 @@ class Module(wrapt.ObjectProxy):
         """Calls that ran the original code after load_optimized (arguments outside what was recorded)."""
         return self._self_fallbacks
 
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why the last such call ran the original code (the first one also printed it)."""
+        return self._self_fallback_reason
+
     # -- calls -------------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._self_forward_func is not None:  # the module's own call reaches the intercepted method
@@ -136,10 +145,15 @@ class Module(wrapt.ObjectProxy):
                 call, leaves = calls.record(*mapped)
             except calls.CallError:
                 call, leaves = None, []
-            if call is not None and self._self_recorded.admits(call, leaves):
+            refusal = "its arguments cannot be recorded" if call is None else self._self_recorded.refusal(call, leaves)
+            if refusal is None:
                 mapping = self._self_output_mapping
                 output = self._self_optimized.run(*mapped, classes={} if mapping else None)
                 return mapping(output) if mapping else output
+            if not self._self_fallbacks:  # once: a pipeline may call it so a thousand times
+                print(f"navbuild: {self.name} runs its original code ({self._self_target} serves only what "
+                      f"optimize recorded): {refusal}", file=sys.stderr)
+            self._self_fallback_reason = refusal
             self._self_fallbacks += 1
             return self._original(args, kwargs)
         output = self._original(args, kwargs)
@@ -155,12 +169,18 @@ class Module(wrapt.ObjectProxy):
 
     def _config(self, default: OptimizeConfig) -> OptimizeConfig:
         config = self._self_optimize_config or default
-        changes: dict[str, Any] = {}
         if self._self_batching is not None:
-            changes["batching"] = self._self_batching
-        if self._self_precision is not None:
-            changes["target_precisions"] = (self._self_precision,)
-        return config.clone(**changes) if changes else config
+            config = config.clone(batching=self._self_batching)
+        if self._self_precision is not None:  # a hint: the formats that can build it do (precision.py)
+            from navbuild.api.precision import hinted
+            from navbuild.api.project import format_rules
+
+            try:
+                config, self._self_precision_note = hinted(config, self._self_precision, format_rules("torch"))
+            except ConfigError as exc:  # this module is not built; the others are
+                self._self_precision_note = None
+                self._self_refused = str(exc)
+        return config
 
     def _captured(self) -> Any:
         """The module the engine builds from: without the intercepting method on the instance."""
@@ -171,14 +191,16 @@ class Module(wrapt.ObjectProxy):
         vars(clone).pop(self._self_forward_func, None)
         return clone
 
-    def load_optimized(self, strategy: Any = None, *, target: str | None = None, device: str | None = None
-                       ) -> str | None:
+    def load_optimized(self, strategy: Any = None, *, target: str | None = None, device: str | None = None,
+                       config: OptimizeConfig | None = None) -> str | None:
         """Run ``target``, or the target ``strategy`` selects (min-latency by default), from now on;
-        returns it, or None when the module keeps its original code (``optimized_reason`` says why)."""
+        returns it, or None when the module keeps its original code (``optimized_reason`` says why).
+        Without an optimize in this process, its last optimize is looked up in the store of
+        ``config``'s workspace (default: its ``optimize_config``'s, else the current folder)."""
         from navbuild.api.package import PackageError
 
         self._unload()
-        package = self._self_package
+        package = self._self_package or self._recall(config)
         if package is None:
             return None
         try:
@@ -195,11 +217,26 @@ class Module(wrapt.ObjectProxy):
         self._self_target, self._self_reason = target, None
         return target
 
+    def _recall(self, config: OptimizeConfig | None) -> Any:
+        """This module's last optimize, from the store (``remembered.py``); None: the reason is set."""
+        from navbuild.api import remembered
+
+        if self._self_recorded is not None:  # optimized in this process, without a package: its reason holds
+            return None
+
+        try:
+            found = remembered.recall(self, config or self._self_optimize_config or OptimizeConfig())
+        except remembered.NotRecalled as exc:
+            self._self_reason = str(exc)
+            return None
+        self._self_package, self._self_recorded = found.package, found.recorded
+        return found.package
+
     def _unload(self) -> None:
         if self._self_optimized is not None:
             self._self_optimized.close()
         self._self_optimized, self._self_target = None, None
-        self._self_fallbacks = 0
+        self._self_fallbacks, self._self_fallback_reason = 0, None
 
 
 def _free_name(base: str) -> str:
@@ -249,6 +286,7 @@ def _record(func: Callable[..., Any], dataloader: Iterable[Any], modules: list[M
     import torch
 
     for module in modules:
+        module._self_refused = None
         module._config(config).check()
         module._start_recording(module._config(config).sample_count)
     try:
@@ -267,28 +305,38 @@ def _source(workspace: Any, module: Module, recording: Recording, config: Optimi
     """The module as a model of the project, or None (its ``optimized_reason`` says why)."""
     from navbuild.api import sources
 
+    if module._self_refused:
+        module._self_reason = module._self_refused
+        return None
     if recording.call is None:
         module._self_reason = (f"its calls cannot be recorded: {recording.error}" if recording.error else
                                "the pipeline never called it while optimize ran (if it calls another "
                                "method than __call__, name it with forward_func=)")
         return None
-    method = module._self_forward_func if module._self_forward_func not in (None, "forward") else None
     try:
         return sources.object_source(workspace, module.name, module._captured(), recording.samples,
-                                     module._config(config), method=method, reference=recording.reference)
+                                     module._config(config), method=_method(module), reference=recording.reference)
     except (calls.CallError, ConfigError) as exc:
         module._self_reason = f"its calls cannot be recorded: {exc}"
         return None
 
 
+def _method(module: Module) -> str | None:
+    """The method the engine calls on the captured module (None: the module call)."""
+    return module._self_forward_func if module._self_forward_func not in (None, "forward") else None
+
+
 def _build(workspace: Any, model_sources: list[Any], config: OptimizeConfig, jobs: int) -> None:
     """One build for every module (in parallel with ``jobs``); each module gets its Package."""
+    from navbuild.api import remembered
     from navbuild.api.single import package_of
 
     built = workspace.build(model_sources, config, jobs=jobs)
+    mapping = workspace.mapping(model_sources, config)
     for source in model_sources:
         module = _REGISTRY[source.name]
         package = package_of(built, source.name)
+        remembered.remember(built.session.store.root, source, module._self_recorded, mapping, _method(module))
         verify_func = module._config(config).verify_func
         if verify_func is not None:
             package.verify(verify_func)
@@ -297,12 +345,17 @@ def _build(workspace: Any, model_sources: list[Any], config: OptimizeConfig, job
     built.session.close()  # file digests learned while collecting the statuses, for the next run
 
 
-def load_optimized(strategy: Any = None, *, device: str | None = None, quiet: bool = False) -> dict[str, str | None]:
+def load_optimized(strategy: Any = None, *, device: str | None = None, quiet: bool = False,
+                   config: OptimizeConfig | None = None) -> dict[str, str | None]:
     """Swap in each optimized module's best correct runner (``strategy``: min-latency by default).
 
-    A module whose best target is the eager model itself, or that has no usable target, keeps its
-    original code and says why (``module.optimized_reason``). Returns module name -> target (or None)."""
-    chosen = {module.name: module.load_optimized(strategy, device=device) for module in _REGISTRY.values()}
+    A module not optimized in this process gets its last optimize from the store (``config``: where
+    the workspace and store are; default each module's ``optimize_config``, else the current folder),
+    unless its code or weights changed since. A module whose best target is the eager model itself,
+    or that has no usable target, keeps its original code and says why (``module.optimized_reason``).
+    Returns module name -> target (or None)."""
+    chosen = {module.name: module.load_optimized(strategy, device=device, config=config)
+              for module in _REGISTRY.values()}
     if not quiet:
         for module in _REGISTRY.values():
             what = module.optimized_target or f"original code ({module.optimized_reason})"
@@ -330,17 +383,20 @@ def _sample(item: Any) -> Any:
 
 
 def _report(modules: list[Module], recordings: dict[str, Recording]) -> None:
-    from navbuild.api.report import print_package
+    from navbuild.api.environment import console_output
+    from navbuild.api.report import print_model
     from navbuild.view.console import console
 
+    if console_output() == "none":
+        return
     out = console()
     for module in modules:
         recording = recordings[module.name]
         note = (f"{recording.calls_seen} calls recorded" +
                 (f", {recording.other_signatures} with other arguments (they keep the original code)"
-                 if recording.other_signatures else ""))
+                 if recording.other_signatures else "") +
+                (f"; {module._self_precision_note}" if module._self_precision_note else ""))
         if module.package is None:
             out.print(f"[bold]module {module.name}[/]: not optimized: {module.optimized_reason}", highlight=False)
         else:
-            print_package(out, module.package, title=f"module {module.name}", note=note,
-                          strategy=DEFAULT_STRATEGY)
+            print_model(out, module.package, title=f"module {module.name}", note=note, strategy=DEFAULT_STRATEGY)

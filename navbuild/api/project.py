@@ -42,7 +42,7 @@ class ModelSource:
     inputs: list[str]
     outputs: list[str]
     max_batch_size: int
-    dynamic_axes: dict[str, dict[int, str]]
+    dynamic_axes: dict[str, dict[int, Any]]  # labels, or tables with bounds (navbuild.dynamic_axes)
     config: OptimizeConfig
     identity: str | None = None  # a live object's identity (objects.py); None for file entries
     live: dict[str, Any] = field(default_factory=dict)  # call, output tree and classes (calls.py)
@@ -93,9 +93,11 @@ class Workspace:
     def open(self, models: Sequence[ModelSource], config: OptimizeConfig, isolate: bool | None = None) -> Session:
         """The models as one project (``engine.project.open_mapping``); ``isolate`` (default: unless
         NAVBUILD_USE_MULTIPROCESSING=0) runs its actions in the engine's worker processes."""
+        from navbuild.api.environment import console_output
         from navbuild.engine.project import open_mapping
 
-        options = Options(verbose=config.verbose, retry_failed=config.retry_failed,
+        verbose = config.verbose or console_output() == "logs"  # NAVIGATOR_CONSOLE_OUTPUT=logs
+        options = Options(verbose=verbose, retry_failed=config.retry_failed,
                           isolate=executor.isolation_enabled() if isolate is None else isolate)
         try:
             return open_mapping(self.mapping(models, config), self.root, label=LABEL, options=options)

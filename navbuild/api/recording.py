@@ -51,15 +51,25 @@ class Recording:
 
     def admits(self, call: calls.Call, leaves: list[Any]) -> bool:
         """A later call the optimized runner may serve: same structure, dtypes, shapes in range."""
-        if self.call is None or not call.same_structure(self.call):
-            return False
+        return self.refusal(call, leaves) is None
+
+    def refusal(self, call: calls.Call, leaves: list[Any]) -> str | None:
+        """Why the optimized runner may not serve a later call (None: it may), in one phrase."""
+        if self.call is None:
+            return "no call was recorded"
+        if not call.same_structure(self.call):
+            return "its arguments differ from the recorded calls' in structure or constants"
         for name, leaf in zip(self.call.names, leaves):
             ranges = self.ranges.get(name)
-            if leaf.dtype != self.dtypes.get(name) or ranges is None or leaf.dim() != len(ranges):
-                return False
-            if any(not lo <= n <= hi for n, (lo, hi) in zip(leaf.shape, ranges)):
-                return False
-        return True
+            if leaf.dtype != self.dtypes.get(name):
+                return f"input {name} is {leaf.dtype}, the recorded calls' {self.dtypes.get(name)}"
+            if ranges is None or leaf.dim() != len(ranges):
+                return f"input {name} has {leaf.dim()} dimensions, the recorded calls' {len(ranges or ())}"
+            for axis, (n, (lo, hi)) in enumerate(zip(leaf.shape, ranges)):
+                if not lo <= n <= hi:
+                    what = "batch" if axis == 0 else f"axis {axis}"
+                    return f"input {name} has {what} {n}, outside the recorded range {lo}..{hi}"
+        return None
 
 
 def detached(value: Any) -> Any:

@@ -33,6 +33,33 @@ def print_package(console: Any, package: Any, title: str | None = None, note: st
         console.print("; ".join(lines), highlight=False)
 
 
+def print_steps(console: Any, package: Any, title: str | None = None) -> None:
+    """Every step of this run for the model (samples, reference, each export or conversion, its
+    check and its profile): status, seconds, reason (``NAVIGATOR_CONSOLE_OUTPUT=detailed``)."""
+    from rich.table import Table
+
+    table = Table(title=f"{title or package.name}: steps", header_style="bold", title_justify="left")
+    for column in ("step", "status", "seconds", "reason"):
+        table.add_column(column, overflow="fold")
+    for name, record in package.records.items():
+        status = f"[{STYLE.get(record.status, '')}]{record.label}[/]"
+        table.add_row(name.split(":", 1)[1], status, f"{record.seconds:.2f}" if record.seconds else "",
+                      record.reason or "")
+    console.print(table)
+
+
+def print_model(console: Any, package: Any, **options: Any) -> None:
+    """What the console output mode asks for after one model's build (api/environment.py)."""
+    from navbuild.api.environment import console_output
+
+    mode = console_output()
+    if mode == "none":
+        return
+    print_package(console, package, **options)
+    if mode in ("detailed", "logs"):
+        print_steps(console, package, options.get("title"))
+
+
 def _chosen(package: Any, strategy: str) -> str | None:
     try:
         return package.selected(strategy)

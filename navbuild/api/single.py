@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from navbuild.api import calls, objects, sources
-from navbuild.api.config import LABEL, OptimizeConfig
+from navbuild.api.config import LABEL, OptimizeConfig, with_fields
 from navbuild.api.package import Package
 from navbuild.api.project import (BuildResult, ModelSource, Workspace, default_model_name, reads_framework,
                                   safe_model_name)
@@ -13,9 +13,10 @@ from navbuild.engine.config import ConfigError
 
 
 def optimize_torch(model: Any, dataloader: Any, config: OptimizeConfig | None = None, *, name: str | None = None,
-                   jobs: int = 1, quiet: bool = False) -> Package:
-    """A torch ``nn.Module`` (or a ``"file.py:function"`` entry that returns one), optimized."""
-    config = _checked(config)
+                   jobs: int = 1, quiet: bool = False, **fields: Any) -> Package:
+    """A torch ``nn.Module`` (or a ``"file.py:function"`` entry that returns one), optimized.
+    ``fields``: OptimizeConfig fields as keywords (``target_formats=...``), beside or instead of ``config``."""
+    config = _checked(config, fields)
     workspace = Workspace(config)
     if isinstance(model, str):
         name = safe_model_name(name or Path(model.rsplit(":", 1)[0]).stem)
@@ -33,10 +34,10 @@ def optimize_torch(model: Any, dataloader: Any, config: OptimizeConfig | None = 
 
 
 def optimize_onnx(path: str | Path, dataloader: Any, config: OptimizeConfig | None = None, *,
-                  name: str | None = None, jobs: int = 1, quiet: bool = False) -> Package:
+                  name: str | None = None, jobs: int = 1, quiet: bool = False, **fields: Any) -> Package:
     """An ONNX file as the source model, declared as navbuild.toml declares one (``framework =
     "onnx"``, ``entry = "path/model.onnx"``): it needs a rule family that reads ONNX-file sources."""
-    config = _checked(config)
+    config = _checked(config, fields)
     if not reads_framework("onnx"):
         raise ConfigError(LABEL, "model", "no installed rule family reads ONNX files as source models "
                           "(framework 'onnx')", "install one that does, or optimize the torch model instead")
@@ -55,10 +56,26 @@ def optimize_onnx(path: str | Path, dataloader: Any, config: OptimizeConfig | No
     return _build_one(workspace, source, config, jobs, quiet)
 
 
-def _checked(config: OptimizeConfig | None) -> OptimizeConfig:
-    config = config or OptimizeConfig()
-    if not isinstance(config, OptimizeConfig):
-        raise ConfigError(LABEL, "config", f"must be a navbuild.OptimizeConfig, not {type(config).__name__}")
+def optimize_entry(framework: str, model: Any, dataloader: Any, config: OptimizeConfig | None = None, *,
+                   name: str | None = None, jobs: int = 1, quiet: bool = False, **fields: Any) -> Package:
+    """A model of ``framework`` (``tensorflow``, ``jax``) given as ``"file.py:function"`` (relative to
+    the workspace), whose function returns the model as navbuild.toml's ``entry`` does."""
+    config = _checked(config, fields)
+    if not isinstance(model, str):
+        raise ConfigError(LABEL, "model", f"a {framework} model is given as 'file.py:function' (relative to the "
+                          f"workspace), not a {type(model).__name__} object", "put the code that builds it in a "
+                          "function of a file and name that function")
+    if not reads_framework(framework):
+        raise ConfigError(LABEL, "model", f"no installed rule family reads {framework} models",
+                          f"install navbuild's {framework} extra")
+    workspace = Workspace(config)
+    name = safe_model_name(name or Path(model.rsplit(":", 1)[0]).stem)
+    source = sources.entry_source(workspace, name, model, dataloader, config, framework=framework)
+    return _build_one(workspace, source, config, jobs, quiet)
+
+
+def _checked(config: OptimizeConfig | None, fields: dict[str, Any] | None = None) -> OptimizeConfig:
+    config = with_fields(config, fields or {})
     config.check()
     return config
 
@@ -71,10 +88,10 @@ def _build_one(workspace: Workspace, source: ModelSource, config: OptimizeConfig
     if config.verify_func is not None:
         package.verify(config.verify_func)
     if not quiet:
-        from navbuild.api.report import print_package
+        from navbuild.api.report import print_model
         from navbuild.view.console import console
 
-        print_package(console(), package)
+        print_model(console(), package)
     return package
 
 

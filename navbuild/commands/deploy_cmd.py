@@ -2,8 +2,10 @@
 
 * ``package [-o PATH] [--all-targets] [--sign KEYFILE]``: the byte-reproducible ``.nav`` zip
   (docs/deploy.md), signed with an Ed25519 key when asked (``deploy/signing.py``).
-* ``triton --repo DIR [--model M] [--target T] [--strategy S] [--ort-tensorrt]``: a Triton model
-  repository for each model's selected (or given) target.
+* ``triton --repo DIR [--model M] [--target T] [--strategy S] [--ort-tensorrt] [--verify]``: a Triton
+  model repository for each model's selected (or given) target; a warning names each model whose
+  backend the tritonserver found here lacks; ``--verify`` serves the repository on that server and
+  compares its answers with the reference (``deploy/triton_verify.py``): exit 1 when one differs.
 """
 from __future__ import annotations
 
@@ -11,14 +13,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from navbuild.deploy import project_package
+from navbuild.deploy import project_package, triton_server, triton_verify
 from navbuild.engine.project import open_project
 from navbuild.engine.session import Session
 from navbuild.view.console import console
 
 
 COMMANDS = {"package": "write the .nav package (-o PATH, --all-targets, --sign KEY)",
-            "triton": "write a Triton model repository (--repo DIR)"}
+            "triton": "write a Triton model repository (--repo DIR; --verify serves it)"}
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     deploy.add_argument("--backend", default="auto",
                         help="triton: auto (native backend where Triton has one) or python (navbuild's runner)")
     deploy.add_argument("--ort-tensorrt", action="store_true", help="triton: TensorRT accelerator for ONNX models")
+    deploy.add_argument("--verify", action="store_true",
+                        help="triton: serve the repository on a real tritonserver (loopback) and check its answers "
+                             "on the samples and on a sequence length no sample had")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -104,10 +109,61 @@ def _triton(session: Session, args: argparse.Namespace) -> int:
     except DeployError as exc:
         console(stderr=True).print(f"navbuild: error: {exc}")
         return 1
-    for path in paths:
+    deployed = [_deployed(collected, args.model if args.target else path.name, path.name, args, strategy)
+                for path in paths]
+    install = triton_server.find()
+    for path, each in zip(paths, deployed):
         console().print(f"triton: {path}", highlight=False)
-        _say_renamed(collected, args.model if args.target else path.name, args, strategy)
+        _say_renamed(collected, each.model, args, strategy)
+        lacking = triton_verify.missing_backend(install, each.serving)
+        if lacking:
+            console(stderr=True).print(f"navbuild: warning: {each.model} ({each.target}, backend "
+                                       f"{each.serving.backend}): {lacking}", highlight=False, markup=False)
+    if args.verify:
+        return _verify(session, collected, repo, deployed, install)
     return 0
+
+
+def _deployed(collected: dict[str, Any], model: str, triton_name: str, args: argparse.Namespace,
+              strategy: str) -> Any:
+    from navbuild.deploy.triton_repo import deployed_target, serving
+
+    target, entry = deployed_target(collected, model, target=args.target, strategy=strategy)
+    how = serving(entry, collected["models"][model].get("framework"), args.backend, f"{model}:{target}")
+    return triton_verify.Deployed(triton_name=triton_name, model=model, target=target, serving=how)
+
+
+def _verify(session: Session, collected: dict[str, Any], repo: Path, deployed: list[Any],
+            install: Any) -> int:
+    """Serve ``repo`` and compare each model's answers with the reference: 0 when all agree."""
+    import navbuild
+
+    if install is None:
+        console(stderr=True).print("navbuild: error: --verify needs a tritonserver: put one on PATH or install "
+                                   f"nvidia-pytriton, which bundles one ({TRITON_EXTRA})", highlight=False, markup=False)
+        return 2
+    console().print(f"verify: starting {install.label} on 127.0.0.1", highlight=False, markup=False)
+    cases = {}
+    for each in deployed:
+        stored = triton_verify.stored_cases(collected["models"][each.model])
+        unseen = triton_verify.unseen_case(session, each.model, [case.inputs for case in stored])
+        cases[each.model] = stored + ([unseen] if unseen else [])
+    models = session.project.models
+    try:
+        verdicts = triton_verify.verify(
+            repo, collected, deployed, cases,
+            lambda model, precision, output: models[model].correctness.tolerance(precision, output),
+            pythonpath=[Path(navbuild.__file__).resolve().parent.parent, session.project.root], install=install)
+    except triton_server.ServerError as exc:
+        console(stderr=True).print(f"navbuild: error: verify: {exc}", highlight=False, markup=False)
+        return 1
+    for verdict in verdicts:
+        head = "passed" if verdict.passed else "FAILED"
+        console().print(f"verify: {verdict.deployed.triton_name} ({verdict.deployed.target}, "
+                        f"{verdict.deployed.serving.backend} backend): {head}", highlight=False, markup=False)
+        for line in verdict.lines:
+            console().print(f"  {line}", highlight=False, markup=False)
+    return 0 if all(verdict.passed for verdict in verdicts) else 1
 
 
 def _say_renamed(collected: dict[str, Any], model: str, args: argparse.Namespace, strategy: str) -> None:

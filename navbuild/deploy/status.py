@@ -13,6 +13,7 @@ import copy
 import json
 from typing import TYPE_CHECKING, Any, Mapping
 
+from navbuild import dynamic_axes
 from navbuild.engine.graph import ARTIFACT, PROFILE
 from navbuild.rule import ROLES
 
@@ -81,6 +82,8 @@ def _model(session: Session, name: str, model: Any, remembered: dict[str, str]) 
             session.materialize(role_target, manifest)
             entry[role] = {"digest": manifest["files"][role_target.tensor_file], "key": manifest["key"],
                            "path": str(folder / role_target.tensor_file)}
+    if spec.dynamic_axes:
+        entry["dynamic_axes"] = dynamic_axes.to_table(spec.dynamic_axes, spec.axis_bounds)
     if entry["samples"]:
         entry["inputs"] = _io_from(entry["samples"]["path"], spec)
     if entry["reference"]:
@@ -168,12 +171,17 @@ def _save_selections(session: Session, selections: dict[str, dict[str, str]]) ->
 
 
 def _io_from(path: str, spec: Any) -> list[dict[str, Any]]:
-    """Name, dtype and shape of each tensor of a tensors file's first sample (the batch dimension -1,
-    when the model has one)."""
+    """Name, dtype and shape of each tensor of a samples or reference file: -1 on the batch axis (when
+    the model has one), on every declared dynamic axis, and on every axis whose size differs between
+    the samples (an output axis that follows a sequence length), so that Triton and PyTriton accept
+    every size."""
     from navbuild import tensors
 
-    first = tensors.load(path)[0]
-    return [{"name": n, "dtype": str(a.dtype), "shape": spec.declared_shape(a.shape)} for n, a in first.items()]
+    samples = tensors.load(path)
+    varying = dynamic_axes.varying_axes(samples)
+    return [{"name": name, "dtype": str(array.dtype),
+             "shape": spec.declared_shape(array.shape, name, varying.get(name, ()))}
+            for name, array in samples[0].items()]
 
 
 WAITS = "waits for "

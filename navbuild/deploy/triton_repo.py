@@ -161,7 +161,7 @@ def runner_spec(status: Mapping[str, Any], model_name: str, target_name: str, *,
     return {
         "format": SPEC_FORMAT,
         "model": {key: model.get(key) for key in
-                  ("framework", "entry", "inputs", "outputs", "max_batch_size", "batch_dim")}
+                  ("framework", "entry", "inputs", "outputs", "max_batch_size", "batch_dim", "dynamic_axes")}
         | {"name": model_name},
         "target": target_name,
         "runner": target.get("runner"),
@@ -201,14 +201,17 @@ def make_runner(spec: Mapping[str, Any], *, artifact_dir: Path | None, root: Pat
     """A (not yet activated) navbuild runner for the spec written by ``runner_spec``."""
     from navbuild.rule import ModelSpec
 
+    from navbuild import dynamic_axes
+
     model = spec["model"]
+    axes, bounds = dynamic_axes.parse(model.get("dynamic_axes") or {})
     model_spec = ModelSpec(
         name=model["name"], framework=model.get("framework") or "", entry=model.get("entry") or "",
         root=Path(root) if root else Path.cwd(),
         inputs=tuple(t["name"] for t in model.get("inputs") or ()),
         outputs=tuple(t["name"] for t in model.get("outputs") or ()),
         batch_dim=model.get("batch_dim") if model.get("batch_dim") is not None else 0,
-        max_batch_size=int(model.get("max_batch_size") or 0))
+        max_batch_size=int(model.get("max_batch_size") or 0), dynamic_axes=axes, axis_bounds=bounds)
     cls = _runner_class(spec)
     return cls(artifact_dir, model_spec, device or spec.get("device") or "cpu", spec.get("precision") or "fp32")
 

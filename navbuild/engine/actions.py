@@ -157,7 +157,7 @@ def of_the_artifact(runner_info: dict[str, Any]) -> dict[str, Any]:
 
 def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: Path,
                      log: BuildLog) -> dict[str, Any]:
-    from navbuild.measure import coverage, profiling
+    from navbuild.measure import axis_sweep, coverage, profiling
 
     check = session.current_manifest(f"{target.artifact}.check")
     if check is None or not check.get("metadata", {}).get("passed", False):
@@ -174,12 +174,22 @@ def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: P
     # the buckets a runner serves are measured too, under the same budget and window sizing
     config = coverage.profile_config(session.project.profile.measure, runner.served_batch_sizes(),
                                      target.spec.max_batch_size)
-    # what it measures depends on its key alone: it reads no other target's figures
-    result = profiling.profile_runner(runner, _samples(session, target)[0], config,
-                                      device=target.device, progress=progress)
+    samples = _samples(session, target)
+    sizes, size_notes = axis_sweep.planned(config, target.spec, samples)  # [profile] axis_sizes
+    config = axis_sweep.shared_budget(config, target.device, 1 + len(sizes))
+    runner.activate()  # once for the sample's shape and every swept size
+    try:
+        # what it measures depends on its key alone: it reads no other target's figures
+        result = profiling.profile_runner(runner, samples[0], config, device=target.device, progress=progress)
+        swept = axis_sweep.sweep(lambda sample, each: profiling.profile_runner(runner, sample, each,
+                                                                               device=target.device),
+                                 target.spec, samples, sizes, config, log)
+    finally:
+        runner.deactivate()
+    result.notes.extend(size_notes)
     for note in result.notes:
         log(f"profile: {note}")
-    data = {**result.to_dict(), "runner_info": runner.runtime_info()}
+    data = {**result.to_dict(), "runner_info": runner.runtime_info(), **({"axis_sweep": swept} if swept else {})}
     (out_dir / PROFILE_FILE).write_text(json.dumps(jsonable(data), indent=2, sort_keys=True) + "\n")
     return data
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from navbuild import validate
+from navbuild import dynamic_axes, validate
 from navbuild.engine import remote_settings
 from navbuild.engine.variants import VariantError, expand as expand_variants
 from navbuild.measure.settings import (DEFAULT_STRATEGIES, DEFAULT_TOLERANCES, ProfileConfig, ProfileSettings,
@@ -46,6 +46,11 @@ class TargetsConfig:
     timeouts: dict[str, float] = field(default_factory=dict)  # format -> seconds, from [targets.<format>]
     # navbuild.rule.ENGINE_VALUES for this model's targets: each rule reads those it declares
     engine_values: dict[str, Any] = field(default_factory=dict)
+    # format -> the precisions it builds instead of ``precisions`` ([targets.<format>] precisions)
+    format_precisions: dict[str, list[str]] = field(default_factory=dict)
+
+    def precisions_for(self, fmt: str) -> list[str]:
+        return self.format_precisions.get(fmt, self.precisions)
 
 
 @dataclass
@@ -218,6 +223,7 @@ def from_mapping(data: Mapping[str, Any], root: Path, known_formats: KnownFormat
                                     profile.batch_sizes)
     _check_profile_batches(path, profile, models)
     top.reject_unknown()
+    _check_swept_axes(path, profile, models)
     _known_outputs(path, "correctness", correctness, models.values())
     for folder_key, folder in (("project.out", out), ("project.store", store)):
         _apart_from_sources(path, root, folder_key, folder, models.values())
@@ -367,6 +373,16 @@ def _profile(path: Path, table: Mapping[str, Any]) -> ProfileSettings:
                            tie_margin_pct=tie_margin_pct)
 
 
+def _check_swept_axes(path: Path, profile: ProfileSettings, models: Mapping[str, ModelConfig]) -> None:
+    """``[profile] axis_sizes`` names dynamic axes that some model declares."""
+    declared = {label for model in models.values() for label in dynamic_axes.labels(model.spec.dynamic_axes)}
+    for label in profile.measure.axis_sizes or {}:
+        if label not in declared:
+            raise ConfigError(path, f"profile.axis_sizes.{label}", f"no model declares a dynamic axis named {label!r}",
+                              f"use one of: {', '.join(sorted(declared))}" if declared else
+                              "declare it in a model's dynamic_axes")
+
+
 def _check_profile_batches(path: Path, profile: ProfileSettings, models: Mapping[str, "ModelConfig"]) -> None:
     """``[profile]`` batch sizes (and the sweep's top) no larger than any batched model's max_batch_size:
     a model's exports refuse a larger batch, so its profile would fail after everything was built. A
@@ -397,11 +413,12 @@ def _tolerance(path: Path, table: Mapping[str, Any], where: str, base: Tolerance
     reader = _Reader(path, table, where)
     atol = reader.get("atol", float, base.atol)
     rtol = reader.get("rtol", float, base.rtol)
-    if atol < 0 or rtol < 0:
+    range_tol = reader.get("range_tol", float, base.range_tol)
+    if atol < 0 or rtol < 0 or range_tol < 0:
         raise ConfigError(path, where, "tolerances must not be negative")
-    for name, value in (("atol", atol), ("rtol", rtol)):  # NaN passes every check; inf passes any error
+    for name, value in (("atol", atol), ("rtol", rtol), ("range_tol", range_tol)):  # NaN passes every check
         _checked(path, reader.key(name), validate.finite, value, 0.0, math.inf, "a finite tolerance")
-    return Tolerance(atol, rtol)
+    return Tolerance(atol, rtol, range_tol)
 
 
 def _correctness(path: Path, table: Mapping[str, Any], where: str,
@@ -409,6 +426,7 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
     reader = _Reader(path, table, where)
     reader.get("atol", float, 0.0)
     reader.get("rtol", float, 0.0)
+    reader.get("range_tol", float, 0.0)
     outputs = reader.table_("outputs")
     precision_tables = reader.table_("precision")
     reader.reject_unknown()
@@ -420,10 +438,10 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
             base = Tolerance(**DEFAULT_TOLERANCES[precision])
         # [correctness] atol/rtol set fp32 (and stricter reduced-precision values are kept loose)
         if precision == "fp32":
-            base = _tolerance(path, {k: table[k] for k in ("atol", "rtol") if k in table}, where, base)
+            base = _tolerance(path, {k: table[k] for k in ("atol", "rtol", "range_tol") if k in table}, where, base)
         per = precision_tables.get(precision)
         if per is not None and not isinstance(per, dict):
-            raise ConfigError(path, f"{where}.precision.{precision}", "must be a table with atol and/or rtol")
+            raise ConfigError(path, f"{where}.precision.{precision}", "must be a table with atol, rtol and/or range_tol")
         by_precision[precision] = _tolerance(path, per, f"{where}.precision.{precision}", base) if per else base
     unknown = sorted(set(precision_tables) - set(PRECISIONS))
     if unknown:
@@ -434,7 +452,7 @@ def _correctness(path: Path, table: Mapping[str, Any], where: str,
             raise ConfigError(path, f"{where}.outputs.{output}", f"is not an output of the model (its outputs: "
                               f"{', '.join(declared_outputs)})", "name one of its outputs, or remove the table")
         if not isinstance(spec, dict):
-            raise ConfigError(path, f"{where}.outputs.{output}", "must be a table with atol and/or rtol")
+            raise ConfigError(path, f"{where}.outputs.{output}", "must be a table with atol, rtol and/or range_tol")
         by_output.setdefault("*", {})[output] = _tolerance(path, spec, f"{where}.outputs.{output}",
                                                            by_precision["fp32"])
     return Tolerances(by_precision=by_precision, by_output=by_output)
@@ -487,18 +505,19 @@ def _model(path: Path, root: Path, name: str, table: Mapping[str, Any], project_
                           "0: the model has no batch dimension (its shapes as they are); N: batches of up to N "
                           "along dimension 0")
     _checked(path, reader.key("max_batch_size"), validate.int_in, max_batch_size, 0, validate.MAX_INT)
-    dynamic_axes = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"), inputs)
+    axes, bounds = _dynamic_axes(path, reader.key("dynamic_axes"), reader.table_("dynamic_axes"), inputs, outputs)
     device = _device(path, reader, "device", project_device)
     timeout = _timeout(path, reader, project_timeout)
     formats = known_formats(framework) if callable(known_formats) else known_formats
     engine_values = {"max_batch_size": max_batch_size, "profile_batch_sizes": list(profile_batch_sizes)}
     targets = _targets(path, reader.table_("targets"), f"{where}.targets", device, formats, engine_values)
+    _check_dynamic_formats(path, f"{where}.targets.formats", axes, targets.formats, formats)
     model_correctness = _correctness(path, reader.table_("correctness"), f"{where}.correctness", correctness,
                                      tuple(outputs))
     reader.reject_unknown()
     spec = ModelSpec(name=name, framework=framework, entry=entry, root=root, inputs=tuple(inputs),
                      outputs=tuple(outputs), batch_dim=batch_dim, max_batch_size=max_batch_size,
-                     dynamic_axes=dynamic_axes)
+                     dynamic_axes=axes, axis_bounds=bounds)
     return ModelConfig(spec=spec, samples=samples, sources=sources, targets=targets,
                        correctness=model_correctness, timeout=timeout)
 
@@ -515,30 +534,35 @@ def _check_pattern(path: Path, root: Path, key: str, pattern: str) -> None:
                           "list the model's files relative to the folder of navbuild.toml")
 
 
-MAX_AXIS = 63  # numpy and the exporters hold at most 64 dimensions
+def _dynamic_axes(path: Path, where: str, table: Mapping[str, Any], inputs: list[str],
+                  outputs: list[str]) -> tuple[dict[str, dict[int, str]], dict[str, dict[str, int]]]:
+    """``(axes, bounds)`` (navbuild.dynamic_axes); an axis of a tensor the model does not declare is
+    an error when it declares its inputs."""
+    try:
+        axes, bounds = dynamic_axes.parse(table)
+    except dynamic_axes.AxisError as exc:
+        raise ConfigError(path, f"{where}.{exc.where}" if exc.where else where, exc.problem, exc.fix)
+    known = [*inputs, *outputs]
+    for name in axes:
+        if inputs and name not in known:
+            raise ConfigError(path, f"{where}.{name}", f"is not an input of the model (its inputs: {', '.join(inputs)}"
+                              + (f"; its outputs: {', '.join(outputs)})" if outputs else ")"),
+                              "name one of the declared inputs (the axes of outputs that follow it are found by "
+                              "the build)")
+    return axes, bounds
 
 
-def _dynamic_axes(path: Path, where: str, table: Mapping[str, Any],
-                  inputs: list[str]) -> dict[str, dict[int, str]]:
-    axes: dict[str, dict[int, str]] = {}
-    for input_name, spec in table.items():
-        if inputs and input_name not in inputs:
-            raise ConfigError(path, f"{where}.{input_name}", f"is not an input of the model (its inputs: "
-                              f"{', '.join(inputs)})", "name one of the declared inputs")
-        if not isinstance(spec, dict):
-            raise ConfigError(path, f"{where}.{input_name}", 'must be a table like {1 = "seq"}')
-        try:
-            axes[input_name] = {int(axis): str(label) for axis, label in spec.items()}
-        except ValueError:
-            raise ConfigError(path, f"{where}.{input_name}", "axis numbers must be integers")
-        for axis, label in axes[input_name].items():
-            if axis == 0:
-                raise ConfigError(path, f"{where}.{input_name}", "axis 0 is the batch dimension, which is always "
-                                  "dynamic", "declare only the other axes that vary (1, 2, ...)")
-            _checked(path, f"{where}.{input_name}", validate.int_in, axis, 1, MAX_AXIS)
-            if not label.strip():
-                raise ConfigError(path, f"{where}.{input_name}.{axis}", "has an empty label", 'e.g. 1 = "seq"')
-    return axes
+def _check_dynamic_formats(path: Path, where: str, axes: Mapping[str, Any], formats: list[str],
+                           known_formats: Mapping[str, Any] | None) -> None:
+    """A format whose artifact serves only the samples' sizes along non-batch axes cannot take a
+    model with dynamic axes: say so now rather than at its check (``Rule.serves_dynamic_axes``)."""
+    if not axes or known_formats is None:
+        return
+    for fmt in formats:
+        if not getattr(known_formats[fmt], "serves_dynamic_axes", True):
+            raise ConfigError(path, where, f"format {fmt} cannot serve the dynamic axes "
+                              f"{', '.join(dynamic_axes.labels(axes))} of this model (its artifact is built for "
+                              f"fixed sizes)", f"drop {fmt} from formats, or remove dynamic_axes")
 
 
 def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
@@ -558,11 +582,8 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
         if known_formats is not None and fmt not in known_formats:
             raise ConfigError(path, f"{where}.formats", f"unknown format {fmt!r}",
                               f"use one of: {', '.join(sorted(known_formats))}")
-    for precision in precisions:
-        if precision not in PRECISIONS:
-            raise ConfigError(path, f"{where}.precisions", f"unknown precision {precision!r}",
-                              f"use one of {PRECISIONS}")
-    timeouts = {}
+    _check_precisions(path, f"{where}.precisions", precisions)
+    timeouts, format_precisions = {}, {}
     for key, value in table.items():
         if key in reader.used:
             continue
@@ -576,15 +597,25 @@ def _targets(path: Path, table: Mapping[str, Any], where: str, device: str,
         if "timeout" in value:  # the engine's, not the rule's: how long its targets may take
             timeouts[key] = _timeout(path, _Reader(path, {"timeout": options[key].pop("timeout")},
                                                    f"{where}.{key}"), DEFAULT_TIMEOUT_S)
+        if "precisions" in value:  # the engine's too: which targets the format gets
+            format_precisions[key] = _Reader(path, {"precisions": options[key].pop("precisions")},
+                                             f"{where}.{key}").str_list("precisions")
+            _check_precisions(path, f"{where}.{key}.precisions", format_precisions[key])
+    targets = TargetsConfig(formats=formats, precisions=precisions, device=target_device, format_options=options,
+                            timeouts=timeouts, engine_values=engine_values, format_precisions=format_precisions)
     if known_formats is not None:
-        _check_format_options(path, where, formats, precisions, options, known_formats, engine_values)
-    return TargetsConfig(formats=formats, precisions=precisions, device=target_device, format_options=options,
-                         timeouts=timeouts, engine_values=engine_values)
+        _check_format_options(path, where, targets, known_formats)
+    return targets
 
 
-def _check_format_options(path: Path, where: str, formats: list[str], precisions: list[str],
-                          options: Mapping[str, dict[str, Any]], known_formats: Mapping[str, Any],
-                          engine_values: Mapping[str, Any]) -> None:
+def _check_precisions(path: Path, key: str, precisions: list[str]) -> None:
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise ConfigError(path, key, f"unknown precision {precision!r}", f"use one of {PRECISIONS}")
+
+
+def _check_format_options(path: Path, where: str, targets: TargetsConfig, known_formats: Mapping[str, Any]) -> None:
+    formats, options, engine_values = targets.formats, targets.format_options, targets.engine_values
     for fmt, values in options.items():
         rule = known_formats[fmt]
         allowed = set(getattr(rule, "params", {}))
@@ -600,6 +631,8 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
             variants = expand_variants(rule, options.get(fmt, {}))
         except VariantError as exc:
             raise ConfigError(path, f"{where}.{fmt}.{exc.option}", exc.problem, exc.fix)
+        precisions = targets.precisions_for(fmt)
+        key = f"{where}.{fmt}.precisions" if fmt in targets.format_precisions else f"{where}.precisions"
         for precision in precisions:
             if precision not in rule.precisions:
                 continue
@@ -608,7 +641,7 @@ def _check_format_options(path: Path, where: str, formats: list[str], precisions
                 if problem:
                     raise ConfigError(path, f"{where}.{fmt}", problem)
         if not any(p in rule.precisions for p in precisions):
-            raise ConfigError(path, f"{where}.precisions", f"format {fmt} builds none of {precisions}",
+            raise ConfigError(path, key, f"format {fmt} builds none of {precisions}",
                               f"it supports {list(rule.precisions)}")
 
 

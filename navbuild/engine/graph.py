@@ -142,7 +142,7 @@ def build_graph(project: ProjectConfig, registry: Registry, gpu_present: bool = 
         add(reference)
         for fmt in model.targets.formats:
             rule = _rule(registry, model_name, fmt, framework)
-            for precision in model.targets.precisions:
+            for precision in model.targets.precisions_for(fmt):
                 if precision not in rule.precisions:
                     continue
                 for artifact in _artifacts(model, rule, precision, device, samples.name, registry):

@@ -51,7 +51,8 @@ def model_io(target: Target) -> dict[str, Any]:
     spec = target.spec
     return {"framework": spec.framework, "inputs": list(spec.inputs), "outputs": list(spec.outputs),
             "batch_dim": spec.batch_dim,
-            "dynamic_axes": {k: {str(a): v for a, v in axes.items()} for k, axes in spec.dynamic_axes.items()}}
+            "dynamic_axes": {k: {str(a): v for a, v in axes.items()} for k, axes in spec.dynamic_axes.items()},
+            **({"axis_bounds": {label: dict(b) for label, b in spec.axis_bounds.items()}} if spec.axis_bounds else {})}
 
 
 def artifact_material(target: Target, *, sources: dict[str, str], samples_digest: str | None,

@@ -55,6 +55,7 @@ from navbuild.engine.graph import Target
 from navbuild.engine.log_cap import capped_file
 from navbuild.engine.store import Store, safe_name
 from navbuild.rule import Skip
+from navbuild.runner import native_error
 
 IN_PROCESS_ENV = "NAVBUILD_IN_PROCESS"
 OPEN_TIMEOUT_S = 300.0  # starting a worker and opening the project
@@ -166,8 +167,11 @@ class Pool:
             return worker.run(target, key, material, log, echo=self.echo, hook=payload)
         except (Crashed, TimedOut) as exc:
             text = capped_file(log) if log.exists() else ""  # a crash's log may be as long as a build's
+            native = native_error(text) if isinstance(exc, Crashed) else None
+            if native:  # the first words of the C++ error, not only the signal that followed it
+                exc = Crashed(f"{exc}: {native}")
             self.failure_log(target, f"{text}\nnavbuild: {target.name}: {exc}\n")
-            raise
+            raise exc from None
         finally:
             self._checkin(worker)
             log.unlink(missing_ok=True)

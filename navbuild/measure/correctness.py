@@ -1,7 +1,8 @@
 """Correctness: an artifact's outputs against the source model's, sample by sample.
 
 An output passes when every element satisfies |actual - expected| <= atol + rtol * |expected|
-(numpy.allclose's rule). NaN or Inf in an output fails with its own message, naming the first
+(numpy.allclose's rule), plus ``range_tol`` times the output's range (its largest |expected| over
+every sample) where a precision's rounding grows with the magnitudes a layer accumulates (tf32). NaN or Inf in an output fails with its own message, naming the first
 index. When the reference step ran the source model twice and the two runs disagree beyond the
 tolerance (``repeat``), the check fails on the source, not on the format: the message says so and
 names the atol it would need.
@@ -21,6 +22,7 @@ def compare(actual_samples: list[Mapping[str, np.ndarray]], expected_samples: li
     """Compare outputs of every sample; returns figures per output and the failure messages."""
     outputs: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
+    ranges = output_ranges(expected_samples)
     for index, (actual, expected) in enumerate(zip(actual_samples, expected_samples)):
         missing = sorted(set(expected) - set(actual))
         extra = sorted(set(actual) - set(expected))
@@ -31,7 +33,10 @@ def compare(actual_samples: list[Mapping[str, np.ndarray]], expected_samples: li
             tol = tolerance(name)
             figures = outputs.setdefault(name, {"max_abs": 0.0, "max_rel": 0.0, "atol": tol.atol,
                                                 "rtol": tol.rtol, "passed": True})
-            failure = _compare_one(name, index, np.asarray(actual[name]), np.asarray(reference), tol, figures)
+            if tol.range_tol:
+                figures["range_tol"] = tol.range_tol
+            failure = _compare_one(name, index, np.asarray(actual[name]), np.asarray(reference), tol, figures,
+                                   ranges.get(name, 0.0))
             if failure:
                 figures["passed"] = False
                 failures.append(failure)
@@ -40,8 +45,20 @@ def compare(actual_samples: list[Mapping[str, np.ndarray]], expected_samples: li
     return {"passed": not failures, "outputs": outputs, "failures": failures, "samples": len(expected_samples)}
 
 
+def output_ranges(samples: list[Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """Each float output's largest finite magnitude over every sample (what ``range_tol`` scales)."""
+    ranges: dict[str, float] = {}
+    for sample in samples:
+        for name, value in sample.items():
+            array = np.asarray(value)
+            if array.dtype.kind in "fc" and array.size:
+                finite = np.abs(array[np.isfinite(array)])
+                ranges[name] = max(ranges.get(name, 0.0), float(finite.max()) if finite.size else 0.0)
+    return ranges
+
+
 def _compare_one(name: str, index: int, actual: np.ndarray, expected: np.ndarray, tol: Tolerance,
-                 figures: dict[str, Any]) -> str | None:
+                 figures: dict[str, Any], output_range: float = 0.0) -> str | None:
     if actual.shape != expected.shape:
         return f"output {name}, sample {index}: shape {list(actual.shape)}, the reference's is {list(expected.shape)}"
     if expected.dtype.kind not in "fc":
@@ -63,10 +80,12 @@ def _compare_one(name: str, index: int, actual: np.ndarray, expected: np.ndarray
     max_rel = float(rel_error.max()) if rel_error.size else 0.0
     figures["max_abs"] = max(figures["max_abs"], max_abs)
     figures["max_rel"] = max(figures["max_rel"], max_rel)
-    allowed = tol.atol + tol.rtol * np.abs(expected64)
+    floor = tol.atol + tol.range_tol * output_range
+    allowed = floor + tol.rtol * np.abs(expected64)
     if np.any(abs_error > allowed):
         worst = int(np.argmax(abs_error - allowed))
-        return (f"output {name}, sample {index}: max abs error {max_abs:.3g} exceeds atol {tol.atol:g} + "
+        ranged = f" + range_tol {tol.range_tol:g} * {output_range:.3g} (its range)" if tol.range_tol else ""
+        return (f"output {name}, sample {index}: max abs error {max_abs:.3g} exceeds atol {tol.atol:g}{ranged} + "
                 f"rtol {tol.rtol:g} * |expected| (worst element {worst}: got {actual64.flat[worst]:.6g}, "
                 f"expected {expected64.flat[worst]:.6g})")
     return None

@@ -50,7 +50,7 @@ def build_reference(ctx: BuildContext) -> dict[str, Any]:
     tensors.save(ctx.out_dir / loader.REFERENCE_FILE, results)
     first = results[0]
     return {"samples": len(results), **({"zipmap_outputs": sorted(labels)} if labels else {}),
-            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": ctx.model.declared_shape(array.shape)}
+            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": ctx.model.declared_shape(array.shape, name)}
                         for name, array in first.items()]}
 
 
@@ -64,6 +64,7 @@ def build_onnx(ctx: BuildContext) -> dict[str, Any]:
     except Exception as exc:
         raise ValueError(f"model {ctx.model.name}: {ctx.model.entry} fails the ONNX checker: {exc}") from exc
     _check_names(ctx, "inputs", loader.graph_inputs(proto), list(ctx.samples[0]))
+    _check_dynamic_axes(ctx, proto)
     zipmap.refuse_other_kinds(ctx.model.name, proto)
     dense = zipmap.without_zipmaps(proto)
     if dense:
@@ -86,6 +87,18 @@ def build_slim(ctx: BuildContext) -> dict[str, Any]:
     ctx.log(f"onnx-slim: {before} nodes -> {len(slim.graph.node)}")
     return {"onnxslim_version": getattr(onnxslim, "__version__", None), "nodes_before": before,
             "nodes_after": len(slim.graph.node), **write_onnx(ctx, slim)}
+
+
+def _check_dynamic_axes(ctx: BuildContext, proto: Any) -> None:
+    """A declared dynamic axis must be symbolic in the file: a fixed size there serves that size only."""
+    dims = {value.name: list(value.type.tensor_type.shape.dim) for value in proto.graph.input}
+    for name, axes in ctx.model.dynamic_axes.items():
+        for axis, label in axes.items():
+            dim = dims.get(name, [])[axis] if axis < len(dims.get(name, [])) else None
+            if dim is not None and dim.HasField("dim_value"):
+                raise ValueError(f"model {ctx.model.name}: input {name} has a fixed size {dim.dim_value} on axis "
+                                 f"{axis} in {ctx.model.entry}, which dynamic_axes declares dynamic ({label}); export "
+                                 f"the file with that axis dynamic, or leave it out of dynamic_axes")
 
 
 @contextlib.contextmanager

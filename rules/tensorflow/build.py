@@ -49,7 +49,7 @@ def build_reference(ctx: BuildContext) -> dict[str, Any]:
             results.append({name: loader.to_numpy(value) for name, value in outputs.items()})
     tensors.save(ctx.out_dir / loader.REFERENCE_FILE, results)
     return {"samples": len(results),
-            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": ctx.model.declared_shape(array.shape)}
+            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": ctx.model.declared_shape(array.shape, name)}
                         for name, array in results[0].items()]}
 
 

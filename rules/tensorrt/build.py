@@ -58,7 +58,8 @@ def build_trt(ctx: BuildContext) -> dict[str, Any]:
     flag, one optimization profile from the samples, int8 calibration, persistent timing cache."""
     params = config.check_params(ctx.params, ctx.precision, where=ctx.target, max_batch_size=ctx.max_batch_size)
     profile = config.profile_shapes(ctx.samples, ctx.model.batch_dim, params.max_batch_size,
-                                    params.opt_batch_size, where=ctx.target)
+                                    params.opt_batch_size, where=ctx.target,
+                                    axes=config.axis_ranges(ctx.model, ctx.samples))
     calibration = None
     if params.precision == "int8":
         calibration = config.load_calibration(params.calibration, ctx.samples, ctx.model.root,
@@ -209,7 +210,8 @@ def build_ort_trt(ctx: BuildContext) -> dict[str, Any]:
     params = config.check_params(ctx.params, ctx.precision, where=ctx.target, precisions=("fp32", "fp16", "bf16"),
                                  max_batch_size=ctx.max_batch_size)
     profile = config.profile_shapes(ctx.samples, ctx.model.batch_dim, params.max_batch_size,
-                                    params.opt_batch_size, where=ctx.target)
+                                    params.opt_batch_size, where=ctx.target,
+                                    axes=config.axis_ranges(ctx.model, ctx.samples))
     onnxruntime = require_provider(ORT_TRT)
     model = ctx.copy_input(ONNX_FILE)
     engine_dir = ctx.out_dir / ORT_ENGINE_DIR

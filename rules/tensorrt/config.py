@@ -132,13 +132,25 @@ def batch_range(samples: Sequence[Mapping[str, np.ndarray]], batch_dim: int, max
     return 1, opt, max_batch_size
 
 
+def axis_ranges(model: Any, samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, dict[int, tuple[int, int, int]]]:
+    """``{input: {axis: (min, opt, max)}}`` of a ModelSpec's dynamic axes (``navbuild.dynamic_axes``:
+    declared bounds, else 1 to the largest size in the samples, optimized for the largest seen)."""
+    from navbuild import dynamic_axes
+
+    spans = dynamic_axes.spec_ranges(model, samples)
+    return {name: {int(axis): (spans[label].min, spans[label].opt, spans[label].max) for axis, label in axes.items()}
+            for name, axes in model.dynamic_axes.items()}
+
+
 def profile_shapes(samples: Sequence[Mapping[str, np.ndarray]], batch_dim: int, max_batch_size: int,
-                   opt_batch_size: int = 0, where: str = "trt") -> dict[str, ShapeRange]:
+                   opt_batch_size: int = 0, where: str = "trt",
+                   axes: Mapping[str, Mapping[int, tuple[int, int, int]]] | None = None) -> dict[str, ShapeRange]:
     """One optimization profile from the samples.
 
-    The batch dimension ranges over ``batch_range``. Any other dimension that differs between
-    samples (a sequence length) ranges from its smallest to its largest value in the samples,
-    optimized for the largest; a dimension that never changes is fixed.
+    The batch dimension ranges over ``batch_range``. A declared dynamic axis (``axes``, from
+    ``axis_ranges``) spans its (min, opt, max). Any other dimension that differs between samples
+    ranges from its smallest to its largest value in the samples, optimized for the largest; a
+    dimension that never changes is fixed.
     """
     low, opt, high = batch_range(samples, batch_dim, max_batch_size, opt_batch_size, where)
     names = list(samples[0])
@@ -157,6 +169,8 @@ def profile_shapes(samples: Sequence[Mapping[str, np.ndarray]], batch_dim: int, 
         smallest[batch_dim], largest[batch_dim] = low, high
         optimal = list(largest)
         optimal[batch_dim] = opt
+        for axis, (axis_min, axis_opt, axis_max) in (axes or {}).get(name, {}).items():
+            smallest[axis], optimal[axis], largest[axis] = axis_min, axis_opt, axis_max
         profile[name] = ShapeRange(tuple(smallest), tuple(optimal), tuple(largest))
     return profile
 

@@ -25,8 +25,9 @@ LIBTORCH = TritonModel(backend="pytorch", platform="pytorch_libtorch",
 
 
 def _export_rule(name: str, build_fn: Callable[..., Any], runner_name: str, description: str,
-                 output: str, scan_fn: Callable[..., Any], triton: TritonModel | None = None) -> Rule:
-    return Rule(name=name, version="1", build=build_fn, frameworks=("torch",), params=dict(EXPORT_PARAMS),
+                 output: str, scan_fn: Callable[..., Any], triton: TritonModel | None = None,
+                 version: str = "1") -> Rule:
+    return Rule(name=name, version=version, build=build_fn, frameworks=("torch",), params=dict(EXPORT_PARAMS),
                 uses=EXPORT_USES,
                 tools=("torch",), precisions=PRECISIONS, runner=runner_name, needs=NEEDS,
                 validate=memory_format.validate, variants=memory_format.VARIANTS, description=description,
@@ -40,14 +41,17 @@ RULES = [
          description="the eager model's fp32 outputs on every sample, computed on the CPU"),
     # The recipe names the entry file and the weights, not the modules that the entry imports: the
     # engine adds the model's source digests to its digest (identifies_model=False).
+    # int8: a module quantized beforehand, run as given (model_io.DTYPES)
     Rule(name="torch", version="3", build=build.build_eager_recipe, frameworks=("torch",), tools=("torch",),
-         precisions=PRECISIONS, runner=runner.TorchEagerRunner.name, needs=NEEDS, identifies_model=False,
+         precisions=PRECISIONS + ("int8",), runner=runner.TorchEagerRunner.name, needs=NEEDS, identifies_model=False,
          params={memory_format.OPTION: False}, validate=memory_format.validate, variants=memory_format.VARIANTS,
          outputs=(loader.RECIPE_FILE,), description="the source model run eagerly (a recipe, not an export)"),
     _export_rule("torchscript-trace", build.build_torchscript_trace, runner.TorchScriptRunner.name,
-                 "TorchScript from torch.jit.trace", loader.TORCHSCRIPT_FILE, scan.scan_torchscript, LIBTORCH),
+                 "TorchScript from torch.jit.trace", loader.TORCHSCRIPT_FILE, scan.scan_torchscript, LIBTORCH,
+                 version="2"),  # 2: TF32 and cuDNN's autotuner set before tracing (a trace keeps them)
     _export_rule("torchscript-script", build.build_torchscript_script, runner.TorchScriptRunner.name,
-                 "TorchScript from torch.jit.script", loader.TORCHSCRIPT_FILE, scan.scan_torchscript, LIBTORCH),
+                 "TorchScript from torch.jit.script", loader.TORCHSCRIPT_FILE, scan.scan_torchscript, LIBTORCH,
+                 version="2"),
     _export_rule("torch-export", build.build_torch_export, runner.TorchExportRunner.name,
                  "an ExportedProgram (.pt2) from torch.export with a dynamic batch dimension", loader.EXPORT_FILE,
                  scan.scan_export),

@@ -16,6 +16,7 @@ import tempfile
 import warnings
 from typing import Any, Iterator
 
+from navbuild import dynamic_axes
 from navbuild.lazy import lazy_import
 from navbuild.rule import CHECK_HINT, BuildContext
 
@@ -132,7 +133,7 @@ def build_reference(ctx: BuildContext) -> dict[str, Any]:
         tensors.save(ctx.out_dir / REFERENCE_REPEAT_FILE, repeat)
     first = outputs[0] if outputs else {}
     return {"samples": len(outputs), "deterministic": _identical(outputs, repeat),
-            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": ctx.model.declared_shape(array.shape)}
+            "outputs": [{"name": name, "dtype": str(array.dtype), "shape": ctx.model.declared_shape(array.shape, name)}
                         for name, array in first.items()]}
 
 
@@ -185,6 +186,9 @@ def build_eager_recipe(ctx: BuildContext) -> dict[str, Any]:
     edit in the entry file does too.
     """
     source = ctx.model.load_entry()
+    if ctx.precision == "int8" and not model_io.is_quantized(source):
+        raise ValueError(f"{ctx.target}: the model holds no quantized module; int8 runs a module quantized "
+                         f"beforehand (torch.ao.quantization.quantize_dynamic, NVIDIA ModelOpt), as given")
     channels_last = memory_format.enabled(ctx.params, ctx.target)
     recipe = {"format": "torch-eager", "entry": ctx.model.entry, "precision": ctx.precision,
               "dtype": model_io.DTYPES[ctx.precision], "precision_mode": "cast",
@@ -216,11 +220,27 @@ def state_digest(model: Any) -> str:
     """Digest of a module's parameters and buffers: names, dtypes, shapes and bytes."""
     from navbuild import hashing
 
-    parts = []
-    for name, tensor in model.state_dict().items():
-        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-        parts.append([name, str(tensor.dtype), list(tensor.shape), hashing.digest_bytes(raw)])
-    return hashing.digest_value(parts)
+    # a plain tensor's entry is [name, dtype, shape, digest], as before quantized modules were read
+    return hashing.digest_value([[name, *part] if isinstance(value, torch.Tensor) and not value.is_quantized
+                                 else [name, part]
+                                 for name, value in model.state_dict().items()
+                                 for part in [_state_part(value)]])
+
+
+def _state_part(value: Any) -> Any:
+    """One state entry: a tensor by dtype, shape and bytes; a quantized module's entries (quantized
+    tensors, packed parameters as tuples, dtypes) by their integer values and scales, or their text."""
+    from navbuild import hashing
+
+    if isinstance(value, torch.Tensor):
+        if value.is_quantized:  # integers and the floats they stand for
+            return ["quantized", str(value.dtype), list(value.shape), _state_part(value.int_repr()),
+                    _state_part(value.dequantize())]
+        raw = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        return [str(value.dtype), list(value.shape), hashing.digest_bytes(raw)]
+    if isinstance(value, (tuple, list)):
+        return [_state_part(item) for item in value]
+    return repr(value)
 
 
 # -- TorchScript ------------------------------------------------------------------------------------
@@ -252,7 +272,7 @@ def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> 
     names = model_io.input_order(ctx.model, ctx.samples[0])
     path = ctx.out_dir / TORCHSCRIPT_FILE
     try:
-        with torch.no_grad(), warnings_to_log(ctx) as warned:
+        with torch.no_grad(), warnings_to_log(ctx) as warned, tf32.traced_flags(ctx.precision, ctx.device):
             module, output_names = compile_model(model, example, names)
             torch.jit.save(module, str(path))
     except model_io.BindingError:
@@ -263,9 +283,74 @@ def _build_torchscript(ctx: BuildContext, exporter: str, compile_model: Any) -> 
     hint = trace_check_hint(warned) if exporter == "torch.jit.trace" else None
     normalized = _normalize(ctx, lambda: normalize.normalize_torchscript(path, normalize.path_module_aliases(model)))
     outputs = _check_loads(ctx, lambda: load_torchscript(path, ctx.device)(*example), output_names)
+    lengths = _check_other_sizes(ctx, exporter, model, lambda args: load_torchscript(path, ctx.device)(*args),
+                                 dtype, channels_last)
     memory_format.write_runtime(ctx.out_dir, channels_last)
     return {"exporter": exporter, **_precision_metadata(ctx, example, outputs), "normalized": normalized,
-            **_runtime_metadata(ctx, channels_last), **({CHECK_HINT: hint} if hint else {})}
+            **_runtime_metadata(ctx, channels_last), **({CHECK_HINT: hint} if hint else {}),
+            **({"checked_sizes": lengths} if lengths else {})}
+
+
+def other_sizes_example(ctx: BuildContext, only: str | None = None) -> tuple[dict[str, Any], dict[str, int]] | None:
+    """The export example with every dynamic axis (or the one labelled ``only``) at another size (one
+    a sample has, else one within the axis's range that none has), and those sizes; None when no axis
+    can take another size."""
+    axes = ctx.model.dynamic_axes
+    sample = model_io.example_batch(ctx.model, ctx.samples, ctx.max_batch_size)
+    here = dynamic_axes.sizes(axes, [sample])
+    seen = dynamic_axes.sizes(axes, ctx.samples)
+    chosen = {}
+    for label, span in dynamic_axes.spec_ranges(ctx.model, ctx.samples).items():
+        if not here[label] or only not in (None, label):
+            continue
+        size = dynamic_axes.other_size(span, here[label][0], seen[label])
+        if size is not None:
+            sample, chosen[label] = dynamic_axes.resized(sample, axes, label, size), size
+    return (sample, chosen) if chosen else None
+
+
+def source_at(ctx: BuildContext, run: Any, where: str) -> Any:
+    """``run()``: the source model at another size of its dynamic axes; its own failure there means
+    the axis is not as dynamic as declared, which no format can mend."""
+    try:
+        return run()
+    except Exception as exc:
+        raise ExportError(f"model {ctx.model.name}: the model itself fails at {where}, a size its dynamic_axes "
+                          f"allow: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                          f"; declare the sizes it takes (min, max) or leave the axis out of dynamic_axes") from exc
+
+
+def _check_other_sizes(ctx: BuildContext, exporter: str, model: Any, run_artifact: Any, dtype: Any,
+                       channels_last: bool) -> dict[str, int] | None:
+    """Run the artifact with its dynamic axes at other sizes than the example's, beside the eager
+    model: a trace that fixed a size (a Python int taken from a shape) fails here, at build time."""
+    import numpy as np
+
+    other = other_sizes_example(ctx)
+    if other is None:
+        return None
+    sample, sizes = other
+    args = memory_format.inputs(model_io.to_tensors(ctx.model, sample, ctx.device, dtype), channels_last)
+    names = model_io.input_order(ctx.model, sample)
+    where = ", ".join(f"{label} = {size}" for label, size in sizes.items())
+    instead = "; use torch-export or torchscript-script" if exporter == "torch.jit.trace" else ""
+    with torch.no_grad():
+        expected = model_io.flatten(source_at(ctx, lambda: model_io.call(
+            model, names, args, model_io.input_binding(ctx.model, model, names)), where))
+        try:
+            actual = model_io.flatten(run_artifact(args))
+        except Exception as exc:
+            raise ExportError(f"model {ctx.model.name}: the {exporter} artifact fails at {where} (it was made at "
+                              f"another size): {type(exc).__name__}: {str(exc).strip().splitlines()[0]}{instead}") from exc
+    tolerance = 1e-4 if dtype == torch.float32 else 1e-2
+    for index, (got, want) in enumerate(zip(actual, expected)):
+        if tuple(got.shape) != tuple(want.shape) or not np.allclose(
+                model_io.to_numpy(got), model_io.to_numpy(want), atol=tolerance, rtol=10 * tolerance):
+            raise ExportError(f"model {ctx.model.name}: the {exporter} artifact gives output {index} of shape "
+                              f"{list(got.shape)} at {where} where the model gives {list(want.shape)}, or other "
+                              f"values: it recorded the example's size{instead}")
+    ctx.log(f"{exporter}: checked again at {where}: same shapes and values as the model")
+    return sizes
 
 
 # -- torch.export -------------------------------------------------------------------------------------
@@ -293,28 +378,56 @@ def build_torch_export(ctx: BuildContext) -> dict[str, Any]:
     except model_io.BindingError:
         raise
     except Exception as exc:
-        raise export_error(ctx, "torch.export.export", exc, export_hint(exc)) from exc
+        raise export_error(ctx, "torch.export.export", exc, export_hint(exc) or dims_hint(ctx, exc)) from exc
     normalized = _normalize(ctx, lambda: normalize.normalize_pt2(path, normalize.path_module_aliases(model)))
     outputs = _check_loads(ctx, lambda: load_exported(path, ctx.device)(*example), output_names)
+    lengths = _check_other_sizes(ctx, "torch.export", model, lambda args: load_exported(path, ctx.device)(*args),
+                                 dtype, channels_last)
     memory_format.write_runtime(ctx.out_dir, channels_last)
     return {"exporter": "torch.export", **_precision_metadata(ctx, example, outputs),
             "dynamic_batch": ctx.max_batch_size >= 2, "normalized": normalized,
-            **_runtime_metadata(ctx, channels_last)}
+            **_runtime_metadata(ctx, channels_last), **({"checked_sizes": lengths} if lengths else {})}
 
 
-def dynamic_shapes(ctx: BuildContext) -> tuple[dict[int, Any], ...] | None:
-    """One dict per positional input: the shared batch Dim plus the model's declared dynamic axes."""
+def dynamic_shapes(ctx: BuildContext, *, batch: bool = True) -> tuple[dict[int, Any], ...] | None:
+    """torch.export's ``dynamic_shapes``, one dict per positional input: the batch Dim (1..max_batch_size,
+    unless ``batch`` is False: a static batch) and a bounded Dim per dynamic-axis label, shared by every
+    input that has that label (``navbuild.dynamic_axes``: declared bounds, else 1 to the largest size in
+    the samples). None when nothing is dynamic."""
     max_batch = ctx.max_batch_size
     dims: dict[str, Any] = {}
-    if max_batch >= 2:
+    if batch and max_batch >= 2:
         dims["batch"] = torch.export.Dim("batch", min=1, max=max_batch)
+    spans = dynamic_axes.spec_ranges(ctx.model, ctx.samples)
     shapes = []
     for name in model_io.input_order(ctx.model, ctx.samples[0]):
         axes = {ctx.model.batch_dim: dims["batch"]} if "batch" in dims else {}
-        for axis, dim_name in ctx.model.dynamic_axes.get(name, {}).items():
-            axes[int(axis)] = dims.setdefault(dim_name, torch.export.Dim(dim_name, min=1))
+        for axis, label in ctx.model.dynamic_axes.get(name, {}).items():
+            span = spans[label]
+            if span.min < span.max:  # one size is a static axis
+                axes[int(axis)] = dims.setdefault(label, torch.export.Dim(label, min=span.min, max=span.max))
         shapes.append(axes)
     return tuple(shapes) if any(shapes) else None
+
+
+_SUGGESTED_DIM = re.compile(r"^\s*(\w+) = Dim\('(\w+)'(?:, (min=\d+))?(?:, (max=\d+))?\)", re.MULTILINE)
+
+
+def dims_hint(ctx: BuildContext, exc: BaseException) -> str | None:
+    """torch.export's suggested fix for a dynamic axis's range (``seq = Dim('seq', max=64)``) in the
+    terms of navbuild.toml: the bounds to declare for that axis."""
+    found = _SUGGESTED_DIM.findall(_ANSI_ESCAPE.sub("", str(exc)))
+    fixes = []
+    for _, label, low, high in found:
+        where = next((f"{name}.{axis}" for name, axes in ctx.model.dynamic_axes.items()
+                      for axis, each in axes.items() if each == label), None)
+        if where is None:
+            continue
+        bounds = ", ".join(part.replace("=", " = ") for part in (low, high) if part)
+        fixes.append(f"{label} ({bounds}): dynamic_axes.{where} = {{ name = \"{label}\", {bounds} }}")
+    if not fixes:
+        return None
+    return f"torch.export found the model valid for a smaller range of {'; '.join(fixes)}"
 
 
 # -- shared steps -------------------------------------------------------------------------------------

@@ -31,7 +31,10 @@ np = lazy_import("numpy")
 torch = lazy_import("torch")
 
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "tf32": "float32"}  # tf32: float32 data
+# tf32 is float32 data run with TF32 math on a GPU (tf32.py). int8 is a module its author quantized
+# (torch.ao's quantized modules, a quantization toolkit's): it runs as given, float tensors in and
+# out, so nothing is cast
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "tf32": "float32", "int8": "float32"}
 
 
 def torch_dtype(precision: str) -> Any:
@@ -230,6 +233,17 @@ def prepare_model(model: Any, device: str, dtype: Any = None) -> Any:
         raise TypeError(f"the model entry returned {type(model).__name__}, not a torch.nn.Module")
     model = model.eval().to(device)
     return model.to(dtype) if dtype is not None else model
+
+
+def is_quantized(model: Any) -> bool:
+    """Whether the module holds quantized parts: a submodule of a quantization package (torch.ao's
+    quantized and fake-quantized modules, NVIDIA ModelOpt's quantizers) or a quantized tensor."""
+    for module in model.modules():
+        if "quantiz" in type(module).__module__:
+            return True
+        if any(getattr(t, "is_quantized", False) for t in (*module.parameters(False), *module.buffers(False))):
+            return True
+    return False
 
 
 def _first(count: int, axis: int, ndim: int) -> tuple[slice, ...]:

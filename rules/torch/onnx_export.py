@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from navbuild import dynamic_axes
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
 
@@ -60,12 +61,13 @@ def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
     example = model_io.to_tensors(ctx.model, sample)
     inputs = model_io.input_order(ctx.model, sample)
     model, outputs = plain_io.exportable(model, ctx.model, inputs, example)  # inputs by position, plain outputs
+    output_axes = _output_axes(ctx, model, example, outputs)
     attempts = {"torchscript": _export_torchscript, "dynamo": _export_dynamo}
     order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
     failures: list[str] = []
     for name in order:
         try:
-            attempts[name](ctx, model, example, inputs, outputs, path)
+            attempts[name](ctx, model, example, inputs, outputs, output_axes, path)
             return name
         except Exception as exc:  # the next exporter, or one message naming every cause
             failures.append(str(torch_build.export_error(ctx, f"the {name} ONNX exporter", exc)))
@@ -76,16 +78,16 @@ def _export(ctx: BuildContext, exporter: str, path: Path) -> str:
 
 
 def _export_torchscript(ctx: BuildContext, model: Any, example: tuple[Any, ...], inputs: list[str],
-                        outputs: list[str], path: Path) -> None:
+                        outputs: list[str], output_axes: dict[str, dict[int, str]], path: Path) -> None:
     with torch_build.warnings_to_log(ctx), torch_build.native_stdout_to_log(ctx, "the torchscript exporter"), \
             torch.no_grad():
         torch.onnx.export(model, example, str(path), dynamo=False, opset_version=_opset_param(ctx),
-                          input_names=inputs, output_names=outputs, dynamic_axes=_dynamic_axes(ctx, inputs, outputs),
+                          input_names=inputs, output_names=outputs, dynamic_axes=_dynamic_axes(ctx, inputs, outputs, output_axes),
                           do_constant_folding=True)
 
 
 def _export_dynamo(ctx: BuildContext, model: Any, example: tuple[Any, ...], inputs: list[str],
-                   outputs: list[str], path: Path) -> None:
+                   outputs: list[str], output_axes: dict[str, dict[int, str]], path: Path) -> None:
     with torch_build.warnings_to_log(ctx), torch.no_grad():
         program = torch.onnx.export(model, example, dynamo=True, opset_version=max(_opset_param(ctx), DYNAMO_MIN_OPSET),
                                     input_names=inputs, output_names=outputs,
@@ -94,15 +96,38 @@ def _export_dynamo(ctx: BuildContext, model: Any, example: tuple[Any, ...], inpu
     program.save(str(path))
 
 
-def _dynamic_axes(ctx: BuildContext, inputs: list[str], outputs: list[str]) -> dict[str, dict[int, str]]:
-    """The batch axis of every input and output (when max_batch_size > 1) and declared dynamic axes."""
+def _dynamic_axes(ctx: BuildContext, inputs: list[str], outputs: list[str],
+                  output_axes: dict[str, dict[int, str]]) -> dict[str, dict[int, str]]:
+    """The batch axis of every input and output (when max_batch_size > 1), declared dynamic axes, and
+    the output axes that follow them, named after their label."""
     batch = {ctx.model.batch_dim: "batch"} if ctx.max_batch_size >= 2 else {}
     axes = {name: dict(batch) for name in [*inputs, *outputs]}
-    for name, declared in ctx.model.dynamic_axes.items():
+    for name, declared in [*ctx.model.dynamic_axes.items(), *output_axes.items()]:
         axes.setdefault(name, {}).update({int(axis): dim for axis, dim in declared.items()})
     return {name: value for name, value in axes.items() if value}
 
 
+def _output_axes(ctx: BuildContext, model: Any, example: tuple[Any, ...], outputs: list[str]) -> dict[str, dict[int, str]]:
+    """Output axes whose size follows a dynamic input axis: the model run again with each label at
+    another size, every output axis (but the batch) that changed size named after that label."""
+    if not ctx.model.dynamic_axes:
+        return {}
+    with torch.no_grad():
+        shapes = [tuple(t.shape) for t in model_io.flatten(model(*example))]
+    found: dict[str, dict[int, str]] = {}
+    for label in dynamic_axes.labels(ctx.model.dynamic_axes):
+        other = torch_build.other_sizes_example(ctx, only=label)
+        if other is None:
+            continue
+        where = ", ".join(f"{name} = {size}" for name, size in other[1].items())
+        with torch.no_grad():
+            result = torch_build.source_at(ctx, lambda: model(*model_io.to_tensors(ctx.model, other[0])), where)
+        changed = [tuple(t.shape) for t in model_io.flatten(result)]
+        for name, before, after in zip(outputs, shapes, changed):
+            for axis in range(1, min(len(before), len(after))):
+                if before[axis] != after[axis]:
+                    found.setdefault(name, {}).setdefault(axis, label)
+    return found
 
 
 def _opset_param(ctx: BuildContext) -> int:

@@ -10,6 +10,7 @@ this module imports no framework.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Sequence
 
 from navbuild.lazy import lazy_import
@@ -67,16 +68,28 @@ def exportable(model: Any, spec: ModelSpec, names: Sequence[str], example: Seque
                compiled: Any = None) -> tuple[Any, list[str]]:
     """The module to export and its output names. It is ``model`` (or ``compiled``, a scripted copy
     of it) itself when that takes the inputs by position and returns plain tensors, else wrapped so
-    that it does (``PlainIO``). Runs the model once on ``example``."""
+    that it does (``PlainIO``). A forward that takes ``*tensors`` is wrapped too: torch.export matches
+    ``dynamic_shapes`` to forward's parameters, and ``*tensors`` is one parameter holding them all (a
+    model given to the Python API with keyword inputs is such a forward). Runs the model once on
+    ``example``."""
     binding = input_binding(spec, model, names)
     module = model if compiled is None else compiled
     with torch.no_grad():
         outputs = call(module, names, example, binding)
     output_names = [name for name, _ in bind_outputs(spec, outputs)]
-    if binding == POSITIONAL and is_plain(outputs):
+    if binding == POSITIONAL and is_plain(outputs) and not takes_varargs(module):
         return module, output_names
     keys = output_names if keyed_items(outputs) is not None else None
     return plain_io(module, list(names), binding == BY_NAME, keys=keys, flat=True), output_names
+
+
+def takes_varargs(model: Any) -> bool:
+    """Whether ``model.forward`` gathers its inputs in ``*args``."""
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters)
 
 
 def runnable(model: Any, spec: ModelSpec, names: Sequence[str]) -> Any:

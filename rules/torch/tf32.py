@@ -15,6 +15,9 @@ no model code leaves oneDNN free to compute float32 matmuls in bfloat16.
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 from navbuild.lazy import lazy_import
 from navbuild.rule import tf32_enabled
 
@@ -36,3 +39,18 @@ def apply(precision: str, device: str) -> bool:
         torch.backends.cuda.matmul.allow_tf32 = on
         torch.backends.cudnn.allow_tf32 = on
     return on
+
+
+@contextlib.contextmanager
+def traced_flags(precision: str, device: str) -> Iterator[None]:
+    """cuDNN's switches while torch.jit traces or scripts: the graph keeps each convolution's
+    ``benchmark`` and ``allow_tf32`` as constants, so they are set here, on every device, to what the
+    target's runner uses (TF32 as ``apply`` says, the autotuner on for CUDA): the file's bytes then
+    depend on the target alone, not on what an earlier target in the same worker set."""
+    cudnn = torch.backends.cudnn
+    before = (cudnn.allow_tf32, cudnn.benchmark)
+    cudnn.allow_tf32, cudnn.benchmark = enabled(precision, device), device == "cuda"
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, cudnn.benchmark = before

@@ -3,8 +3,10 @@
 ``AotiChild.request`` sends one request and waits for its reply. Whatever goes wrong on the other
 side comes back as ``AotiChildError`` whose first line says what happened and why: the signal that
 killed the worker (SIGSEGV, SIGKILL...) or its exit status, the request it was serving, and the
-last line of its stderr; the following lines hold the stderr tail. A request that takes longer than
-its timeout kills the worker. Nothing here imports torch.
+line of its stderr that says the most (a C++ exception's ``what():``, Python's fatal error); the
+following lines hold its stderr: the head (where a C++ error starts, before hundreds of stack
+frames) and the tail. A request that takes longer than its timeout kills the worker. Nothing here
+imports torch.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Any, Sequence
 
 import msgpack
 
-from navbuild.runner import RunnerError
+from navbuild.runner import RunnerError, native_error
 from rules.torch_compile.aoti_worker import HEADER, write_frame
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # holds navbuild/ and rules/
@@ -28,6 +30,7 @@ WORKER_ARGV = (sys.executable, "-m", "rules.torch_compile.aoti_worker")
 LOAD_TIMEOUT_S = 600.0
 REQUEST_TIMEOUT_S = 300.0
 STDERR_TAIL_CHARS = 4000
+STDERR_HEAD_CHARS = 2000
 
 
 class AotiChildError(RunnerError):
@@ -48,8 +51,12 @@ def describe_exit(returncode: int | None) -> str:
 
 
 def stderr_summary(text: str) -> str:
-    """One line from the worker's stderr that says the most: Python's fatal-error report with the
-    innermost frame (faulthandler), else the last line that is not faulthandler's module list."""
+    """One line from the worker's stderr that says the most: a C++ exception's message, else Python's
+    fatal-error report with the innermost frame (faulthandler), else the last line that is not
+    faulthandler's module list."""
+    native = native_error(text)
+    if native:
+        return native
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for index, line in enumerate(lines):
         if line.startswith("Fatal Python error:"):
@@ -132,7 +139,7 @@ class AotiChild:
             self.proc.wait()
             self._dead = f"killed after {timeout:g} s without an answer"
             raise AotiChildError(f"{self.label} gave no answer to {what} within {timeout:g} s and was killed; "
-                                 f"stderr: {stderr_summary(self.stderr_tail())}\n{self.stderr_tail()}") from None
+                                 f"stderr: {stderr_summary(self.stderr_kept())}\n{self.stderr_kept()}") from None
         if not reply.get("ok"):
             raise AotiChildError(f"{self.label}: {what} failed: {reply.get('error')}\n"
                                  f"{reply.get('traceback', '')}".rstrip())
@@ -167,10 +174,10 @@ class AotiChild:
         except subprocess.TimeoutExpired:  # closed its pipe but lives on: end it
             self.proc.kill()
             returncode = self.proc.wait()
-        tail = self.stderr_tail()
+        kept = self.stderr_kept()
         self._dead = describe_exit(returncode)
         return AotiChildError(f"{self.label} {self._dead} while serving {what}; stderr: "
-                              f"{stderr_summary(tail)}\n--- worker stderr (tail) ---\n{tail}")
+                              f"{stderr_summary(kept)}\n--- worker stderr ---\n{kept}")
 
     def stderr_tail(self, chars: int = STDERR_TAIL_CHARS) -> str:
         if self._stderr is None or self._stderr.closed:
@@ -179,3 +186,17 @@ class AotiChild:
         size = self._stderr.seek(0, os.SEEK_END)
         self._stderr.seek(max(0, size - chars))
         return self._stderr.read().decode("utf-8", "replace")
+
+    def stderr_kept(self, head: int = STDERR_HEAD_CHARS, tail: int = STDERR_TAIL_CHARS) -> str:
+        """The worker's stderr, or its first ``head`` and last ``tail`` characters when it is longer:
+        a C++ error's message comes first, the stack frames after it."""
+        if self._stderr is None or self._stderr.closed:
+            return ""
+        self._stderr.flush()
+        size = self._stderr.seek(0, os.SEEK_END)
+        if size <= head + tail:
+            self._stderr.seek(0)
+            return self._stderr.read().decode("utf-8", "replace")
+        self._stderr.seek(0)
+        first = self._stderr.read(head).decode("utf-8", "replace")
+        return f"{first}\n[... {size - head - tail} bytes left out ...]\n{self.stderr_tail(tail)}"

@@ -6,9 +6,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from navbuild import dynamic_axes
 from navbuild.hashing import digest_file
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext
+from rules.torch import build as torch_build
 from rules.torch import memory_format, tf32
 from rules.torch_compile import batching, compile_cache, options, torch_io
 from rules.torch_compile.compile_cache import compile_model
@@ -40,18 +42,24 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     channels_last = opts[memory_format.OPTION]
     model = memory_format.model(torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision), channels_last)
     tf32_on = tf32.apply(precision, ctx.device)  # inductor reads it when it compiles
-    model = torch_io.runnable(model, ctx.model, torch_io.input_order(ctx.model, ctx.samples[0]))  # inputs by name
+    names = torch_io.input_order(ctx.model, ctx.samples[0])
+    model = torch_io.runnable(model, ctx.model, names)  # inputs by name
+    axes = options.axes_plan(ctx.model, ctx.samples)
+    # buckets: one warm-up per shape the compiled code tells apart; a dynamic batch: every sample (with
+    # dynamic = "auto", torch makes a size dynamic once it has seen two)
+    shapes = options.distinct_shapes(ctx.samples, axes, ctx.model.batch_dim) if plan.get("buckets") else ctx.samples
     feeds = [memory_format.inputs(torch_io.to_tensors(ctx.model, sample, ctx.device, precision), channels_last)
-             for sample in warmup_samples(ctx.samples, plan.get("buckets"), ctx.model.batch_dim)]
+             for sample in warmup_samples(shapes, plan.get("buckets"), ctx.model.batch_dim)]
     counter = compile_cache.CompileCounter()
     # A fresh artifact list: only this model's compile goes into its cache, whatever ran before in
     # this process (compile caches that hit are recorded too, so a warm machine still fills it).
-    with compile_cache.using(ctx.cache_dir), CacheArtifactManager.with_fresh_cache():
+    cache_folder = compile_cache.folder(ctx.cache_dir, axes)
+    with compile_cache.using(cache_folder), CacheArtifactManager.with_fresh_cache():
         compiled = compile_model(model, opts, len(feeds))
         started = time.perf_counter()
         with torch.inference_mode(), compile_cache.loud_recompile_limit():
             for args in feeds:
-                compiled(*args)
+                compiled(*torch_io.mark_dynamic(args, names, axes))
         if ctx.device == "cuda":
             torch.cuda.synchronize()
         compile_seconds = time.perf_counter() - started
@@ -62,19 +70,29 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
         data, info = saved
         (ctx.out_dir / CACHE_FILE).write_bytes(data)
         artifacts = {kind: len(keys) for kind, keys in info.artifacts.items()}
-    ctx.log(f"torch-compile: ran {len(feeds)} warm-up batches ({_describe_plan(plan)}) in {compile_seconds:.1f} s: "
+    ctx.log(f"torch-compile: ran {len(feeds)} warm-up batches ({_describe_plan(plan)}"
+            f"{''.join(f', {label} {how}' for label, how in _describe_axes(axes).items())}) in {compile_seconds:.1f} s: "
             f"{compiles['graphs_compiled']} graphs compiled, {compiles['graphs_loaded']} loaded from "
-            f"{ctx.cache_dir}; cache {'not produced' if saved is None else f'{len(saved[0])} bytes {artifacts}'}")
+            f"{cache_folder}; cache {'not produced' if saved is None else f'{len(saved[0])} bytes {artifacts}'}")
     recipe = {"format": RECIPE_FORMAT, **{k: v for k, v in opts.items() if k != memory_format.OPTION},
               "memory_format": memory_format.name(channels_last), "batching": plan, "precision": precision,
               "precision_method": options.PRECISION_METHOD, "device": ctx.device, "cudnn_benchmark": cudnn_benchmark,
               "tf32": tf32_on, "cache": CACHE_FILE if saved is not None else None,
-              "warmup": options.input_specs(ctx.samples, ctx.model.batch_dim, plan.get("buckets"))}
+              "warmup": options.input_specs(shapes, ctx.model.batch_dim, plan.get("buckets")),
+              **({"dynamic_axes": axes} if axes else {})}  # absent without any: the recipe of before
     (ctx.out_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
     return {"precision_method": options.PRECISION_METHOD, **opts, "memory_format": recipe["memory_format"],
             "batching": plan["mode"], "buckets": plan.get("buckets"), "cudnn_benchmark": cudnn_benchmark,
-            "tf32": tf32_on, "compile_seconds": round(compile_seconds, 3), **compiles,
+            "tf32": tf32_on, **({"axes": _describe_axes(axes)} if axes else {}),
+            "compile_seconds": round(compile_seconds, 3), **compiles,
             "cache_bytes": len(saved[0]) if saved else 0, "cache_artifacts": artifacts}
+
+
+def _describe_axes(axes: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """How each dynamic axis is served, for the record: ``{"seq": "dynamic 2..32"}`` (a size of 1 is
+    a graph of its own)."""
+    return {bound["label"]: f"dynamic {bound['min']}..{bound['max']}"
+            for by_axis in axes.values() for bound in by_axis.values()}
 
 
 def warmup_samples(samples: list[Mapping[str, Any]], buckets: list[int] | None, batch_dim: int) -> list[dict[str, Any]]:
@@ -130,10 +148,11 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     channels_last = options.check_channels_last(ctx.params.get(memory_format.OPTION, False), ctx.target)
     model = memory_format.model(torch_io.prepare_model(ctx.model.load_entry(), ctx.device, precision), channels_last)
     tf32_on = tf32.apply(precision, ctx.device)  # AOTInductor bakes it into the kernels it generates
+    spans = dynamic_axes.spec_ranges(ctx.model, ctx.samples)
     if plan["mode"] == "dynamic":
         shapes = {AOTI_FILE: torch_io.export_sample(ctx.model, ctx.samples, max_batch)}
     else:
-        bucket_samples = warmup_samples(ctx.samples[:1], plan["buckets"], ctx.model.batch_dim)
+        bucket_samples = warmup_samples([_exportable_sample(ctx)], plan["buckets"], ctx.model.batch_dim)
         shapes = {bucket_file(bucket): sample for bucket, sample in zip(plan["buckets"], bucket_samples)}
     sample = next(iter(shapes.values()))
     # plain tensors in and out: the worker that loads the packages knows no ModelOutput class
@@ -142,12 +161,13 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
                                                         channels_last))
     export_seconds = compile_seconds = 0.0
     digests = {}
-    with compile_cache.using(ctx.cache_dir):
+    bounds = {label: span.to_dict() for label, span in spans.items()}
+    with compile_cache.using(compile_cache.folder(ctx.cache_dir, bounds)):
         for file_name, shape_sample in shapes.items():
             args = memory_format.inputs(torch_io.to_tensors(ctx.model, shape_sample, ctx.device, precision),
                                         channels_last)
-            dynamic_shapes = (batch_dynamic_shapes(len(args), ctx.model.batch_dim, max_batch)
-                              if plan["mode"] == "dynamic" else None)
+            # a dynamic batch (dynamic = true) or one per bucket; the dynamic axes bounded Dims either way
+            dynamic_shapes = torch_build.dynamic_shapes(ctx, batch=plan["mode"] == "dynamic")
             started = time.perf_counter()
             with torch.no_grad():
                 program = torch.export.export(model, args, dynamic_shapes=dynamic_shapes, strict=False)
@@ -162,17 +182,44 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     info = {"format": AOTI_INFO_FORMAT, "export_digests": digests, "precision": precision,
             "precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch, "batching": plan,
             "packages": sorted(shapes), "memory_format": memory_format.name(channels_last), "device": ctx.device,
-            "tf32": tf32_on, "inputs": torch_io.input_order(ctx.model, sample)}
+            "tf32": tf32_on, "inputs": torch_io.input_order(ctx.model, sample),
+            **({"dynamic_axes": bounds} if bounds else {})}
     (ctx.out_dir / AOTI_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    check = validate_package(ctx.out_dir, info, ctx.model, list(shapes.values()))
+    check = validate_package(ctx.out_dir, info, ctx.model, [*shapes.values(), *_at_other_sizes(ctx, shapes.values())])
     ctx.log(f"aoti: packages loaded in a child process in {check['load_seconds']:.2f} s and ran batches of "
             f"{', '.join(str(torch_io.batch_of(s, ctx.model.batch_dim)) for s in shapes.values())}")
     return {"precision_method": options.PRECISION_METHOD, "max_batch_size": max_batch,
             "batching": plan["mode"], "buckets": plan.get("buckets"), "dynamic_batch": plan["mode"] == "dynamic",
+            **({"axes": {label: f"dynamic {span.min}..{span.max}" for label, span in spans.items()}} if spans else {}),
             "memory_format": info["memory_format"], "cudnn_benchmark": ctx.device == "cuda", "tf32": tf32_on,
             "export_seconds": round(export_seconds, 3), "compile_seconds": round(compile_seconds, 3),
             "validated_in_child": True, "child_load_seconds": round(check["load_seconds"], 3),
             "output_shapes": check["output_shapes"]}
+
+
+def _exportable_sample(ctx: BuildContext) -> Mapping[str, Any]:
+    """The first sample whose dynamic axes are all 2 or more: torch.export specializes a size of 1."""
+    for sample in ctx.samples:
+        sizes = dynamic_axes.sizes(ctx.model.dynamic_axes, [sample])
+        if all(size > 1 for values in sizes.values() for size in values):
+            return sample
+    return ctx.samples[0]
+
+
+def _at_other_sizes(ctx: BuildContext, samples: Any) -> list[dict[str, Any]]:
+    """Each sample again with its dynamic axes at another size: the packages must serve the range."""
+    seen = dynamic_axes.sizes(ctx.model.dynamic_axes, ctx.samples)
+    others = []
+    for sample in samples:
+        here = dynamic_axes.sizes(ctx.model.dynamic_axes, [sample])
+        changed = dict(sample)
+        for label, span in dynamic_axes.spec_ranges(ctx.model, ctx.samples).items():
+            size = dynamic_axes.other_size(span, here[label][0], seen[label]) if here[label] else None
+            if size is not None:
+                changed = dynamic_axes.resized(changed, ctx.model.dynamic_axes, label, size)
+        if changed is not sample and any(changed[n].shape != sample[n].shape for n in sample):
+            others.append(changed)
+    return others
 
 
 def aoti_compile_and_package(program: Any, package_path: str) -> Any:
@@ -201,16 +248,6 @@ def export_digest(program: Any) -> str:
 def aoti_digest(out_dir: Path) -> str:
     """aoti's canonical digest: ``aoti.json`` (export digest and options), not the compiled bytes."""
     return digest_file(Path(out_dir) / AOTI_INFO_FILE)
-
-
-def batch_dynamic_shapes(count: int, batch_dim: int, max_batch: int) -> tuple[dict[int, Any], ...] | None:
-    """torch.export ``dynamic_shapes``: one shared batch Dim (1..max_batch) on every input."""
-    if max_batch < 2:
-        return None
-    from torch.export import Dim
-
-    batch = Dim("batch", min=1, max=max_batch)
-    return tuple({batch_dim: batch} for _ in range(count))
 
 
 def validate_package(out_dir: Path, info: Mapping[str, Any], model: Any,

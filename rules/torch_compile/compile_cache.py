@@ -62,6 +62,17 @@ def _clear_path_caches() -> None:
     clear_caches()
 
 
+def folder(cache_dir: Path | None, axes: Mapping[str, Any] | None) -> Path | None:
+    """The cache folder for a compile with these dynamic axes: ``cache_dir`` itself without any, else
+    a subfolder per set of bounds. Inductor's cached graphs keep the guards of the bounds they were
+    compiled for, and a graph loaded for other bounds fails dynamo's constraint check."""
+    if cache_dir is None or not axes:
+        return cache_dir
+    from navbuild.hashing import digest_value
+
+    return Path(cache_dir) / f"axes-{digest_value(axes)[:16]}"
+
+
 class CompileCounter:
     """FX graphs compiled (cache misses) and loaded (hits) since it was made."""
 

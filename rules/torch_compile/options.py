@@ -156,6 +156,36 @@ def validate_aoti(params: Mapping[str, Any], precision: str, values: Any = None)
     return None
 
 
+def axes_plan(model: Any, samples: list[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The dynamic axes the compiled code keeps dynamic (``navbuild.dynamic_axes``), per input:
+    ``{input: {axis: {"label", "min", "max"}}}``. torch.compile assumes a dynamic size is at least 2
+    (a size of 1 is specialized: its own graph), so ``min`` is 2 at least; an axis of one size stays
+    static. Recorded in the recipe: the runner marks the same axes."""
+    from navbuild import dynamic_axes
+
+    spans = dynamic_axes.spec_ranges(model, samples)
+    plan: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, by_axis in model.dynamic_axes.items():
+        for axis, label in by_axis.items():
+            span = spans[label]
+            if max(span.min, 2) < span.max:
+                plan.setdefault(name, {})[str(axis)] = {"label": label, "min": max(span.min, 2), "max": span.max}
+    return plan
+
+
+def distinct_shapes(samples: list[Mapping[str, Any]], axes: Mapping[str, Mapping[str, Any]],
+                    batch_dim: int = 0) -> list[Mapping[str, Any]]:
+    """One sample per shape the compiled code tells apart: the batch aside, sizes along a dynamic axis
+    count as one (a size of 1 apart, which gets a graph of its own)."""
+    distinct: dict[tuple, Mapping[str, Any]] = {}
+    for sample in samples:
+        shape = tuple((name, tuple(("dyn" if str(axis) in axes.get(name, {}) and size > 1 else size)
+                                   for axis, size in enumerate(array.shape) if axis != batch_dim))
+                      for name, array in sample.items())
+        distinct.setdefault(shape, sample)
+    return list(distinct.values())
+
+
 def input_specs(samples: list[Mapping[str, Any]], batch_dim: int = 0,
                 buckets: list[int] | None = None) -> list[list[dict[str, Any]]]:
     """Name, shape and dtype of every input, per warm-up call: each sample as it is, or with buckets

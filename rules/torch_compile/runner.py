@@ -54,9 +54,10 @@ class TorchCompileRunner(Runner):
         self._channels_last = recipe["memory_format"] == memory_format.CHANNELS_LAST
         self._cudagraphs = self.device == "cuda" and recipe["mode"] in options.CUDAGRAPH_MODES
         self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
+        self._axes = recipe.get("dynamic_axes") or {}  # marked dynamic on every call, as the build did
         self.input_float_type = model_io.DTYPES[self.precision]  # float inputs at the recipe's precision
         counter = compile_cache.CompileCounter()
-        with compile_cache.using(self.cache_dir):
+        with compile_cache.using(compile_cache.folder(self.cache_dir, self._axes)):
             self.cache_info = loader.load_compile_cache(self.artifact_dir, recipe)
             model = torch_io.prepare_model(self.model.load_entry(), self.device, self.precision)
             model = memory_format.model(model, self._channels_last)
@@ -80,6 +81,7 @@ class TorchCompileRunner(Runner):
 
     def runtime_info(self) -> dict[str, Any]:
         return {"buckets": self._buckets, "memory_format": self._recipe["memory_format"],
+                "dynamic_axes": sorted({b["label"] for axes in self._axes.values() for b in axes.values()}),
                 "cudnn_benchmark": self.cudnn_benchmark, "tf32": self.tf32,
                 "compile_seconds": round(self.compile_seconds, 3),
                 **self.compiles}
@@ -90,8 +92,8 @@ class TorchCompileRunner(Runner):
         if self._buckets:
             bucket = batching.pick(batch, self._buckets, f"model {self.model.name} ({self.name} {self.precision})")
             feed = batching.pad(feed, bucket, self.model.batch_dim)
-        tensors = model_io.to_tensors(self.model, feed, self.device)
-        return memory_format.inputs(tensors, self._channels_last), batch, bucket
+        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self.device), self._channels_last)
+        return torch_io.mark_dynamic(tensors, model_io.input_order(self.model, feed), self._axes), batch, bucket
 
     def run_prepared_impl(self, prepared: Any) -> Any:
         tensors, batch, bucket = prepared

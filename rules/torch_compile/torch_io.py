@@ -31,6 +31,18 @@ def prepare_model(model: Any, device: str, precision: str) -> Any:
     return model_io.prepare_model(model, device, torch_dtype(precision))
 
 
+def mark_dynamic(tensors: tuple[Any, ...], names: list[str], axes: Mapping[str, Mapping[str, Any]]) -> tuple[Any, ...]:
+    """Mark the dynamic axes of ``tensors`` (in ``names`` order) for torch.compile, within their
+    bounds (``options.axes_plan``); a size of 1 is left unmarked (torch specializes it)."""
+    import torch._dynamo
+
+    for name, tensor in zip(names, tensors):
+        for axis, bound in axes.get(name, {}).items():
+            if tensor.shape[int(axis)] > 1:
+                torch._dynamo.mark_dynamic(tensor, int(axis), min=bound["min"], max=bound["max"])
+    return tensors
+
+
 def batch_of(sample: Mapping[str, np.ndarray], axis: int) -> int:
     return int(next(iter(sample.values())).shape[axis])
 

@@ -23,6 +23,7 @@ from navbuild.hashing import digest_file
 from navbuild.lazy import lazy_import
 from navbuild.rule import BuildContext, Skip
 from rules.tensorrt import config
+from rules.torch import build as torch_build
 from rules.torch.safe_pt2 import load_program
 from rules.torch_compile import torch_io
 from rules.torch_tensorrt.loader import BUILD_INFO, INPUT_FILE, OUTPUT_FILE, import_torch_tensorrt
@@ -58,7 +59,8 @@ def build_torch_trt(ctx: BuildContext) -> dict[str, Any]:
     params = config.check_params({**DEFAULTS, **dict(ctx.params)}, ctx.precision, where=ctx.target,
                                  precisions=PRECISIONS, max_batch_size=ctx.max_batch_size)
     profile = config.profile_shapes(ctx.samples, ctx.model.batch_dim, params.max_batch_size,
-                                    params.opt_batch_size, where=ctx.target)
+                                    params.opt_batch_size, where=ctx.target,
+                                    axes=config.axis_ranges(ctx.model, ctx.samples))
     torch_tensorrt = import_torch_tensorrt()
 
     if not torch.cuda.is_available():
@@ -69,11 +71,9 @@ def build_torch_trt(ctx: BuildContext) -> dict[str, Any]:
     order = torch_io.input_order(ctx.model, ctx.samples[0])
     sample = torch_io.export_sample(ctx.model, ctx.samples, params.max_batch_size)
     example = torch_io.to_tensors(ctx.model, sample, "cuda", params.precision)
-    dynamic = None  # one batch Dim shared by every input, as the upstream export has it
-    if params.max_batch_size >= 2:
-        batch = torch.export.Dim("batch", min=1, max=params.max_batch_size)
-        dynamic = tuple({ctx.model.batch_dim: batch} for _ in example)
-    if params.precision != "fp32":  # cast the weights and re-export, keeping the dynamic batch
+    # the batch Dim and the dynamic axes' bounded Dims, as the upstream export has them
+    dynamic = torch_build.dynamic_shapes(ctx)
+    if params.precision != "fp32":  # cast the weights and re-export, keeping the dynamic axes
         module = program.module().to(device="cuda", dtype=dtype)
         program = torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
     inputs = [torch_tensorrt.Input(min_shape=profile[name].min, opt_shape=profile[name].opt,
@@ -99,7 +99,7 @@ def build_torch_trt(ctx: BuildContext) -> dict[str, Any]:
     save_kwargs: dict[str, Any] = {
         "arg_inputs" if _accepts(torch_tensorrt.save, "arg_inputs") else "inputs": list(example)}
     if dynamic is not None and _accepts(torch_tensorrt.save, "dynamic_shapes"):
-        save_kwargs["dynamic_shapes"] = dynamic  # keeps the batch dynamic in the saved program
+        save_kwargs["dynamic_shapes"] = dynamic  # keeps the batch and the axes dynamic in the saved program
     torch_tensorrt.save(compiled, str(out), output_format="exported_program", **save_kwargs)
     reloaded = torch.export.load(str(out)).module()  # must reload, and run
     with torch.no_grad():

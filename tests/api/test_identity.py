@@ -122,3 +122,21 @@ def test_library_classes_count_by_version_and_the_material_is_plain():
     assert "torch.nn.modules.linear.Linear" in libraries
     assert libraries["torch.nn.modules.linear.Linear"][1].startswith("torch==")
     assert not [name for name, entry in material["code"].items() if entry[0] == "source"]
+
+
+def test_diffusers_unordered_config_bookkeeping_changes_nothing():
+    """diffusers lists the config keys left at their defaults from a set (``_use_default_values``), in
+    an order that changes with the process's hash seed: two processes must see one model."""
+    class Configured(torch.nn.Module):
+        def __init__(self, defaults: list[str], scale: float = 1.0) -> None:
+            super().__init__()
+            self.config = {"_use_default_values": defaults, "scale": scale}
+            self.linear = torch.nn.Linear(2, 2)
+
+    torch.manual_seed(0)
+    first = Configured(["a", "b", "c"])
+    second = Configured(["c", "a", "b"])
+    second.load_state_dict(first.state_dict())
+    assert model_identity(first) == model_identity(second)
+    second.config["scale"] = 2.0  # what the model computes with still counts
+    assert model_identity(first) != model_identity(second)

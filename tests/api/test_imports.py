@@ -10,7 +10,7 @@ from tests.api.conftest import REPO
 
 NAMES = ["OptimizeConfig", "Format", "DeviceKind", "MaxThroughputStrategy", "MinLatencyStrategy",
          "MaxThroughputWithLatencyBudgetStrategy", "ConfigError", "Package", "Module", "optimize",
-         "load_optimized", "profile", "torch", "onnx", "package"]
+         "load_optimized", "profile", "torch", "onnx", "tensorflow", "jax", "package", "pytriton", "triton"]
 
 
 def test_public_names_load_lazily_without_a_framework():

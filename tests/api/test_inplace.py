@@ -55,7 +55,7 @@ def test_each_module_is_recorded_and_built_with_its_own_configuration(optimized)
     assert model["max_batch_size"] == 4  # the largest batch the pipeline passed
 
 
-def test_modules_forward_unchanged_until_loaded_then_run_their_best_target(optimized):
+def test_modules_forward_unchanged_until_loaded_then_run_their_best_target(optimized, capsys):
     _, example, pipe, batches, before, _ = optimized
     assert not pipe.encoder.is_optimized and isinstance(pipe.encoder, torch.nn.Module)
     chosen = navbuild.load_optimized(quiet=True)
@@ -65,8 +65,14 @@ def test_modules_forward_unchanged_until_loaded_then_run_their_best_target(optim
     for a, b in zip(after, before):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
     assert pipe.head.fallbacks == 0
+    capsys.readouterr()
     pipe(example.TEXTS)  # a batch of 6, larger than any recorded: the original code serves it
     assert pipe.head.fallbacks == 1
+    pipe(example.TEXTS)
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("navbuild: head")]
+    assert len(said) == 1 and "runs its original code" in said[0] and "has batch 6, outside the recorded range" \
+        in said[0], said  # once, with the reason
+    assert "batch 6" in pipe.head.fallback_reason
 
 
 def test_the_encoder_returns_its_named_tuple_when_optimized(optimized):

@@ -19,6 +19,10 @@ BAD_MODELS = textwrap.dedent('''
 
     import torch
 
+    CXX_ERROR = ("terminate called after throwing an instance of 'c10::Error'\\n"
+                 "  what():  The size of tensor a (13) must match the size of tensor b (8) at non-singleton "
+                 "dimension 1\\nException raised from infer_size_impl at aten/src/ATen/ExpandUtils.cpp:31 (most "
+                 "recent call first):\\n" + "".join(f"frame #{i}: c10::Error::Error()\\n" for i in range(200)))
 
     class Bad(torch.nn.Module):
         def __init__(self, how):
@@ -32,8 +36,9 @@ BAD_MODELS = textwrap.dedent('''
             elif self.how == "hang":
                 while True:
                     pass
-            elif self.how == "abort":
-                os.abort()  # what a C++ std::terminate does: SIGABRT
+            elif self.how == "abort":  # what a C++ exception nobody catches does: std::terminate, SIGABRT
+                os.write(2, CXX_ERROR.encode())
+                os.abort()
             return self.linear(x)
 
 
@@ -99,6 +104,8 @@ def test_a_crash_a_hang_and_an_abort_fail_their_targets_and_the_build_goes_on(un
     assert "SIGSEGV" in reasons["segfault:reference"], reasons
     assert "no result after 5 s" in reasons["hang:reference"], reasons
     assert "SIGABRT" in reasons["abort:reference"], reasons
+    # the head of the C++ message, not only the signal (its stack of frames is in the log)
+    assert "c10::Error: The size of tensor a (13) must match the size of tensor b (8)" in reasons["abort:reference"]
     for name in ("cnn:torchscript-trace", "cnn:onnx", "cnn:onnx.check", "segfault:samples"):
         assert records[name]["status"] == "built", (name, records[name])
     assert records["segfault:onnx"]["status"] == "failed"  # not run: its reference failed

@@ -295,6 +295,25 @@ def test_a_worker_that_segfaults_becomes_an_error_with_signal_and_stderr():
     assert "Current thread" in rest  # the whole stderr tail follows the first line
 
 
+def test_a_worker_that_aborts_on_a_cxx_error_keeps_its_message_and_last_frames():
+    """A C++ exception prints its message, then hundreds of stack frames: the error names the message,
+    and what is kept of stderr holds its head (the message) and its tail (the last frames)."""
+    crash = ("import os, sys; sys.stdin.buffer.read(4); os.write(2, (\"terminate called after throwing an instance "
+             "of 'c10::Error'\\n  what():  shape '[2, 8, 16]' is invalid for input of size 416\\n\" + "
+             "''.join(f'frame #{i}: at::native::view(at::Tensor const&)\\n' for i in range(400))).encode()); "
+             "os.abort()")
+    child = AotiChild(argv=[sys.executable, "-c", crash]).start()
+    try:
+        with pytest.raises(AotiChildError) as caught:
+            child.request({"op": "infer"}, what="infer")
+    finally:
+        child.close()
+    first_line, _, rest = str(caught.value).partition("\n")
+    assert "killed by SIGABRT (signal 6) while serving infer; stderr: c10::Error: shape '[2, 8, 16]' is invalid " \
+           "for input of size 416" in first_line
+    assert rest.index("terminate called after") < rest.index("bytes left out") < rest.index("frame #399")
+
+
 def test_stderr_summary_picks_the_fatal_error_and_the_innermost_frame():
     # the worker's stderr when aoti_load_package segfaulted (torch 2.11+cu130, H200)
     seen = textwrap.dedent("""\
@@ -346,7 +365,7 @@ def test_export_digest_ignores_paths_but_not_weights(tmp_path):
     model = tiny_model(tmp_path)
     sample = image_samples((2,))[0]
     args = torch_io.to_tensors(model, sample, "cpu", "fp32")
-    shapes = build.batch_dynamic_shapes(1, 0, 4)
+    shapes = ({0: torch.export.Dim("batch", min=1, max=4)},)
 
     def digest(module):
         return build.export_digest(torch.export.export(module, args, dynamic_shapes=shapes, strict=False))

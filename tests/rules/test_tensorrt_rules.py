@@ -47,6 +47,24 @@ def test_profile_makes_other_varying_dimensions_dynamic():
     assert profile["tokens"] == ShapeRange(min=(1, 12), opt=(8, 16), max=(8, 16))
 
 
+def test_profile_spans_the_declared_bounds_of_a_dynamic_axis():
+    """A sequence axis declared { name = "seq", min = 1, max = 128 } spans 1..128 in every input that
+    has it, optimized for the longest sample; the short form spans 1 to the longest sample."""
+    from navbuild.rule import ModelSpec
+
+    samples = [{"ids": np.zeros((1, 8), np.int64), "mask": np.zeros((1, 8), np.int64)},
+               {"ids": np.zeros((2, 13), np.int64), "mask": np.zeros((2, 13), np.int64)}]
+    model = ModelSpec(name="bert", framework="torch", entry="m.py:f", root=Path("."), inputs=("ids", "mask"),
+                      max_batch_size=4, dynamic_axes={"ids": {1: "seq"}, "mask": {1: "seq"}},
+                      axis_bounds={"seq": {"min": 1, "max": 128}})
+    profile = config.profile_shapes(samples, 0, 4, axes=config.axis_ranges(model, samples))
+    assert profile == {name: ShapeRange(min=(1, 1), opt=(4, 13), max=(4, 128)) for name in ("ids", "mask")}
+    model.axis_bounds = {}
+    profile = config.profile_shapes(samples, 0, 4, axes=config.axis_ranges(model, samples))
+    assert profile["ids"] == ShapeRange(min=(1, 1), opt=(4, 13), max=(4, 13))
+    assert config.ort_profile_options(profile)["trt_profile_max_shapes"] == "ids:4x13,mask:4x13"
+
+
 def test_profile_of_several_inputs_and_ort_option_strings():
     samples = [{"image": np.zeros((2, 3, 4, 4), np.float32), "mask": np.zeros((2, 5), np.int64)}]
     profile = config.profile_shapes(samples, 0, 4, opt_batch_size=2)

@@ -301,3 +301,34 @@ def test_importing_the_rules_imports_no_framework() -> None:
             "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'numpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert done.stdout.strip() == "[]"
+
+
+QUANTIZED_MODEL = '''
+import torch
+
+
+def build_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, torch.qint8) if QUANTIZED else model
+
+
+QUANTIZED = True
+'''
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_eager_int8_runs_a_quantized_module_and_refuses_a_float_one(tmp_path):
+    """torch-int8: a module quantized beforehand runs as given; a float module is no int8 model."""
+    spec = write_model(tmp_path / "quantized", QUANTIZED_MODEL)
+    samples = [{"x": np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)}]
+    ctx = context(tmp_path, spec, samples, precision="int8")
+    build("torch", ctx)
+    assert json.loads((ctx.out_dir / "recipe.json").read_text())["precision"] == "int8"
+    expected = spec.load_entry()(torch.from_numpy(samples[0]["x"])).numpy()
+    outputs = run_all(runner_for("torch", ctx), samples)
+    np.testing.assert_allclose(outputs[0]["output__0"], expected, atol=1e-6)
+
+    plain = write_model(tmp_path / "plain", QUANTIZED_MODEL.replace("QUANTIZED = True", "QUANTIZED = False"))
+    with pytest.raises(ValueError, match="holds no quantized module; int8 runs a module quantized beforehand"):
+        build("torch", context(tmp_path, plain, samples, precision="int8", name="plain"))

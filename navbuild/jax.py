@@ -1,0 +1,16 @@
+"""``navbuild.jax.optimize(model, dataloader, config=None, **fields)``: a jax model given as
+``"file.py:function"`` (relative to the workspace; the function returns what navbuild.toml's ``entry``
+of a jax model returns), built, checked and profiled by navbuild's jax rule family. Options as
+for ``navbuild.torch.optimize``. See docs/python-api.md."""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["optimize"]
+
+
+def optimize(model: Any, dataloader: Any, config: Any = None, *, name: str | None = None, jobs: int = 1,
+             quiet: bool = False, **fields: Any) -> Any:
+    from navbuild.api.single import optimize_entry
+
+    return optimize_entry("jax", model, dataloader, config, name=name, jobs=jobs, quiet=quiet, **fields)
