@@ -78,6 +78,8 @@ def test_each_gpu_target_runs_in_a_worker_pinned_to_its_card(tmp_path):
             builders.setdefault(record["metadata"]["pid"], set()).add(record["gpu"])
     assert builders and all(len(cards) == 1 for cards in builders.values()), builders
     assert records["m0:samples"]["gpu"] is None  # CPU targets hold no card, and their workers see none
+    # -j 2 beside 3 GPU slots: five processes at once, which a machine of fewer cores is warned of
+    assert ("-j 2 and 3 GPU slots run up to 5 targets" in output) == (len(os.sched_getaffinity(0)) < 5), output
     assert records["m0:reference"]["gpu"] is None and records["m0:reference"]["metadata"]["cuda_visible_devices"] == ""
     assert "GPU b/c/p" in output and "on GPU" not in output.split("GPU b/c/p")[0]
 
