@@ -374,6 +374,9 @@ class BuildContext:
     params      the target's parameter values, only those the rule declared
     engine_values  the engine values the rule declared (``Rule.uses``), read as ``ctx.max_batch_size``,
                 ``ctx.normalize`` and ``ctx.profile_batch_sizes``
+    progress    says what a long build does now, as a verb people read after "still":
+                ``ctx.progress("compiling")``, ``ctx.progress("exporting", "batch bucket 2 of 4")``;
+                the console shows it beside the running target (the log keeps only ``log``)
     """
 
     model: ModelSpec
@@ -390,6 +393,7 @@ class BuildContext:
     # only make builds faster (TensorRT timing cache, torch compile cache); never an output.
     cache_dir: Path | None = None
     engine_values: Mapping[str, Any] = field(default_factory=dict)
+    progress: Callable[..., None] = field(default=lambda phase, detail="": None, repr=False)
 
     @property
     def max_batch_size(self) -> int:

@@ -182,3 +182,16 @@ def test_render_with_dot(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert graph_dot.render("digraph { this is not dot", tmp_path / "bad.png") is False
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_a_spread_past_the_stability_bound_is_marked_in_the_table_and_the_report(tmp_path, results, selection):
+    noisy = results["cnn:torchscript"]
+    noisy.config = {"stability_pct": 10.0}
+    noisy.points[0].spread_pct = 85.0  # batch 1: a busy machine
+    noisy.points[1].spread_pct = 4.0
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    console.print(profile_table("cnn", results, selection))
+    row = next(line for line in console.file.getvalue().splitlines() if "cnn:torchscript" in line)
+    assert "unstable \u00b185%" in row
+    data = json.loads(write_report("cnn", results, selection, tmp_path, png=False)["json"].read_text())
+    assert data["unstable"] == {"cnn:torchscript": [1]}

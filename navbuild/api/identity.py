@@ -6,7 +6,8 @@ decides its outputs and writes the digest into the model's generated entry file 
 - code: the source of the class of every submodule and of its user-defined base classes; of the
   functions and classes their methods name as globals (followed recursively), and of the user
   modules they name (the whole file's digest); closures' values; forward hooks. Code from
-  installed packages counts by distribution and version instead of by text.
+  installed packages (site-packages, or any folder a distribution was installed into, editable
+  installs excepted) counts by distribution and version instead of by text.
 - attributes: every attribute of every submodule that is not torch's bookkeeping: numbers,
   strings, tuples, lists, dicts, enums, dtypes, plain tensors (by content), objects with a
   ``to_dict`` (Hugging Face configs) or a ``__dict__`` (followed a few levels deep).
@@ -272,9 +273,47 @@ def _module_library_version(module_name: str) -> str | None:
     if not file:
         return None
     resolved = str(Path(file).resolve())
-    if not any(resolved.startswith(root + "/") for root in _library_roots()):
-        return None
-    return f"{top}=={_version_of(top)}"
+    if any(resolved.startswith(root + "/") for root in _library_roots()):
+        return f"{top}=={_version_of(top)}"
+    # installed elsewhere (pip --target, a PYTHONPATH folder): its distribution's record says so
+    installed = _installed_elsewhere(top, Path(resolved))
+    return f"{top}=={installed}" if installed else None
+
+
+def _installed_elsewhere(top: str, file: Path) -> str | None:
+    """The version of the distribution that installed ``file``, if one did and not as an editable
+    install: an editable install is code being written (hashed by its text), and a folder that only
+    shares a distribution's name is not that distribution."""
+    from importlib import metadata
+
+    for name in _distributions().get(top, ()):
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if _editable(dist):
+            return None
+        installed_at = Path(str(dist.locate_file(top))).resolve()
+        if file == installed_at.with_suffix(".py") or file.is_relative_to(installed_at):
+            return dist.version
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    from importlib import metadata
+
+    return metadata.packages_distributions()
+
+
+def _editable(dist: Any) -> bool:
+    import json
+
+    try:
+        direct_url = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return False
+    return bool(direct_url.get("dir_info", {}).get("editable"))
 
 
 def _version_of(top: str) -> str:

@@ -105,7 +105,11 @@ class Workspace:
             raise renamed(error, _label(error.key)) from None
 
     def build(self, models: Sequence[ModelSource], config: OptimizeConfig, *, jobs: int = 1,
-              isolate: bool | None = None, on_done: Callable[[Record], None] | None = None) -> BuildResult:
+              isolate: bool | None = None, on_done: Callable[[Record], None] | None = None,
+              quiet: bool = False) -> BuildResult:
+        """Build ``models``; while it runs, the console shows what runs now as the CLI does (a live
+        display on a terminal, "still ..." lines elsewhere) unless ``quiet`` or
+        ``NAVIGATOR_CONSOLE_OUTPUT=none``."""
         executor.refuse_nested_call()
         session = self.open(models, config, isolate)
         by_name = {m.name: m for m in models}
@@ -129,9 +133,10 @@ class Workspace:
 
         try:
             selected = session.graph.resolve([m.name for m in models])
-            scheduler = Scheduler(session, LocalExecutor(jobs, hook=executor.worker_hook(pickles_for)),
-                                  listeners=[finished], lock=self.lock_path, partial_lock=True)
-            records = scheduler.build(selected)
+            with _reporter(session, selected, quiet) as shown:
+                scheduler = Scheduler(session, LocalExecutor(jobs, hook=executor.worker_hook(pickles_for)),
+                                      listeners=[finished, shown], lock=self.lock_path, partial_lock=True)
+                records = scheduler.build(selected)
         finally:
             session.close()
             for source in models:
@@ -139,6 +144,18 @@ class Workspace:
                     objects.pickle_path(self.root, source.name, source.identity).unlink(missing_ok=True)
         session.forget_keys()  # workers built what this session looked up as missing
         return BuildResult(session=session, records=records, sources=dict(by_name))
+
+
+def _reporter(session: Session, selected: list[str], quiet: bool) -> Any:
+    """The CLI's live display (``view/progress.py``), without its finished lines: the API prints
+    its own table after the build."""
+    from navbuild.api.environment import console_output
+    from navbuild.view import progress
+    from navbuild.view.console import console
+
+    closure = session.graph.closure(selected)
+    return progress.Reporter(console(stderr=True), total=len(closure), quiet=quiet or console_output() == "none",
+                             kinds=progress.kinds_of(session, closure), finished_lines=False)
 
 
 def _label(key: str) -> str:

@@ -82,7 +82,7 @@ def _checked(config: OptimizeConfig | None, fields: dict[str, Any] | None = None
 
 def _build_one(workspace: Workspace, source: ModelSource, config: OptimizeConfig, jobs: int,
                quiet: bool) -> Package:
-    result = workspace.build([source], config, jobs=jobs)
+    result = workspace.build([source], config, jobs=jobs, quiet=quiet)
     package = package_of(result, source.name)
     result.session.close()  # file digests learned while collecting the status, for the next run
     if config.verify_func is not None:

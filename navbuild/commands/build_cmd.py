@@ -46,10 +46,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--gpu-type", metavar="TYPE",
                        help="GPU targets run on cards of this type (H100, A100, ...): this machine's, or with "
                             "--executor ray the nodes'")
+    build.add_argument("--ray-timeout", type=float, default=ray_executor.CONNECT_TIMEOUT_S, metavar="S",
+                       help="--executor ray: give up when nothing answers at the address after S seconds "
+                            f"(default {ray_executor.CONNECT_TIMEOUT_S:g})")
     build.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
     build.add_argument("--retry-failed", action="store_true",
                        help="run targets that failed before with the same inputs (else their failure is replayed)")
     build.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
+    build.add_argument("--table", action="store_true",
+                       help="print the summary table even when nothing changed (else one line says so)")
     build.add_argument("--from", dest="from_package", metavar="PKG", help="build: import this .nav package first")
     build.add_argument("--package-limit", action="append", metavar="NAME=SIZE",
                        help="build --from: raise a limit on what a package may hold (entry=16G, total=64G, "
@@ -85,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
 def local_cards(args: argparse.Namespace) -> ray_executor.RayExecutor | None:
     """The Ray executor when one is named; else ``--gpu-type`` narrows this machine's cards to that
     type, before any key is computed."""
-    executor = ray_executor.parse(args.executor, args.gpu_type)
+    executor = ray_executor.parse(args.executor, args.gpu_type, args.ray_timeout)
     if executor is None and args.gpu_type:
         cards.narrow_to_type(args.gpu_type)
     return executor
@@ -141,8 +146,8 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
     out = console()
     try:
         closure = session.graph.closure(selected)
-        with progress.Reporter(console(stderr=True), total=len(closure), verbose=args.verbose,
-                               quiet=args.quiet) as reporter:
+        with progress.Reporter(console(stderr=True), total=len(closure), verbose=args.verbose, quiet=args.quiet,
+                               kinds=progress.kinds_of(session, closure)) as reporter:
             scheduler = Scheduler(session, executor or LocalExecutor(args.jobs), listeners=[reporter],
                                   lock=lockfile.path_for(session.project.root),
                                   warn=lambda text: console(stderr=True).print(f"[yellow]{text}[/]", highlight=False))
@@ -154,10 +159,12 @@ def run(session: Session, selected: list[str], args: argparse.Namespace, force: 
                                                   sort_keys=True, default=str) + "\n")
         if args.quiet:
             for record in shown.values():
-                if record.status == FAILED:
-                    out.print(f"failed {record.target}: {record.reason}", highlight=False)
+                if record.status == FAILED and not record.blocked_by:
+                    out.print(f"failed {record.target}: {record.reason}", highlight=False, markup=False)
+            for line in summary.not_run_lines(shown):
+                out.print(line, highlight=False, markup=False)
         else:
-            summary.print_summary(out, session, shown)
+            summary.print_summary(out, session, shown, wall=scheduler.wall, table=getattr(args, "table", False))
             if stale:
                 out.print(f"removed outputs of targets no longer declared: {', '.join(stale)}", highlight=False)
         return 1 if any(r.status == FAILED for r in shown.values()) else 0

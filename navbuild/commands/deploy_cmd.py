@@ -43,8 +43,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from navbuild.engine.options import Options
+
     command = args.words[0]
-    session = open_project(args.config)
+    session = open_project(args.config, Options(config_arg=args.config))
     session.store.hold_shared()  # what is shipped is not collected while it is read
     try:
         if command == "package":
@@ -86,6 +88,12 @@ def _triton(session: Session, args: argparse.Namespace) -> int:
                                    f"triton extra: {TRITON_EXTRA}", highlight=False, markup=False)
         return 2
     collected = status.collect(session)
+    unbuilt = unbuilt_models(collected, [args.model] if args.model else sorted(collected.get("models") or {}))
+    if unbuilt:
+        console(stderr=True).print(f"navbuild: error: nothing to deploy yet: {_unbuilt_text(unbuilt)}; build "
+                                   f"{'it' if len(unbuilt) == 1 else 'them'} first: "
+                                   f"{build_command(session, unbuilt)}", highlight=False, markup=False)
+        return 1
     repo = Path(args.repo or "model_repository")
     strategy = args.strategy or session.project.profile.strategies[0]
     if args.target and ":" in args.target:  # "multiio:onnx", as every other command names targets
@@ -122,6 +130,31 @@ def _triton(session: Session, args: argparse.Namespace) -> int:
     if args.verify:
         return _verify(session, collected, repo, deployed, install)
     return 0
+
+
+def unbuilt_models(collected: dict[str, Any], names: list[str]) -> dict[str, int]:
+    """The models of ``names`` that have no target built yet and some not built (none failed them
+    all: those have their own message), with how many targets each lacks."""
+    from navbuild.deploy.triton_repo import USABLE
+
+    found = {}
+    for name in names:
+        targets = ((collected.get("models") or {}).get(name) or {}).get("targets") or {}
+        missing = sum(entry.get("status") == "missing" for entry in targets.values())
+        if missing and not any(entry.get("status") in USABLE for entry in targets.values()):
+            found[name] = missing
+    return found
+
+
+def _unbuilt_text(unbuilt: dict[str, int]) -> str:
+    parts = [f"{name} ({count} target{'s' if count > 1 else ''} not built)" for name, count in unbuilt.items()]
+    return ("model " if len(parts) == 1 else "models ") + ", ".join(parts)
+
+
+def build_command(session: Session, models: dict[str, int] | list[str]) -> str:
+    """``navbuild [--config C] m1 m2``: what builds (and profiles) these models."""
+    config = f" --config {session.options.config_arg}" if session.options.config_arg else ""
+    return f"navbuild{config} {' '.join(models)}"
 
 
 def _deployed(collected: dict[str, Any], model: str, triton_name: str, args: argparse.Namespace,

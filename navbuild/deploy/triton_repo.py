@@ -64,8 +64,8 @@ def deployed_target(status: Mapping[str, Any], model_name: str, *, target: str |
                               f"(the logs: navbuild-out/{model_name}/<target>/check.log)")
         if strategy not in selected or selected[strategy] is None:
             raise DeployError(f"model {model_name}: no target selected for strategy {strategy!r} "
-                              f"({_why_none_selected(targets, selected)}); name a target (--target) or fix the "
-                              f"targets named")
+                              f"({_why_none_selected(targets, selected, model_name)}); name a target (--target) or "
+                              f"fix the targets named")
         target = selected[strategy]
     if target not in targets:
         raise DeployError(f"model {model_name}: no target {target!r}; targets: "
@@ -83,14 +83,15 @@ def deployed_target(status: Mapping[str, Any], model_name: str, *, target: str |
     return target, entry
 
 
-def _why_none_selected(targets: Mapping[str, Any], selected: Mapping[str, Any]) -> str:
+def _why_none_selected(targets: Mapping[str, Any], selected: Mapping[str, Any], model_name: str = "") -> str:
     """The targets that could not take part in a selection, each with its status and reason; or,
-    when every one was built, what the other strategies selected."""
+    when every one was built, what the other strategies selected and the command that profiles them."""
     unusable = [f"{name} {entry.get('status')}: {entry.get('reason') or 'no reason recorded'}"
                 for name, entry in sorted(targets.items()) if entry.get("status") not in USABLE]
     if unusable:
         return "; ".join(unusable)
-    return f"selected: {json.dumps(dict(selected), sort_keys=True)}; run the profile step"
+    return (f"selected: {json.dumps(dict(selected), sort_keys=True)}; its targets are not profiled yet: "
+            f"`navbuild {model_name or '<model>'}` builds their profiles")
 
 
 def serving(target: Mapping[str, Any], framework: str | None, backend: str, label: str) -> TritonModel:

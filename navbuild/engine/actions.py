@@ -24,6 +24,7 @@ from navbuild.engine.digests import output_digest
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Target
 from navbuild.engine.log_cap import capped, capped_file
 from navbuild.engine.outputs import CHECK_FILE, PROFILE_FILE
+from navbuild.engine.progress import Progress, Say, silent
 from navbuild.engine.store import safe_name
 from navbuild.hashing import digest_value
 from navbuild.rule import CHECK_HINT, ROLE_SAMPLES, BuildContext, Skip, repeat_file_name
@@ -37,13 +38,14 @@ STEP_VERSIONS = {CHECK: keys.CHECK_VERSION, PROFILE: keys.PROFILE_VERSION}
 
 
 def execute(session: Session, target: Target, key: str, material: dict[str, Any],
-            log_path: Path | None = None) -> dict[str, Any]:
+            log_path: Path | None = None, progress: Say | None = None) -> dict[str, Any]:
     """Run ``target``'s action in this process and store its outputs; returns the manifest written
     under ``key``. A session calls it through ``workers.execute`` (a worker process runs it there);
-    ``log_path`` (a worker's) receives the log as it is written."""
+    ``log_path`` (a worker's) receives the log as it is written; ``progress`` hears the phases the
+    action goes through (engine/progress.py)."""
     store = session.store
     scratch = store.scratch(safe_name(target.name) + "-")
-    log = BuildLog(echo=session.options.verbose and log_path is None, path=log_path)
+    log = BuildLog(echo=session.options.verbose and log_path is None, path=log_path, progress=progress)
     started = time.perf_counter()
     try:
         out_dir = scratch / "out"
@@ -111,7 +113,7 @@ def build_artifact(session: Session, target: Target, out_dir: Path, scratch: Pat
                        params=params, out_dir=out_dir,
                        input_dir=session.outputs.materialized(target.upstream) if target.upstream else None,
                        samples=samples, log=log, workdir=scratch, cache_dir=cache_dir,
-                       engine_values=dict(target.engine_values))
+                       engine_values=dict(target.engine_values), progress=log.phase)
     return rule.build(ctx)
 
 
@@ -164,7 +166,15 @@ def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: P
         raise Skip(f"{target.artifact} did not pass its correctness check; it is not profiled")
     runner = _runner(session, target)
 
+    def phase(event: Any) -> None:  # what the console shows while the profile runs
+        if event.kind == "start" and event.batch_size is not None:
+            of = f", {event.step + 1} of {event.total}" if event.total > 1 else ""
+            log.phase("profiling", f"batch {event.batch_size}{of}")
+        elif event.kind == "search" and event.batch_size is not None:
+            log.phase("profiling", f"largest batch that fits: trying {event.batch_size}")
+
     def progress(event: Any) -> None:
+        phase(event)
         if event.kind == "point" and event.point is not None:
             point = event.point
             log(f"profile: batch {point.batch_size}: p50 {point.p50_ms:.3f} ms, "
@@ -182,7 +192,8 @@ def profile_artifact(session: Session, target: Target, out_dir: Path, scratch: P
         # what it measures depends on its key alone: it reads no other target's figures
         result = profiling.profile_runner(runner, samples[0], config, device=target.device, progress=progress)
         swept = axis_sweep.sweep(lambda sample, each: profiling.profile_runner(runner, sample, each,
-                                                                               device=target.device),
+                                                                               device=target.device,
+                                                                               progress=phase),
                                  target.spec, samples, sizes, config, log)
     finally:
         runner.deactivate()
@@ -258,9 +269,10 @@ class BuildLog:
     descriptors 1 and 2 point at it too, so that native output (a C++ abort message, the
     faulthandler traceback of a segfault) lands in the log that the parent keeps."""
 
-    def __init__(self, echo: bool, path: Path | None = None) -> None:
+    def __init__(self, echo: bool, path: Path | None = None, progress: Say | None = None) -> None:
         self.echo = echo
         self.path = path
+        self.progress = progress or silent
         self.buffer = io.StringIO()
         self.file = open(path, "a", buffering=1, encoding="utf-8", errors="replace") if path else None
 
@@ -269,6 +281,11 @@ class BuildLog:
         (self.file or self.buffer).write(line)
         if self.echo:
             sys.__stderr__.write(line)
+
+    def phase(self, phase: str, detail: str = "") -> None:
+        """Say what the action does now (``BuildContext.progress``): the console shows it while the
+        target runs; the log keeps only what the rule logs."""
+        self.progress(Progress(phase, detail))
 
     def text(self) -> str:
         """The log as the store keeps it: capped (``capped``), its head and tail kept."""

@@ -6,6 +6,12 @@ doit is a front here, as its own ``api.py`` is one over its runner: doit orders 
 navbuild's scheduler (``engine/scheduler.py``), which finds what it needs current, settles the
 target as the CLI would (worker processes, slots, records) and writes navbuild.lock.
 ``navbuild`` and the Python API call the scheduler directly, without doit.
+
+``doit forget TARGET`` forgets for real: doit's own forget clears doit's database, which decides
+nothing here, so ``Forget`` (registered as doit's ``forget`` command in pyproject.toml's
+``[tool.doit.plugins.command]``) drops the target's build from the store's action cache instead;
+the next ``doit`` or ``navbuild`` builds it again (or restores it from a remote cache, if one is
+set). Its files stay in the store until ``navbuild gc``.
 """
 from __future__ import annotations
 
@@ -64,6 +70,65 @@ def _doc(target: Any) -> str:
     if target.rule is None:
         return f"correctness of {target.artifact}"
     return f"{target.rule.name} ({target.precision}, {target.device})"
+
+
+def forget(session: Session, names: list[str]) -> list[str]:
+    """Drop the current build of each target named (an alias: of its members) from the store's
+    action cache, dependents first (a dependency forgotten first would hide their keys); one line
+    per target says what was forgotten."""
+    graph = session.graph
+    wanted: list[str] = []
+    for name in names:
+        for member in graph.resolve([name]) if name not in graph.targets else [name]:
+            if member not in wanted:
+                wanted.append(member)
+    order = {name: index for index, name in enumerate(graph.closure(wanted))}
+    lines = []
+    for name in sorted(wanted, key=order.__getitem__, reverse=True):
+        manifest = session.current_manifest(name)
+        if manifest is None:
+            lines.append(f"{name}: no current build to forget")
+            continue
+        session.store.drop_manifest(manifest["key"])
+        session.keys.drop_current(name)
+        lines.append(f"{name}: forgotten (its build {manifest['key'][:12]} dropped from the store); "
+                     f"the next run builds it again")
+    return lines
+
+
+def _forget_command() -> type:
+    """doit's ``forget`` command, forgetting in navbuild's store (doit's database decides nothing)."""
+    from doit.cmd_base import check_tasks_exist, tasks_and_deps_iter
+    from doit.cmd_forget import Forget as DoitForget
+
+    class Forget(DoitForget):
+        doc_purpose = "forget targets' builds (navbuild: drops them from the store's action cache)"
+
+        def _execute(self, forget_sub, forget_disable_default, forget_all):
+            if _SCHEDULER is None:  # not navbuild's tasks: doit's own forget
+                return super()._execute(forget_sub, forget_disable_default, forget_all)
+            tasks = {task.name: task for task in self.task_list}
+            if forget_all:
+                selected = [name for name in tasks if name in _scheduler().session.graph.targets]
+            elif self.sel_default_tasks and forget_disable_default:
+                self.outstream.write("no tasks specified, pass task name, --enable-default or --all\n")
+                return 0
+            else:
+                check_tasks_exist(tasks, self.sel_tasks)
+                selected = ([task.name for task in tasks_and_deps_iter(tasks, self.sel_tasks, True)]
+                            if forget_sub else list(self.sel_tasks))
+            for line in forget(_scheduler().session, selected):
+                self.outstream.write(f"forgetting {line}\n")
+            self.dep_manager.close()
+            return 0
+
+    return Forget
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Forget":  # doit is imported only when doit asks for its command
+        return _forget_command()
+    raise AttributeError(name)
 
 
 class NullBackend:

@@ -20,21 +20,28 @@ keeps the node's record. The summary says on which node each target was built.
 
 The remote cache must be writable by the nodes (the write token, if any, set in the nodes'
 environment: navbuild never sends it).
+
+Nothing waits in silence: an address where nothing answers is given up after ``connect_timeout``
+seconds (``--ray-timeout``, default 30) with one message naming it, before Ray's own retries start;
+a task that fails on a node keeps its error's type, message, the file and line it came from and its
+last frames (in the target's build.log), not only a first line.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from navbuild.engine import cards, fingerprint
+from navbuild.engine import actions, cards, fingerprint
 from navbuild.engine.graph import PROFILE
 from navbuild.engine.project import open_described
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, Record
@@ -45,6 +52,8 @@ from navbuild.engine.slots import on_gpu
 NODE_STORE_ENV = "NAVBUILD_RAY_STORE"  # where a node keeps its store (default: <tmp>/navbuild-ray)
 SHIPPED_EXCLUDES = (".git", "navbuild.lock", "__pycache__", "*.nav")
 MISSING = "the Ray executor needs Ray: pip install 'navbuild[ray]'"
+CONNECT_TIMEOUT_S = 30.0  # --ray-timeout: how long an address may stay silent before the build gives up
+LAST_FRAMES = 3  # of a failed task's traceback, kept in its record (the whole of it goes to build.log)
 
 
 class ExecutorError(ValueError):
@@ -55,10 +64,12 @@ class ExecutorError(ValueError):
 class RayExecutor:
     """``address``: None starts a local Ray instance (or joins RAY_ADDRESS); ``auto`` or
     ``HOST:PORT`` joins a running cluster as a driver; ``ray://HOST:PORT`` goes through Ray Client.
-    ``say`` receives a line when Ray is joined."""
+    ``say`` receives a line when Ray is joined; ``connect_timeout``: seconds an address may stay
+    silent before the build gives up."""
 
     address: str | None = None
     gpu_type: str | None = None
+    connect_timeout: float = field(default=CONNECT_TIMEOUT_S, compare=False)
     say: Callable[[str], None] = field(default=lambda line: None, compare=False, repr=False)
 
     # -- the scheduler's executor ------------------------------------------------------------------
@@ -98,7 +109,7 @@ class RayExecutor:
             return done
         ready, _ = self.ray.wait(list(self.running), num_returns=1)
         name = self.running.pop(ready[0])
-        node_record = _collect(self.ray, ready[0], name)
+        node_record = _collect(self.ray, ready[0], name, self.session)
         self.session.forced.discard(name)  # --force: the node rebuilt it, here it is restored
         mine = None
         if node_record.status in (BUILT, CACHED) and _restored_here(self.session, name):
@@ -109,17 +120,20 @@ class RayExecutor:
         pass
 
 
-def parse(text: str | None, gpu_type: str | None = None) -> RayExecutor | None:
+def parse(text: str | None, gpu_type: str | None = None,
+          connect_timeout: float = CONNECT_TIMEOUT_S) -> RayExecutor | None:
     """``--executor``: ``local`` (None: ``--gpu-type`` then chooses this machine's cards,
     ``cards.narrow_to_type``), ``ray``, ``ray:auto``, ``ray:HOST:PORT``, ``ray://HOST:PORT``."""
     if text is None or text == "local":
         return None
+    if not connect_timeout > 0:
+        raise ExecutorError(f"--ray-timeout must be a number of seconds above 0, got {connect_timeout}")
     if text == "ray":
-        return RayExecutor(None, gpu_type)
+        return RayExecutor(None, gpu_type, connect_timeout=connect_timeout)
     if text.startswith("ray://"):
-        return RayExecutor(text, gpu_type)
+        return RayExecutor(text, gpu_type, connect_timeout=connect_timeout)
     if text.startswith("ray:") and len(text) > 4:
-        return RayExecutor(text[4:], gpu_type)
+        return RayExecutor(text[4:], gpu_type, connect_timeout=connect_timeout)
     raise ExecutorError(f"--executor {text!r}: use local, ray, ray:auto, ray:HOST:PORT or ray://HOST:PORT")
 
 
@@ -166,6 +180,7 @@ def _connect(ray: Any, session: Session, executor: RayExecutor) -> None:
     excludes = [*SHIPPED_EXCLUDES, *(_relative(p, root) for p in (session.project.store, session.project.out))]
     code = _code_to_ship(session)
     runtime_env = {"working_dir": str(root), "excludes": [e for e in excludes if e], "py_modules": code}
+    reach(executor.address, executor.connect_timeout, executor.say)
     ray.init(address=executor.address, runtime_env=runtime_env, log_to_driver=False, include_dashboard=False,
              configure_logging=False)
 
@@ -221,14 +236,88 @@ def _resources(target: Any, executor: RayExecutor, node_cpus: int = 1) -> dict[s
     return {"num_cpus": node_cpus if target.kind == PROFILE else 1}
 
 
-def _collect(ray: Any, ref: Any, name: str) -> Record:
+def _collect(ray: Any, ref: Any, name: str, session: Session | None = None) -> Record:
     try:
         data = ray.get(ref)
     except Exception as exc:  # noqa: BLE001 - a task that died (a node lost) fails its target
-        cause = getattr(exc, "cause", None) or exc  # a RayTaskError wraps what the task raised
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-        return Record(name, FAILED, reason=f"the Ray task failed: {type(cause).__name__}: {first}")
+        return task_failure(name, exc, session)
     return Record(**data)
+
+
+def task_failure(name: str, exc: BaseException, session: Session | None = None) -> Record:
+    """The record of a target whose Ray task raised: the error's type and message, where it was
+    raised (file, line, function) and its last frames; the whole traceback in the target's build.log."""
+    cause = getattr(exc, "cause", None) or exc  # a RayTaskError wraps what the task raised
+    text = str(getattr(exc, "traceback_str", "") or "") or "".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__))
+    message = _own_message(cause)
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', text)
+    where = f" (at {frames[-1][0]}:{frames[-1][1]} in {frames[-1][2]})" if frames else ""
+    reason = f"the Ray task failed: {type(cause).__name__}: {message}{where}"
+    metadata: dict[str, Any] = {"traceback": _last_frames(text)}
+    if session is not None and name in session.graph.targets:
+        target = session.graph.targets[name]
+        actions.write_failure_log(session, target, f"{text}\nnavbuild: {name}: {reason}\n")
+        metadata["log"] = str(session.outputs.log_path(target))
+    return Record(name, FAILED, reason=reason, metadata=metadata)
+
+
+def _own_message(cause: BaseException) -> str:
+    """What the task's exception said, without the traceback that Ray's wrapper adds to it."""
+    args = getattr(cause, "args", ())
+    text = str(args[0]) if len(args) == 1 and isinstance(args[0], str) else str(cause)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("ray::"):  # "ray::run_on_node() (pid=..)" then the traceback
+        lines = lines[-1:]
+    return " ".join(lines) if len(lines) <= 3 else " ".join(lines[:3]) + " ..."
+
+
+def _last_frames(text: str) -> str:
+    """The last ``LAST_FRAMES`` frames of a traceback and the error line after them."""
+    lines = text.rstrip().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.lstrip().startswith('File "')]
+    return "\n".join(lines[starts[-LAST_FRAMES]:] if len(starts) >= LAST_FRAMES else lines[-12:])
+
+
+# -- reaching the cluster ---------------------------------------------------------------------------
+def reach(address: str | None, timeout: float, say: Callable[[str], None] = lambda line: None) -> None:
+    """Wait until something answers at the cluster's address, for at most ``timeout`` seconds, then
+    give up with one message (Ray itself retries for minutes, silently). A head that is starting is
+    waited for; ``None`` (a local instance) and ``auto`` with no address recorded are Ray's to find."""
+    host_port = _host_port(address)
+    if host_port is None:
+        return
+    host, port = host_port
+    deadline = time.monotonic() + timeout
+    tries = 0
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
+                return
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+        tries += 1
+        if tries == 1:
+            say(f"ray: nothing answers at {host}:{port} yet ({why}); waiting up to {timeout:g} s")
+        if time.monotonic() >= deadline:
+            raise ExecutorError(f"--executor ray: nothing answers at {host}:{port} ({why}) after {timeout:g} s; "
+                                f"start the cluster's head there (ray start --head --port {port}) or name the "
+                                f"right address; --ray-timeout S waits longer")
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+def _host_port(address: str | None) -> tuple[str, int] | None:
+    """``HOST:PORT`` of ``HOST:PORT``, ``ray://HOST:PORT``, or ``auto`` (from ``RAY_ADDRESS`` or the
+    address file of the cluster started last on this machine)."""
+    if address == "auto":
+        recorded = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        address = os.environ.get("RAY_ADDRESS") or (recorded.read_text().strip() if recorded.is_file() else None)
+    if not address or address == "auto":
+        return None
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 # -- the node's side ------------------------------------------------------------------------------

@@ -18,9 +18,12 @@ cards' slots) is one object, ``engine/slots.py``'s ``Slots``, that the local exe
 an action starts.
 
 The loop tells its listeners what happens (``Event``: a target queued for its executor, its
-action started with the slots it holds, a target finished with its record); the CLI's progress
-lines and the API's ``on_done`` are listeners. At the end it writes ``navbuild.lock`` (when the
-face gave it a path) from the same records it returns, so every face leaves the same lock.
+action started with the slots it holds, what a running action says it is doing (``PROGRESS``: a
+phase, the batch size a profile measures), a target finished with its record); the console's live
+display (``view/progress.py``) and the API's ``on_done`` are listeners. Each record says how long
+its target ran and, apart, how long it waited (for its dependencies, for room in the executor, for
+its slots). At the end it writes ``navbuild.lock`` (when the face gave it a path) from the same
+records it returns, so every face leaves the same lock.
 """
 from __future__ import annotations
 
@@ -36,24 +39,28 @@ from typing import Any, Callable, Iterable, Protocol
 from navbuild.engine import actions, cards, lockfile, workers
 from navbuild.engine.graph import PROFILE, Target
 from navbuild.engine.records import FAILED, SKIPPED, Record
+from navbuild.engine.progress import Progress
 from navbuild.engine.session import Session
 from navbuild.engine.slots import Grant, Slots, on_gpu
 from navbuild.hashing import tree_digest
 
-QUEUED, STARTED, FINISHED = "queued", "started", "finished"
+QUEUED, STARTED, PROGRESS, FINISHED = "queued", "started", "progress", "finished"
 
 
 @dataclass(frozen=True)
 class Event:
     """``QUEUED``: the target is not current, so it waits for room in its executor; ``STARTED``: its
     action starts now, holding ``grant`` (a target restored or whose failure is replayed never
-    starts); ``FINISHED``: it is done, with ``record`` (also for a target found current or not run,
-    which are neither queued nor started). ``time``: ``time.monotonic()`` when it happened."""
+    starts); ``PROGRESS``: the running action says what it does now (``progress``: from a worker
+    process too, engine/progress.py); ``FINISHED``: it is done, with ``record`` (also for a target
+    found current or not run, which are neither queued nor started). ``time``:
+    ``time.monotonic()`` when it happened."""
 
     kind: str
     target: str
     record: Record | None = None
     grant: Grant | None = None
+    progress: Progress | None = None
     time: float = field(default_factory=time.monotonic)
 
 
@@ -92,6 +99,9 @@ class Scheduler:
         self.lock, self.partial_lock, self.keep_open = lock, partial_lock, keep_open
         self.warn = warn or (lambda text: print(f"navbuild: {text}", file=sys.stderr))
         self._telling = threading.Lock()
+        self.began = time.monotonic()  # when the last build began; ``wall``: how long it took
+        self.wall = 0.0
+        self._stamps: dict[str, dict[str, float]] = {}  # target -> when it was ready, submitted, started
 
     def build(self, selected: list[str]) -> dict[str, Record]:
         """Bring ``selected`` and what they need up to date; a record per target of their closure."""
@@ -102,6 +112,7 @@ class Scheduler:
         queued: list[str] = []  # must run, waiting for room in the executor (in the order they came)
         done: dict[str, Record] = {}
         running = 0
+        self.began, self._stamps = time.monotonic(), {}
         self.executor.open(self)
         try:
             while waiting or queued or running:
@@ -109,6 +120,7 @@ class Scheduler:
                     if not all(dep in done for dep in graph.targets[name].deps):
                         continue
                     waiting.remove(name)
+                    self._stamp(name, "ready")
                     record = self._settled_here(name, done)
                     if record is not None:
                         self._finish(record, done)
@@ -118,6 +130,7 @@ class Scheduler:
                 for name in list(queued):  # in order, each as soon as its lane has room
                     if self.executor.fits(name):
                         queued.remove(name)
+                        self._stamp(name, "submitted")
                         self.executor.submit(name)
                         running += 1
                 if running:
@@ -129,6 +142,7 @@ class Scheduler:
                         waiting.remove(name)
                         self._finish(Record(name, FAILED, reason="not run: its dependencies never finished"), done)
         finally:
+            self.wall = time.monotonic() - self.began
             if not self.keep_open:
                 self.executor.close()
         records = {name: done[name] for name in closure}
@@ -139,20 +153,42 @@ class Scheduler:
     def tell(self, event: Event) -> None:
         """Every listener hears every event, one at a time (events come from executor threads too)."""
         with self._telling:
+            if event.kind == STARTED:
+                self._stamps.setdefault(event.target, {})["started"] = event.time
             for listener in self.listeners:
                 listener(event)
+
+    def _stamp(self, name: str, what: str) -> None:
+        with self._telling:
+            self._stamps.setdefault(name, {})[what] = time.monotonic()
+
+    def _timed(self, record: Record) -> None:
+        """The record's waits, from when its target was ready, submitted and started: for its
+        dependencies (from the run's start), for room in the executor, and for its slots (which the
+        executor measured: ``waits["slots"]``); ``waited`` is the last two, the time it could have run."""
+        with self._telling:
+            stamps = self._stamps.get(record.target, {})
+        ready = stamps.get("ready", self.began)
+        waits = {"dependencies": ready - self.began,
+                 "executor": stamps["submitted"] - ready if "submitted" in stamps else 0.0,
+                 "slots": record.waits.get("slots", 0.0)}
+        record.waits = {cause: round(max(0.0, seconds), 4) for cause, seconds in waits.items()}
+        record.waited = round(record.waits["executor"] + record.waits["slots"], 4)
+        if "started" in stamps and record.started_at is None:
+            record.started_at = round(stamps["started"] - self.began, 4)
 
     def _settled_here(self, name: str, done: dict[str, Record]) -> Record | None:
         """The record of a target that needs no executor: a dependency failed, or it is current."""
         target = self.session.graph.targets[name]
         failed = [dep for dep in target.deps if done[dep].status == FAILED]
         if failed:
-            return not_run(target, failed)
+            return not_run(target, failed, done)
         if self.session.is_up_to_date(name):
             return self.session.records.get(name)
         return None
 
     def _finish(self, record: Record, done: dict[str, Record]) -> None:
+        self._timed(record)
         self.session.records.add(record)
         done[record.target] = record
         self.tell(Event(FINISHED, record.target, record=record))
@@ -170,11 +206,19 @@ class Scheduler:
             self.warn(f"navbuild.lock not written: {exc}")
 
 
-def not_run(target: Target, failed: list[str]) -> Record:
-    """The record of a target whose dependencies failed: it is not run (a profile is not profiled)."""
+def not_run(target: Target, failed: list[str], done: dict[str, Record] | None = None) -> Record:
+    """The record of a target whose dependencies failed: it is not run (a profile is not profiled).
+    ``blocked_by`` names the failures it comes from: a dependency that was itself not run passes on
+    its own, so a chain below one failure is counted once, under that failure."""
+    blocked_by: list[str] = []
+    for dep in failed:
+        upstream = done.get(dep) if done else None
+        for cause in (upstream.blocked_by if upstream is not None and upstream.blocked_by else [dep]):
+            if cause not in blocked_by:
+                blocked_by.append(cause)
     if target.kind == PROFILE:
-        return Record(target.name, SKIPPED, reason=f"not profiled: {', '.join(failed)} failed")
-    return Record(target.name, FAILED, reason=f"not run: {', '.join(failed)} failed")
+        return Record(target.name, SKIPPED, reason=f"not profiled: {', '.join(failed)} failed", blocked_by=blocked_by)
+    return Record(target.name, FAILED, reason=f"not run: {', '.join(failed)} failed", blocked_by=blocked_by)
 
 
 CPU_LANE, GPU_LANE = "cpu", "gpu"
@@ -294,17 +338,23 @@ class LocalExecutor:
         session.run(name, self._act)
         record = session.records.get(name) or Record(name, FAILED, reason="no record")
         grant = self.grants.pop(name, None)
-        if grant is not None:
-            record.waited, record.gpu = grant.waited, grant.gpu
+        if grant is not None:  # the session timed the slots' wait with the action: apart, it is a wait
+            record.waits = {**record.waits, "slots": grant.waited}
+            record.seconds = max(0.0, record.seconds - grant.waited)
+            record.gpu = grant.gpu
         return record
 
     def _act(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
         with self._slots().hold(target) as grant:
             self.grants[target.name] = grant
             self.scheduler.tell(Event(STARTED, target.name, grant=grant))
+
+            def progress(said: Progress) -> None:
+                self.scheduler.tell(Event(PROGRESS, target.name, progress=said))
+
             if self.isolated:
-                return self._pool().execute(target, key, material, pin=self._pin(grant))
-            return actions.execute(self.scheduler.session, target, key, material)
+                return self._pool().execute(target, key, material, pin=self._pin(grant), progress=progress)
+            return actions.execute(self.scheduler.session, target, key, material, progress=progress)
 
     def _pin(self, grant: Grant) -> dict[str, str]:
         """A GPU target's worker sees its card alone; a CPU target's sees none while cards are pinned."""

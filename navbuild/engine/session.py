@@ -224,7 +224,7 @@ class Session:
                                         metadata={"cached": status == CACHED,
                                                   "log": str(self.outputs.log_path(target))}, origin=origin))
                 return
-        kept = {"points": metadata.get("points", [])} if target.kind == PROFILE else _small(metadata)
+        kept = _profile_kept(metadata) if target.kind == PROFILE else _small(metadata)
         reason = None
         if status == CACHED and isinstance(manifest.get("imported"), dict):  # not this project's build
             origin, imported = IMPORTED, manifest["imported"]
@@ -246,6 +246,12 @@ class Session:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _profile_kept(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a profile's record keeps: its points, and the spread its figures had to stay within."""
+    bound = (metadata.get("config") or {}).get("stability_pct")
+    return {"points": metadata.get("points", []), **({"stability_pct": bound} if bound is not None else {})}
 
 
 def _small(metadata: dict[str, Any]) -> dict[str, Any]:

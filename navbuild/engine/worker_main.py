@@ -23,7 +23,9 @@ from navbuild.engine.workers import read_frame, write_frame
 
 
 class Worker:
-    def __init__(self) -> None:
+    def __init__(self, frames_out: Any = None) -> None:
+        self.frames_out = frames_out  # where progress frames go while a target runs
+        self.writing = threading.Lock()  # a rule may say its progress from a thread of its own
         self.session: Any = None
         self.hook: dict[str, Any] | None = None  # the caller's hook this process took (workers.Hook)
         self.hook_module: Any = None
@@ -61,10 +63,17 @@ class Worker:
         target = session.graph.targets[request["target"]]
         session.forget_keys()  # upstream targets may have been built since the last request
         try:
-            manifest = actions.execute(session, target, request["key"], request["material"], Path(request["log"]))
+            manifest = actions.execute(session, target, request["key"], request["material"], Path(request["log"]),
+                                       progress=self.say)
         except Skip as skip:
             return {"ok": False, "skip": str(skip)}
         return {"ok": True, "manifest": manifest}
+
+    def say(self, progress: Any) -> None:
+        """A progress frame to the parent, before the reply (engine/progress.py)."""
+        if self.frames_out is not None:
+            with self.writing:
+                write_frame(self.frames_out, {"progress": progress.to_frame()})
 
     def close(self) -> None:
         if self.session is not None:
@@ -94,7 +103,7 @@ def main() -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     faulthandler.enable(file=sys.__stderr__)  # fd 2: the running target's log
     _watch_parent()
-    worker = Worker()
+    worker = Worker(frames_out)
     while (request := read_frame(frames_in)) is not None:
         try:
             reply = worker.handle(request)
@@ -102,7 +111,8 @@ def main() -> int:
             reply = {"ok": False, "error": type(exc).__name__, "message": str(exc) or type(exc).__name__,
                      "errno": getattr(exc, "errno", None) if isinstance(exc, OSError) else None,
                      "traceback": traceback.format_exc()}
-        write_frame(frames_out, reply)
+        with worker.writing:
+            write_frame(frames_out, reply)
     worker.close()
     return 0
 

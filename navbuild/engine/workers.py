@@ -29,6 +29,10 @@ length and a msgpack map; one reply per request:
      "hook": the hook's payload or None}                         -> {"ok": true, "manifest": {...}}
         | {"ok": false, "skip": reason} | {"ok": false, "error": type, "message": str, "errno": int | None}
 
+While a target runs, the worker may send progress frames before its reply, ``{"progress": {"phase",
+"detail"}}`` (engine/progress.py): the parent hands each to the caller's ``progress`` and goes on
+waiting for the reply, within the same timeout.
+
 End of input ends a worker; so does its parent's death (it watches for it).
 """
 from __future__ import annotations
@@ -53,6 +57,7 @@ import msgpack
 
 from navbuild.engine.graph import Target
 from navbuild.engine.log_cap import capped_file
+from navbuild.engine.progress import Progress, Say
 from navbuild.engine.store import Store, safe_name
 from navbuild.rule import Skip
 from navbuild.runner import native_error
@@ -151,20 +156,21 @@ class Pool:
         _POOLS.add(self)
 
     def execute(self, target: Target, key: str, material: dict[str, Any],
-                pin: dict[str, str] | None = None) -> dict[str, Any]:
+                pin: dict[str, str] | None = None, progress: Say | None = None) -> dict[str, Any]:
         """Run ``target``'s action (``actions.execute``) in a worker whose environment has ``pin``
         (``CUDA_VISIBLE_DEVICES`` naming its card: set when the worker starts, before CUDA can);
-        returns the manifest it wrote under ``key``."""
+        returns the manifest it wrote under ``key``. ``progress`` hears what the worker says the
+        action is doing."""
         log = self.store.tmp / f"{safe_name(target.name)}-{uuid.uuid4().hex[:8]}.log"
         try:
-            worker = self._checkout(pin or {})
+            worker = self._checkout(pin or {}, progress)
         except WorkerStartError as exc:
             self.failure_log(target, f"navbuild: {target.name}: {exc}\n")
             raise
         hook = self.hook
         payload = hook.payload(target.name) if hook is not None and hook.payload is not None else None
         try:
-            return worker.run(target, key, material, log, echo=self.echo, hook=payload)
+            return worker.run(target, key, material, log, echo=self.echo, hook=payload, progress=progress)
         except (Crashed, TimedOut) as exc:
             text = capped_file(log) if log.exists() else ""  # a crash's log may be as long as a build's
             native = native_error(text) if isinstance(exc, Crashed) else None
@@ -176,7 +182,7 @@ class Pool:
             self._checkin(worker)
             log.unlink(missing_ok=True)
 
-    def _checkout(self, pin: dict[str, str]) -> Worker:
+    def _checkout(self, pin: dict[str, str], progress: Say | None = None) -> Worker:
         """An idle worker with this pin, else a new one; a worker keeps its pin for life, so when the
         pool is full an idle worker of another pin makes room."""
         while True:
@@ -201,7 +207,12 @@ class Pool:
                 self.count -= 1
             retired.close()  # outside the lock: closing waits for the process to end
         try:
-            return _spare(self.description, pin) or Worker(self.description, pin)
+            spare = _spare(self.description, pin)
+            if spare is not None:
+                return spare
+            if progress is not None:  # a fresh interpreter imports the frameworks: seconds, often
+                progress(Progress("starting", "a fresh worker process"))
+            return Worker(self.description, pin)
         except BaseException as exc:
             with self.ready:
                 self.count -= 1
@@ -285,17 +296,19 @@ class Worker:
         return self.proc.poll() is None
 
     def run(self, target: Target, key: str, material: dict[str, Any], log: Path, echo: bool,
-            hook: dict[str, Any] | None = None) -> dict[str, Any]:
+            hook: dict[str, Any] | None = None, progress: Say | None = None) -> dict[str, Any]:
         request = {"op": "run", "target": target.name, "key": key, "material": material, "log": str(log),
                    "hook": hook}
-        reply = self._request(request, target.seconds_allowed, tail=_Tail(log) if echo else None)
+        reply = self._request(request, target.seconds_allowed, tail=_Tail(log) if echo else None,
+                              progress=progress)
         if reply.get("ok"):
             return reply["manifest"]
         if "skip" in reply:
             raise Skip(reply["skip"])
         raise _remote_error(reply)
 
-    def _request(self, message: dict[str, Any], timeout: float, tail: _Tail | None = None) -> dict:
+    def _request(self, message: dict[str, Any], timeout: float, tail: _Tail | None = None,
+                 progress: Say | None = None) -> dict:
         try:
             write_frame(self.proc.stdin, message)
         except (BrokenPipeError, OSError):
@@ -315,6 +328,10 @@ class Worker:
                     raise Crashed(self._death())
                 if tail is not None:
                     tail.poll()
+                if "progress" in reply:  # not the reply yet: what the running action does now
+                    if progress is not None:
+                        progress(Progress.from_frame(reply["progress"]))
+                    continue
                 return reply
 
     def _death(self) -> str:

@@ -8,6 +8,7 @@ def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     stream = Console(stderr=stderr, highlight=False)
-    if not stream.is_terminal:  # logs and CI: wide enough that target names are not folded
-        stream = Console(stderr=stderr, highlight=False, width=max(stream.width, 140))
+    if not stream.is_terminal:  # logs and CI: tables wide enough that target names are not folded, and
+        # a line is never broken (a command in a message stays whole, for whoever copies it)
+        stream = Console(stderr=stderr, highlight=False, width=max(stream.width, 160), soft_wrap=True)
     return stream

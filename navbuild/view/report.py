@@ -34,7 +34,18 @@ def report_dict(model_name: str, results: Mapping[str, ProfileResult],
         "selected": selection.target if selection else None,
         "selection": selection.to_dict() if selection else None,
         "targets": {target: results[target].to_dict() for target in sorted(results)},
+        # per target, the batch sizes whose spread exceeds the profile's stability bound: figures to
+        # take with care (a busy machine), marked in the table too
+        "unstable": {target: [p.batch_size for p in results[target].points if unstable(results[target], p)]
+                     for target in sorted(results) if any(unstable(results[target], p)
+                                                           for p in results[target].points)},
     }
+
+
+def unstable(result: ProfileResult, point: Any) -> bool:
+    """Whether ``point``'s spread exceeds the stability bound its profile ran with (``stability_pct``)."""
+    bound = result.config.get("stability_pct")
+    return bound is not None and point.spread_pct > float(bound)
 
 
 def load_report(path: Path) -> tuple[str, dict[str, ProfileResult], Selection | None]:
@@ -119,14 +130,20 @@ def profile_table(model_name: str, results: Mapping[str, ProfileResult],
                 mark = "[dim]excl[/dim]"
             table.add_row(target if j == 0 else "", (result.runner or "") if j == 0 else "", str(point.batch_size),
                           fmt_ms(point.p50_ms), fmt_ms(point.p95_ms), fmt_ms(point.p99_ms),
-                          fmt_throughput(point.throughput),
-                          "yes" if point.stable else f"[yellow]{point.note or 'no'}[/yellow]", mark, style=style)
+                          fmt_throughput(point.throughput), _stability(result, point), mark, style=style)
         if result.oom_batch_size:
             table.add_row("", "", str(result.oom_batch_size), "-", "-", "-", "-", "-", "[red]OOM[/red]")
     if selection is not None:
         table.caption = _caption(selection)
         table.caption_justify = "left"
     return table
+
+
+def _stability(result: ProfileResult, point: Any) -> str:
+    """``yes``; or, in yellow, ``unstable ±85%`` (its spread past the bound) or why it is not settled."""
+    if unstable(result, point):
+        return f"[yellow]unstable \u00b1{point.spread_pct:.0f}%[/yellow]"
+    return "yes" if point.stable else f"[yellow]{point.note or 'no'}[/yellow]"
 
 
 def _decided_here(choice: Any, target: str, batch_size: int, row: int) -> bool:

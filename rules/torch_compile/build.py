@@ -58,7 +58,8 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
         compiled = compile_model(model, opts, len(feeds))
         started = time.perf_counter()
         with torch.inference_mode(), compile_cache.loud_recompile_limit():
-            for args in feeds:
+            for number, args in enumerate(feeds, 1):
+                ctx.progress("compiling", f"warm-up batch {number} of {len(feeds)}" if len(feeds) > 1 else "")
                 compiled(*torch_io.mark_dynamic(args, names, axes))
         if ctx.device == "cuda":
             torch.cuda.synchronize()
@@ -163,7 +164,9 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
     digests = {}
     bounds = {label: span.to_dict() for label, span in spans.items()}
     with compile_cache.using(compile_cache.folder(ctx.cache_dir, bounds)):
-        for file_name, shape_sample in shapes.items():
+        for number, (file_name, shape_sample) in enumerate(shapes.items(), 1):
+            of = f"{file_name}, {number} of {len(shapes)}" if len(shapes) > 1 else ""
+            ctx.progress("exporting", of)
             args = memory_format.inputs(torch_io.to_tensors(ctx.model, shape_sample, ctx.device, precision),
                                         channels_last)
             # a dynamic batch (dynamic = true) or one per bucket; the dynamic axes bounded Dims either way
@@ -173,6 +176,7 @@ def build_aoti(ctx: BuildContext) -> dict[str, Any]:
                 program = torch.export.export(model, args, dynamic_shapes=dynamic_shapes, strict=False)
             export_seconds += time.perf_counter() - started
             started = time.perf_counter()
+            ctx.progress("compiling", of)
             with torch.no_grad():
                 aoti_compile_and_package(program, package_path=str(ctx.out_dir / file_name))
             compile_seconds += time.perf_counter() - started

@@ -140,3 +140,58 @@ def test_diffusers_unordered_config_bookkeeping_changes_nothing():
     assert model_identity(first) == model_identity(second)
     second.config["scale"] = 2.0  # what the model computes with still counts
     assert model_identity(first) != model_identity(second)
+
+
+FAKE_LIBRARY = '''
+import uuid
+
+import torch
+
+SESSION_ID = uuid.uuid4().hex  # a per-process value, as diffusers' hub_utils has
+
+
+def tag():
+    return SESSION_ID
+
+
+class Scaled(torch.nn.Module):
+    def forward(self, x):
+        tag()
+        return x * 2.0
+'''
+
+
+def install_fake_library(folder: Path, editable: bool) -> None:
+    """``fakelib`` 1.2 installed into ``folder`` the way ``pip install --target`` leaves it."""
+    (folder / "fakelib").mkdir()
+    (folder / "fakelib" / "__init__.py").write_text(FAKE_LIBRARY)
+    info = folder / "fakelib-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakelib\nVersion: 1.2\n")
+    (info / "top_level.txt").write_text("fakelib\n")
+    (info / "RECORD").write_text("fakelib/__init__.py,,\n")
+    if editable:
+        (info / "direct_url.json").write_text('{"url": "file:///src/fakelib", "dir_info": {"editable": true}}')
+
+
+def fake_library_identity(folder: Path) -> dict:
+    return run_python("""
+        import json
+        import fakelib
+        from navbuild.api.identity import describe, model_identity
+        model = fakelib.Scaled()
+        print(json.dumps({"identity": model_identity(model), "code": describe(model)["code"]["fakelib.Scaled"][0]}))
+        """, folder, folder)
+
+
+@pytest.mark.parametrize("editable", [False, True], ids=["installed", "editable"])
+def test_a_library_installed_outside_site_packages_counts_by_version(tmp_path, editable):
+    """diffusers installed with ``pip install --target`` read its per-process session id into the
+    identity: a worker never recognised the model it was sent (seen on the GPU machine)."""
+    install_fake_library(tmp_path, editable)
+    first, second = fake_library_identity(tmp_path), fake_library_identity(tmp_path)
+    if editable:
+        assert first["code"] == "source"  # code being written counts by its text
+    else:
+        assert first["code"] == "library"
+        assert first["identity"] == second["identity"]

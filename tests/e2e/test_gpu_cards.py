@@ -145,3 +145,19 @@ def test_plain_doit_threads_share_the_cards(tmp_path):
         if record["status"] == "built":
             given = record["metadata"] if record["correctness"] is None else record["correctness"]["runner_info"]
             assert record["gpu"] in (0, 1) and given["cuda_visible_devices"] == str(record["gpu"]), record
+
+
+def test_a_worker_pinned_to_a_card_says_what_it_does_and_the_summary_keeps_cards_and_waits(tmp_path, monkeypatch):
+    """The progress frames of a worker pinned to a card reach the log ("still compiling ... on GPU
+    n"), and the summary shows both the seconds waited and the cards (issues 24 and 25 together)."""
+    config = toy_project(tmp_path / "project", models=1, sleep=0.0)
+    config.write_text(config.read_text().replace('formats = ["toy-a", "toy-plan"]', 'formats = ["toy-slow"]')
+                      + "[models.m0.targets.toy-slow]\nseconds = 2.5\n")
+    monkeypatch.setenv("NAVBUILD_PROGRESS_EVERY", "0.5")
+    records, output = navbuild(config, [H100, H100], "all")
+    slow = records["m0:toy-slow"]
+    assert slow["status"] == "built" and slow["gpu"] in (0, 1), slow
+    assert slow["metadata"]["cuda_visible_devices"] == str(slow["gpu"])  # the card it was pinned to
+    assert f"still compiling m0:toy-slow on GPU {slow['gpu']} (step " in output, output
+    assert set(slow["waits"]) == {"dependencies", "executor", "slots"} and slow["waits"]["dependencies"] > 0
+    assert "waited s" in output and "GPU b/c/p" in output, output

@@ -14,7 +14,7 @@ import pytest
 
 from navbuild.engine import ray_executor
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, Record
-from tests.e2e.conftest import make_project
+from tests.e2e.conftest import REPO as ROOT, make_project
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (the ray extra)")
 ARTIFACTS = ("cnn:samples", "cnn:reference", "cnn:onnx", "cnn:torchscript-trace",
@@ -126,3 +126,69 @@ def test_the_summary_keeps_the_nodes_status_for_what_was_restored_here():
     assert (merged["a"].status, merged["a"].node, merged["a"].seconds) == (BUILT, "n1", 2.0)
     assert merged["b"] is on_nodes["b"]  # a device-bound target of another machine type
     assert merged["c"].status == CACHED and merged["c"].node is None
+
+
+@needs_ray
+def test_an_address_where_nothing_listens_is_given_up_with_one_message(tmp_path):
+    """A closed loopback port: the build gives up after --ray-timeout seconds, naming the address
+    and what to do (Ray alone retries for minutes, printing nothing)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.e2e.tiny import make_tiny_project
+
+    with socket.socket() as probe:  # a port that was free a moment ago, with nothing listening now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    project = make_tiny_project(tmp_path / "project", precisions='["fp32"]')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-m", "navbuild.cli", "--config", str(project.config), "mlp:samples",
+                             "--executor", f"ray:127.0.0.1:{port}", "--ray-timeout", "2",
+                             "--remote-cache", f"file://{tmp_path / 'cache'}"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("navbuild: error:")]
+    assert errors == [f"navbuild: error: --executor ray: nothing answers at 127.0.0.1:{port} (Connection refused) "
+                      f"after 2 s; start the cluster's head there (ray start --head --port {port}) or name the "
+                      f"right address; --ray-timeout S waits longer"], result.stderr
+
+
+def test_a_failed_task_keeps_its_type_message_place_and_last_frames(tmp_path):
+    """What a Ray task raised (a RayTaskError as ray.get raises it), kept whole enough to act on."""
+    pytest.importorskip("ray")
+    from ray.exceptions import RayTaskError
+
+    remote_traceback = (
+        "ray::run_on_node() (pid=4242, ip=10.0.0.2)\n"
+        "Traceback (most recent call last):\n"
+        '  File "/opt/ray/_private/worker.py", line 900, in main_loop\n    task()\n'
+        '  File "/tmp/ray/session/navbuild/engine/ray_executor.py", line 280, in run_on_node\n'
+        "    session = open_described(description)\n"
+        '  File "/tmp/ray/session/navbuild/engine/project.py", line 61, in open_described\n'
+        "    project = from_mapping(config, root)\n"
+        '  File "/tmp/ray/session/navbuild/engine/config.py", line 190, in from_mapping\n'
+        "    raise ValueError(\"models.cnn.entry: vision/model.py does not exist on this node\")\n"
+        "ValueError: models.cnn.entry: vision/model.py does not exist on this node")
+    cause = ValueError("models.cnn.entry: vision/model.py does not exist on this node")
+    error = RayTaskError("run_on_node", remote_traceback, cause)
+
+    class Cluster:  # what the executor asks of Ray here: the task's result, which raises
+        @staticmethod
+        def get(ref):
+            raise error.as_instanceof_cause()
+
+    project = make_project(tmp_path / "p")
+    from navbuild.engine.project import open_project
+
+    session = open_project(project.config)
+    record = ray_executor._collect(Cluster, object(), "cnn:onnx", session)
+    assert record.status == FAILED
+    assert record.reason == ("the Ray task failed: ValueError: models.cnn.entry: vision/model.py does not exist on "
+                             "this node (at /tmp/ray/session/navbuild/engine/config.py:190 in from_mapping)")
+    assert record.metadata["traceback"].splitlines()[0].strip().startswith(
+        'File "/tmp/ray/session/navbuild/engine/ray_executor.py", line 280')
+    assert record.metadata["traceback"].splitlines()[-1].startswith("ValueError: models.cnn.entry")
+    log = project.out("cnn:onnx") / "build.log"
+    assert record.metadata["log"] == str(log) and "open_described" in log.read_text()

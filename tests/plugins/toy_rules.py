@@ -49,6 +49,18 @@ def build_artifact(ctx: BuildContext) -> dict[str, Any]:
     return {"factor": factor, **given_cards()}
 
 
+def build_slow(ctx: BuildContext) -> dict[str, Any]:
+    """A build that takes ``seconds`` (a parameter) in five steps, saying each (tests of the progress
+    a long build shows)."""
+    import time
+
+    steps = 5
+    for step in range(1, steps + 1):
+        ctx.progress("compiling", f"step {step} of {steps}")
+        time.sleep(float(ctx.params["seconds"]) / steps)
+    return build_artifact(ctx)
+
+
 class ToyRunner(Runner):
     name = "toy"
 
@@ -69,4 +81,6 @@ RULES += [Rule(name=fmt, version="1", build=build_artifact, frameworks=("toy",),
 RULES.append(Rule(name="toy-plan", version="1", build=build_artifact, frameworks=("toy",), runner=ToyRunner.name,
                   outputs=(ARTIFACT,), device_bound=True, devices=("cuda",),
                   description="a toy artifact bound to the GPU type that built it"))
+RULES.append(Rule(name="toy-slow", version="1", build=build_slow, frameworks=("toy",), runner=ToyRunner.name,
+                  outputs=(ARTIFACT,), params={"seconds": 1.0}, description="a toy artifact that takes a while"))
 RUNNERS = [ToyRunner]
