@@ -5,7 +5,7 @@
 #    once, ONNX Runtime NHWC) and the existing CUDA tests of the torch and onnx rules;
 # 2. benchmarks/vs_hand.py: per model a cold navbuild build of examples/navbuild-gpu.toml's targets,
 #    its max-throughput and min-latency picks and the hand-written baselines timed the same way, then
-#    the same build warm (all cached) and warm with --force (graphs compiled: must be 0).
+#    the same build warm (all cached) and warm with --force-downstream (graphs compiled: must be 0).
 # Prints everything; $OUT (default gpu-out/) gets tests.log, vs_hand.txt, vs_hand.json, logs.tgz.
 # Packages as benchmarks/gpu_run.sh: doit from .whl/ when the machine lacks it, onnxruntime-gpu from
 # /tmp/ortgpu-site when present. BUDGET_S (default 520) bounds the whole run: vs_hand skips a stage

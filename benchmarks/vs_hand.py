@@ -17,8 +17,8 @@ Per model, in this order:
    ``torch.compile`` fp16 in modes default and max-autotune-no-cudagraphs, compiled afresh for each
    measured batch (dynamo reset between) in an empty inductor cache of their own.
 3. navbuild, warm: the same command again (every target cached), then the picks again with
-   ``--force`` (built, checked and profiled again on the now warm compile cache): the graphs
-   compiled must be 0.
+   ``--force-downstream`` (built, checked and profiled again on the now warm compile cache): the
+   graphs compiled must be 0.
 
 Both sides are timed by one function: per call ``synchronize``, ``perf_counter``, the call,
 ``synchronize``; warm-up calls first; the median of the timed calls. Throughput is the batch over
@@ -306,7 +306,7 @@ def report(model: str, rows: list[dict], nav: dict[str, dict], builds: dict[str,
           f"{ratio(lat_pick, best_latency and best_latency['latency_ms@1'])}   goal <= 1.0x")
     cold, warm, forced = builds.get("cold"), builds.get("warm"), builds.get("forced")
     print(f"  navbuild build: cold {describe_build(cold)}; warm {describe_build(warm)}; "
-          f"warm --force of the picks {describe_build(forced)}", flush=True)
+          f"warm --force-downstream of the picks {describe_build(forced)}", flush=True)
     return summary
 
 
@@ -356,7 +356,7 @@ def run_model(model: str, args, clock: Clock, work: Path) -> dict[str, Any]:
     table = tomllib.loads(args.config.read_text())["models"][model]
     rows = hand_rows(lambda: call_entry(root, table["entry"]), sample, args, clock)
     forced = sorted({pick["target"] for pick in nav.values()}) or targets
-    for name, words in (("warm", targets), ("forced", [*forced, "--force"])):
+    for name, words in (("warm", targets), ("forced", [*forced, "--force-downstream"])):
         if clock.left() < args.stage_reserve_s:
             builds[name] = {"skipped": "time budget spent"}
             continue

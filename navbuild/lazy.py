@@ -12,7 +12,8 @@ from typing import Any
 
 
 class LazyModule(types.ModuleType):
-    """Stands for a module until an attribute is read; then it is imported once and reused."""
+    """Stands for a module until an attribute is read; then it is imported once and reused, and each
+    attribute read is kept on the stand-in (a module's names, such as ``torch.Tensor``, stay bound)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -26,7 +27,10 @@ class LazyModule(types.ModuleType):
         return module
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self._load(), attr)
+        value = getattr(self._load(), attr)
+        if not attr.startswith("__"):  # read once, kept: a runner's call reads torch.Tensor on every call
+            self.__dict__[attr] = value
+        return value
 
     def __dir__(self) -> list[str]:
         return dir(self._load())

@@ -1,10 +1,14 @@
 """One interface for every runner (Polygraphy's shape): activate, infer, deactivate.
 
-A runner loads one artifact on one device and runs it on numpy feeds. The base class checks the
-feed once for all runners (``checked_feed``: input names, dtypes and shapes against what the
-artifact takes, ``input_specs``) and applies the one conversion policy: a floating-point input is
-cast to the artifact's floating-point type, an integer input to its integer type when the values
-fit, and any other difference is an error naming the input.
+A runner loads one artifact on one device and runs it two ways: ``run`` takes framework tensors
+(torch, numpy, or any tensor that speaks DLPack) and returns the runner's own tensors on its
+device, without host copies (what ``Package.get_model`` and in-place modules call); ``infer`` is
+numpy in and numpy out (the CLI, the checks of stored samples, Triton's python backend). The base
+class checks the feed once for all runners and both ways (``checked_feed``: input names, dtypes and
+shapes against what the artifact takes, ``input_specs``) and applies the one conversion policy: a
+floating-point input is cast to the artifact's floating-point type, an integer input to its integer
+type when the values fit, and any other difference is an error naming the input. The decision is
+kept per input signature (names, types, shapes), so a repeated call pays a dictionary look-up.
 Subclasses implement the ``*_impl`` hooks and import their framework lazily inside them.
 """
 from __future__ import annotations
@@ -125,11 +129,16 @@ def cast(value: Any, dtype: str) -> Any:
     return np.asarray(value).astype(wanted, copy=False)
 
 
+FEED_PLANS_KEPT = 64  # input signatures whose check is remembered per runner
+
+
 class Runner:
     """Base class. Subclasses set ``name`` and implement the hooks.
 
-    Profiling uses ``prepare`` (place the inputs on the device once) and ``run_prepared``
-    (the timed call, which must not copy inputs back and forth) and ``synchronize``.
+    ``run`` is ``prepare`` (place the inputs on the device), ``run_prepared`` (the call itself,
+    which must not copy inputs back and forth: what the profiler times) and ``outputs_impl`` (the
+    call's result as named tensors of the runner's framework, on its device); ``synchronize``
+    waits for the device. ``infer`` is ``run`` with host numpy arrays out.
     """
 
     name: str = "runner"
@@ -144,6 +153,10 @@ class Runner:
     # The floating-point type the artifact takes for float inputs whose spec names no type (a torch
     # artifact at fp16 takes float16 wherever the model takes a float); None: as given.
     input_float_type: str | None = None
+    # Whether ``run_prepared`` only queues work on torch's current CUDA stream, with no host
+    # synchronisation, so that a CUDA graph can capture it (torch modules, a TensorRT plan run on
+    # torch's stream); the Python API's ``cuda_graphs`` needs it.
+    capturable: bool = False
 
     def __init__(self, artifact_dir: Path | None, model: ModelSpec, device: str = "cpu",
                  precision: str = "fp32") -> None:
@@ -152,11 +165,13 @@ class Runner:
         self.device = device
         self.precision = precision
         self.active = False
+        self._feed_plans: dict[Any, dict[str, str | None]] = {}
 
     # -- public interface -------------------------------------------------------------------
     def activate(self) -> "Runner":
         if not self.active:
             self.activate_impl()
+            self._feed_plans = {}  # what the artifact takes is known from now on
             self.active = True
         return self
 
@@ -171,14 +186,20 @@ class Runner:
     def __exit__(self, *exc: Any) -> None:
         self.deactivate()
 
+    def run(self, feed: Mapping[str, Any]) -> dict[str, Any]:
+        """The tensor-native call: framework tensors in (torch tensors as they are, numpy arrays, any
+        DLPack tensor), the runner's own tensors out, on its device and in the artifact's types (an
+        fp16 artifact returns float16). Nothing is copied to the host that was not there."""
+        if not self.active:
+            raise RunnerError(f"{self.name}: call activate() before run()")
+        return dict(self.run_impl(self.checked_feed(feed)))
+
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """numpy in, numpy out: host arrays, reduced-precision floats as float32."""
         if not self.active:
             raise RunnerError(f"{self.name}: call activate() before infer()")
-        feed = self.checked_feed(feed)
-        import numpy as np
-
-        outputs = self.infer_impl(feed)
-        return {name: np.asarray(value) for name, value in outputs.items()}
+        outputs = self.infer_impl(self.checked_feed(feed))
+        return {name: host_array(value) for name, value in outputs.items()}
 
     def prepare(self, feed: Mapping[str, np.ndarray]) -> Any:
         """Inputs converted and placed on the device, ready for ``run_prepared``."""
@@ -201,23 +222,41 @@ class Runner:
 
     def checked_feed(self, feed: Mapping[str, Any]) -> dict[str, Any]:
         """``feed`` checked against ``input_specs`` (names, types, shapes) and cast to the artifact's
-        types where the kind agrees (``TensorSpec.problem``); a RunnerError names what does not fit."""
+        types where the kind agrees (``TensorSpec.problem``); a RunnerError names what does not fit.
+        The verdict is kept per signature (names, types, shapes) unless it read the values (an
+        integer input of a wider type than the artifact's is checked on every call)."""
+        key = _signature(feed)
+        plan = self._feed_plans.get(key) if key is not None else None
+        if plan is None:
+            if key is None:  # a list or a scalar among the inputs: an array, as numpy reads it
+                import numpy as np
+
+                feed = {name: value if hasattr(value, "dtype") else np.asarray(value) for name, value in feed.items()}
+            plan, by_value = self._feed_plan(feed)
+            if key is not None and not by_value and self.active:
+                if len(self._feed_plans) >= FEED_PLANS_KEPT:
+                    self._feed_plans.clear()
+                self._feed_plans[key] = plan
+        return {name: value if plan[name] is None else cast(value, plan[name]) for name, value in feed.items()}
+
+    def _feed_plan(self, feed: Mapping[str, Any]) -> tuple[dict[str, str | None], bool]:
+        """Per input, the type it is cast to (None: as it is), and whether a value decided it."""
         specs = self.input_specs()
         if specs and sorted(feed) != sorted(specs):
             raise RunnerError(f"{self.name}: inputs {sorted(feed)} do not match the model's inputs {sorted(specs)}")
-        checked = {}
+        plan: dict[str, str | None] = {}
+        by_value = False
         for name, value in feed.items():
-            if not hasattr(value, "dtype"):  # a list or a scalar: an array, as numpy reads it
-                import numpy as np
-
-                value = np.asarray(value)
             spec = specs.get(name, TensorSpec())
             problem = spec.problem(name, value)
             if problem:
                 raise RunnerError(f"{self.name}: {problem}")
-            wanted = spec.dtype or (self.input_float_type if is_float(dtype_name(value)) else None)
-            checked[name] = cast(value, wanted) if wanted is not None else value
-        return checked
+            dtype = dtype_name(value)
+            wanted = spec.dtype or (self.input_float_type if is_float(dtype) else None)
+            cast_to = wanted if wanted is not None and wanted != dtype else None
+            by_value = by_value or (cast_to is not None and not is_float(dtype))  # integers that fit
+            plan[name] = cast_to
+        return plan, by_value
 
     def served_batch_sizes(self) -> list[int] | None:
         """The batch sizes this artifact runs code specialized to (compiled buckets; a smaller batch
@@ -243,17 +282,49 @@ class Runner:
         """The artifact's inputs as the loaded artifact declares them; None: it declares none."""
         return None
 
+    def run_impl(self, feed: dict[str, Any]) -> Mapping[str, Any]:
+        """A checked feed's outputs, named, as the runner's tensors on its device."""
+        return self.outputs_impl(self.run_prepared_impl(self.prepare_impl(feed)))
+
     def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
-        raise NotImplementedError
+        """Outputs by name in any library (``infer`` brings them to the host): ``run_impl``'s unless
+        a runner has a cheaper way to host arrays."""
+        return self.run_impl(feed)
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
         return feed
 
     def run_prepared_impl(self, prepared: Any) -> Any:
-        return self.infer_impl(prepared)
+        if type(self).infer_impl is Runner.infer_impl:
+            raise NotImplementedError(f"{self.name}: a runner implements run_prepared_impl or infer_impl")
+        return self.infer_impl(prepared)  # a runner written before ``run``: its outputs are its own
+
+    def outputs_impl(self, result: Any) -> Mapping[str, Any]:
+        """``run_prepared``'s result as outputs by name (it is a mapping already by default)."""
+        return result
 
     def synchronize_impl(self) -> None:
         pass
+
+
+def _signature(feed: Mapping[str, Any]) -> Any:
+    """What decides a feed's check: each input's name, library, type and shape; None when some
+    input has none to go by (a list)."""
+    try:
+        key = tuple([(name, type(value), value.dtype, value.shape) for name, value in feed.items()])
+        hash(key)
+    except (AttributeError, TypeError):
+        return None
+    return key
+
+
+def host_array(value: Any) -> np.ndarray:
+    """A tensor of any library as a host numpy array, float16 and bfloat16 as float32 (numpy's
+    interchange: files, processes, comparisons with a reference)."""
+    from navbuild.tensors import to_numpy
+
+    array = to_numpy(value)
+    return array.astype("float32") if array.dtype == "float16" else array
 
 
 def output_names(model: ModelSpec, count: int) -> list[str]:

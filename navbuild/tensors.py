@@ -3,6 +3,10 @@
 A file holds a list of samples, each a dict name -> numpy array, encoded as msgpack with dtype,
 shape and raw bytes. Unlike ``np.savez`` (a zip with wall-clock timestamps) the same arrays always
 give the same bytes, so sample digests are stable across machines.
+
+Beside the files, the two conversions between libraries: ``to_numpy`` (a host array, the
+interchange where a file or a process boundary is crossed) and ``to_torch`` (on the tensor's own
+device, no copy).
 """
 from __future__ import annotations
 
@@ -11,6 +15,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import msgpack
 import numpy as np
+
+from navbuild.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 FORMAT = "navbuild-tensors/1"
 
@@ -27,6 +35,19 @@ def to_numpy(value: Any) -> np.ndarray:
     if hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # tf.Tensor
         return np.asarray(value.numpy())
     return np.asarray(value)
+
+
+def to_torch(value: Any) -> Any:
+    """A tensor of any library as a torch tensor on the device it is on, without a copy: torch's as
+    it is, numpy's shared (``from_numpy``), anything that speaks DLPack (ONNX Runtime's OrtValue,
+    TensorFlow's and JAX's arrays) through ``torch.from_dlpack``. Imports torch."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value if value.flags.writeable else value.copy())
+    if hasattr(value, "__dlpack__"):
+        return torch.from_dlpack(value)
+    return torch.as_tensor(np.asarray(value))
 
 
 def as_named(sample: Any, names: Sequence[str], prefix: str = "input__") -> dict[str, np.ndarray]:

@@ -198,3 +198,30 @@ def test_bounds_enter_the_artifact_keys_and_an_undeclared_bound_changes_nothing(
     bounded = onnx_material('dynamic_axes = { tokens = { 1 = { name = "seq", max = 64 } } }')
     assert short == named and "axis_bounds" not in short
     assert bounded["axis_bounds"] == {"seq": {"max": 64}} and bounded["dynamic_axes"] == short["dynamic_axes"]
+
+
+def test_a_profile_that_sweeps_an_axis_keys_its_bounds_and_one_that_does_not_keeps_them_out(root):
+    # a profile's key holds what it measures, not the artifact's parameters (issue 22); the bounds
+    # pick the sizes that [profile] axis_sizes measures, so a sweeping profile keys them
+    from navbuild.engine import keys
+    from navbuild.engine.project import open_project
+
+    def profile_model(axes: str, profile: str = "") -> dict:
+        (root / "navbuild.toml").write_text(TEXT.replace("AXES", axes) + profile)
+        session = open_project(root / "navbuild.toml")
+        try:
+            target = session.graph.targets["enc:onnx.profile"]
+            material = keys.profile_material(
+                target, artifact=session.graph.targets[target.artifact], artifact_digest="same bytes",
+                samples_digest="same samples", runner="onnxruntime", runner_tools=(),
+                config=session.project.profile.measure.as_key(), resolved={})
+            return material["model"]
+        finally:
+            session.close()
+
+    sweep = "\n[profile]\naxis_sizes = { seq = [8] }\n"
+    wide, narrow = ('dynamic_axes = { tokens = { 1 = { name = "seq", max = %d } } }' % n for n in (64, 32))
+    assert profile_model(wide) == profile_model(narrow)  # the same bytes measured the same way
+    assert "axis_bounds" not in profile_model(wide)
+    assert profile_model(wide, sweep)["axis_bounds"] == {"seq": {"max": 64}}
+    assert profile_model(wide, sweep) != profile_model(narrow, sweep)

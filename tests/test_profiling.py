@@ -2,6 +2,8 @@
 
 The measurement logic is driven by a scripted timer (a clock with chosen latencies), so the
 window, trial and sweep rules are tested deterministically; nothing here asserts on real timings.
+A scripted timer times single calls only, so a window is the sum of its calls (``time_window``);
+a point runs its warm-up, its windows, then as many calls timed one by one for the latencies.
 """
 from __future__ import annotations
 
@@ -49,10 +51,11 @@ def test_constant_latency_is_stable_after_min_trials():
     timer = ScriptedTimer(lambda b, n: 0.002)
     point = measure_point(lambda: None, lambda: None, 1, config, timer)
     assert point.stable and point.windows == 3
-    assert point.runs == 3 * 5
+    assert point.samples == 3 * 5 and point.window_time_s == pytest.approx(0.03)
+    assert point.runs == 3 * 5  # latency calls: as many as the kept windows held
     assert point.p50_ms == pytest.approx(2.0) and point.mean_ms == pytest.approx(2.0)
     assert point.throughput == pytest.approx(500.0)
-    assert timer.calls == 1 + 3 * 5  # one warm-up run, three windows
+    assert timer.calls == 1 + 3 * 5 + 15  # one warm-up run, three windows, the latency calls
 
 
 def test_alternating_windows_never_stabilize_and_report_unstable():
@@ -66,30 +69,32 @@ def test_alternating_windows_never_stabilize_and_report_unstable():
     point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script))
     assert not point.stable
     assert point.windows == 7
-    assert len(point.window_medians_ms) == 7
+    assert point.window_call_ms == pytest.approx([1, 2, 1, 2, 1, 2, 1])
     assert point.ended == "max_trials" and point.note == "unstable"
-    assert point.spread_pct == pytest.approx(100.0)  # kept medians 1, 2, 1 ms: a range of 1 ms around 1 ms
-    assert point.runs == 3 * 5  # figures from the last three windows only
+    assert point.spread_pct == pytest.approx(100.0)  # kept windows 1, 2, 1 ms a call: a range of 1 ms around 1 ms
+    # throughput from the last three windows only: 15 samples in 5 + 10 + 5 ms
+    assert point.samples == 15 and point.throughput == pytest.approx(15 / 0.020)
 
 
 def test_stabilizes_once_noise_settles():
     config = _fixed_point_config()
-    means = [5.0, 1.0, 3.0, 2.0, 2.05, 1.98, 9.0]  # windows 4..6 agree within 10 %
+    means = [5.0, 1.0, 3.0, 2.0, 2.05, 1.98]  # windows 4..6 agree within 10 %
 
     def script(batch, n):
         if n <= config.warmup_runs:
             return 0.05
-        return means[(n - config.warmup_runs - 1) // config.min_window_runs] / 1e3
+        window = (n - config.warmup_runs - 1) // config.min_window_runs
+        return (means[window] if window < len(means) else 9.0) / 1e3  # then the latency calls
 
     point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script))
     assert point.stable and point.windows == 6
-    assert point.mean_ms == pytest.approx(np.mean([2.0, 2.05, 1.98]))
+    assert point.throughput == pytest.approx(15 / (5 * (2.0 + 2.05 + 1.98) / 1e3))  # the three that agree
 
 
 def test_min_trials_above_stabilization_windows():
     config = _fixed_point_config(min_trials=5, stabilization_windows=2)
     point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(lambda b, n: 0.001))
-    assert point.stable and point.windows == 5 and point.runs == 2 * 5
+    assert point.stable and point.windows == 5 and point.samples == 2 * 5 and point.runs == 2 * 5
 
 
 def test_windows_are_sized_from_the_measured_call_time():
@@ -106,31 +111,36 @@ def test_windows_are_sized_from_the_measured_call_time():
 def test_zero_time_timer_is_capped():
     config = ProfileConfig(warmup_runs=0, warmup_s=1.0, min_window_runs=2, max_window_runs=50, budget_s=0)
     point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(lambda b, n: 0.0))
-    assert point.runs == 150 and point.stable and point.throughput == 0.0
+    assert point.samples == 150 and point.runs == 50 and point.stable and point.throughput == 0.0
 
 
-def test_throughput_comes_from_the_median_not_the_mean():
-    # one call in ten takes a second (a busy machine): the mean is ruled by it, the median is not
+def test_throughput_is_what_the_windows_completed_never_the_batch_over_the_median():
+    # one call in ten takes 20 ms (a stall): a loop over these calls completes 4 samples every 3.8 ms
+    # on average, which the median call (2 ms) does not say; the latency percentiles still do
     config = _fixed_point_config(min_window_runs=10)
-    point = measure_point(lambda: None, lambda: None, 4, config, ScriptedTimer(lambda b, n: 1.0 if n % 10 == 0 else 0.002))
-    assert point.p50_ms == pytest.approx(2.0) and point.throughput == pytest.approx(2000.0)
-    assert point.mean_ms > 50 * point.p50_ms
+    point = measure_point(lambda: None, lambda: None, 4, config,
+                          ScriptedTimer(lambda b, n: 0.02 if n % 10 == 0 else 0.002))
+    assert point.p50_ms == pytest.approx(2.0) and point.p99_ms == pytest.approx(20.0, rel=0.2)
+    assert point.samples == 3 * 10 * 4 and point.window_time_s == pytest.approx(3 * 0.038)
+    assert point.throughput == pytest.approx(point.samples / point.window_time_s) == pytest.approx(4 / 0.0038)
+    assert point.throughput < 0.6 * 4 / (point.p50_ms / 1e3)  # batch / p50 would report 2000/s
     assert point.stable and point.spread_pct == pytest.approx(0.0)
 
 
 def test_budget_ends_a_point_that_is_not_stable_with_its_spread():
-    config = _fixed_point_config(max_trials=10, budget_s=0.1)
+    config = _fixed_point_config(max_trials=10, budget_s=0.2)
 
     def script(batch, n):  # 10 ms calls whose windows alternate 10 and 20 ms: never stable
         window = (n - config.warmup_runs - 1) // config.min_window_runs
         return 0.01 if window % 2 == 0 else 0.02
 
-    point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script), budget_s=0.1)
+    point = measure_point(lambda: None, lambda: None, 1, config, ScriptedTimer(script), budget_s=0.2)
     assert point.ended == "budget" and point.note == "budget reached" and not point.stable
-    assert point.windows == 2  # windows of 0.05 and 0.10 s: the budget is spent
-    assert point.seconds == pytest.approx(0.15)  # the one warm-up call (a JIT's compile) is not charged
-    # two windows: the ten kept calls in three blocks (4, 3, 3 calls) have medians 10, 20, 20 ms
-    assert point.spread_pct == pytest.approx(50.0)
+    # 5-call windows of 0.05 s then 0.10 s: the budget, less the latency calls' share (at most half
+    # of it), is spent after the second; the latency calls take what is left (five 10 ms calls)
+    assert point.windows == 2 and point.runs == 5
+    assert point.seconds == pytest.approx(0.15 + 0.05)  # the one warm-up call (a JIT's compile) is not charged
+    assert point.spread_pct == pytest.approx(100.0 / 1.5)  # windows of 10 and 20 ms a call: 10 ms around 15
 
 
 def test_warm_up_lasts_until_a_jit_has_compiled():
@@ -150,13 +160,15 @@ def test_warm_up_lasts_until_a_jit_has_compiled():
     assert not capped.settled and capped.ended == "stable" and capped.p50_ms == pytest.approx(0.3)
 
 
-def test_a_window_stops_at_the_budget_when_calls_turn_slow():
-    # sized from 1 ms warm-up calls (50 runs), the calls then take 100 ms: 0.3 s of budget stops it
+def test_a_window_runs_to_its_end_and_the_latency_calls_stop_at_the_budget():
+    # sized from 1 ms warm-up calls, a window is 50 runs, which fit the 0.3 s budget less the latency
+    # calls' share. The calls then take 100 ms: the window, issued back to back with one timing,
+    # cannot stop halfway (5 s); the budget is then spent, and the latency calls stop at their floor.
     config = ProfileConfig(warmup_runs=3, warmup_s=0.0, window_s=0.05, min_window_runs=3)
     point = measure_point(lambda: None, lambda: None, 1, config,
                           ScriptedTimer(lambda b, n: 0.001 if n <= 3 else 0.1), budget_s=0.3)
-    assert point.ended == "budget" and point.runs == 3
-    assert point.seconds == pytest.approx(0.302)  # the first warm-up call is not charged
+    assert point.ended == "budget" and point.windows == 1 and point.samples == 50 and point.runs == 3
+    assert point.seconds == pytest.approx(0.002 + 5.0 + 0.3)  # the first warm-up call is not charged
 
 
 def test_budget_is_shared_by_the_batch_sizes():
@@ -167,9 +179,9 @@ def test_budget_is_shared_by_the_batch_sizes():
     spent = sum(p.seconds for p in result.points)
     assert 0.4 <= spent <= 0.4 + 3 * 0.1  # each point may finish the window that crossed its share
     # a budget spent before the last batch sizes leaves them out, and says so
-    short = _profile_with(lambda b, n: 0.05, _fixed_point_config(batch_sizes=(1, 2, 4, 8), budget_s=0.5))
+    short = _profile_with(lambda b, n: 0.05, _fixed_point_config(batch_sizes=(1, 2, 4, 8), budget_s=1.0))
     assert short.batch_sizes == [1, 2] and short.stop_reason == "budget"
-    assert short.notes == ["batch sizes 4, 8 not measured: the 0.5 s budget was spent"]
+    assert short.notes == ["batch sizes 4, 8 not measured: the 1 s budget was spent"]
     # the default budget follows the device
     assert ProfileConfig().budget("cpu") == 3.0 and ProfileConfig().budget("cuda:0") == 15.0
     assert ProfileConfig(budget_s=0).budget("cpu") is None
@@ -182,14 +194,14 @@ def test_compiled_buckets_share_the_budget_and_their_windows_follow_their_call_t
     from navbuild.measure import coverage
 
     config = coverage.profile_config(_fixed_point_config(batch_sizes=(1, 4), window_s=0.01, min_window_runs=2,
-                                                         budget_s=0.3), [1, 8, 16])
-    assert config.batch_sizes == (1, 4, 8, 16) and config.budget_s == 0.3
+                                                         budget_s=0.5), [1, 8, 16])
+    assert config.batch_sizes == (1, 4, 8, 16) and config.budget_s == 0.5
     result = _profile_with(lambda b, n: 0.001 * b, config)  # 1 ms per sample: steady
-    assert result.batch_sizes == [1, 4, 8, 16] and result.budget_s == 0.3
+    assert result.batch_sizes == [1, 4, 8, 16] and result.budget_s == 0.5
     assert all(p.ended == "stable" for p in result.points)
-    windows = {p.batch_size: p.runs // 3 for p in result.points}  # runs per window (3 kept windows)
+    windows = {p.batch_size: p.samples // p.batch_size // 3 for p in result.points}  # calls per window (3 kept)
     assert windows == {1: 10, 4: 3, 8: 2, 16: 2}  # 10 ms windows (rounded up) sized from each size's own call time
-    assert sum(p.seconds for p in result.points) <= 0.3 + 0.05
+    assert sum(p.seconds for p in result.points) <= 0.5 + 0.05
     # slower calls: what the smaller sizes leave of the one budget is too little for the buckets,
     # which get fewer windows (cut short by their share) than stability needs, and say so
     slow = _profile_with(lambda b, n: 0.004 * b, config)
@@ -198,9 +210,9 @@ def test_compiled_buckets_share_the_budget_and_their_windows_follow_their_call_t
     assert [p.windows for p in slow.points[2:]] == [2, 1]
     # a budget spent before the largest buckets leaves them out, and the notes say which
     short = _profile_with(lambda b, n: 0.05, coverage.profile_config(
-        _fixed_point_config(batch_sizes=(1,), budget_s=0.5), [1, 2, 4, 8]))
+        _fixed_point_config(batch_sizes=(1,), budget_s=1.0), [1, 2, 4, 8]))
     assert short.batch_sizes == [1, 2] and short.stop_reason == "budget"
-    assert short.notes == ["batch sizes 4, 8 not measured: the 0.5 s budget was spent"]
+    assert short.notes == ["batch sizes 4, 8 not measured: the 1 s budget was spent"]
 
 
 def test_is_stable_rule():

@@ -75,8 +75,9 @@ def test_without_declared_specs_the_model_names_are_checked_and_the_float_type_a
     runner = Echo(None)
     runner.input_float_type = "float16"  # a torch artifact at fp16
     with runner:
-        out = runner.infer(feed())
+        out = runner.run(feed())  # run: the runner's own outputs (infer widens float16 to float32)
         assert out["x"].dtype == np.float16 and out["ids"].dtype == np.int32  # integers stay as they are
+        assert runner.infer(feed())["x"].dtype == np.float32
         with pytest.raises(RunnerError, match="do not match the model's inputs"):
             runner.infer({"x": np.ones((2, 3), np.float32)})
 

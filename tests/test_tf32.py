@@ -4,6 +4,7 @@ skips and keys; benchmarks/tf32.py measures the GPU side."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,7 +12,7 @@ from navbuild.engine import keys
 from navbuild.engine.config import from_mapping
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, Target
 from navbuild.measure.settings import DEFAULT_TOLERANCES
-from navbuild.rule import Rule, tf32_unmet
+from navbuild.rule import ModelSpec, Rule, tf32_unmet
 
 torch = pytest.importorskip("torch")
 
@@ -95,7 +96,8 @@ def test_tf32_is_a_precision_with_its_own_tolerances(tmp_path: Path):
 def test_tf32_enters_the_keys_of_cuda_checks_and_profiles(device, precision, entry):
     """A CUDA check's key says how float32 math ran, so fp32 results measured with TF32 on (before
     the policy) are not served; CPU keys are unchanged."""
-    artifact = Target("m:onnx", ARTIFACT, model=None, rule=Rule("onnx", "1", build=lambda ctx: None),
+    model = SimpleNamespace(spec=ModelSpec("m", "torch", "m.py:build", Path(".")))  # what the runner is told
+    artifact = Target("m:onnx", ARTIFACT, model=model, rule=Rule("onnx", "1", build=lambda ctx: None),
                       precision=precision, device=device)
     check = Target("m:onnx.check", CHECK, model=None, rule=None, precision=precision, device=device)
     material = keys.check_material(check, artifact=artifact, artifact_digest="a", reference_digest="r",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
 
@@ -137,6 +137,70 @@ def record(args: Sequence[Any], kwargs: Mapping[str, Any], input_names: Sequence
     if len(names) != len(leaves):
         raise CallError(f"input_names names {len(names)} inputs but the call passes {len(leaves)} tensors")
     return Call(tree, _unique(names)), leaves
+
+
+class Binder:
+    """A recorded call's structure made into a matcher once: ``leaves(args, kwargs)`` gives a later
+    call's tensors in the recorded order when its structure and constants are the recorded ones
+    (what ``record`` + ``same_structure`` decide), else None, without building a tree per call."""
+
+    def __init__(self, call: Call) -> None:
+        self.names = list(call.names)
+        args_tree, kwargs_tree = call.tree["seq"]
+        # the call's own containers: whatever sequence holds the arguments, whatever mapping the keywords
+        self._args = _matcher({**args_tree, "type": "any"})
+        self._kwargs = _matcher({**kwargs_tree, "type": "any"})
+        self._scalars = _has_scalars(call.tree)
+
+    def leaves(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any] | None:
+        found: list[Any] = []
+        if not (self._args(args, found) and self._kwargs(kwargs, found)):
+            return None
+        if self._scalars:  # as ``record`` sends them: one copy per batch item
+            batch = next((leaf.shape[0] for leaf in found if leaf.dim() > 0), 1)
+            found = [leaf.reshape(1).repeat(batch) if leaf.dim() == 0 else leaf for leaf in found]
+        return found
+
+
+Matcher = Callable[[Any, list], bool]
+
+
+def _matcher(tree: Any) -> Matcher:
+    """A function ``(value, found) -> bool``: whether ``value`` has ``tree``'s structure, appending its
+    tensors to ``found`` in order."""
+    if "t" in tree:
+        scalar = bool(tree.get("scalar"))
+        return lambda value, found: (is_tensor(value) and (value.dim() == 0) == scalar
+                                     and (found.append(value) or True))
+    if "c" in tree:
+        constant = tree["c"]
+        return lambda value, found: isinstance(value, CONSTANT_TYPES) and value == constant
+    kind = tree["type"]
+    if "map" in tree:
+        keys = [key for key, _ in tree["map"]]
+        items = [(key, _matcher(item)) for key, item in tree["map"]]
+
+        def match_map(value: Any, found: list) -> bool:
+            return ((type(value) is dict or isinstance(value, Mapping)) and list(value) == keys
+                    and (kind == "any" or _type_name(value, dict) == kind)
+                    and all(match(value[key], found) for key, match in items))
+        return match_map
+    children = [_matcher(item) for item in tree["seq"]]
+    count = len(children)
+
+    def match_seq(value: Any, found: list) -> bool:
+        return (isinstance(value, (tuple, list)) and len(value) == count
+                and (kind == "any" or _type_name(value, tuple if isinstance(value, tuple) else list) == kind)
+                and all(match(item, found) for match, item in zip(children, value)))
+    return match_seq
+
+
+def _has_scalars(tree: Any) -> bool:
+    if "t" in tree:
+        return bool(tree.get("scalar"))
+    if "c" in tree:
+        return False
+    return any(_has_scalars(item) for item in ([item for _, item in tree["map"]] if "map" in tree else tree["seq"]))
 
 
 def _input_name(path: tuple[Any, ...]) -> str:

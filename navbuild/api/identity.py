@@ -23,13 +23,12 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-import site
 import sys
-import sysconfig
 import types
 from pathlib import Path
 from typing import Any
 
+from navbuild.engine.discovery import distributions_of, in_library
 from navbuild.hashing import digest_file, digest_value
 from navbuild.lazy import lazy_import
 
@@ -250,18 +249,6 @@ def _qualname(obj: Any) -> str:
     return f"{module}.{getattr(obj, '__qualname__', getattr(obj, '__name__', type(obj).__name__))}"
 
 
-@functools.lru_cache(maxsize=1)
-def _library_roots() -> tuple[str, ...]:
-    roots = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            roots.add(str(Path(path).resolve()))
-    for path in [*getattr(site, "getsitepackages", lambda: [])(), site.getusersitepackages()]:
-        roots.add(str(Path(path).resolve()))
-    return tuple(sorted(roots))
-
-
 @functools.lru_cache(maxsize=None)
 def _module_library_version(module_name: str) -> str | None:
     """``dist==version`` for a module installed in site-packages (or the stdlib), else None."""
@@ -272,11 +259,10 @@ def _module_library_version(module_name: str) -> str | None:
     file = getattr(module, "__file__", None)
     if not file:
         return None
-    resolved = str(Path(file).resolve())
-    if any(resolved.startswith(root + "/") for root in _library_roots()):
+    if in_library(file):
         return f"{top}=={_version_of(top)}"
     # installed elsewhere (pip --target, a PYTHONPATH folder): its distribution's record says so
-    installed = _installed_elsewhere(top, Path(resolved))
+    installed = _installed_elsewhere(top, Path(file).resolve())
     return f"{top}=={installed}" if installed else None
 
 
@@ -286,7 +272,7 @@ def _installed_elsewhere(top: str, file: Path) -> str | None:
     shares a distribution's name is not that distribution."""
     from importlib import metadata
 
-    for name in _distributions().get(top, ()):
+    for name in distributions_of(top):
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
@@ -297,13 +283,6 @@ def _installed_elsewhere(top: str, file: Path) -> str | None:
         if file == installed_at.with_suffix(".py") or file.is_relative_to(installed_at):
             return dist.version
     return None
-
-
-@functools.lru_cache(maxsize=1)
-def _distributions() -> dict[str, list[str]]:
-    from importlib import metadata
-
-    return metadata.packages_distributions()
 
 
 def _editable(dist: Any) -> bool:

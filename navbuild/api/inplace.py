@@ -20,7 +20,7 @@ import wrapt
 
 from navbuild.api import calls
 from navbuild.api.config import LABEL, OptimizeConfig, strategy_of
-from navbuild.api.recording import Recording
+from navbuild.api.recording import STRUCTURE_DIFFERS, Recording
 from navbuild.engine.config import ConfigError
 
 DEFAULT_STRATEGY = "min-latency"  # a pipeline calls its modules one request at a time
@@ -141,14 +141,11 @@ class Module(wrapt.ObjectProxy):
     def _intercept(self, args: tuple, kwargs: dict) -> Any:
         if self._self_optimized is not None:
             mapped = self._mapped(args, kwargs)
-            try:
-                call, leaves = calls.record(*mapped)
-            except calls.CallError:
-                call, leaves = None, []
-            refusal = "its arguments cannot be recorded" if call is None else self._self_recorded.refusal(call, leaves)
+            feed = self._self_optimized.bind(*mapped)  # matched against the recorded structure
+            refusal = STRUCTURE_DIFFERS if feed is None else self._self_recorded.leaves_refusal(list(feed.values()))
             if refusal is None:
                 mapping = self._self_output_mapping
-                output = self._self_optimized.run(*mapped, classes={} if mapping else None)
+                output = self._self_optimized.run_feed(feed, classes={} if mapping else None)
                 return mapping(output) if mapping else output
             if not self._self_fallbacks:  # once: a pipeline may call it so a thousand times
                 print(f"navbuild: {self.name} runs its original code ({self._self_target} serves only what "
@@ -192,11 +189,13 @@ class Module(wrapt.ObjectProxy):
         return clone
 
     def load_optimized(self, strategy: Any = None, *, target: str | None = None, device: str | None = None,
-                       config: OptimizeConfig | None = None) -> str | None:
+                       config: OptimizeConfig | None = None, cuda_graphs: bool = False) -> str | None:
         """Run ``target``, or the target ``strategy`` selects (min-latency by default), from now on;
         returns it, or None when the module keeps its original code (``optimized_reason`` says why).
         Without an optimize in this process, its last optimize is looked up in the store of
-        ``config``'s workspace (default: its ``optimize_config``'s, else the current folder)."""
+        ``config``'s workspace (default: its ``optimize_config``'s, else the current folder).
+        ``cuda_graphs``: replay one CUDA graph per input shape (a GPU runner that can be captured;
+        a pipeline that calls the module with one shape gains most)."""
         from navbuild.api.package import PackageError
 
         self._unload()
@@ -210,7 +209,7 @@ class Module(wrapt.ObjectProxy):
             if package.targets[target].format == "torch":
                 self._self_reason = f"its eager PyTorch code is its best target ({target})"
                 return None
-            self._self_optimized = package.get_model(target=target, device=device)
+            self._self_optimized = package.get_model(target=target, device=device, cuda_graphs=cuda_graphs)
         except PackageError as exc:
             self._self_reason = str(exc)
             return None
@@ -346,15 +345,17 @@ def _build(workspace: Any, model_sources: list[Any], config: OptimizeConfig, job
 
 
 def load_optimized(strategy: Any = None, *, device: str | None = None, quiet: bool = False,
-                   config: OptimizeConfig | None = None) -> dict[str, str | None]:
+                   config: OptimizeConfig | None = None, cuda_graphs: bool = False) -> dict[str, str | None]:
     """Swap in each optimized module's best correct runner (``strategy``: min-latency by default).
+    ``cuda_graphs``: each module's calls replay one CUDA graph per input shape where its runner can
+    be captured (``Module.load_optimized``).
 
     A module not optimized in this process gets its last optimize from the store (``config``: where
     the workspace and store are; default each module's ``optimize_config``, else the current folder),
     unless its code or weights changed since. A module whose best target is the eager model itself,
     or that has no usable target, keeps its original code and says why (``module.optimized_reason``).
     Returns module name -> target (or None)."""
-    chosen = {module.name: module.load_optimized(strategy, device=device, config=config)
+    chosen = {module.name: module.load_optimized(strategy, device=device, config=config, cuda_graphs=cuda_graphs)
               for module in _REGISTRY.values()}
     if not quiet:
         for module in _REGISTRY.values():

@@ -5,10 +5,11 @@ status, reason, files and correctness) and the figures measured beside it (``nav
 per target its profile, per strategy the selection behind ``selected``; a ``.nav`` file keeps them in
 ``<name>.profile.json`` beside it). ``get_runner`` returns the activated runner of the target a
 strategy selects; ``get_model`` a callable that takes what the original model takes and
-returns what it returned (torch tensors in, torch tensors out).
+returns what it returned (torch tensors in, torch tensors out, on their device).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -97,7 +98,7 @@ class Package:
         return {name: t.path for name, t in self.targets.items() if t.path is not None}
 
     def profile(self, target: str) -> dict[str, Any] | None:
-        """The profile of ``target`` (a dict, ``navbuild-profile/2``), None when it was not profiled:
+        """The profile of ``target`` (a dict, ``navbuild-profile/3``), None when it was not profiled:
         from the figures, or from the status of a package written before they moved out of it."""
         measured = ((self.figures.get("targets") or {}).get(target) or {}).get("profile")
         return measured or ((self.status.get("targets") or {}).get(target) or {}).get("profile")
@@ -146,11 +147,13 @@ class Package:
         runner = make_runner(spec, artifact_dir=Path(entry["dir"]), root=self.root, device=device)
         return runner.activate() if activate else runner
 
-    def get_model(self, strategy: Any = None, *, target: str | None = None, device: str | None = None
-                  ) -> "OptimizedModel":
-        """A callable over the selected target that takes and returns what the original model does."""
+    def get_model(self, strategy: Any = None, *, target: str | None = None, device: str | None = None,
+                  cuda_graphs: bool = False) -> "OptimizedModel":
+        """A callable over the selected target that takes and returns what the original model does,
+        tensors kept on their device; ``cuda_graphs``: replay a CUDA graph per input shape (GPU
+        runners that can be captured)."""
         runner = self.get_runner(strategy, target=target, device=device)
-        return OptimizedModel(runner, self.live)
+        return OptimizedModel(runner, self.live, cuda_graphs=cuda_graphs)
 
     def verify(self, verify_func: Callable[[list, list], bool]) -> dict[str, bool]:
         """Run every usable target on the samples; ``verify_func(outputs, reference)`` judges it."""
@@ -175,43 +178,81 @@ class Package:
 class OptimizedModel:
     """The original model's calling convention over a runner: torch tensors in, torch tensors out.
 
-    With the call structure of an optimize in this process, it takes the same arguments as the
-    model and returns the same structure (Hugging Face and named-tuple outputs rebuilt from their
-    class); without it (a package loaded from a file) it takes the inputs positionally and returns a
-    tensor, or a tuple of tensors.
+    With the call structure of an optimize in this process (or remembered in the store), it takes
+    the same arguments as the model and returns the same structure (Hugging Face and named-tuple
+    outputs rebuilt from their class); without it (a package loaded from a file) it takes the inputs
+    positionally and returns a tensor, or a tuple of tensors.
+
+    The tensors go to the runner as they are (``Runner.run``): a CUDA input never visits the host,
+    and the outputs come back on the input's device, in the original model's types. What a call
+    costs in Python is decided once: the structure is matched by a ``calls.Binder`` made from the
+    recorded call, the runner keeps its feed check per input signature, and outputs are named by
+    position. ``cuda_graphs=True`` replays one CUDA graph per input signature (``graphs.py``).
     """
 
-    def __init__(self, runner: Any, live: Mapping[str, Any]) -> None:
+    def __init__(self, runner: Any, live: Mapping[str, Any], *, cuda_graphs: bool = False) -> None:
         self.runner = runner
         self.call = live.get("call")
         self.output_tree = live.get("output_tree")
         self.output_classes = live.get("output_classes") or {}
         self.output_dtypes = live.get("output_dtypes")
+        from navbuild.tensors import to_torch
+
+        self._to_torch = to_torch
+        self._binder = calls.Binder(self.call) if self.call is not None else None
+        self._names = list(self.call.names) if self.call is not None else []
+        self._graphed = None
+        if cuda_graphs:
+            from navbuild.api.graphs import GraphedRunner
+
+            self._graphed = GraphedRunner(runner, f"model {runner.model.name}")
+            if self._graphed.reason is not None:
+                print(f"navbuild: model {runner.model.name} runs without CUDA graphs: {self._graphed.reason}",
+                      file=sys.stderr)
+
+    @property
+    def cuda_graphs(self) -> str | None:
+        """Whether calls replay CUDA graphs: None when not asked for, "on", or why not."""
+        if self._graphed is None:
+            return None
+        return self._graphed.reason or "on"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.run(args, kwargs)
 
+    def bind(self, args: tuple, kwargs: dict) -> dict[str, Any] | None:
+        """The call's tensors by the runner's input names (in the recorded order), or None when its
+        structure or constants are not the recorded ones. Without a recorded call: positional
+        tensors take the model's input names in order, keyword tensors their own names."""
+        if self._binder is None:
+            names = list(self.runner.model.inputs) or [f"input__{i}" for i in range(len(args))]
+            return {**dict(zip(names, args)), **kwargs}
+        leaves = self._binder.leaves(args, kwargs)
+        return None if leaves is None else dict(zip(self._names, leaves))
+
     def run(self, args: tuple, kwargs: dict, *, classes: Mapping[str, type] | None = None) -> Any:
-        import torch
+        feed = self.bind(args, kwargs)
+        if feed is None:
+            raise calls.CallError("called with other arguments than the samples it was optimized for "
+                                  "(structure or constant values differ)")
+        return self.run_feed(feed, classes=classes)
 
-        from navbuild import tensors
-
-        if self.call is not None:
-            call, leaves = calls.record(args, kwargs, self.call.names)
-            if not call.same_structure(self.call):
-                raise calls.CallError("called with other arguments than the samples it was optimized for "
-                                      "(structure or constant values differ)")
-            names = self.call.names
-        else:
-            leaves, names = list(args), list(self.runner.model.inputs) or [f"input__{i}" for i in range(len(args))]
-        device = next((leaf.device for leaf in leaves if isinstance(leaf, torch.Tensor)), torch.device("cpu"))
-        outputs = self.runner.infer({name: tensors.to_numpy(leaf) for name, leaf in zip(names, leaves)})
-        results = [torch.from_numpy(array).to(device) for array in outputs.values()]
+    def run_feed(self, feed: dict[str, Any], *, classes: Mapping[str, type] | None = None) -> Any:
+        """The runner on ``feed`` (made by ``bind``), its outputs as the model returns them, on the
+        device of the first input."""
+        outputs = self._graphed.run(feed) if self._graphed is not None else None
+        if outputs is None:
+            outputs = self.runner.run(feed)
+        results = [self._to_torch(value) for value in outputs.values()]
+        device = getattr(next(iter(feed.values()), None), "device", None)
+        if device is not None and results and results[0].device != device:
+            results = [result.to(device) for result in results]
         if self.output_dtypes:
-            results = [r.to(dtype) for r, dtype in zip(results, self.output_dtypes)]
+            results = [r if r.dtype == dtype else r.to(dtype) for r, dtype in zip(results, self.output_dtypes)]
         if self.output_tree is None:
             return results[0] if len(results) == 1 else tuple(results)
         return calls.rebuild(self.output_tree, results, self.output_classes if classes is None else classes)
 
     def close(self) -> None:
+        self._graphed = None
         self.runner.deactivate()

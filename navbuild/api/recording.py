@@ -11,6 +11,10 @@ from typing import Any
 from navbuild.api import calls
 
 
+STRUCTURE_DIFFERS = "its arguments differ from the recorded calls' in structure or constants"
+VERDICTS_KEPT = 256  # call signatures whose verdict is remembered
+
+
 @dataclass
 class Recording:
     """What the pipeline passed to one module and got back, while ``optimize`` ran it."""
@@ -24,6 +28,7 @@ class Recording:
     ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # input -> (min, max) per axis
     dtypes: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why a call could not be recorded
+    _verdicts: dict[Any, str | None] = field(default_factory=dict, repr=False)  # signature -> refusal
 
     def add(self, args: tuple, kwargs: dict, output: Any) -> None:
         self.calls_seen += 1
@@ -42,6 +47,7 @@ class Recording:
         # the kept calls are what the targets are exported and checked with: their range is what
         # an optimized module serves (an axis that varies among them is a dynamic axis)
         self.samples.append(detached((tuple(args), dict(kwargs))))
+        self._verdicts.clear()  # the ranges grow
         for name, leaf in zip(self.call.names, leaves):
             self.dtypes.setdefault(name, leaf.dtype)
             shape = list(leaf.shape)
@@ -58,7 +64,23 @@ class Recording:
         if self.call is None:
             return "no call was recorded"
         if not call.same_structure(self.call):
-            return "its arguments differ from the recorded calls' in structure or constants"
+            return STRUCTURE_DIFFERS
+        return self.leaves_refusal(leaves)
+
+    def leaves_refusal(self, leaves: list[Any]) -> str | None:
+        """Why the tensors of a call of the recorded structure may not be served (None: they may):
+        a dtype, or a size outside the recorded range. Kept per signature (dtypes and shapes), so a
+        pipeline's thousandth call of one shape pays a look-up."""
+        key = tuple((leaf.dtype, leaf.shape) for leaf in leaves)
+        if key not in self._verdicts:
+            if len(self._verdicts) >= VERDICTS_KEPT:
+                self._verdicts.clear()
+            self._verdicts[key] = self._leaves_refusal(leaves)
+        return self._verdicts[key]
+
+    def _leaves_refusal(self, leaves: list[Any]) -> str | None:
+        if self.call is None:
+            return "no call was recorded"
         for name, leaf in zip(self.call.names, leaves):
             ranges = self.ranges.get(name)
             if leaf.dtype != self.dtypes.get(name):

@@ -49,7 +49,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--ray-timeout", type=float, default=ray_executor.CONNECT_TIMEOUT_S, metavar="S",
                        help="--executor ray: give up when nothing answers at the address after S seconds "
                             f"(default {ray_executor.CONNECT_TIMEOUT_S:g})")
-    build.add_argument("--force", action="store_true", help="rebuild the named targets even when cached")
+    build.add_argument("--force", action="store_true",
+                       help="rebuild the named targets even when cached (only them: what depends on them rebuilds "
+                            "only if their output changes)")
+    build.add_argument("--force-downstream", action="store_true",
+                       help="rebuild the named targets and everything selected that depends on them (their checks, "
+                            "profiles, conversions) even when cached")
     build.add_argument("--retry-failed", action="store_true",
                        help="run targets that failed before with the same inputs (else their failure is replayed)")
     build.add_argument("--json", metavar="PATH", help="also write every target's status and figures as JSON")
@@ -81,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     selected = session.graph.resolve(words)
     if executor is not None and not args.quiet:
         executor.say = lambda line: console(stderr=True).print(line, highlight=False)
-    code = run(session, selected, args, force=set(selected) if args.force else set(), executor=executor)
+    code = run(session, selected, args, force=forced(session, words, selected, args), executor=executor)
     if words == ["all"]:
         _package(session, args.quiet)
     return code
@@ -94,6 +99,15 @@ def local_cards(args: argparse.Namespace) -> ray_executor.RayExecutor | None:
     if executor is None and args.gpu_type:
         cards.narrow_to_type(args.gpu_type)
     return executor
+
+
+def forced(session: Session, words: list[str], selected: list[str], args: argparse.Namespace) -> set[str]:
+    """What ``--force`` rebuilds: the targets the words name (an alias names its targets, not their
+    checks and profiles); ``--force-downstream``: those and what depends on them among ``selected``."""
+    if not (args.force or args.force_downstream):
+        return set()
+    named = session.graph.resolve(words, measures=False)
+    return session.graph.downstream(named, selected) if args.force_downstream else set(named)
 
 
 def _import(session: Session, path: Path, args: argparse.Namespace) -> bool:

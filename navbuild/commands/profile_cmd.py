@@ -33,7 +33,7 @@ def _profile(args: argparse.Namespace) -> int:
         console(stderr=True).print("navbuild: profiling is disabled ([profile] enabled = false)")
         return 2
     names = [n for n in session.graph.resolve(args.words[1:] or ["all"]) if n.endswith(".profile")]
-    code = build_cmd.run(session, names, args, force=set(names) if args.force else set())
+    code = build_cmd.run(session, names, args, force=set(names) if args.force or args.force_downstream else set())
     if code == 0 or code == 1:
         write_reports(session, [n.split(":", 1)[0] for n in names])
     return code

@@ -6,7 +6,8 @@ A package is untrusted input. ``read_package`` first checks its entry names, siz
 
 - it is an artifact of the local graph, not samples or reference outputs (computed here);
 - the key this project computes for it (its own sources, parameters, tool versions, device
-  fingerprint, with the package's digests of the target's inputs) is the key the package records;
+  fingerprint, with the package's digests of the target's inputs, and the files its build discovered
+  the model's code reading, hashed here) is the key the package records;
 - its recorded digest follows from its files' digests (refused as tampered otherwise);
 - its rule declares a ``scan`` and the scan, reading the files as data, finds nothing that reaches
   outside the model (an operator that reads or writes files, a custom operator, a path out of the
@@ -35,11 +36,12 @@ from navbuild.deploy import signing
 from navbuild.deploy.package import DEFAULT_LIMITS, Limits, PackageContents, PackageError, read_package
 from navbuild.engine import binding
 from navbuild.engine.digests import output_digest
+from navbuild.engine.discovery import Found, declared, found_in
 from navbuild.engine.graph import ARTIFACT
 from navbuild.engine.keys import KeyResolver, Pending
 from navbuild.engine.session import Session
 from navbuild.engine.store import CorruptObject
-from navbuild.hashing import digest_file, tree_digest
+from navbuild.hashing import digest_file, digest_value, tree_digest
 
 
 @dataclass
@@ -51,16 +53,21 @@ class ImportReport:
 
 
 class _PackageKeys(KeyResolver):
-    """Keys computed by this project, taking the digests of a target's inputs from the package."""
+    """Keys computed by this project, taking the digests of a target's inputs from the package, and
+    the list of files its build discovered (hashed here: a file that differs here gives another key)."""
 
-    def __init__(self, session: Session, digests: dict[str, str]) -> None:
+    def __init__(self, session: Session, digests: dict[str, str], discovered: dict[str, Found]) -> None:
         super().__init__(session.project, session.graph, session.registry, session.store)
-        self.digests = digests
+        self.digests, self.discovered = digests, discovered
 
     def digest_of(self, name: str) -> str:
         if name not in self.digests:
             raise Pending(name)
         return self.digests[name]
+
+    def candidates(self, target: Any, declared_key: str) -> list[Found]:
+        packaged = self.discovered.get(target.name)
+        return [packaged] if packaged is not None else super().candidates(target, declared_key)
 
 
 def import_package(session: Session, path: Path, limits: Limits = DEFAULT_LIMITS) -> ImportReport:
@@ -94,6 +101,9 @@ def import_package(session: Session, path: Path, limits: Limits = DEFAULT_LIMITS
             "digest": target["digest"], **binding.bytes_field(target["digest"], target["files"]),
             "status": "ok", "metadata": target.get("metadata") or {},
             "material": material, "imported": origin, "seconds": 0.0})
+        found = found_in(material)
+        if found is not None:  # the next up-to-date check looks the key up through its discovered list
+            session.store.put_discovered(digest_value(declared(material)), found)
         report.imported.append(name)
     session.forget_keys()
     return report
@@ -111,6 +121,7 @@ def _plan(session: Session, contents: PackageContents, report: ImportReport,
           trusted: bool) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
     """``(target, key, package entry, key material)`` of each artifact to import."""
     digests: dict[str, str] = {}
+    discovered: dict[str, Found] = {}
     packaged: dict[str, dict[str, Any]] = {}
     for model_name, model in (contents.status.get("models") or {}).items():
         samples = model.get("samples") or {}
@@ -120,9 +131,12 @@ def _plan(session: Session, contents: PackageContents, report: ImportReport,
             name = f"{model_name}:{short}"
             if target.get("digest"):
                 digests[name] = target["digest"]
+            found = found_in(target) if isinstance(target.get("discovered"), dict) else None
+            if found is not None:
+                discovered[name] = found
             if target.get("packaged") and target.get("files"):
                 packaged[name] = target
-    keys = _PackageKeys(session, digests)
+    keys = _PackageKeys(session, digests, discovered)
     plan = []
     for name, target in sorted(packaged.items()):
         why = _not_importable(session, name, target, trusted)

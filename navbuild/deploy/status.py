@@ -221,6 +221,9 @@ def _target(session: Session, target: Any) -> dict[str, Any]:
     session.materialize(target, manifest)
     record.update(key=manifest["key"], digest=manifest["digest"], files=dict(manifest["files"]), status="built",
                   metadata=copy.deepcopy(manifest.get("metadata", {})))
+    discovered = (manifest.get("material") or {}).get("discovered")
+    if isinstance(discovered, dict):  # its key's discovered sources: a package import hashes them here
+        record["discovered"] = discovered
     imported = manifest.get("imported")
     if isinstance(imported, dict):  # a package's build: where from, and whether it is proven (signed)
         record["origin"] = {"imported": imported.get("package"), "package_digest": imported.get("package_digest"),

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from navbuild.engine import binding, fingerprint, keys
+from navbuild.engine import binding, discovery, fingerprint, keys
 from navbuild.engine.atomic import atomic_write
 from navbuild.engine.digests import output_digest
 from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Target
@@ -47,13 +47,21 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
     scratch = store.scratch(safe_name(target.name) + "-")
     log = BuildLog(echo=session.options.verbose and log_path is None, path=log_path, progress=progress)
     started = time.perf_counter()
+    recorder, recording = _recorder(session, target), None
+    started_ns = time.time_ns()
     try:
         out_dir = scratch / "out"
         out_dir.mkdir()
-        with log.capture():
-            log(f"navbuild: building {target.name} (key {key[:12]})")
-            _same_card_type(material)
-            metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
+        try:
+            with log.capture(), recorder as recording:
+                log(f"navbuild: building {target.name} (key {key[:12]})")
+                _same_card_type(material)
+                metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
+        finally:
+            if recording is not None:  # a failure is recorded under the key of what it read, too
+                key, material = _discovered(session, target, material, recording)
+        if recording is not None:
+            unchanged_since(session.project.root, material, started_ns)
         files = _store_outputs(session, target, out_dir)
         digest = output_digest(target, out_dir, files, material)
         seconds = time.perf_counter() - started
@@ -65,7 +73,7 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
                     "seconds": seconds, "created": time.time(), "metadata": jsonable(metadata or {}),
                     "material": material, "status": "ok"}
         store.put_manifest(key, manifest)
-        return manifest
+        return {**manifest, "key": key}
     except Skip:
         raise
     except BaseException:
@@ -89,6 +97,47 @@ def _same_card_type(material: dict[str, Any]) -> None:
         seen = f"{mine['name']} ({mine['capability']})" if mine else "no GPU"
         raise RuntimeError(f"this process sees {seen}, but the key was computed for {keyed.get('name')} "
                            f"({keyed.get('capability')}): a worker is pinned to a card of another type")
+
+
+def _recorder(session: Session, target: Target) -> Any:
+    """Discovery's recording for an action that runs the model's code, else nothing."""
+    if not keys.discovers(target):
+        return contextlib.nullcontext()
+    project = session.project
+    return discovery.recording(project.root, discovery.excluded_folders(project.store, project.out,
+                                                                        session.registry.rule_modules))
+
+
+def _discovered(session: Session, target: Target, material: dict[str, Any],
+                recording: discovery.Recording) -> tuple[str, dict[str, Any]]:
+    """The key and material of what the action read (an export from the source adds the reference's
+    list: a build in a child process is not seen here); the list is kept under the declared key."""
+    found = recording.found().without(material.get("sources", {}))
+    if target.rule.role is None:
+        reference = session.current_manifest(f"{target.spec.name}:{REFERENCE}")
+        found = found.union(discovery.found_in((reference or {}).get("material", {})) or discovery.Found())
+    declared = discovery.declared(material)
+    session.store.put_discovered(keys.key_of(declared), found)
+    material = session.keys.with_found(target, declared, found)
+    return keys.key_of(material), material
+
+
+class ChangedWhileBuilding(RuntimeError):
+    """A file the build read was written while it ran: its digest may not be what the build read.
+    Not the target's doing: never recorded as its failure (``transient``); the next run builds it."""
+
+    transient = True
+
+
+def unchanged_since(root: Path, material: dict[str, Any], started_ns: int) -> None:
+    """ccache's "too new" rule: a discovered file modified after the build started is refused, for
+    the key would hold its new digest beside an output built from what it held before. (A time in
+    the future says nothing of this build: a clock skew or an unpacked archive.)"""
+    now = time.time_ns()
+    for relative in (material.get("discovered") or {}).get("sources") or {}:
+        with contextlib.suppress(OSError):
+            if started_ns < (root / relative).stat().st_mtime_ns <= now:
+                raise ChangedWhileBuilding(f"{relative} changed while the target was building; run the build again")
 
 
 def write_failure_log(session: Session, target: Target, text: str) -> None:

@@ -23,10 +23,13 @@ BOUND_SCHEMA = 2  # manifests of this schema and later record ``bytes`` wherever
 
 
 def model_identity(material: Mapping[str, Any]) -> dict[str, Any]:
-    """What in an artifact's key material names its model: the entry and source digests, or the
-    upstream artifact's digest."""
+    """What in an artifact's key material names its model: the entry and source digests (declared,
+    and discovered when the build found any: a helper module the model imports), or the upstream
+    artifact's digest."""
     if "sources" in material:
-        return {"entry": material.get("entry"), "sources": material["sources"]}
+        identity = {"entry": material.get("entry"), "sources": material["sources"]}
+        discovered = (material.get("discovered") or {}).get("sources")
+        return {**identity, "discovered": discovered} if discovered else identity
     return {"upstream": material["upstream"]["digest"]}
 
 

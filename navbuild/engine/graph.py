@@ -67,8 +67,9 @@ class Graph:
     targets: dict[str, Target]
     aliases: dict[str, list[str]]
 
-    def resolve(self, names: list[str]) -> list[str]:
-        """Target names selected by names or aliases, with the checks of selected artifacts."""
+    def resolve(self, names: list[str], measures: bool = True) -> list[str]:
+        """Target names selected by names or aliases, with the checks and profiles of selected
+        artifacts (``measures``; without: only what the names name, as ``--force`` takes them)."""
         selected: dict[str, None] = {}  # ordered, and a set: 2,000 targets stay linear
         for name in names or ["all"]:
             if name in self.targets:
@@ -78,10 +79,19 @@ class Graph:
             else:
                 raise GraphError(f"unknown target or alias {name!r}; try `navbuild list`")
             for target in found:
-                for item in (target, f"{target}.check", f"{target}.profile"):
+                for item in (target, f"{target}.check", f"{target}.profile") if measures else (target,):
                     if item in self.targets:
                         selected.setdefault(item)
         return list(selected)
+
+    def downstream(self, names: list[str], within: list[str]) -> set[str]:
+        """``names`` and every target in the closure of ``within`` that depends on one of them,
+        directly or through others (what ``--force-downstream`` rebuilds)."""
+        reached = set(names)
+        for name in self.closure(within):  # dependency order: a target's inputs come before it
+            if any(dep in reached for dep in self.targets[name].deps):
+                reached.add(name)
+        return reached
 
     def closure(self, names: list[str]) -> list[str]:
         """The selected targets and everything they depend on, in dependency order."""

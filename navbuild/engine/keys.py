@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from navbuild.engine import fingerprint
-from navbuild.engine.graph import CHECK, PROFILE, REFERENCE, SAMPLES, Graph, Target
+from navbuild.engine import discovery, fingerprint
+from navbuild.engine.graph import ARTIFACT, CHECK, PROFILE, REFERENCE, SAMPLES, Graph, Target
 from navbuild.hashing import digest_value
 from navbuild.rule import ROLE_SAMPLES, SOURCE, tf32_enabled
 
@@ -18,9 +18,14 @@ if TYPE_CHECKING:
     from navbuild.engine.registry import Registry
     from navbuild.engine.store import Store
 
-CHECK_VERSION = "2"  # 2: the artifact's rule parameters (runner options among them) enter the key
-# 2: median figures with a spread, budget, batch plan in the key; 3: no other profile's figures read
-PROFILE_VERSION = "3"
+# 2: the artifact's rule parameters (runner options among them) enter the key; 3: they leave it again,
+# for what the runner reads is in the artifact's files (its digest): the model's I/O enters instead
+CHECK_VERSION = "3"
+# 2: median figures with a spread, budget, batch plan in the key; 3: no other profile's figures read;
+# 4: the artifact's parameters leave the key (as for checks), the model's I/O enters; throughput from
+# windows of back-to-back calls (samples / window time), latency timed apart
+PROFILE_VERSION = "4"
+PENDING = "<pending: its upstream is not built>"  # a digest that status assumes unchanged (``provisional``)
 
 
 def math_mode(target: Target) -> dict[str, Any]:
@@ -45,6 +50,12 @@ def source_digests(root: Path, patterns: list[str], digest_of: Callable[[Path], 
             if path.is_file():
                 files[path.relative_to(root).as_posix()] = digest_of(path)
     return files
+
+
+def discovers(target: Target) -> bool:
+    """Whether its action runs the model's code, so that what the code reads is discovered
+    (``engine/discovery.py``): the samples, the reference and every export from the source."""
+    return target.kind == ARTIFACT and target.rule is not None and target.rule.consumes == SOURCE
 
 
 def model_io(target: Target) -> dict[str, Any]:
@@ -85,8 +96,7 @@ def check_material(target: Target, *, artifact: Target, artifact_digest: str, re
     assert target.kind == CHECK
     material = {
         "kind": "check", "version": CHECK_VERSION, "artifact": {"target": artifact.short, "digest": artifact_digest},
-        "params": dict(artifact.params), **engine_values(artifact), "reference": reference_digest,
-        "samples": samples_digest, "runner": runner,
+        "model": runner_model(artifact), "reference": reference_digest, "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)), "device": target.device,
         "precision": target.precision, "tolerances": tolerances, **math_mode(target),
     }
@@ -102,15 +112,31 @@ def profile_material(target: Target, *, artifact: Target, artifact_digest: str, 
 
     ``config`` is every profile option; ``resolved`` what they come to for this target (the batch
     sizes, which follow the model's ``max_batch_size`` in a sweep, and the device's time budget).
+    The artifact's build parameters are not in it: what they change is in its digest.
     """
     return {
         "kind": "profile", "version": PROFILE_VERSION,
-        "artifact": {"target": artifact.short, "digest": artifact_digest}, "params": dict(artifact.params),
-        **engine_values(artifact), "samples": samples_digest, "runner": runner,
+        "artifact": {"target": artifact.short, "digest": artifact_digest},
+        "model": runner_model(artifact, check=False, sweeps_axes="axis_sizes" in config),
+        "samples": samples_digest, "runner": runner,
         "tools": fingerprint.tool_versions(tuple(runner_tools)),
         "device": target.device, "precision": target.precision, "config": config, "measures": resolved,
         "device_fingerprint": fingerprint.device(target.device), **math_mode(target),
     }
+
+
+def runner_model(artifact: Target, check: bool = True, sweeps_axes: bool = False) -> dict[str, Any]:
+    """What a check or a profile tells the runner of the model beside the artifact's files: where the
+    batch is, and for a check the input and output names (they bind the feed and the outputs that
+    are compared). Not ``max_batch_size`` or the rule's parameters: what a runner reads of them is in
+    the files, which the digest covers, so the same bytes are not checked twice. The dynamic axes and
+    their bounds only for a profile that sweeps them (``[profile] axis_sizes``: they pick the sizes)."""
+    spec = artifact.spec
+    where = {"batch_dim": spec.batch_dim, "batched": spec.batched}
+    if sweeps_axes:
+        io = model_io(artifact)
+        where.update({k: io[k] for k in ("dynamic_axes", "axis_bounds") if k in io})
+    return {"inputs": list(spec.inputs), "outputs": list(spec.outputs), **where} if check else where
 
 
 def engine_values(target: Target) -> dict[str, Any]:
@@ -137,6 +163,7 @@ class KeyResolver:
         self._current: dict[str, dict[str, Any]] = {}
         self._source_digests: dict[tuple[str, ...], dict[str, str]] = {}
         self._lock_entries: dict[str, Any] | None = None
+        self._waits: list[str] | None = None  # upstreams without a build, while ``provisional`` runs
 
     def current_manifest(self, name: str) -> dict[str, Any] | None:
         """The manifest of ``name``'s current key, if built and intact."""
@@ -190,24 +217,70 @@ class KeyResolver:
     def digest_of(self, name: str) -> str:
         manifest = self.current_manifest(name)
         if manifest is None:
+            if self._waits is not None:  # status's question: what if the upstream came out the same?
+                if name not in self._waits:
+                    self._waits.append(name)
+                return PENDING
             raise Pending(name)
         return manifest["digest"]
 
     def key(self, name: str) -> tuple[str, dict[str, Any]]:
         if name in self._keys:
             return self._keys[name]
-        target = self.graph.targets[name]
-        if target.kind in (CHECK, PROFILE):
-            material = self._measure_material(target)
-        else:
-            samples_name = f"{target.spec.name}:{SAMPLES}"
-            samples_digest = None if name == samples_name else self.digest_of(samples_name)
-            upstream_digest = self.digest_of(target.upstream) if target.upstream else None
-            material = artifact_material(target, sources=self._sources(target), samples_digest=samples_digest,
-                                         upstream_digest=upstream_digest)
+        material = self._material(self.graph.targets[name])
         result = (key_of(material), material)
         self._keys[name] = result
         return result
+
+    def set_key(self, name: str, key: str, material: dict[str, Any]) -> None:
+        """The key a build found (its discovered list may differ from the one its key was guessed from)."""
+        self._keys[name] = (key, material)
+
+    def provisional(self, name: str) -> tuple[dict[str, Any], list[str]]:
+        """``name``'s key material now, where each upstream without a current build counts as
+        ``PENDING``; with those upstreams (empty when the key is known). For ``status`` and
+        ``explain``: a target whose own inputs are unchanged may not rebuild at all (early cutoff)."""
+        self._waits = []
+        try:
+            return self._material(self.graph.targets[name]), self._waits
+        finally:
+            self._waits = None
+
+    def _material(self, target: Target) -> dict[str, Any]:
+        if target.kind in (CHECK, PROFILE):
+            return self._measure_material(target)
+        samples_name = f"{target.spec.name}:{SAMPLES}"
+        samples_digest = None if target.name == samples_name else self.digest_of(samples_name)
+        upstream_digest = self.digest_of(target.upstream) if target.upstream else None
+        material = artifact_material(target, sources=self._sources(target), samples_digest=samples_digest,
+                                     upstream_digest=upstream_digest)
+        return self._with_discovered(target, material) if discovers(target) else material
+
+    # -- discovered sources (engine/discovery.py) ---------------------------------------------------
+    def _with_discovered(self, target: Target, declared: dict[str, Any]) -> dict[str, Any]:
+        """The material with a discovered list's digests: the first list whose key has a build in the
+        store, else the latest list (what the next build will most likely find), else none yet."""
+        guesses = [self.with_found(target, declared, found)
+                   for found in self.candidates(target, key_of(declared))]
+        for material in guesses:
+            if self.store.has_manifest(key_of(material)):
+                return material
+        return guesses[0] if guesses else self.with_found(target, declared, discovery.Found())
+
+    def with_found(self, target: Target, declared: dict[str, Any], found: discovery.Found) -> dict[str, Any]:
+        """``declared`` with ``found``'s files hashed here and its libraries' versions installed here."""
+        found = found.without(declared.get("sources", {}))
+        return {**declared, "discovered": discovery.material(self.project.root, found, self.store.files.digest,
+                                                             fingerprint.tool_versions)}
+
+    def candidates(self, target: Target, declared_key: str) -> list[discovery.Found]:
+        """The discovered lists that builds of ``declared_key`` found, the latest first; without any,
+        the list of the target's last build (its declared inputs changed since)."""
+        found = self.store.get_discovered(declared_key)
+        if found:
+            return found
+        last = discovery.found_in((self.store.get_target_record(target.name) or {}).get("material", {}))
+        return [last] if last is not None else []
 
     def _measure_material(self, target: Target) -> dict[str, Any]:
         artifact = self.graph.targets[target.artifact]
@@ -243,9 +316,23 @@ class KeyResolver:
             self._source_digests[cache_key] = source_digests(self.project.root, patterns, self.store.files.digest)
         return self._source_digests[cache_key]
 
+    def forget_target(self, name: str) -> None:
+        self._keys.pop(name, None)
+        self._current.pop(name, None)
+
     def forget(self) -> None:
         self._keys.clear()
         self._current.clear()
+
+
+def assume_unchanged(new: Any, old: Any) -> Any:
+    """``new`` with each ``PENDING`` digest replaced by the value at the same place in ``old``: the
+    material a target would have if its upstreams that are not built came out as before."""
+    if new == PENDING:
+        return old
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: assume_unchanged(v, old.get(k)) for k, v in new.items()}
+    return new
 
 
 def diff(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -13,9 +13,17 @@ with one warning; the build goes on locally. ``publish`` and ``restore`` take an
 a worker process (or a Ray node) that builds and uploads and the machine that collects and
 restores are the same two calls on two machines.
 
+A target whose build runs the model's code has a key that holds its discovered sources
+(``engine/discovery.py``): a machine that never built it cannot know that key before it knows the
+list. So ``publish`` also writes the list under the declared key, and ``restore``, when the key it
+was given has no entry, reads that list, hashes those files here and asks for the key they give:
+a hit needs every discovered file (and library version) to be the same here. The entry repeats the
+list with its digests, and a restore checks it against the local files again.
+
 Layout (Bazel's HTTP cache layout, so bazel-remote or nginx with WebDAV can serve it)::
 
     ac/<sha256("navbuild-remote/1" NUL action key)>   the entry (JSON), see ``entry_for``
+    ac/<sha256("navbuild-remote/1" NUL "discovered:" declared key)>   the discovered list (JSON)
     cas/<sha256 of the content>                       an object
 """
 from __future__ import annotations
@@ -35,12 +43,15 @@ import xxhash
 
 from navbuild.engine import binding
 from navbuild.engine.digests import output_digest
+from navbuild.engine.discovery import Found, declared, found_in
 from navbuild.engine.graph import Target
 from navbuild.engine.remote_backends import Backend, RemoteUnavailable, WriteRejected, open_backend
 from navbuild.engine.remote_settings import RemoteSettings
 from navbuild.engine.store import Store
+from navbuild.hashing import digest_value
 
 ENTRY_FORMAT = "navbuild-remote/1"
+DISCOVERED = "discovered:"  # the name of a declared key's discovered list, before the key
 MAX_ENTRY_BYTES = 4 << 20
 MAX_FILES = 10_000
 MAX_OBJECT_BYTES = 1 << 40
@@ -78,16 +89,23 @@ class RemoteCache:
         return f"RemoteCache({self.settings.display_url!r}, {mode})"
 
     # -- restore --------------------------------------------------------------------------------
-    def restore(self, store: Store, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any] | None:
+    def restore(self, store: Store, target: Target, key: str, material: dict[str, Any],
+                rekey: Callable[[Found], dict[str, Any]] | None = None) -> dict[str, Any] | None:
         """The manifest of ``key`` restored from the cache into ``store``, or None (a miss, a refused
-        entry, or the cache is off); never raises for what the cache does."""
+        entry, or the cache is off); never raises for what the cache does. ``rekey(found)``: the key
+        material of a discovered list here (its files hashed here), for a key that holds one: the
+        manifest returned then records the key found that way."""
         if self.off:
             return None
         try:
             data = self._backend_().read_entry(f"ac/{entry_name(key)}", MAX_ENTRY_BYTES)
+            if data is None and rekey is not None and "discovered" in material:
+                key, material, data = self._by_discovered(store, material, rekey, key)
             if data is None:
                 return None
             entry = parse_entry(data, key, _rule_name(target))
+            if entry.get("discovered", material.get("discovered")) != material.get("discovered"):
+                raise Refused("its discovered sources are not those of this project's files")
             for relative, obj in _objects(entry).items():
                 if not store.has_object(obj["xxh3"]):
                     self._fetch(store, relative, obj)
@@ -109,6 +127,21 @@ class RemoteCache:
                     "status": "ok", "remote": True}
         store.put_manifest(key, manifest)
         return {**manifest, "key": key}
+
+    def _by_discovered(self, store: Store, material: dict[str, Any], rekey: Callable[[Found], dict[str, Any]],
+                       key: str) -> tuple[str, dict[str, Any], bytes | None]:
+        """The entry of the key that the cache's discovered list gives with this machine's files."""
+        declared_key = digest_value(declared(material))
+        data = self._backend_().read_entry(f"ac/{entry_name(DISCOVERED + declared_key)}", MAX_ENTRY_BYTES)
+        found = parse_discovered(data, declared_key) if data is not None else None
+        if found is None:
+            return key, material, None
+        material = rekey(found)
+        found_key = digest_value(material)
+        if found_key == key:
+            return key, material, None
+        store.put_discovered(declared_key, found)  # the next up-to-date check here knows the list
+        return found_key, material, self._backend_().read_entry(f"ac/{entry_name(found_key)}", MAX_ENTRY_BYTES)
 
     def _fetch(self, store: Store, relative: str, obj: dict[str, Any]) -> None:
         """Stream one object into the store's tmp/, verify it, then move it into place."""
@@ -153,6 +186,11 @@ class RemoteCache:
                     backend.upload(f"cas/{obj['sha256']}", path, obj["size"])
                 objects[relative] = obj
             backend.write_entry(f"ac/{entry_name(key)}", entry_for(key, manifest, objects))
+            found = found_in(manifest.get("material") or {})
+            if found is not None:  # after the entry: a reader that finds the list finds what it leads to
+                declared_key = digest_value(declared(manifest["material"]))
+                backend.write_entry(f"ac/{entry_name(DISCOVERED + declared_key)}",
+                                    discovered_entry(declared_key, found))
         except WriteRejected as exc:
             self.writes_off = str(exc)
             self.warn(f"navbuild: warning: remote cache {self.settings.display_url} refused an upload ({exc}); "
@@ -207,13 +245,34 @@ def _manifest_objects(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def entry_for(key: str, manifest: dict[str, Any], objects: dict[str, dict[str, Any]]) -> bytes:
-    """The JSON held under ``ac/``: what a restore needs, and no time, path or credential."""
+    """The JSON held under ``ac/``: what a restore needs, and no time, path or credential (the
+    discovered sources are paths relative to the project root, with their digests)."""
     entry = {"format": ENTRY_FORMAT, "key": key, "target": manifest["target"], "rule": manifest["rule"],
              "rule_version": str(manifest["rule_version"]), "status": "ok", "digest": manifest["digest"],
              "files": {name: obj for name, obj in objects.items() if name},
              "log": objects.get(""), "seconds": round(float(manifest.get("seconds", 0.0)), 3),
              "metadata": manifest.get("metadata", {})}
+    discovered = (manifest.get("material") or {}).get("discovered")
+    if discovered is not None:
+        entry["discovered"] = discovered
     return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+
+
+def discovered_entry(declared_key: str, found: Found) -> bytes:
+    """The JSON of a discovered list under its declared key: paths and library names, no digest."""
+    entry = {"format": ENTRY_FORMAT, "declared_key": declared_key, "discovered": found.to_dict()}
+    return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+
+
+def parse_discovered(data: bytes, declared_key: str) -> Found | None:
+    """A discovered list read from the cache; None when it is not one (a malformed one is a miss)."""
+    try:
+        entry = json.loads(data) if len(data) <= MAX_ENTRY_BYTES else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(entry, dict) or entry.get("format") != ENTRY_FORMAT or entry.get("declared_key") != declared_key:
+        return None
+    return Found.from_dict(entry.get("discovered"))
 
 
 def parse_entry(data: bytes, key: str, rule: str) -> dict[str, Any]:
@@ -248,6 +307,8 @@ def parse_entry(data: bytes, key: str, rule: str) -> dict[str, Any]:
         raise Refused("its entry has no valid build time")
     if not isinstance(entry.get("metadata"), dict):
         raise Refused("its entry's metadata is not an object")
+    if "discovered" in entry and not isinstance(entry["discovered"], dict):
+        raise Refused("its entry's discovered sources are not an object")
     return entry
 
 

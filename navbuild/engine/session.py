@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from navbuild.engine import keys
+from navbuild.engine import discovery, keys
 from navbuild.engine.atomic import atomic_write
 from navbuild.engine.config import ProjectConfig
 from navbuild.engine.fingerprint import MachineInfo
@@ -125,7 +125,7 @@ class Session:
         origin = None
         try:
             with self.store.lock(key):
-                manifest = self.store.get_manifest(key)
+                key, material, manifest = self._stored(name, key, material)
                 if manifest is not None and name not in self.forced and self.keys.acceptable(name, manifest):
                     status = CACHED  # another process built it while we waited for the lock
                 elif name not in self.forced and (manifest := self._restore(target, key, material)) is not None:
@@ -133,8 +133,11 @@ class Session:
                 elif act is None:
                     raise Skip("not in the store nor in the remote cache (restore only)")
                 else:
-                    manifest = {**act(target, key, material), "key": key}
+                    manifest = {"key": key, **act(target, key, material)}
                     status = BUILT
+                # the key of what the build (or the cache's) read, when it differs from the one guessed
+                key, material = manifest["key"], manifest.get("material", material)
+                self.keys.set_key(name, key, material)
                 self.materialize(target, manifest)
                 self.keys.set_current(name, manifest)
             if status == BUILT and self.remote is not None:
@@ -143,7 +146,7 @@ class Session:
             self.records.add(Record(name, SKIPPED, reason=str(skip), seconds=time.perf_counter() - started))
             return True
         except Exception as exc:  # the target fails, the build goes on
-            return self._failed(target, exc, started, key)
+            return self._failed(target, exc, started, self._key_after_failure(name, key))
         if status == BUILT:
             self.store.drop_failure(key)  # a retry that succeeded
         self._record_from_manifest(name, status, key, manifest, seconds=time.perf_counter() - started,
@@ -154,13 +157,39 @@ class Session:
             return False
         return manifest.get("status") == "ok"
 
+    def _stored(self, name: str, key: str, material: dict[str, Any]) -> tuple[str, dict[str, Any], Any]:
+        """The key, material and stored manifest of ``name`` once its key's lock is held: another
+        process may have built it meanwhile, under the key of the sources it discovered (the key
+        guessed before its first build holds none)."""
+        manifest = self.store.get_manifest(key)
+        if manifest is not None or not keys.discovers(self.graph.targets[name]):
+            return key, material, manifest
+        self.keys.forget_target(name)
+        key, material = self.key(name)
+        return key, material, self.store.get_manifest(key)
+
     def _restore(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any] | None:
         """The remote cache's build of ``key``, when it has one that the lock does not contradict."""
-        manifest = self.remote.restore(self.store, target, key, material) if self.remote is not None else None
+        if self.remote is None:
+            return None
+        declared = discovery.declared(material)
+        manifest = self.remote.restore(self.store, target, key, material,
+                                       rekey=lambda found: self.keys.with_found(target, declared, found))
         if manifest is not None and not self.keys.acceptable(target.name, manifest):
-            self.store.drop_manifest(key)
+            self.store.drop_manifest(manifest["key"])
             return None
         return manifest
+
+    def _key_after_failure(self, name: str, key: str) -> str:
+        """The key a failure is kept under: the one of what the failed build read (the action stored
+        its discovered list before it failed), so editing a file it read runs it again."""
+        if not keys.discovers(self.graph.targets[name]):
+            return key
+        self.keys.forget_target(name)
+        try:
+            return self.key(name)[0]
+        except keys.Pending:
+            return key
 
     def _upstream_unavailable(self, name: str, upstream: str) -> bool:
         record = self.records.get(upstream)

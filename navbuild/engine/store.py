@@ -6,6 +6,8 @@ Layout under the store root (``.navbuild/`` by default)::
     actions/ab/cdef...     action key -> manifest (msgpack)
     targets/<target>       the last key and key material of each target (status, explain)
     failures/ab/cdef...    action key -> record of the build that failed under it (reason, log)
+    discovered/ab/cdef...  declared key -> the lists of files and libraries its builds found the model's
+                           code reading (engine/discovery.py), the latest first
     cache/<rule>/<device>  caches that rules keep between builds (timing caches, compile caches)
     locks/                 per-key build locks, the store lock, one owner lock per live process
     tmp/<pid>-<token>/     each process's staging space on the same file system
@@ -40,6 +42,7 @@ import msgpack
 
 from navbuild.engine import binding
 from navbuild.engine.atomic import atomic_write
+from navbuild.engine.discovery import MAX_LISTS, Found
 from navbuild.engine.filehash import FileHashCache
 from navbuild.hashing import copy_with_digest, digest_bytes, digest_file, is_digest, is_output_digest
 
@@ -288,6 +291,10 @@ class Store:
             self.problems.append(problem)
             sys.stderr.write(f"navbuild: store {self.root}: {problem}\n")
 
+    def has_manifest(self, key: str) -> bool:
+        """Whether a manifest is stored under ``key`` (not read: ``get_manifest`` checks it)."""
+        return self.manifest_path(key).is_file()
+
     def put_manifest(self, key: str, manifest: dict[str, Any]) -> None:
         manifest = {**manifest, "schema": MANIFEST_SCHEMA, "key": key}
         atomic_write(self.manifest_path(key), msgpack.packb(manifest, use_bin_type=True), self.tmp)
@@ -332,6 +339,25 @@ class Store:
 
     def drop_failure(self, key: str) -> None:
         self.failure_path(key).unlink(missing_ok=True)
+
+    # -- discovered sources: what builds of a declared key read (engine/discovery.py) --------------------
+    def discovered_path(self, declared_key: str) -> Path:
+        return self.root / "discovered" / declared_key[:2] / declared_key[2:]
+
+    def get_discovered(self, declared_key: str) -> list[Found]:
+        """The lists that builds under ``declared_key`` found, the latest first (malformed ones left out)."""
+        try:
+            lists = msgpack.unpackb(self.discovered_path(declared_key).read_bytes(), raw=False)
+        except (OSError, ValueError, msgpack.UnpackException):
+            return []
+        found = [Found.from_dict(item) for item in lists] if isinstance(lists, list) else []
+        return [item for item in found if item is not None]
+
+    def put_discovered(self, declared_key: str, found: Found) -> None:
+        """``found`` first among the lists of ``declared_key`` (a few are kept: ccache's manifests)."""
+        lists = [found, *(item for item in self.get_discovered(declared_key) if item != found)][:MAX_LISTS]
+        data = msgpack.packb([item.to_dict() for item in lists], use_bin_type=True)
+        atomic_write(self.discovered_path(declared_key), data, self.tmp, durable=False)
 
     # -- last state of each target ------------------------------------------------------------------
     def target_record_path(self, target: str) -> Path:

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from navbuild.engine import discovery
 from navbuild.engine.workers import read_frame, write_frame
 
 
@@ -103,6 +104,7 @@ def main() -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     faulthandler.enable(file=sys.__stderr__)  # fd 2: the running target's log
     _watch_parent()
+    discovery.install()  # before any user code (a caller's hook) imports: every project import is followed
     worker = Worker(frames_out)
     while (request := read_frame(frames_in)) is not None:
         try:
@@ -110,7 +112,7 @@ def main() -> int:
         except BaseException as exc:  # the worker survives Python errors; a native crash ends it
             reply = {"ok": False, "error": type(exc).__name__, "message": str(exc) or type(exc).__name__,
                      "errno": getattr(exc, "errno", None) if isinstance(exc, OSError) else None,
-                     "traceback": traceback.format_exc()}
+                     "transient": bool(getattr(exc, "transient", False)), "traceback": traceback.format_exc()}
         with worker.writing:
             write_frame(frames_out, reply)
     worker.close()

@@ -27,7 +27,8 @@ length and a msgpack map; one reply per request:
     {"op": "open", "project": description}                       -> {"ok": true}
     {"op": "run", "target", "key", "material", "log": log path,
      "hook": the hook's payload or None}                         -> {"ok": true, "manifest": {...}}
-        | {"ok": false, "skip": reason} | {"ok": false, "error": type, "message": str, "errno": int | None}
+        | {"ok": false, "skip": reason}
+        | {"ok": false, "error": type, "message": str, "errno": int | None, "transient": bool}
 
 While a target runs, the worker may send progress frames before its reply, ``{"progress": {"phase",
 "detail"}}`` (engine/progress.py): the parent hands each to the caller's ``progress`` and goes on
@@ -375,7 +376,7 @@ def _remote_error(reply: dict[str, Any]) -> BaseException:
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return OSError(code, message.removeprefix(f"[Errno {code}] "))
     name = str(reply.get("error") or "Error")
-    error = type(name, (WorkerError,), {})(message)
+    error = type(name, (WorkerError,), {"transient": bool(reply.get("transient"))})(message)
     error.worker_traceback = str(reply.get("traceback") or "")  # for a failure record; the log has it too
     return error
 

@@ -1,12 +1,20 @@
-"""Measuring one point (one batch size of one target): warm up, then windows of timed calls.
+"""Measuring one point (one batch size of one target): warm up, time windows of back-to-back calls
+for the throughput, then time calls one by one for the latency percentiles.
 
-A window's length follows the call time measured during the warm-up (a slow call gets few runs
-per window, a fast one many). Windows run until the last ``stabilization_windows`` window medians
-agree within ``stability_pct`` of their median (``ended: "stable"``), until ``max_trials`` windows
-ran (``"max_trials"``) or until the point's share of the time budget is spent (``"budget"``).
-Figures come from the calls of the last windows; throughput is ``batch / median latency``, so a
-few outliers cannot rule it. The batch loop around it (which batch sizes, their budget shares,
-out of memory) is ``sweep.py``.
+Throughput is what a stopwatch around a plain loop reads: a window is ``runs`` calls issued one
+after the other with one synchronisation at its end (``timing.time_window``; with CUDA events,
+nothing synchronises inside the window), and the throughput is the samples those windows completed
+divided by their time. A window's length follows the call time measured during the warm-up (a slow
+call gets few runs per window, a fast one many). Windows run until the last
+``stabilization_windows`` of them agree within ``stability_pct`` on their time per call (``ended:
+"stable"``), until ``max_trials`` windows ran (``"max_trials"``) or until the point's share of the
+time budget, less what the latency calls need, is spent (``"budget"``).
+
+Latency is what one request waits: calls timed one by one, each synchronised (``timer(run,
+sync)``), as many as the kept windows held (at most ``max_window_runs``, within the budget); their
+percentiles are the latency figures. Both are reported; neither is derived from the other (a batch
+divided by the median latency would hide what pipelining and launch overhead do to a loop). The
+batch loop around it (which batch sizes, their budget shares, out of memory) is ``sweep.py``.
 """
 from __future__ import annotations
 
@@ -15,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from navbuild.measure.results import ProfilePoint
 from navbuild.measure.settings import ProfileConfig
-from navbuild.measure.timing import Timer, wall_timer
+from navbuild.measure.timing import Timer, time_window, wall_timer
 
 PERCENTILES = (25, 50, 75, 90, 95, 99)
 
@@ -88,68 +96,80 @@ def is_stable(window_medians: Sequence[float], count: int, stability_pct: float)
 def measure_point(run: Callable[[], Any], sync: Callable[[], None], batch_size: int,
                   config: ProfileConfig, timer: Timer = wall_timer,
                   on_window: Callable[[int], None] | None = None, budget_s: float | None = None) -> ProfilePoint:
-    """Warm up, then measure windows until stable, ``max_trials`` or ``budget_s`` spent. Figures
-    come from the last windows.
+    """Warm up, then windows of back-to-back calls until stable, ``max_trials`` or ``budget_s``
+    spent (less the latency calls' share), then the latency calls. Throughput comes from the last
+    windows, latency percentiles from the calls timed one by one.
 
     Time is what the timer measured (warm-up included), not the wall clock: the budget then means
-    the same with a scripted timer, and a call always finishes its window.
+    the same with a scripted timer, and a window always runs to its end.
     """
     import numpy as np
 
     warmup, settled = _warm_up(run, sync, timer, config)
     # the first call at a shape is where a JIT compiles (seconds for jax.jit or a traced SavedModel
     # on a busy CPU): charged to the budget, it would leave nothing to measure the next batch sizes
-    charged = lambda: sum(warmup[1:]) + sum(map(sum, windows))  # noqa: E731
-    call_s = _median(warmup[-3:]) if warmup else 0.0  # the settled calls
+    charged = lambda: sum(warmup[1:]) + sum(seconds for _, seconds in windows)  # noqa: E731
+    if not warmup:  # no warm-up: one call sizes the first window
+        warmup = [timer(run, sync)]
+    call_s = _median(warmup[-3:])  # the settled calls
     needed = max(config.min_trials, config.stabilization_windows)
-    windows: list[list[float]] = []
-    medians: list[float] = []
+    windows: list[tuple[int, float]] = []  # (calls, seconds) of each window
+    per_call: list[float] = []
     ended = "max_trials"
     while len(windows) < config.max_trials:
-        if not windows and not warmup:  # no warm-up: size the first window by one call
-            warmup = [timer(run, sync)]
-            call_s = warmup[0]
-        left = None if budget_s is None else budget_s - charged()
-        window = _run_window(run, sync, timer, window_runs(call_s, config), 0.0, config.max_window_runs,
-                             limit_s=left, floor=config.min_window_runs)
-        windows.append(window)
-        medians.append(_median(window))
-        call_s = medians[-1]
+        runs = window_runs(call_s, config)
+        if budget_s is not None:  # what is left once the latency calls have their share
+            left = budget_s - charged() - _latency_reserve(call_s, config, budget_s)
+            runs = max(config.min_window_runs, min(runs, int(left / call_s) if call_s > 0 else runs))
+        seconds = time_window(timer, run, sync, runs)
+        windows.append((runs, seconds))
+        per_call.append(seconds / runs)
+        call_s = per_call[-1]
         if on_window is not None:
             on_window(len(windows))
-        if len(windows) >= needed and is_stable(medians, config.stabilization_windows, config.stability_pct):
+        if len(windows) >= needed and is_stable(per_call, config.stabilization_windows, config.stability_pct):
             ended = "stable"
             break
-        if budget_s is not None and charged() >= budget_s:
+        if budget_s is not None and charged() >= budget_s - _latency_reserve(call_s, config, budget_s):
             ended = "budget"
             break
     kept_windows = windows[-config.stabilization_windows:]
-    kept = np.concatenate([np.asarray(w, dtype=np.float64) for w in kept_windows]) * 1e3
+    calls = sum(runs for runs, _ in kept_windows)
+    window_time = sum(seconds for _, seconds in kept_windows)
+    latency_runs = min(config.max_window_runs, max(config.min_window_runs, calls))
+    latencies = _run_window(run, sync, timer, latency_runs, 0.0, latency_runs,
+                            limit_s=None if budget_s is None else max(0.0, budget_s - charged()),
+                            floor=config.min_window_runs)
+    kept = np.asarray(latencies, dtype=np.float64) * 1e3
     p25, p50, p75, p90, p95, p99 = (float(v) for v in np.percentile(kept, PERCENTILES))
-    mean = float(kept.mean())
-    spread = _spread(*kept_windows)
+    kept_per_call = per_call[-len(kept_windows):]
+    # how far the throughput can be trusted: the kept windows' times per call, or with one window the
+    # medians of three blocks of the latency calls
+    spread = _relative_range(kept_per_call if len(kept_per_call) >= 2 else
+                             [_median(block) for block in _blocks(latencies, SPREAD_BLOCKS)])
     return ProfilePoint(
-        batch_size=batch_size, mean_ms=mean, std_ms=float(kept.std()), min_ms=float(kept.min()),
+        batch_size=batch_size, mean_ms=float(kept.mean()), std_ms=float(kept.std()), min_ms=float(kept.min()),
         max_ms=float(kept.max()), p50_ms=p50, p90_ms=p90, p95_ms=p95, p99_ms=p99,
-        throughput=batch_size / (p50 / 1e3) if p50 > 0 else 0.0,
-        windows=len(windows), runs=int(kept.size), stable=ended == "stable",
-        window_medians_ms=[m * 1e3 for m in medians], p25_ms=p25, p75_ms=p75, spread_pct=spread * 100.0,
-        ended=ended, seconds=charged(), settled=settled)
+        throughput=batch_size * calls / window_time if window_time > 0 else 0.0,
+        windows=len(windows), runs=len(latencies), stable=ended == "stable",
+        window_call_ms=[v * 1e3 for v in per_call], p25_ms=p25, p75_ms=p75, spread_pct=spread * 100.0,
+        ended=ended, seconds=charged() + sum(latencies), settled=settled, samples=batch_size * calls,
+        window_time_s=window_time)
 
 
+def _latency_reserve(call_s: float, config: ProfileConfig, budget_s: float) -> float:
+    """The time the latency calls after the windows are expected to take (at most half the budget)."""
+    runs = min(config.max_window_runs, window_runs(call_s, config) * config.stabilization_windows)
+    return min(runs * call_s, budget_s / 2)
 
 
-SPREAD_BLOCKS = 3  # a point's spread is the range of at least this many medians
+SPREAD_BLOCKS = 3  # with one window kept, its spread comes from this many blocks of latency calls
 
 
-def _spread(*windows: list[float]) -> float:
-    """The range of the windows' medians relative to their median (fewer than ``SPREAD_BLOCKS``
-    windows: of the medians of that many consecutive blocks of their calls)."""
-    if len(windows) < SPREAD_BLOCKS:
-        windows = tuple(_blocks([v for w in windows for v in w], SPREAD_BLOCKS))
-    medians = [_median(w) for w in windows if w]
-    center = _median(medians) if medians else 0.0
-    return (max(medians) - min(medians)) / center if center > 0 else 0.0
+def _relative_range(values: Sequence[float]) -> float:
+    """The range of ``values`` relative to their median."""
+    center = _median(values) if values else 0.0
+    return (max(values) - min(values)) / center if center > 0 else 0.0
 
 
 def _blocks(values: list[float], count: int) -> list[list[float]]:

@@ -7,8 +7,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping
 
-RESULT_FORMAT = "navbuild-profile/2"
-READABLE_FORMATS = ("navbuild-profile/1", RESULT_FORMAT)  # /1 lacks the spread: it reads as 0
+# /3: throughput from windows of back-to-back calls (samples / window time), latency from calls timed
+# one by one; /2 divided the batch by the median latency; /1 lacks the spread too (it reads as 0)
+RESULT_FORMAT = "navbuild-profile/3"
+READABLE_FORMATS = ("navbuild-profile/1", "navbuild-profile/2", RESULT_FORMAT)
 ENDED = ("stable", "max_trials", "budget")  # why measuring a point stopped (ProfilePoint.ended)
 Progress = Callable[["ProgressEvent"], None]
 
@@ -24,13 +26,18 @@ def round_sig(value: float, digits: int = 5) -> float:
 class ProfilePoint:
     """Figures for one batch size; latencies in milliseconds, throughput in samples per second.
 
-    throughput   ``batch_size / p50``: the median call, robust to the outliers a busy machine adds
-    spread_pct   how far the median can be trusted: the range of the kept windows' medians
-                 relative to their median (with fewer than three windows, of the medians of three
-                 consecutive blocks of the kept calls). Selection treats figures closer than this
-                 as equal.
-    ended        why measuring stopped: "stable", "max_trials" (not stable) or "budget" (its share
-                 of the time budget was spent first)
+    throughput     ``samples / window_time_s``: what the last windows of back-to-back calls
+                   completed per second, as a stopwatch around a plain loop reads it
+    samples        samples those windows completed (batch size x calls)
+    window_time_s  their time, one synchronisation at the end of each window
+    p50_ms...      percentiles of ``runs`` calls timed one by one (each synchronised): the latency
+                   of one request, measured apart from the throughput
+    window_call_ms each window's time per call, in order
+    spread_pct     how far the throughput can be trusted: the range of the kept windows' times per
+                   call relative to their median (with one window, of the medians of three blocks
+                   of the latency calls). Selection treats figures closer than this as equal.
+    ended          why measuring stopped: "stable", "max_trials" (not stable) or "budget" (its share
+                   of the time budget was spent first)
     """
 
     batch_size: int
@@ -44,15 +51,17 @@ class ProfilePoint:
     p99_ms: float
     throughput: float
     windows: int  # windows run (trials)
-    runs: int  # timed runs behind the figures (the last `stabilization_windows` windows)
+    runs: int  # calls timed one by one behind the latency percentiles
     stable: bool
-    window_medians_ms: list[float] = field(default_factory=list)
+    window_call_ms: list[float] = field(default_factory=list)
     p25_ms: float | None = None
     p75_ms: float | None = None
     spread_pct: float = 0.0
     ended: str = ""
     seconds: float = 0.0  # time charged to the budget: warm-up included, its first call not
     settled: bool = True  # the warm-up calls came to agree (else max_warmup_s ended the warm-up)
+    samples: int = 0
+    window_time_s: float = 0.0
 
     def latency(self, which: str = "p50") -> float:
         """``p50``/``p90``/``p95``/``p99``/``mean``/``min``/``max`` latency in ms."""
@@ -73,7 +82,7 @@ class ProfilePoint:
         for key, value in out.items():
             if isinstance(value, float):
                 out[key] = round_sig(value)
-        out["window_medians_ms"] = [round_sig(v) for v in self.window_medians_ms]
+        out["window_call_ms"] = [round_sig(v) for v in self.window_call_ms]
         return out
 
     @classmethod

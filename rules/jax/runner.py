@@ -1,7 +1,9 @@
 """Runner ``jax-jit``: the source model, ``jax.jit(apply)`` on the CPU or a GPU.
 
-Parameters and inputs are placed on the device once (``prepare``); a call returns as soon as the
-work is queued, so ``synchronize`` blocks until the last result is ready. On a GPU, float32 matmuls
+Parameters and inputs are placed on the device once (``prepare``: numpy arrays copied there,
+another library's tensors shared through DLPack, then moved only if they lie elsewhere); a call
+returns as soon as the work is queued, so ``synchronize`` blocks until the last result is ready.
+``run`` returns JAX arrays by name, on the device; torch reads them through DLPack. On a GPU, float32 matmuls
 and convolutions run at JAX's "highest" precision (its default lets Ampere and newer use TF32):
 these targets are fp32 (docs/config.md, "TF32").
 """
@@ -47,7 +49,7 @@ class JaxJitRunner(Runner):
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> list[Any]:
         try:
-            return [jax.device_put(feed[name], self._device) for name in loader.input_order(self.model, feed)]
+            return [jax.device_put(_as_jax(feed[name]), self._device) for name in loader.input_order(self.model, feed)]
         except KeyError as exc:
             raise RunnerError(f"{self.name}: input {exc} is missing") from None
 
@@ -55,10 +57,21 @@ class JaxJitRunner(Runner):
         self._last = self._jitted(self._params, *prepared)
         return self._last
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
-        outputs = loader.named_outputs(self.model, self.run_prepared_impl(self.prepare_impl(feed)))
-        return {name: np.asarray(value) for name, value in outputs.items()}
+    def outputs_impl(self, result: Any) -> Mapping[str, Any]:
+        return loader.named_outputs(self.model, result)
 
     def synchronize_impl(self) -> None:
         if self._last is not None:
             jax.block_until_ready(self._last)
+
+
+def _as_jax(value: Any) -> Any:
+    """numpy as it is (``device_put`` copies it); another library's tensor shared through DLPack."""
+    if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__") or isinstance(value, jax.Array):
+        return value
+    try:
+        return jax.dlpack.from_dlpack(value)
+    except Exception:  # noqa: BLE001 - a device or a type JAX does not take: through the host
+        from navbuild.tensors import to_numpy
+
+        return to_numpy(value)

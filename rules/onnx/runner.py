@@ -3,8 +3,10 @@
 cpu -> CPUExecutionProvider; cuda -> CUDAExecutionProvider (with the CPU provider behind it for the
 nodes CUDA has no kernel for). A missing provider skips the target (``navbuild.rule.Skip``: a fact
 about the machine), never a silent fall back to the CPU.
-On cuda the inputs are copied to the GPU once in ``prepare`` and the outputs stay there
-(I/O binding), so a profiled call does not time host copies. An export built with
+On cuda the inputs are placed on the GPU once in ``prepare`` (shared through DLPack when they are
+there already, ``iobinding.py``) and the outputs stay there (I/O binding), so a profiled call does
+not time host copies and ``run`` returns ``OrtValue``s on the GPU, which torch reads without a copy.
+On the CPU a torch tensor is read as a numpy view of its memory and ``run`` returns numpy arrays. An export built with
 ``channels_last = true`` (``runtime.json``) runs on CUDA with the provider's ``prefer_nhwc`` option:
 convolutions in NHWC layout, the graph's own NCHW inputs transposed inside ONNX Runtime. The CPU
 provider has no such option; there the flag changes nothing. The CUDA provider runs float32
@@ -22,6 +24,7 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs, Skip
 from navbuild.runner import Runner, RunnerError
+from rules.onnx import iobinding
 from rules.onnx.loader import ONNX_FILE, channels_last, cuda_provider_options, inference_session, input_specs
 
 np = lazy_import("numpy")
@@ -74,17 +77,12 @@ class OnnxRuntimeRunner(Runner):
     def input_specs_impl(self) -> dict[str, Any]:
         return self._inputs
 
-    def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
-        feed = {name: np.ascontiguousarray(array) for name, array in feed.items()}
-        if self.device == "cpu":
-            return feed
+    def prepare_impl(self, feed: dict[str, Any]) -> Any:
+        if self.device == "cpu":  # numpy views of host tensors (a torch tensor's memory is shared)
+            from navbuild.tensors import to_numpy
 
-        binding = self._session.io_binding()
-        for name, array in feed.items():
-            binding.bind_ortvalue_input(name, onnxruntime.OrtValue.ortvalue_from_numpy(array, "cuda", 0))
-        for name in self._outputs:
-            binding.bind_output(name, "cuda", 0)
-        return binding
+            return {name: np.ascontiguousarray(to_numpy(value)) for name, value in feed.items()}
+        return iobinding.bind(self._session, feed, self._outputs)
 
     def run_prepared_impl(self, prepared: Any) -> Any:
         try:
@@ -96,10 +94,15 @@ class OnnxRuntimeRunner(Runner):
         except Exception as exc:
             raise RunnerError(f"{self.name}: model {self.model.name} failed: {type(exc).__name__}: {exc}") from exc
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-        result = self.run_prepared_impl(self.prepare_impl(feed))
-        arrays = result if self.device == "cpu" else result.copy_outputs_to_cpu()
-        return {name: _as_float32(array) for name, array in zip(self._outputs, arrays)}
+    def outputs_impl(self, result: Any) -> Mapping[str, Any]:
+        if self.device == "cpu":
+            return dict(zip(self._outputs, result))
+        return iobinding.outputs(result, self._outputs)
+
+    def infer_impl(self, feed: dict[str, Any]) -> Mapping[str, Any]:
+        if self.device == "cpu":
+            return self.run_impl(feed)
+        return dict(zip(self._outputs, self.run_prepared_impl(self.prepare_impl(feed)).copy_outputs_to_cpu()))
 
     def synchronize_impl(self) -> None:
         if self._binding is not None:
@@ -109,7 +112,3 @@ class OnnxRuntimeRunner(Runner):
         if self.artifact_dir is None or not (Path(self.artifact_dir) / ONNX_FILE).is_file():
             raise RunnerError(f"{self.name}: {ONNX_FILE} is missing from {self.artifact_dir}")
         return Path(self.artifact_dir) / ONNX_FILE
-
-
-def _as_float32(array: np.ndarray) -> np.ndarray:
-    return array.astype("float32") if array.dtype == "float16" else array

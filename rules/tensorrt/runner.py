@@ -1,5 +1,7 @@
-"""Runners ``tensorrt`` (a TensorRT plan, torch CUDA tensors as I/O buffers) and ``ort-trt`` /
-``ort-cuda`` (ONNX Runtime with the TensorRT or CUDA execution provider, inputs bound on the GPU)."""
+"""Runners ``tensorrt`` (a TensorRT plan, torch CUDA tensors as I/O buffers, their device pointers
+given to the execution context) and ``ort-trt`` / ``ort-cuda`` (ONNX Runtime with the TensorRT or
+CUDA execution provider, inputs bound on the GPU through ``rules/onnx/iobinding.py``). ``run`` returns
+torch CUDA tensors (tensorrt) or OrtValues on the GPU (ort-*): no output visits the host."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -8,6 +10,7 @@ from typing import Any, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError, TensorSpec, output_names
+from rules.onnx import iobinding
 from rules.onnx.loader import cuda_provider_options, input_specs
 from rules.tensorrt.loader import (ONNX_FILE, ORT_CUDA, ORT_TRT, PLAN_FILE, deserialize_plan, ort_session,
                                    ort_trt_options_from_info, read_build_info)
@@ -37,11 +40,14 @@ def rename_outputs(model: Any, names: list[str], values: list[Any]) -> dict[str,
 
 
 class TensorRTRunner(Runner):
-    """Deserializes ``model.plan`` and runs it with ``execute_async_v3`` on torch's current stream."""
+    """Deserializes ``model.plan`` and runs it with ``execute_async_v3`` on torch's current stream:
+    the inputs' and the outputs' device pointers (torch tensors) are the engine's I/O addresses, so a
+    torch CUDA input is used where it lies, and a call can be captured in a CUDA graph."""
 
     name = "tensorrt"
     devices = ("cuda",)
     needs = Needs(modules=("tensorrt", "torch"), gpu=True)
+    capturable = True
 
     def activate_impl(self) -> None:
         if self.artifact_dir is None:
@@ -71,9 +77,10 @@ class TensorRTRunner(Runner):
     def runtime_info(self) -> dict[str, Any]:
         return {"tf32": bool(read_build_info(self.artifact_dir).get("tf32", False))}  # the plan's builder flag
 
-    def prepare_impl(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
-        torch = self._torch
-        return {name: torch.as_tensor(feed[name]).to("cuda").contiguous() for name in self._inputs}
+    def prepare_impl(self, feed: dict[str, Any]) -> dict[str, Any]:
+        from navbuild.tensors import to_torch
+
+        return {name: to_torch(feed[name]).to("cuda").contiguous() for name in self._inputs}
 
     def run_prepared_impl(self, prepared: Mapping[str, Any]) -> dict[str, Any]:
         torch = self._torch
@@ -91,11 +98,8 @@ class TensorRTRunner(Runner):
             raise RunnerError(f"{self.name}: execute_async_v3 failed")
         return outputs
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
-        outputs = self.run_prepared_impl(self.prepare_impl(feed))
-        self.synchronize_impl()
-        values = [t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy() for t in outputs.values()]
-        return rename_outputs(self.model, list(outputs), values)
+    def outputs_impl(self, result: Mapping[str, Any]) -> Mapping[str, Any]:
+        return rename_outputs(self.model, list(result), list(result.values()))
 
     def synchronize_impl(self) -> None:
         self._torch.cuda.synchronize()
@@ -132,22 +136,20 @@ class OrtGpuRunner(Runner):
     def input_specs_impl(self) -> dict[str, TensorSpec]:
         return input_specs(self._session)
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
-        values = self._session.run(None, feed)
-        return rename_outputs(self.model, self._output_names, list(values))
-
-    def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
-        binding = self._session.io_binding()
-        for name, array in feed.items():
-            binding.bind_ortvalue_input(name, self._ort.OrtValue.ortvalue_from_numpy(
-                np.ascontiguousarray(array), "cuda", 0))
-        for name in self._output_names:
-            binding.bind_output(name, "cuda", 0)
-        return binding
+    def prepare_impl(self, feed: dict[str, Any]) -> Any:
+        return iobinding.bind(self._session, feed, self._output_names)
 
     def run_prepared_impl(self, prepared: Any) -> Any:
         self._session.run_with_iobinding(prepared)
         return prepared
+
+    def outputs_impl(self, result: Any) -> Mapping[str, Any]:
+        named = iobinding.outputs(result, self._output_names)
+        return rename_outputs(self.model, list(named), list(named.values()))
+
+    def infer_impl(self, feed: dict[str, Any]) -> Mapping[str, Any]:
+        binding = self.run_prepared_impl(self.prepare_impl(feed))
+        return rename_outputs(self.model, self._output_names, binding.copy_outputs_to_cpu())
 
     def synchronize_impl(self) -> None:
         pass  # run_with_iobinding returns once the outputs are written

@@ -46,12 +46,19 @@ def torch_dtype(precision: str) -> Any:
 
 def to_tensors(model: ModelSpec, sample: Mapping[str, np.ndarray], device: str = "cpu",
                float_dtype: Any = None) -> tuple[Any, ...]:
-    """The sample (numpy arrays or torch tensors) as positional tensors on ``device``; float inputs
+    """The sample (numpy arrays, torch tensors, DLPack tensors) as positional tensors on ``device``; float inputs
     cast to ``float_dtype`` if given (a runner's feed comes cast already: ``Runner.checked_feed``)."""
     tensors = []
     for name in input_order(model, sample):
         value = sample[name]
-        tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
+        if isinstance(value, torch.Tensor):  # as it is: a cast or a move happens on its device
+            tensor = value
+        elif isinstance(value, np.ndarray):
+            tensor = torch.from_numpy(np.ascontiguousarray(value))
+        else:  # another library's tensor: shared through DLPack
+            from navbuild.tensors import to_torch
+
+            tensor = to_torch(value)
         tensor = tensor.to(device)
         if float_dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(float_dtype)
@@ -177,6 +184,29 @@ def _bound_outputs(model: ModelSpec, outputs: Any) -> list[tuple[str, Any]]:
                            f"{', '.join(missing)} {'are' if len(missing) > 1 else 'is'} not among the keys that "
                            f"forward returns: {list(found)}")
     return [(name, found[name]) for name in model.outputs]
+
+
+class OutputBinder:
+    """``bind_outputs`` of one runner, with the names remembered: a result that is a tensor or a
+    flat tuple or list of tensors, of a length seen before, is named without walking it again (a
+    small model's call costs microseconds, and this is one of them)."""
+
+    def __init__(self, model: ModelSpec) -> None:
+        self.model = model
+        self._names: dict[tuple[type, int], list[str]] = {}
+
+    def bind(self, outputs: Any) -> dict[str, Any]:
+        values = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+        if type(values) not in (tuple, list):  # dict-like: by key, as bind_outputs reads it
+            return dict(bind_outputs(self.model, outputs))
+        key = (type(outputs), len(values))
+        names = self._names.get(key)
+        if names is not None and all(isinstance(value, torch.Tensor) for value in values):
+            return dict(zip(names, values))
+        bound = bind_outputs(self.model, outputs)
+        if is_plain(outputs):
+            self._names[key] = [name for name, _ in bound]
+        return dict(bound)
 
 
 def is_plain(outputs: Any) -> bool:

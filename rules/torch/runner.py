@@ -1,12 +1,15 @@
 """Runners of the torch family: the eager model, a TorchScript archive, a torch.export program.
 
 They share one shape: ``load()`` gives a callable module on the device; ``prepare`` turns the
-feed into device tensors (float inputs come cast to the artifact's precision by the base class,
-``input_float_type``; 4-D ones are made channels-last when the artifact was built so), passed by name to the eager model when it takes them
-so, and by position, in the declared order, to an export (``plain_io.exportable``); outputs come back
-as float32 numpy arrays, bound by ``model_io.bind_outputs`` (by key or by position). On CUDA they
-turn cuDNN's autotuner on (``memory_format``). TF32 is off except for a ``tf32`` target (``tf32``),
-set once the model is loaded; ``runtime_info`` says which.
+feed into device tensors (torch tensors as they are, numpy arrays shared; float inputs come cast to
+the artifact's precision by the base class, ``input_float_type``; 4-D ones are made channels-last
+when the artifact was built so), passed by name to the eager model when it takes them so, and by
+position, in the declared order, to an export (``plain_io.exportable``). A call runs under
+``torch.no_grad()`` (not inference mode: its outputs go on into a user's code, where autograd may
+meet them); ``run`` returns the outputs as torch tensors on the device, in the artifact's types,
+bound by ``model_io.bind_outputs`` (by key or by position). On CUDA they turn cuDNN's autotuner on
+(``memory_format``). TF32 is off except for a ``tf32`` target (``tf32``), set once the model is
+loaded; ``runtime_info`` says which.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ class _TorchRunner(Runner):
     needs = Needs(modules=("torch",))
     tools = ("torch",)
     loads_source = False  # whether it imports the model's own code (deployments then carry it)
+    capturable = True  # a call queues kernels on torch's stream (a model that synchronises says so when captured)
 
     def load(self) -> Any:
         raise NotImplementedError
@@ -41,6 +45,9 @@ class _TorchRunner(Runner):
         self._module = self.load()
         self.tf32 = tf32.apply(self.precision, self.device)  # after the model's code ran: it may set TF32 too
         self.input_float_type = model_io.DTYPES[self.precision]  # float inputs at the artifact's precision
+        self._outputs = model_io.OutputBinder(self.model)
+        self._device = torch.device(self.device)
+        self._bindings: dict[tuple[str, ...], str] = {}
 
     def runtime_info(self) -> dict[str, Any]:
         return {"memory_format": memory_format.name(self._channels_last), "cudnn_benchmark": self.cudnn_benchmark,
@@ -54,22 +61,26 @@ class _TorchRunner(Runner):
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> tuple[Any, ...] | dict[str, Any]:
         """The feed as tensors: positional, or a dict for a module that takes them by name."""
         names = model_io.input_order(self.model, feed)
-        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self.device), self._channels_last)
-        return dict(zip(names, tensors)) if self.binding(names) == model_io.BY_NAME else tensors
+        tensors = memory_format.inputs(model_io.to_tensors(self.model, feed, self._device), self._channels_last)
+        key = tuple(names)
+        binding = self._bindings.get(key)
+        if binding is None:  # read from forward's signature once per set of names
+            binding = self._bindings[key] = self.binding(names)
+        return dict(zip(names, tensors)) if binding == model_io.BY_NAME else tensors
 
     def binding(self, names: list[str]) -> str:
         return model_io.POSITIONAL  # an export takes its inputs by position, in the declared order
 
     def run_prepared_impl(self, prepared: tuple[Any, ...] | dict[str, Any]) -> Any:
         try:
-            with torch.inference_mode():
+            with torch.no_grad():
                 return self._module(**prepared) if isinstance(prepared, dict) else self._module(*prepared)
         except Exception as exc:
             raise RunnerError(f"{self.name}: model {self.model.name} failed on inputs "
                               f"{_describe(prepared)}: {type(exc).__name__}: {exc}") from exc
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-        return model_io.named_outputs(self.model, self.run_prepared_impl(self.prepare_impl(feed)))
+    def outputs_impl(self, result: Any) -> Mapping[str, Any]:
+        return self._outputs.bind(result)
 
     def synchronize_impl(self) -> None:
         if self.device == "cuda":

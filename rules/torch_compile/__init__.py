@@ -20,8 +20,9 @@ from navbuild.rule import SOURCE, Rule
 from rules.torch_compile import build, loader, options
 from rules.torch_compile.runner import AotiRunner, TorchCompileRunner
 
+# version 5: the compile cache is warmed under no_grad, the grad mode every runner now calls it in
 TORCH_COMPILE = Rule(
-    name="torch-compile", version="4", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
+    name="torch-compile", version="5", build=build.build_torch_compile, consumes=SOURCE, frameworks=("torch",),
     params=dict(options.COMPILE_DEFAULTS), uses=("max_batch_size",), tools=("torch",), precisions=options.PRECISIONS, device_bound=True,
     runner="torch-compile", normalized=False, canonical_digest=build.recipe_digest,
     validate=options.validate_compile, variants=options.COMPILE_VARIANTS, resolve=options.resolve_params,

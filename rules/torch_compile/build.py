@@ -57,7 +57,8 @@ def build_torch_compile(ctx: BuildContext) -> dict[str, Any]:
     with compile_cache.using(cache_folder), CacheArtifactManager.with_fresh_cache():
         compiled = compile_model(model, opts, len(feeds))
         started = time.perf_counter()
-        with torch.inference_mode(), compile_cache.loud_recompile_limit():
+        # no_grad as the runner calls it: another grad mode is another guard, and a recompile
+        with torch.no_grad(), compile_cache.loud_recompile_limit():
             for number, args in enumerate(feeds, 1):
                 ctx.progress("compiling", f"warm-up batch {number} of {len(feeds)}" if len(feeds) > 1 else "")
                 compiled(*torch_io.mark_dynamic(args, names, axes))

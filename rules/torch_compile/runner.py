@@ -25,6 +25,11 @@ class TorchCompileRunner(Runner):
     With buckets, a batch runs in the smallest bucket that holds it (padded up, outputs sliced back)
     and a batch above the largest is refused (``batching.BucketError``).
 
+    Calls run under ``torch.no_grad()``, as the build compiled them (a change of grad mode would
+    recompile); ``run`` returns torch tensors on the device, in the recipe's precision. In a CUDA
+    graph mode the graphs' outputs are overwritten by the next call, so ``run`` hands out copies
+    (made on the device) while the profiled ``run_prepared`` does not.
+
     After ``activate``: ``compile_seconds`` (the warm-up, that is the compile or the cache loads),
     ``compiles`` (graphs compiled and loaded, from torch's counters) and ``cache_info`` (what the
     stored cache held, None when there was none or torch could not read it).
@@ -33,6 +38,7 @@ class TorchCompileRunner(Runner):
     name = "torch-compile"
     devices = ("cpu", "cuda")
     needs = Needs(modules=("torch",))
+    capturable = True  # inductor's code queues kernels on torch's stream; not in a CUDA graph mode (below)
 
     def recipe(self) -> dict[str, Any]:
         if self.artifact_dir is None:
@@ -53,6 +59,8 @@ class TorchCompileRunner(Runner):
         self._buckets = recipe["batching"].get("buckets")
         self._channels_last = recipe["memory_format"] == memory_format.CHANNELS_LAST
         self._cudagraphs = self.device == "cuda" and recipe["mode"] in options.CUDAGRAPH_MODES
+        self.capturable = not self._cudagraphs  # its own graphs: no capture inside a capture
+        self._outputs = model_io.OutputBinder(self.model)
         self.cudnn_benchmark = memory_format.use_cudnn_benchmark(self.device)
         self._axes = recipe.get("dynamic_axes") or {}  # marked dynamic on every call, as the build did
         self.input_float_type = model_io.DTYPES[self.precision]  # float inputs at the recipe's precision
@@ -99,14 +107,17 @@ class TorchCompileRunner(Runner):
         tensors, batch, bucket = prepared
         if self._cudagraphs:  # each call is a new step: the previous call's outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
-        with torch.inference_mode():
+        with torch.no_grad():
             outputs = self._compiled(*tensors)
         if bucket is None or bucket == batch:
             return outputs
         return _unpadded(outputs, batch, bucket)
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
-        return torch_io.named_outputs(self.model, self.run_prepared_impl(self.prepare_impl(feed)))
+    def outputs_impl(self, result: Any) -> Mapping[str, Any]:
+        named = self._outputs.bind(result)
+        if self._cudagraphs:  # the next replay writes over the graph's own output buffers
+            return {name: tensor.clone() for name, tensor in named.items()}
+        return named
 
     def synchronize_impl(self) -> None:
         if self.device == "cuda":
@@ -125,6 +136,7 @@ def _unpadded(outputs: Any, batch: int, bucket: int) -> Any:
 class AotiRunner(Runner):
     """Runs the AOTInductor packages in a worker process (``aoti_worker``), so that a native crash
     while loading or running one fails this runner with the reason instead of killing the caller.
+    Tensors cross that process boundary as numpy arrays, ``run``'s too (its outputs are numpy).
 
     With buckets, the feed is padded here up to its bucket (the worker runs that bucket's package)
     and the outputs sliced back; a batch above the largest bucket is refused. ``prepare`` sends the
@@ -184,10 +196,14 @@ class AotiRunner(Runner):
         bucket = batching.pick(batch, self._buckets, f"model {self.model.name} ({self.name} {self.precision})")
         return self._ordered(batching.pad(feed, bucket, self.model.batch_dim)), batch, bucket
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
-        from navbuild.tensors import dumps, loads
+    def run_impl(self, feed: dict[str, Any]) -> Mapping[str, Any]:
+        """A process boundary: the feed crosses it as host arrays, the outputs come back as numpy."""
+        return self.infer_impl(feed)
 
-        padded, batch, bucket = self._padded(feed)
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
+        from navbuild.tensors import dumps, loads, to_numpy
+
+        padded, batch, bucket = self._padded({name: to_numpy(value) for name, value in feed.items()})
         reply = self._child.request({"op": "infer", "feed": dumps([padded])}, what="infer")
         outputs = list(loads(reply["outputs"])[0].values())
         if bucket is not None:
@@ -195,10 +211,10 @@ class AotiRunner(Runner):
         return dict(zip(output_names(self.model, len(outputs)), outputs))
 
     def prepare_impl(self, feed: dict[str, np.ndarray]) -> Any:
-        from navbuild.tensors import dumps
+        from navbuild.tensors import dumps, to_numpy
 
         handle = next(self._handles)
-        padded, _, _ = self._padded(feed)
+        padded, _, _ = self._padded({name: to_numpy(value) for name, value in feed.items()})
         self._child.request({"op": "prepare", "handle": handle, "feed": dumps([padded])}, what="prepare")
         return handle
 

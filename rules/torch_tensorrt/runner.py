@@ -1,4 +1,5 @@
-"""Runner ``torch-trt``: loads the saved Torch-TensorRT ExportedProgram and runs its module on CUDA."""
+"""Runner ``torch-trt``: loads the saved Torch-TensorRT ExportedProgram and runs its module on CUDA
+(torch tensors in and out, on the GPU)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -8,7 +9,6 @@ from navbuild.lazy import lazy_import
 from navbuild.rule import Needs
 from navbuild.runner import Runner, RunnerError
 from rules.torch import model_io
-from rules.torch_compile import torch_io
 from rules.torch_tensorrt.loader import load_program
 
 np = lazy_import("numpy")
@@ -19,6 +19,7 @@ class TorchTensorRTRunner(Runner):
     name = "torch-trt"
     devices = ("cuda",)
     needs = Needs(modules=("torch_tensorrt",), gpu=True)
+    capturable = True  # its engines run on torch's current stream
 
     def activate_impl(self) -> None:
         if self.artifact_dir is None:
@@ -26,6 +27,7 @@ class TorchTensorRTRunner(Runner):
         self._torch = torch
         self._module = load_program(self.artifact_dir)
         self.input_float_type = model_io.DTYPES[self.precision]  # float inputs at the artifact's precision
+        self._outputs = model_io.OutputBinder(self.model)
 
     def deactivate_impl(self) -> None:
         self._module = None
@@ -37,8 +39,8 @@ class TorchTensorRTRunner(Runner):
         with self._torch.no_grad():
             return self._module(*prepared)
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> Mapping[str, Any]:
-        return torch_io.named_outputs(self.model, self.run_prepared_impl(self.prepare_impl(feed)))
+    def outputs_impl(self, result: Any) -> Mapping[str, Any]:
+        return self._outputs.bind(result)
 
     def synchronize_impl(self) -> None:
         self._torch.cuda.synchronize()

@@ -238,7 +238,9 @@ def test_the_write_token_is_sent_to_the_server_and_never_written_down(tmp_path):
                             env={"NAVBUILD_REMOTE_CACHE_TOKEN": token}, quiet=False)
         assert accepted.code == 0, accepted.stderr
         assert not accepted.remote_warnings()
-        assert len(server.entries()) == 2  # samples and reference
+        # samples and reference, each with the list of files its build discovered (under its declared key)
+        kinds = sorted("key" if "key" in json.loads(path.read_bytes()) else "discovered" for path in server.entries())
+        assert kinds == ["discovered", "discovered", "key", "key"]
     finally:
         server.stop()
     for run in (refused, accepted):
