@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from navbuild.deploy.package import PackageError
+from navbuild.engine.cards import CardError
 from navbuild.engine.config import ConfigError
 from navbuild.engine.graph import GraphError
 from navbuild.engine.ray_executor import ExecutorError
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         word = args.words[0] if args.words and args.words[0] in commands else "build"
         return commands[word].main(args)
-    except (ConfigError, GraphError, RegistryError, PackageError, RemoteSettingsError, ExecutorError) as exc:
+    except (ConfigError, GraphError, RegistryError, PackageError, RemoteSettingsError, ExecutorError,
+            CardError) as exc:
         print(f"navbuild: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

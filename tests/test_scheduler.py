@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from navbuild.engine import lockfile
 from navbuild.engine.config import load
 from navbuild.engine.graph import build_graph
@@ -119,9 +121,14 @@ def test_a_record_gives_the_time_its_target_ran_apart_from_the_time_it_waited(tm
 
     from navbuild.view.summary import OWN_WORK, wall_split
 
+    from navbuild.engine.scheduler import LocalExecutor
+    from navbuild.engine.slots import Slots
+
     session = open_session(tmp_path, '["scaled"]')
-    scheduler = Scheduler(session)
-    building = scheduler.slots.measuring.shared()  # as a build running beside it would
+    executor = LocalExecutor()
+    executor.slots = Slots()  # laid out before the build, so that the test holds it first
+    scheduler = Scheduler(session, executor)
+    building = executor.slots.measuring.shared()  # as a build running beside it would
     building.__enter__()
 
     def release_later(event) -> None:
@@ -133,7 +140,7 @@ def test_a_record_gives_the_time_its_target_ran_apart_from_the_time_it_waited(tm
     profile = records["m:scaled.profile"]
     assert profile.status == BUILT
     assert profile.waits["slots"] >= 0.9, profile.waits  # the profile lock
-    assert profile.waited == profile.waits["executor"] + profile.waits["slots"]
+    assert profile.waited == pytest.approx(profile.waits["executor"] + profile.waits["slots"], abs=1e-9)  # both rounded
     assert profile.seconds < profile.waits["slots"], (profile.seconds, profile.waits)  # its run, without the wait
     assert profile.started_at >= profile.waits["dependencies"] + profile.waits["slots"] - 0.01
     assert profile.waits["dependencies"] > 0  # it waited for its artifact and check first

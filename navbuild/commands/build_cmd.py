@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from navbuild.engine import lockfile, ray_executor
+from navbuild.engine import cards, lockfile, ray_executor
 from navbuild.engine.options import Options
 from navbuild.engine.project import open_project
 from navbuild.engine.records import BUILT, FAILED, REMOTE
@@ -36,14 +36,16 @@ def at_least_one(text: str) -> int:
 def add_options(parser: argparse.ArgumentParser) -> None:
     build = parser.add_argument_group("build (the default command) and profile")
     build.add_argument("-j", "--jobs", type=at_least_one, default=1,
-                       help="targets built in parallel (worker processes)")
-    build.add_argument("--gpu-jobs", type=at_least_one, default=1, metavar="N",
-                       help="of those, targets on one GPU at a time (default 1: a build or profile shares no GPU)")
+                       help="CPU targets built in parallel (worker processes)")
+    build.add_argument("--gpu-jobs", type=at_least_one, default=None, metavar="N",
+                       help="GPU targets at once beside them, spread over the visible GPUs, each in a worker pinned "
+                            "to its card (default: one per GPU)")
     build.add_argument("--executor", metavar="KIND", default=None,
                        help="local (default), or ray / ray:auto / ray:HOST:PORT / ray://HOST:PORT: targets run as "
                             "Ray tasks, artifacts travel through the remote cache (docs/distributed.md)")
     build.add_argument("--gpu-type", metavar="TYPE",
-                       help="--executor ray: GPU targets go to nodes of this accelerator type (H100, A100, ...)")
+                       help="GPU targets run on cards of this type (H100, A100, ...): this machine's, or with "
+                            "--executor ray the nodes'")
     build.add_argument("--ray-timeout", type=float, default=ray_executor.CONNECT_TIMEOUT_S, metavar="S",
                        help="--executor ray: give up when nothing answers at the address after S seconds "
                             f"(default {ray_executor.CONNECT_TIMEOUT_S:g})")
@@ -73,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
     options = Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config, remote_cache=args.remote_cache,
                       remote_read_only=args.remote_cache_read_only, retry_failed=args.retry_failed,
                       gpu_jobs=args.gpu_jobs)
-    executor = ray_executor.parse(args.executor, args.gpu_type, args.ray_timeout)
+    executor = local_cards(args)
     session = open_project(args.config, options)
     session.store.hold_shared()  # gc waits for this build
     words = args.words or ["all"]
@@ -88,6 +90,15 @@ def main(args: argparse.Namespace) -> int:
     if words == ["all"]:
         _package(session, args.quiet)
     return code
+
+
+def local_cards(args: argparse.Namespace) -> ray_executor.RayExecutor | None:
+    """The Ray executor when one is named; else ``--gpu-type`` narrows this machine's cards to that
+    type, before any key is computed."""
+    executor = ray_executor.parse(args.executor, args.gpu_type, args.ray_timeout)
+    if executor is None and args.gpu_type:
+        cards.narrow_to_type(args.gpu_type)
+    return executor
 
 
 def forced(session: Session, words: list[str], selected: list[str], args: argparse.Namespace) -> set[str]:

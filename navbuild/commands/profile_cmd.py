@@ -26,8 +26,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
+    build_cmd.local_cards(args)  # --gpu-type; profiles run on this machine
     session = open_project(args.config, Options(verbose=args.verbose, quiet=args.quiet, config_arg=args.config,
-                                                retry_failed=args.retry_failed))
+                                                retry_failed=args.retry_failed, gpu_jobs=args.gpu_jobs))
     if not session.project.profile.enabled:
         console(stderr=True).print("navbuild: profiling is disabled ([profile] enabled = false)")
         return 2

@@ -55,6 +55,7 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
         try:
             with log.capture(), recorder as recording:
                 log(f"navbuild: building {target.name} (key {key[:12]})")
+                _same_card_type(material)
                 metadata = ACTIONS[target.kind](session, target, out_dir, scratch, log)
         finally:
             if recording is not None:  # a failure is recorded under the key of what it read, too
@@ -82,6 +83,20 @@ def execute(session: Session, target: Target, key: str, material: dict[str, Any]
     finally:
         log.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _same_card_type(material: dict[str, Any]) -> None:
+    """A key that holds a GPU names its card type; this process's card (a worker's, pinned to one)
+    must be of that type, or a build for one type would be stored under another's key."""
+    keyed = (material.get("device_fingerprint") or {}).get("gpu")
+    if not keyed:
+        return  # no GPU in the key, or NAVBUILD_DEVICE_FINGERPRINT in its place
+    visible = fingerprint.gpus()
+    mine = fingerprint.card_type(visible[0]) if visible else None
+    if mine is None or (mine["name"], mine["capability"]) != (keyed.get("name"), keyed.get("capability")):
+        seen = f"{mine['name']} ({mine['capability']})" if mine else "no GPU"
+        raise RuntimeError(f"this process sees {seen}, but the key was computed for {keyed.get('name')} "
+                           f"({keyed.get('capability')}): a worker is pinned to a card of another type")
 
 
 def _recorder(session: Session, target: Target) -> Any:

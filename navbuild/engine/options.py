@@ -14,4 +14,4 @@ class Options:
     remote_read_only: bool = False  # --remote-cache-read-only
     retry_failed: bool = False  # run targets whose key failed before instead of replaying the failure
     isolate: bool = True  # actions run in worker processes (engine/workers.py); False: in this one
-    gpu_jobs: int = 1  # targets on the GPU at once, whatever -j says (engine/slots.py)
+    gpu_jobs: int | None = None  # GPU targets at once beside -j, spread over the cards; None: one per card

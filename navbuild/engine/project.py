@@ -40,16 +40,20 @@ def open_described(description: dict[str, Any]) -> Session:
     options = Options(verbose=given["verbose"], config_arg=given["config_arg"],
                       retry_failed=given.get("retry_failed", False),
                       remote_cache=given.get("remote_cache"), remote_read_only=given.get("remote_read_only", False))
-    session = _session(project, registry, options)
+    # "auto" devices as the process that asked resolved them: a CPU target's worker sees no GPU
+    session = _session(project, registry, options, gpu_present=description.get("gpu_present"))
     session.keys.forget_lock()  # the process that asked decided what is current; the lock may be a run behind
     return session
 
 
-def _session(project: config_module.ProjectConfig, registry: Registry, options: Options | None) -> Session:
-    gpu = False
-    if any(m.targets.device == "auto" for m in project.models.values()):
+def _session(project: config_module.ProjectConfig, registry: Registry, options: Options | None,
+             gpu_present: bool | None = None) -> Session:
+    gpu = bool(gpu_present)
+    if gpu_present is None and any(m.targets.device == "auto" for m in project.models.values()):
         from navbuild.engine import fingerprint
 
         gpu = fingerprint.gpu_present()
     graph = build_graph(project, registry, gpu_present=gpu)
-    return Session(project, registry, graph, options)
+    session = Session(project, registry, graph, options)
+    session.gpu_present = gpu
+    return session

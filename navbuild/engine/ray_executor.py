@@ -28,6 +28,7 @@ last frames (in the target's build.log), not only a first line.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -38,14 +39,15 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from navbuild.engine import actions
+from navbuild.engine import actions, cards, fingerprint
 from navbuild.engine.graph import PROFILE
 from navbuild.engine.project import open_described
 from navbuild.engine.records import BUILT, CACHED, FAILED, REMOTE, Record
 from navbuild.engine.scheduler import Scheduler
 from navbuild.engine.session import Session
+from navbuild.engine.slots import on_gpu
 
 NODE_STORE_ENV = "NAVBUILD_RAY_STORE"  # where a node keeps its store (default: <tmp>/navbuild-ray)
 SHIPPED_EXCLUDES = (".git", "navbuild.lock", "__pycache__", "*.nav")
@@ -69,7 +71,6 @@ class RayExecutor:
     gpu_type: str | None = None
     connect_timeout: float = field(default=CONNECT_TIMEOUT_S, compare=False)
     say: Callable[[str], None] = field(default=lambda line: None, compare=False, repr=False)
-    room: int = field(default=1 << 30, compare=False, repr=False)  # Ray queues what its nodes cannot take yet
 
     # -- the scheduler's executor ------------------------------------------------------------------
     def open(self, scheduler: Scheduler) -> None:
@@ -83,6 +84,9 @@ class RayExecutor:
         self.description = _description(session)
         self.running: dict[Any, str] = {}
         self.restored: list[Record] = []
+
+    def fits(self, name: str) -> bool:
+        return True  # Ray queues what its nodes cannot take yet
 
     def submit(self, name: str) -> None:
         """Restored here from the remote cache, or sent to a node."""
@@ -118,10 +122,9 @@ class RayExecutor:
 
 def parse(text: str | None, gpu_type: str | None = None,
           connect_timeout: float = CONNECT_TIMEOUT_S) -> RayExecutor | None:
-    """``--executor``: ``local`` (None), ``ray``, ``ray:auto``, ``ray:HOST:PORT``, ``ray://HOST:PORT``."""
+    """``--executor``: ``local`` (None: ``--gpu-type`` then chooses this machine's cards,
+    ``cards.narrow_to_type``), ``ray``, ``ray:auto``, ``ray:HOST:PORT``, ``ray://HOST:PORT``."""
     if text is None or text == "local":
-        if gpu_type:
-            raise ExecutorError("--gpu-type only applies to --executor ray")
         return None
     if not connect_timeout > 0:
         raise ExecutorError(f"--ray-timeout must be a number of seconds above 0, got {connect_timeout}")
@@ -155,6 +158,7 @@ def _merged(mine: Record | None, node_record: Record) -> Record:
     local one."""
     if mine is not None and mine.status == CACHED and mine.digest == node_record.digest:
         mine.status, mine.node, mine.origin = node_record.status, node_record.node, node_record.origin
+        mine.gpu = node_record.gpu
         mine.seconds = node_record.seconds
         return mine
     return node_record
@@ -209,6 +213,7 @@ def _cluster_text(ray: Any) -> str:
 
 def _description(session: Session) -> dict[str, Any]:
     description = session.describe()
+    description.pop("gpu_present")  # a node resolves "auto" devices by its own GPUs
     description["options"] = {**description["options"], "remote_cache": session.remote.settings.url,
                                "remote_read_only": False}
     return description
@@ -220,9 +225,10 @@ def _smallest_node_cpus(ray: Any) -> int:
 
 
 def _resources(target: Any, executor: RayExecutor, node_cpus: int = 1) -> dict[str, Any]:
-    """One CPU; a GPU (of the named type) for a CUDA target. A CPU profile takes as many CPUs as
-    the smallest node has: on a cluster of equal nodes it measures alone, as with -j."""
-    if str(target.device).startswith("cuda"):
+    """One CPU; a GPU (of the named type) for a CUDA target, which the node's worker is pinned to.
+    A CPU profile takes as many CPUs as the smallest node has: on a cluster of equal nodes it
+    measures alone, as with -j."""
+    if on_gpu(target):
         options: dict[str, Any] = {"num_cpus": 1, "num_gpus": 1}
         if executor.gpu_type:
             options["accelerator_type"] = executor.gpu_type
@@ -323,8 +329,16 @@ def run_on_node(description: dict[str, Any], name: str, forced: bool) -> dict[st
     project = Path(description["config"].get("project", {}).get("name") or "project").name
     out = Path(tempfile.mkdtemp(prefix="navbuild-ray-out-"))
     started = time.perf_counter()
-    session = open_described({**description, "root": os.getcwd(), "store": str(store_root / project),
-                               "out": str(out)})
+    with _ray_cards():
+        session = open_described({**description, "root": os.getcwd(), "store": str(store_root / project),
+                                   "out": str(out)})
+        record = _build_on_node(session, name, forced, out)
+    record.node = _node_name()
+    record.seconds = record.seconds or time.perf_counter() - started
+    return record.to_dict()
+
+
+def _build_on_node(session: Session, name: str, forced: bool, out: Path) -> Record:
     try:
         if forced:
             session.forced = {name}
@@ -335,9 +349,30 @@ def run_on_node(description: dict[str, Any], name: str, forced: bool) -> dict[st
     finally:
         session.close()
         shutil.rmtree(out, ignore_errors=True)
-    record.node = _node_name()
-    record.seconds = record.seconds or time.perf_counter() - started
-    return record.to_dict()
+    return record
+
+
+@contextlib.contextmanager
+def _ray_cards() -> Iterator[None]:
+    """The cards Ray assigned this task (``num_gpus=1``: one) are the only ones this task sees, so
+    the worker that builds the target is pinned to Ray's card, whatever Ray left in the
+    environment. Ray reuses its worker processes for other tasks: the environment is put back."""
+    import ray
+
+    ids = [str(gpu) for gpu in ray.get_gpu_ids()]
+    saved = {name: os.environ.get(name) for name in (fingerprint.VISIBLE_ENV, cards.ORDER_ENV)}
+    if ids:  # Ray's ids are the node's card indices, as nvidia-smi numbers them
+        os.environ.update({fingerprint.VISIBLE_ENV: ",".join(ids), cards.ORDER_ENV: cards.PCI_ORDER})
+    fingerprint.gpus.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        fingerprint.gpus.cache_clear()
 
 
 def _node_name() -> str:

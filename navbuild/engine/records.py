@@ -38,6 +38,7 @@ class Record:
     metadata: dict[str, Any] = field(default_factory=dict)
     origin: str | None = None  # REMOTE: restored from the remote cache; IMPORTED: from a package
     node: str | None = None  # the Ray node that ran it (--executor ray)
+    gpu: int | None = None  # the card (nvidia-smi's index) its build, check or profile ran on
     blocked_by: list[str] = field(default_factory=list)  # the failed targets that kept it from running
 
     @property

@@ -10,10 +10,12 @@ every target it needs is done; then, in this order:
 - else it is queued for the executor, which settles it (``Session.run``: a failure replayed, a restore
   from the remote cache, or its action run) and hands back its record.
 
-Executors differ only in where actions run: ``LocalExecutor`` (worker processes of this machine,
-``-j`` at once, or this process) and ``engine/ray_executor.py``'s ``RayExecutor`` (Ray tasks on a
-cluster). What may run beside what on this machine (a profile alone, ``--gpu-jobs`` GPU slots) is
-one object, ``engine/slots.py``'s ``Slots``, that the local executor asks before an action starts.
+Executors differ only in where actions run: ``LocalExecutor`` (worker processes of this machine:
+``-j`` CPU targets and ``--gpu-jobs`` GPU targets at once, each GPU target's worker pinned to its
+card; or this process) and ``engine/ray_executor.py``'s ``RayExecutor`` (Ray tasks on a cluster).
+What may run beside what on this machine (a profile alone on its card or, on the CPU, alone; the
+cards' slots) is one object, ``engine/slots.py``'s ``Slots``, that the local executor asks before
+an action starts.
 
 The loop tells its listeners what happens (``Event``: a target queued for its executor, its
 action started with the slots it holds, what a running action says it is doing (``PROGRESS``: a
@@ -25,21 +27,21 @@ records it returns, so every face leaves the same lock.
 """
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from navbuild.engine import actions, lockfile, workers
+from navbuild.engine import actions, cards, lockfile, workers
 from navbuild.engine.graph import PROFILE, Target
 from navbuild.engine.records import FAILED, SKIPPED, Record
 from navbuild.engine.progress import Progress
 from navbuild.engine.session import Session
-from navbuild.engine.slots import Grant, Slots
+from navbuild.engine.slots import Grant, Slots, on_gpu
 from navbuild.hashing import tree_digest
 
 QUEUED, STARTED, PROGRESS, FINISHED = "queued", "started", "progress", "finished"
@@ -68,9 +70,10 @@ Listener = Callable[[Event], None]
 class Executor(Protocol):
     """Where the targets that must run are settled."""
 
-    room: int  # targets it takes at once
-
     def open(self, scheduler: Scheduler) -> None: ...
+
+    def fits(self, name: str) -> bool:
+        """Whether it has room for ``name`` now (its lane of work is not full)."""
 
     def submit(self, name: str) -> None: ...
 
@@ -95,7 +98,6 @@ class Scheduler:
         self.listeners = list(listeners)
         self.lock, self.partial_lock, self.keep_open = lock, partial_lock, keep_open
         self.warn = warn or (lambda text: print(f"navbuild: {text}", file=sys.stderr))
-        self.slots = Slots(session.options.gpu_jobs)
         self._telling = threading.Lock()
         self.began = time.monotonic()  # when the last build began; ``wall``: how long it took
         self.wall = 0.0
@@ -107,7 +109,7 @@ class Scheduler:
         session.store.hold_shared()  # gc waits for this build
         closure = graph.closure(selected)
         waiting = list(closure)  # in dependency order: a chain of current targets settles in one pass
-        queued: deque[str] = deque()  # must run, waiting for room in the executor
+        queued: list[str] = []  # must run, waiting for room in the executor (in the order they came)
         done: dict[str, Record] = {}
         running = 0
         self.began, self._stamps = time.monotonic(), {}
@@ -125,11 +127,12 @@ class Scheduler:
                     else:
                         queued.append(name)
                         self.tell(Event(QUEUED, name))
-                while queued and running < self.executor.room:
-                    name = queued.popleft()
-                    self._stamp(name, "submitted")
-                    self.executor.submit(name)
-                    running += 1
+                for name in list(queued):  # in order, each as soon as its lane has room
+                    if self.executor.fits(name):
+                        queued.remove(name)
+                        self._stamp(name, "submitted")
+                        self.executor.submit(name)
+                        running += 1
                 if running:
                     for record in self.executor.collect():
                         running -= 1
@@ -218,51 +221,68 @@ def not_run(target: Target, failed: list[str], done: dict[str, Record] | None = 
     return Record(target.name, FAILED, reason=f"not run: {', '.join(failed)} failed", blocked_by=blocked_by)
 
 
-class LocalExecutor:
-    """Actions run on this machine: in worker processes (``engine/workers.py``), ``jobs`` at once,
-    each waited on by a thread of this process; or, when actions run in this process
-    (``NAVBUILD_IN_PROCESS=1``, ``Options.isolate = False``, or rules added by code, which a worker
-    could not rebuild), one at a time in the calling thread. ``jobs == 1`` also runs in the calling
-    thread: an in-process build may need the main thread.
+CPU_LANE, GPU_LANE = "cpu", "gpu"
 
-    Before an action starts it takes its slots (``Slots.hold``): a profile alone, a CUDA target one
-    of ``--gpu-jobs`` GPU slots. A caller may add code of its own to the workers (``hook``)."""
+
+class LocalExecutor:
+    """Actions run on this machine: in worker processes (``engine/workers.py``), each waited on by
+    a thread of this process, in two lanes: ``jobs`` CPU targets (``-j``) and, beside them, the GPU
+    targets, as many as the run's cards have slots (``--gpu-jobs``, default one per card), each in
+    a worker pinned to the card its slot is on. Without a card (or a GPU target's card unknown) GPU
+    targets share the CPU lane. When actions run in this process (``NAVBUILD_IN_PROCESS=1``,
+    ``Options.isolate = False``, or rules added by code, which a worker could not rebuild) they run
+    one at a time in the calling thread, on this process's current GPU; so does ``jobs == 1`` on a
+    machine without a card: an in-process build may need the main thread.
+
+    Before an action starts it takes its slots (``Slots.hold``): a CPU profile alone, a GPU target
+    a card (a GPU profile the card alone). A caller may add code of its own to the workers (``hook``)."""
 
     def __init__(self, jobs: int = 1, hook: workers.Hook | None = None) -> None:
         self.jobs, self.hook = max(1, jobs), hook
-        self.room = 1
         self.pool: workers.Pool | None = None  # started when the first action must run
+        self.slots: Slots | None = None  # laid out when the first GPU target asks or an action starts
         self.scheduler: Scheduler | None = None
-        self.finished: queue.Queue[tuple[str, Record | BaseException]] = queue.Queue()  # from threads
-        self.here = threading.local()  # what ran in the calling thread (plain doit calls from several)
+        # each build loop's own (plain doit builds from several threads at once): its lanes' counts,
+        # what ran in the calling thread, what its threads finished
+        self.here = threading.local()
         self.grants: dict[str, Grant] = {}
-        self.starting = threading.Lock()  # one pool, whichever thread needs it first
+        self.starting = threading.Lock()  # one pool, one layout, whichever thread needs it first
 
     def open(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
         session = scheduler.session
         self.isolated = workers.isolated() and session.options.isolate and session.registry.from_modules_alone()
-        self.room = self.jobs if self.isolated else 1
+
+    def fits(self, name: str) -> bool:
+        busy = self._loop().busy
+        if not self.isolated:
+            return not any(busy.values())
+        lane = self._lane(name)
+        return busy[lane] < (self.jobs if lane == CPU_LANE else self._gpu_room())
 
     def submit(self, name: str) -> None:
-        if self.room == 1:
-            self.here.done = [*getattr(self.here, "done", []), self._settle(name)]
+        loop = self._loop()
+        lane = loop.lanes[name] = self._lane(name)
+        loop.busy[lane] += 1
+        if not self.isolated or (self.jobs == 1 and not self._gpu_room()):
+            loop.done.append(self._settle(name))
             return
-        threading.Thread(target=self._settle_in_thread, args=(name,), name=f"navbuild {name}", daemon=True).start()
+        threading.Thread(target=self._settle_in_thread, args=(name, loop.finished), name=f"navbuild {name}",
+                         daemon=True).start()
 
     def collect(self) -> list[Record]:
-        done_here = getattr(self.here, "done", None)
-        if done_here:
-            self.here.done = []
-            return done_here
-        found = [self.finished.get()]
-        while not self.finished.empty():
-            found.append(self.finished.get_nowait())
+        loop = self._loop()
+        if loop.done:
+            done, loop.done = loop.done, []
+            return [self._done(loop, record.target, record) for record in done]
+        found = [loop.finished.get()]
+        while not loop.finished.empty():
+            found.append(loop.finished.get_nowait())
         records = []
         for name, outcome in found:
             if isinstance(outcome, BaseException):
                 raise outcome  # Session.run records a target's failure: this is a bug, not the target's
-            records.append(outcome)
+            records.append(self._done(loop, name, outcome))
         return records
 
     def close(self) -> None:
@@ -270,11 +290,48 @@ class LocalExecutor:
             self.pool.close()
             self.pool = None
 
-    def _settle_in_thread(self, name: str) -> None:
+    def _loop(self) -> threading.local:
+        loop = self.here
+        if not hasattr(loop, "busy"):
+            loop.busy = {CPU_LANE: 0, GPU_LANE: 0}
+            loop.lanes = {}  # target -> its lane, while it runs
+            loop.done = []  # settled in the calling thread
+            loop.finished = queue.Queue()  # (name, record or exception) from this loop's threads
+        return loop
+
+    def _done(self, loop: threading.local, name: str, record: Record) -> Record:
+        loop.busy[loop.lanes.pop(name)] -= 1
+        return record
+
+    def _lane(self, name: str) -> str:
+        target = self.scheduler.session.graph.targets[name]
+        return GPU_LANE if on_gpu(target) and self._gpu_room() else CPU_LANE
+
+    def _gpu_room(self) -> int:
+        """GPU targets at once beside the CPU lane: the slots of cards a worker can be pinned to."""
+        return self._slots().pinned if self.isolated else 0
+
+    def _slots(self) -> Slots:
+        """The run's cards and their slots, looked up once (never on the no-op path)."""
+        with self.starting:
+            if self.slots is None:
+                used, idle = cards.for_run()
+                if idle and self.isolated:
+                    self.scheduler.warn(cards.idle_text(used, idle))
+                options = self.scheduler.session.options
+                self.slots = Slots(used, options.gpu_jobs) if self.isolated else Slots(used[:1], 1)
+                cores = len(os.sched_getaffinity(0))
+                if self.isolated and self.slots.pinned and self.jobs + self.slots.pinned > cores:
+                    self.scheduler.warn(f"-j {self.jobs} and {self.slots.pinned} GPU slots run up to "
+                                        f"{self.jobs + self.slots.pinned} targets on {cores} CPU cores: a GPU "
+                                        f"profile's launch thread may wait for a core (docs/distributed.md)")
+            return self.slots
+
+    def _settle_in_thread(self, name: str, finished: queue.Queue) -> None:
         try:
-            self.finished.put((name, self._settle(name)))
+            finished.put((name, self._settle(name)))
         except BaseException as exc:  # noqa: BLE001 - raised again in the scheduler's thread
-            self.finished.put((name, exc))
+            finished.put((name, exc))
 
     def _settle(self, name: str) -> Record:
         session = self.scheduler.session
@@ -284,10 +341,11 @@ class LocalExecutor:
         if grant is not None:  # the session timed the slots' wait with the action: apart, it is a wait
             record.waits = {**record.waits, "slots": grant.waited}
             record.seconds = max(0.0, record.seconds - grant.waited)
+            record.gpu = grant.gpu
         return record
 
     def _act(self, target: Target, key: str, material: dict[str, Any]) -> dict[str, Any]:
-        with self.scheduler.slots.hold(target) as grant:
+        with self._slots().hold(target) as grant:
             self.grants[target.name] = grant
             self.scheduler.tell(Event(STARTED, target.name, grant=grant))
 
@@ -295,8 +353,14 @@ class LocalExecutor:
                 self.scheduler.tell(Event(PROGRESS, target.name, progress=said))
 
             if self.isolated:
-                return self._pool().execute(target, key, material, progress=progress)
+                return self._pool().execute(target, key, material, pin=self._pin(grant), progress=progress)
             return actions.execute(self.scheduler.session, target, key, material, progress=progress)
+
+    def _pin(self, grant: Grant) -> dict[str, str]:
+        """A GPU target's worker sees its card alone; a CPU target's sees none while cards are pinned."""
+        if grant.card is not None:
+            return grant.card.environment()
+        return cards.NO_CARD if self._gpu_room() else {}
 
     def _pool(self) -> workers.Pool:
         with self.starting:
@@ -304,7 +368,8 @@ class LocalExecutor:
                 session = self.scheduler.session
                 self.pool = workers.Pool(session.describe(), session.store,
                                          lambda target, text: actions.write_failure_log(session, target, text),
-                                         size=self.room, hook=self.hook, echo=session.options.verbose)
+                                         size=self.jobs + self.slots.pinned, hook=self.hook,
+                                         echo=session.options.verbose)
             return self.pool
 
 

@@ -47,6 +47,7 @@ class Session:
         self.records = RunRecords()
         self.forced: set[str] = set()  # targets that --force rebuilds even when cached
         self.built_something = False  # set by a build command: did this run change any target?
+        self.gpu_present = False  # how "auto" devices were resolved (project.py sets it; workers take it)
         remote = project.remote.with_overrides(self.options.remote_cache, self.options.remote_read_only)
         self.remote = RemoteCache(remote) if remote.url else None
 
@@ -268,7 +269,7 @@ class Session:
         no file required."""
         return {"config": self.project.mapping, "root": str(self.project.root), "label": str(self.project.path),
                 "store": str(self.project.store), "out": str(self.project.out),  # as used: verify's scratch
-                "rule_modules": list(self.registry.rule_modules),
+                "rule_modules": list(self.registry.rule_modules), "gpu_present": self.gpu_present,
                 "options": {"verbose": self.options.verbose, "config_arg": self.options.config_arg,
                             "retry_failed": self.options.retry_failed}}
 

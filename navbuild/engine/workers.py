@@ -11,9 +11,12 @@ The parent sends one request per target and waits for the reply for at most the 
 (``[project] timeout``, a model's ``timeout``, or ``timeout`` in a format's table). A worker that
 dies (SIGSEGV, SIGABRT, ...) or does not answer in time (then it is killed with its process group)
 is replaced, and the target fails with that reason and the log written so far. The scheduler's
-local executor (``engine/scheduler.py``) owns the pool: ``-j N`` runs N targets at once through N
-workers; with ``NAVBUILD_IN_PROCESS=1`` (``isolated()`` false, or ``Options.isolate = False``) it
-runs actions in the navbuild process instead (for a debugger; no timeout, and a crash ends the build).
+local executor (``engine/scheduler.py``) owns the pool: ``-j N`` runs N CPU targets at once through N
+workers, and each GPU slot one more. A worker may be pinned when it starts (``pin``: the
+environment that names its card, ``engine/cards.py``) and keeps its pin for life; the pool keeps idle
+workers by pin, and a full pool retires an idle worker of another pin to start one. With
+``NAVBUILD_IN_PROCESS=1`` (``isolated()`` false, or ``Options.isolate = False``) it runs actions in
+the navbuild process instead (for a debugger; no timeout, and a crash ends the build).
 
 A caller may add code of its own to its workers through a ``Hook`` named by module (the Python
 API imports the caller's script there and hands over its live models); the engine imports no caller.
@@ -154,12 +157,14 @@ class Pool:
         _POOLS.add(self)
 
     def execute(self, target: Target, key: str, material: dict[str, Any],
-                progress: Say | None = None) -> dict[str, Any]:
-        """Run ``target``'s action (``actions.execute``) in a worker; returns the manifest it wrote
-        under ``key``. ``progress`` hears what the worker says the action is doing."""
+                pin: dict[str, str] | None = None, progress: Say | None = None) -> dict[str, Any]:
+        """Run ``target``'s action (``actions.execute``) in a worker whose environment has ``pin``
+        (``CUDA_VISIBLE_DEVICES`` naming its card: set when the worker starts, before CUDA can);
+        returns the manifest it wrote under ``key``. ``progress`` hears what the worker says the
+        action is doing."""
         log = self.store.tmp / f"{safe_name(target.name)}-{uuid.uuid4().hex[:8]}.log"
         try:
-            worker = self._checkout(progress)
+            worker = self._checkout(pin or {}, progress)
         except WorkerStartError as exc:
             self.failure_log(target, f"navbuild: {target.name}: {exc}\n")
             raise
@@ -178,29 +183,37 @@ class Pool:
             self._checkin(worker)
             log.unlink(missing_ok=True)
 
-    def _checkout(self, progress: Say | None = None) -> Worker:
-        with self.ready:
-            while True:
+    def _checkout(self, pin: dict[str, str], progress: Say | None = None) -> Worker:
+        """An idle worker with this pin, else a new one; a worker keeps its pin for life, so when the
+        pool is full an idle worker of another pin makes room."""
+        while True:
+            retired = None
+            with self.ready:
                 if self.broken:
                     raise WorkerStartError(self.broken)
-                if self.idle:
-                    worker = self.idle.pop()
-                    if worker.alive():
-                        return worker
-                    worker.close()
-                    self.count -= 1
+                mine = next((worker for worker in reversed(self.idle) if worker.pin == pin), None)
+                if mine is not None:
+                    self.idle.remove(mine)
+                    if mine.alive():
+                        return mine
+                    retired = mine
                 elif self.count < self.size:
                     self.count += 1
                     break
+                elif self.idle:
+                    retired = self.idle.pop(0)
                 else:
                     self.ready.wait()
+                    continue
+                self.count -= 1
+            retired.close()  # outside the lock: closing waits for the process to end
         try:
-            spare = _spare(self.description)
+            spare = _spare(self.description, pin)
             if spare is not None:
                 return spare
             if progress is not None:  # a fresh interpreter imports the frameworks: seconds, often
                 progress(Progress("starting", "a fresh worker process"))
-            return Worker(self.description)
+            return Worker(self.description, pin)
         except BaseException as exc:
             with self.ready:
                 self.count -= 1
@@ -230,21 +243,23 @@ class Pool:
                 worker.close()
 
 
-def _spare(description: dict[str, Any]) -> Worker | None:
-    """A worker left by an earlier session of this process, opened on this project."""
-    while _SPARES:
-        worker = _SPARES.pop()
-        if worker.env == _environment() and worker.alive() and worker.open(description):
-            return worker
-        worker.close()
+def _spare(description: dict[str, Any], pin: dict[str, str]) -> Worker | None:
+    """A worker left by an earlier session of this process, with this pin, opened on this project."""
+    env = _environment(pin)
+    for worker in list(_SPARES):
+        if worker.env == env:
+            _SPARES.remove(worker)
+            if worker.alive() and worker.open(description):
+                return worker
+            worker.close()
     return None
 
 
-def _environment() -> dict[str, str]:
-    """A worker's environment: this one, with this interpreter's import path."""
+def _environment(pin: dict[str, str]) -> dict[str, str]:
+    """A worker's environment: this one, with this interpreter's import path, and its pin."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.exists(p))
-    return env
+    return {**env, **pin}
 
 
 @atexit.register
@@ -257,8 +272,9 @@ def _close_all() -> None:
 
 # -- one worker ---------------------------------------------------------------------------------
 class Worker:
-    def __init__(self, description: dict[str, Any]) -> None:
-        self.env = _environment()
+    def __init__(self, description: dict[str, Any], pin: dict[str, str] | None = None) -> None:
+        self.pin = dict(pin or {})
+        self.env = _environment(self.pin)
         self.proc = subprocess.Popen([sys.executable, "-m", "navbuild.engine.worker_main"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=self.env, bufsize=0, start_new_session=True)
         try:

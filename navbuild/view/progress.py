@@ -6,9 +6,9 @@ executor, started, saying what it does (``PROGRESS``: a phase, the batch size a 
 from a worker process too) and finished, with navbuild's own record, so "built", "skipped" and
 "failed" mean what the summary says.
 
-- On a terminal, a live display: a line per running target (its phase, the seconds it has run)
-  under a header (targets done of all, running, waiting), redrawn a few times a second; a line is
-  printed above it for each target that did work (built, restored, failed).
+- On a terminal, a live display: a line per running target (its card on a GPU machine, its phase,
+  the seconds it has run) under a header (targets done of all, running, waiting), redrawn a few
+  times a second; a line is printed above it for each target that did work (built, restored, failed).
 - Elsewhere (CI logs, a pipe), plain lines: the same finished lines, and for a target that runs
   long, "still compiling cnn:torch-compile, 60 s" every ``NAVBUILD_PROGRESS_EVERY`` seconds
   (default 30), so a log never goes silent for minutes.
@@ -53,6 +53,12 @@ class Running:
     started: float  # time.monotonic()
     progress: Progress
     said: int = 0  # plain "still ..." lines printed for it
+    gpu: int | None = None  # the card its worker is pinned to (engine/slots.py's Grant)
+
+    @property
+    def name(self) -> str:
+        """The target, and its card when it has one: ``cnn:trt on GPU 1``."""
+        return self.target if self.gpu is None else f"{self.target} on GPU {self.gpu}"
 
     def elapsed(self, now: float) -> float:
         return max(0.0, now - self.started)
@@ -124,7 +130,8 @@ class Reporter:
             first = Progress(DEFAULT_PHASE.get(self.kinds.get(event.target, ""), "building"))
             with board.lock:
                 board.waiting.discard(event.target)
-                board.running[event.target] = Running(event.target, event.time, first)
+                gpu = event.grant.gpu if event.grant is not None else None
+                board.running[event.target] = Running(event.target, event.time, first, gpu=gpu)
         elif event.kind == PROGRESS and event.progress is not None:
             with board.lock:
                 running = board.running.get(event.target)
@@ -145,6 +152,8 @@ class Reporter:
         line = f"[{style}]{record.label:<8}[/] {record.target}"
         if record.node:
             line += f" on {record.node}"
+        if record.gpu is not None:
+            line += f" on GPU {record.gpu}"
         if record.status in (BUILT, FAILED) and record.seconds and not record.blocked_by:
             line += f"  [dim]{record.seconds:.2f} s[/]"
             if record.waited >= 0.05:
@@ -178,7 +187,7 @@ def still_line(running: Running, now: float) -> str:
     the action said where it is)."""
     progress = running.progress
     where = f" ({progress.detail})" if progress.detail else ""
-    return f"still {progress.phase} {running.target}{where}, {running.elapsed(now):.0f} s"
+    return f"still {progress.phase} {running.name}{where}, {running.elapsed(now):.0f} s"
 
 
 def _first_clause(reason: str, limit: int = 100) -> str:
@@ -217,7 +226,7 @@ class LiveView:
         self.spinners = {each.target: self.spinners.get(each.target) or Spinner("dots", style="cyan")
                          for each in running}
         for each in running:
-            grid.add_row(self.spinners[each.target], Text(each.target, style="bold"),
+            grid.add_row(self.spinners[each.target], Text(each.name, style="bold"),
                          Text(each.progress.text(), style="dim"), Text(_clock(each.elapsed(now))))
         return grid
 

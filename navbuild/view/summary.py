@@ -5,7 +5,8 @@
 - Else a table with one line per artifact, its check and profile folded into it: its status with
   the first clause of any reason, the seconds each kind of target ran and, apart, the seconds they
   waited (for room, the profile lock, a GPU slot), correctness and the best throughput, marked when
-  its spread exceeds the profile's stability bound. Targets not run because something they need
+  its spread exceeds the profile's stability bound, and the cards that built, checked and profiled
+  it (``GPU b/c/p``, only where a card ran something). Targets not run because something they need
   failed are counted once, under that failure; each failure then gets one line with its log and
   the command that rebuilds just it.
 - Then how many targets of each kind ended how (artifacts, checks, profiles: they add up to every
@@ -64,8 +65,15 @@ def rows(session: Session, records: dict[str, Record]) -> list[dict[str, Any]]:
                       "profile_seconds": profile.seconds if profile else None,
                       "waited": sum(r.waited for r in own),
                       "correctness": _correctness_text(check), "throughput": _throughput_text(profile),
-                      "record": record, "check": check, "node": record.node})
+                      "record": record, "check": check, "node": record.node,
+                      "gpus": _gpus_text(record, check, profile)})
     return table
+
+
+def _gpus_text(*records: Record | None) -> str:
+    """The cards that built, checked and profiled an artifact (``0/0/3``; ``-`` where none ran)."""
+    cards = [str(r.gpu) if r is not None and r.gpu is not None else "-" for r in records]
+    return "" if set(cards) == {"-"} else "/".join(cards)
 
 
 def _correctness_text(check: Record | None) -> str:
@@ -236,9 +244,10 @@ def _natural_width(console: Any, table: Any) -> int:
     return Measurement.get(console, console.options.update(max_width=100_000), table).maximum
 
 
+GPU_COLUMN = "GPU b/c/p"
 COLUMNS = (("target", "left"), ("status", "left"), ("digest", "left"), ("build s", "right"), ("check s", "right"),
            ("profile s", "right"), ("waited s", "right"), ("abs/rel error", "left"), ("best throughput", "left"),
-           ("note", "left"))
+           (GPU_COLUMN, "left"), ("note", "left"))
 
 
 def _note(row: dict[str, Any], width: int) -> str:
@@ -248,12 +257,14 @@ def _note(row: dict[str, Any], width: int) -> str:
 
 def _table(listed: list[dict[str, Any]], note_width: int = REASON_WIDTH, left_out: tuple[str, ...] = ()) -> Any:
     """One line per row, every column as wide as its content; the note at most ``note_width``
-    characters; the columns named in ``left_out`` left out."""
+    characters; the columns named in ``left_out`` left out, and the GPU column where no card ran anything."""
     from rich import box
     from rich.table import Table
 
     table = Table(title="navbuild", show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
                   collapse_padding=True, pad_edge=False)
+    if not any(row.get("gpus") for row in listed):
+        left_out = (*left_out, GPU_COLUMN)
     shown = [(column, justify) for column, justify in COLUMNS if column not in left_out]
     for column, justify in shown:
         table.add_column(column, justify=justify, no_wrap=True)
@@ -266,7 +277,7 @@ def _table(listed: list[dict[str, Any]], note_width: int = REASON_WIDTH, left_ou
         cells = dict(zip((c for c, _ in COLUMNS), (
             row["target"], status, (row["digest"] or "")[:12], *ran,
             f"{row['waited']:.2f}" if row["waited"] >= 0.01 else "", row["correctness"], row["throughput"][0],
-            _escaped(_note(row, note_width)))))
+            row.get("gpus", ""), _escaped(_note(row, note_width)))))
         table.add_row(*(cells[column] for column, _ in shown))
     return table
 

@@ -104,8 +104,7 @@ def test_executor_words():
     for bad in ("dask", "ray:", "rays"):
         with pytest.raises(ray_executor.ExecutorError):
             ray_executor.parse(bad)
-    with pytest.raises(ray_executor.ExecutorError, match="--gpu-type"):
-        ray_executor.parse("local", "H100")
+    assert ray_executor.parse("local", "H100") is None  # --gpu-type then narrows this machine's cards
 
 
 def test_gpu_targets_go_to_gpu_nodes_of_the_named_type():
