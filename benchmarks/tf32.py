@@ -13,7 +13,7 @@ fresh workspace. One row per target: its status, its check and the largest error
 then what max-throughput selected.
 
 Before that, the raw effect the policy removes, measured in this process: the model on the GPU with
-TF32 off and on (``rules/torch/tf32.py`` sets the switches), each against the CPU, as the largest
+TF32 off and on (``navbuild_rules/torch/tf32.py`` sets the switches), each against the CPU, as the largest
 absolute error and the smallest atol that would pass at the precision's default rtol.
 
 Without a GPU everything runs on the CPU at 64x64 pixels (``--device cpu`` forces it): the fp32
@@ -63,7 +63,7 @@ def raw_effect(name: str, size: int) -> None:
     import torch
 
     from navbuild.measure.settings import DEFAULT_TOLERANCES
-    from rules.torch import tf32
+    from navbuild_rules.torch import tf32
 
     model = build_model(name)
     batch = samples(size)[-1]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LAYERS = ("navbuild", "rules")
+LAYERS = ("navbuild", "navbuild_rules")
 PUBLIC = {"navbuild", "navbuild.rule", "navbuild.runner", "navbuild.tensors", "navbuild.hashing",
           "navbuild.ziputil", "navbuild.lazy", "navbuild.dynamic_axes"}
 FAMILY_FILES = ("__init__.py", "build.py", "loader.py")
@@ -100,13 +100,13 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_engine_imports_no_rule_family():
     graph = import_graph()
     offenders = sorted((name, other) for name, others in graph.items() if name.split(".")[0] == "navbuild"
-                       for other in others if other.split(".")[0] == "rules")
+                       for other in others if other.split(".")[0] == "navbuild_rules")
     assert offenders == []
 
 
 def test_rule_families_use_only_the_public_interfaces():
     graph = import_graph()
-    offenders = sorted((name, other) for name, others in graph.items() if name.split(".")[0] == "rules"
+    offenders = sorted((name, other) for name, others in graph.items() if name.split(".")[0] == "navbuild_rules"
                        for other in others if other.split(".")[0] == "navbuild" and other not in PUBLIC)
     assert offenders == []
 
@@ -143,19 +143,19 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_every_family_has_the_same_files():
-    families = [path for path in sorted((REPO / "rules").iterdir())
+    families = [path for path in sorted((REPO / "navbuild_rules").iterdir())
                 if path.is_dir() and (path / "__init__.py").is_file()]
     assert families
     for family in families:
         missing = [name for name in FAMILY_FILES if not (family / name).is_file()]
-        assert not missing, f"rules/{family.name} lacks {missing}"
-        module = importlib.import_module(f"rules.{family.name}")  # families import no framework
+        assert not missing, f"navbuild_rules/{family.name} lacks {missing}"
+        module = importlib.import_module(f"navbuild_rules.{family.name}")  # families import no framework
         assert bool(getattr(module, "RUNNERS", ())) == (family / "runner.py").is_file(), family.name
 
 
 def families_on_disk() -> list[str]:
-    """The rule modules under rules/: each family's package, and rules/samples.py (every model's samples)."""
-    return sorted(path.stem for path in (REPO / "rules").iterdir()
+    """The rule modules under navbuild_rules/: each family's package, and navbuild_rules/samples.py (every model's samples)."""
+    return sorted(path.stem for path in (REPO / "navbuild_rules").iterdir()
                   if (path / "__init__.py").is_file() or (path.suffix == ".py" and path.stem != "__init__"))
 
 
@@ -182,7 +182,7 @@ def test_navbuilds_own_families_are_entry_points_of_its_distribution():
     import tomllib
 
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["navbuild.rules"]
-    assert sorted(declared.values()) == [f"rules.{family}" for family in families_on_disk()]
+    assert sorted(declared.values()) == [f"navbuild_rules.{family}" for family in families_on_disk()]
 
 
 def test_a_checkout_that_is_not_installed_says_how_to_install_it(monkeypatch):
@@ -206,3 +206,26 @@ def test_measuring_imports_nothing_above_it():
                        for other in others if other.startswith("navbuild.") and other.split(".")[1]
                        in ("engine", "deploy", "view", "commands", "api", "cli"))
     assert offenders == []
+
+
+def test_an_install_of_an_older_checkout_says_so_instead_of_registering_nothing(monkeypatch):
+    """The families moved from ``rules`` to ``navbuild_rules``: an install made before (or a stale
+    navbuild.egg-info in the current folder) names modules that are gone; every build would find no
+    format at all."""
+    from importlib.metadata import EntryPoint
+
+    from navbuild.engine import registry
+
+    class Dist:
+        name = "navbuild"
+
+    stale = [EntryPoint(name="torch", value="rules.torch", group=registry.ENTRY_POINT_GROUP)]
+    stale = [entry._for(Dist()) if hasattr(entry, "_for") else entry for entry in stale]
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda **kw: stale)
+    registry.default_registry.cache_clear()
+    try:
+        with pytest.raises(registry.RegistryError, match=r"the installed entry points \(rules\.torch\) name modules "
+                                                         r"this checkout .* does not have"):
+            registry.default_registry()
+    finally:
+        registry.default_registry.cache_clear()

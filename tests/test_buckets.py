@@ -1,5 +1,5 @@
 """Batch buckets without a framework: choosing, padding, slicing, refusing, and what a check and a
-profile add so that every bucket runs (``rules.torch_compile.batching``, ``navbuild.measure.coverage``)."""
+profile add so that every bucket runs (``navbuild_rules.torch_compile.batching``, ``navbuild.measure.coverage``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from navbuild.measure import coverage
 from navbuild.measure.profiling import ProfileConfig
-from rules.torch_compile import batching
+from navbuild_rules.torch_compile import batching
 
 
 def test_default_buckets_are_powers_of_two_the_maximum_and_the_profile_sizes():

@@ -163,7 +163,7 @@ def test_output_axes_that_vary_between_samples():
 
 
 def test_the_samples_rule_adds_a_sample_at_each_bound_no_sample_reaches(tmp_path):
-    from rules import samples as samples_rule
+    from navbuild_rules import samples as samples_rule
     from tests.rules._ctx import make_ctx
 
     model = ModelSpec(name="enc", framework="torch", entry="m.py:f", root=tmp_path, inputs=("ids", "mask"),

@@ -40,7 +40,7 @@ def test_same_status_same_bytes_wherever_it_was_built(status, tmp_path):
 
 def test_no_absolute_path_in_any_entry(status, tmp_path):
     status["models"]["cnn"]["targets"]["trt-fp16"]["reason"] = (
-        f'Traceback:\n  File "{ROOT}/rules/tensorrt/build.py", line 3\n'
+        f'Traceback:\n  File "{ROOT}/navbuild_rules/tensorrt/build.py", line 3\n'
         f'  File "/usr/lib/python3/dist-packages/tensorrt/__init__.py", line 9')
     path = write_package(status, tmp_path / "cnn.nav")
     forbidden = [str(ROOT).encode(), str(tmp_path).encode(), str(out_dir(status)).encode(), b"/usr/lib"]
@@ -52,7 +52,7 @@ def test_no_absolute_path_in_any_entry(status, tmp_path):
             for text in forbidden:
                 assert text not in data, f"{info.filename} holds {text!r}"
     reason = read_package(path).status["models"]["cnn"]["targets"]["trt-fp16"]["reason"]
-    assert 'File "rules/tensorrt/build.py"' in reason and 'File ".../__init__.py"' in reason
+    assert 'File "navbuild_rules/tensorrt/build.py"' in reason and 'File ".../__init__.py"' in reason
 
 
 def test_layout_base_formats_and_selected_targets(status, tmp_path):

@@ -131,7 +131,7 @@ def rules() -> list[Rule]:
 
 def registry() -> Registry:
     found = Registry()
-    found.add_module("rules.samples")
+    found.add_module("navbuild_rules.samples")
     for rule in rules():
         found.add_rule(rule, __name__)
     found.runners[ScaleRunner.name] = ScaleRunner

@@ -29,7 +29,7 @@ def torch_switches():
 
 
 def test_fp32_on_cuda_turns_cudnn_and_matmul_tf32_off(torch_switches):
-    from rules.torch import tf32
+    from navbuild_rules.torch import tf32
 
     torch.backends.cudnn.allow_tf32 = True  # PyTorch's default: convolutions in TF32
     torch.set_float32_matmul_precision("high")
@@ -40,7 +40,7 @@ def test_fp32_on_cuda_turns_cudnn_and_matmul_tf32_off(torch_switches):
 
 
 def test_tf32_on_cuda_turns_both_on_and_the_cpu_never(torch_switches):
-    from rules.torch import tf32
+    from navbuild_rules.torch import tf32
 
     assert tf32.apply("tf32", "cuda") is True
     assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
@@ -52,7 +52,7 @@ def test_tf32_on_cuda_turns_both_on_and_the_cpu_never(torch_switches):
 def test_a_model_that_loosens_float32_matmuls_runs_in_float32(torch_switches, tmp_path: Path):
     """The model's own code runs first (its entry sets "medium"); the runner sets the policy after."""
     from navbuild.rule import ModelSpec
-    from rules.torch.runner import TorchEagerRunner
+    from navbuild_rules.torch.runner import TorchEagerRunner
 
     (tmp_path / "model.py").write_text(
         "import torch\n\n\ndef build():\n    torch.set_float32_matmul_precision('medium')\n"
@@ -118,7 +118,7 @@ def test_a_trace_keeps_the_cudnn_flags_of_its_target_whatever_the_process_set(to
     earlier targets."""
     import torch
 
-    from rules.torch import tf32
+    from navbuild_rules.torch import tf32
 
     conv = torch.nn.Conv2d(3, 4, 3).eval()
     for before in (True, False):  # what the process had: an earlier target's switches, or the defaults

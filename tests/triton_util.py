@@ -28,7 +28,7 @@ STOP_TIMEOUT_S = 20
 ATOL, RTOL = 1e-4, 1e-3
 
 
-# -- runners for the tests (the real ones live in rules/; these stand in where they are absent) ------
+# -- runners for the tests (the real ones live in navbuild_rules/; these stand in where they are absent) ------
 class _TorchRunner(Runner):
     devices = ("cpu",)
     loads_source = False
@@ -89,7 +89,7 @@ TEST_RUNNERS = {"torch-eager": EagerRunner, "torchscript": TorchScriptRunner,
 
 
 def runner_names() -> dict[str, str]:
-    """Runner kind -> the registered runner to use: the real one if rules/ has it, else ours."""
+    """Runner kind -> the registered runner to use: the real one if navbuild_rules/ has it, else ours."""
     from navbuild.engine.registry import default_registry
 
     registry = default_registry()
@@ -148,7 +148,7 @@ def _export(model: Any, example: Any, out: Path) -> None:
     (out / "torch-export").mkdir(parents=True)
     batch = torch.export.Dim("batch", min=1, max=16)
     program = torch.export.export(model, (example,), dynamic_shapes={"image": {0: batch}})
-    for node in program.graph.nodes:  # as rules/torch normalizes: no source paths in the artifact
+    for node in program.graph.nodes:  # as navbuild_rules/torch normalizes: no source paths in the artifact
         node.meta.pop("stack_trace", None)
     torch.export.save(program, str(out / "torch-export" / "model.pt2"))
 
@@ -176,7 +176,7 @@ def build_status(base: Path) -> dict[str, Any]:
     with warnings.catch_warnings():  # the exporters' deprecation notices
         warnings.simplefilter("ignore")
         _export(model, example, out / "cnn")
-    (out / "cnn" / "torch").mkdir(parents=True)  # the eager target's recipe, as rules/torch writes it
+    (out / "cnn" / "torch").mkdir(parents=True)  # the eager target's recipe, as navbuild_rules/torch writes it
     (out / "cnn" / "torch" / "recipe.json").write_text(json.dumps(
         {"format": "torch-eager", "entry": ENTRY, "precision": "fp32", "dtype": "float32"}, indent=2, sort_keys=True))
 

@@ -26,6 +26,10 @@ DISTRIBUTION = "navbuild"  # whose entry points are navbuild's own families
 NOT_INSTALLED = ("no rule family is registered: navbuild's own families are entry points of the navbuild "
                  "distribution, and this navbuild ({where}) is not installed. Install the checkout: "
                  "pip install -e {checkout}")
+STALE_INSTALL = ("no rule family of navbuild's own could be imported: the installed entry points ({modules}) "
+                 "name modules this checkout ({checkout}) does not have (an install of an older checkout, or "
+                 "a stale navbuild.egg-info in the current folder). Install the checkout again: "
+                 "pip install -e {checkout}")
 
 
 class RegistryError(RuntimeError):
@@ -205,4 +209,10 @@ def default_registry() -> Registry:
     registry = Registry()
     for module_name, plugin in registered:
         registry.add_module(module_name, plugin=plugin)
+    own = [name for name, plugin in registered if not plugin]
+    if not set(own) & set(registry.rule_modules):
+        import navbuild
+
+        checkout = Path(navbuild.__file__).resolve().parents[1]
+        raise RegistryError(STALE_INSTALL.format(modules=", ".join(own), checkout=checkout))
     return registry

@@ -57,7 +57,7 @@ def test_native_serialization_runs_in_tensorflow_but_does_not_convert_to_onnx(ex
 @needs_jax
 def test_an_entry_that_is_not_a_function_and_params_is_refused(tmp_path):
     from navbuild.rule import BuildContext, ModelSpec
-    from rules.jax import build
+    from navbuild_rules.jax import build
 
     (tmp_path / "m.py").write_text("def build_model():\n    return lambda x: x\n")
     spec = ModelSpec(name="m", framework="jax", entry="m.py:build_model", root=tmp_path, inputs=("x",))

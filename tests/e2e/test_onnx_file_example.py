@@ -67,8 +67,8 @@ def test_onnx_slim_serves_any_framework():
 
     registry = default_registry()
     assert "onnx-slim" in registry.formats("torch") and "onnx-slim" in registry.formats("onnx")
-    assert registry.rule("onnx", "onnx").build.__module__ == "rules.onnx_file.build"
-    assert registry.rule("onnx", "torch").build.__module__ == "rules.torch.onnx_export"
+    assert registry.rule("onnx", "onnx").build.__module__ == "navbuild_rules.onnx_file.build"
+    assert registry.rule("onnx", "torch").build.__module__ == "navbuild_rules.torch.onnx_export"
 
 
 def test_the_example_file_is_what_its_script_writes():

@@ -14,10 +14,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from navbuild.runner import RunnerError  # noqa: E402
-from rules.torch_compile import AOTI, TORCH_COMPILE, batching, build, options, torch_io  # noqa: E402
-from rules.torch_compile.aoti_child import (  # noqa: E402
+from navbuild_rules.torch_compile import AOTI, TORCH_COMPILE, batching, build, options, torch_io  # noqa: E402
+from navbuild_rules.torch_compile.aoti_child import (  # noqa: E402
     AotiChild, AotiChildError, describe_exit, stderr_summary)
-from rules.torch_compile.runner import AotiRunner, TorchCompileRunner  # noqa: E402
+from navbuild_rules.torch_compile.runner import AotiRunner, TorchCompileRunner  # noqa: E402
 from tests.rules._ctx import eager_outputs, image_samples, make_ctx, tiny_model  # noqa: E402
 
 

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 
-from rules.torch_compile import TORCH_COMPILE  # noqa: E402
-from rules.torch_compile.runner import TorchCompileRunner  # noqa: E402
+from navbuild_rules.torch_compile import TORCH_COMPILE  # noqa: E402
+from navbuild_rules.torch_compile.runner import TorchCompileRunner  # noqa: E402
 from tests.rules._ctx import eager_outputs, image_samples, make_ctx, tiny_model  # noqa: E402
 from tests.rules.conftest import assert_matches, build, context, run_all, runner_for  # noqa: E402
 

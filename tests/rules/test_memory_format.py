@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rules.torch import memory_format  # noqa: E402
+from navbuild_rules.torch import memory_format  # noqa: E402
 from tests.rules.conftest import assert_matches, build, context, run_all, runner_for  # noqa: E402
 
 FORMATS = ("torch", "torchscript-trace", "torchscript-script", "torch-export")

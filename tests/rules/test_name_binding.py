@@ -110,7 +110,7 @@ def test_compiled_buckets_keep_the_names(two_heads, tmp_path, fmt):
 
 
 def test_a_declared_output_that_is_not_a_key_is_a_clear_error(module_tmp, tmp_path):
-    from rules.torch.model_io import BindingError
+    from navbuild_rules.torch.model_io import BindingError
 
     spec = write_model(module_tmp / "two_heads_bad_output", TWO_HEADS, name="heads",
                        inputs=("input_ids", "attention_mask"), outputs=("text", "image"))
@@ -121,7 +121,7 @@ def test_a_declared_output_that_is_not_a_key_is_a_clear_error(module_tmp, tmp_pa
 
 
 def test_inputs_that_are_not_forwards_parameters_are_a_clear_error(module_tmp, tmp_path):
-    from rules.torch.model_io import BindingError
+    from navbuild_rules.torch.model_io import BindingError
 
     spec = write_model(module_tmp / "two_heads_bad_input", TWO_HEADS, name="heads", inputs=("ids", "attention_mask"))
     samples = [{"ids": s["input_ids"], "attention_mask": s["attention_mask"]} for s in _samples()]
@@ -146,7 +146,7 @@ def test_binding_rules_against_forwards_signature():
     import torch
 
     from navbuild.rule import ModelSpec
-    from rules.torch.model_io import BY_NAME, POSITIONAL, BindingError, input_binding
+    from navbuild_rules.torch.model_io import BY_NAME, POSITIONAL, BindingError, input_binding
 
     class Model(torch.nn.Module):
         def __init__(self, forward):

@@ -118,7 +118,7 @@ def test_fp16_conversion_keeps_float32_ops_between_casts(tmp_path: Path) -> None
     stay float32; the rest (the weight, the Constant's value_float) is float16."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from rules.onnx.fp16 import convert_to_fp16
+    from navbuild_rules.onnx.fp16 import convert_to_fp16
 
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
     weight = numpy_helper.from_array(np.full((1, 2, 1, 1), 0.5, np.float32), "weight")
@@ -157,7 +157,7 @@ def test_fp16_graph_that_onnx_runtime_refuses_fails_the_build(tmp_path: Path) ->
     from onnx import helper
 
     from navbuild.rule import ModelSpec
-    from rules.onnx.build import write_onnx
+    from navbuild_rules.onnx.build import write_onnx
     from tests.e2e.onnx_files import sklearn_classifier
 
     model = sklearn_classifier("lr")
@@ -190,7 +190,7 @@ def test_an_output_that_is_a_sequence_is_refused_by_name(tmp_path: Path) -> None
 
 
 def test_cuda_provider_runs_tf32_only_for_tf32() -> None:
-    from rules.onnx.loader import cuda_provider_options
+    from navbuild_rules.onnx.loader import cuda_provider_options
 
     assert cuda_provider_options("fp32") == {"use_tf32": "0"}  # the provider's default is 1
     assert cuda_provider_options("fp16") == {"use_tf32": "0"}
@@ -267,7 +267,7 @@ def test_unknown_exporter_is_refused(examples, tmp_path: Path) -> None:
     ({"opset": "17"}, "opset '17' is not an integer"),
 ])
 def test_params_are_validated_before_building(params: dict, problem: str | None) -> None:
-    from rules.torch.onnx_export import validate_params
+    from navbuild_rules.torch.onnx_export import validate_params
 
     found = validate_params(params, "fp32")
     assert found == problem if problem is None else found.startswith(problem)

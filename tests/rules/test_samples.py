@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rules.samples import check_samples
+from navbuild_rules.samples import check_samples
 
 
 def pair(first: tuple[int, ...], second: tuple[int, ...]) -> dict[str, np.ndarray]:

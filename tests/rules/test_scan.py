@@ -15,8 +15,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from rules.onnx.scan import scan_onnx
-from rules.torch.scan import FILE_OPERATORS, TORCH_NAMESPACES, scan_export, scan_torchscript
+from navbuild_rules.onnx.scan import scan_onnx
+from navbuild_rules.torch.scan import FILE_OPERATORS, TORCH_NAMESPACES, scan_export, scan_torchscript
 
 
 class Linear(torch.nn.Module):

@@ -48,7 +48,7 @@ def spec(tmp_path: Path, framework: str, entry: str = "model.py:build", **fields
 
 def test_onnxruntime_reads_a_torch_tensor_in_place_and_returns_its_own_arrays(tmp_path):
     pytest.importorskip("onnxruntime")
-    from rules.onnx.runner import OnnxRuntimeRunner
+    from navbuild_rules.onnx.runner import OnnxRuntimeRunner
 
     runner = OnnxRuntimeRunner(onnx_linear(tmp_path / "fp32"), spec(tmp_path, "onnx", "model.onnx")).activate()
     x = torch.randn(5, 4)
@@ -87,7 +87,7 @@ def build():
 
 def test_jax_takes_a_torch_tensor_through_dlpack_and_torch_reads_its_arrays(tmp_path):
     jax = pytest.importorskip("jax")
-    from rules.jax.runner import JaxJitRunner
+    from navbuild_rules.jax.runner import JaxJitRunner
 
     (tmp_path / "model.py").write_text(JAX_MODEL)
     runner = JaxJitRunner(None, spec(tmp_path, "jax", outputs=("y", "norm"))).activate()
@@ -106,7 +106,7 @@ import json, sys, numpy as np, tensorflow as tf, torch
 from pathlib import Path
 from navbuild.rule import ModelSpec
 from navbuild.tensors import to_torch
-from rules.tensorflow.runner import SavedModelRunner
+from navbuild_rules.tensorflow.runner import SavedModelRunner
 
 folder = Path(sys.argv[1])
 w = tf.constant(np.arange(12, dtype=np.float32).reshape(4, 3) / 10)

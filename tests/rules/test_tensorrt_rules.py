@@ -12,10 +12,10 @@ import pytest
 
 from navbuild.engine.fingerprint import MachineInfo
 from navbuild.rule import Skip
-from rules.tensorrt import ORT_CUDA, ORT_TRT, TRT, build, config, loader
-from rules.tensorrt.config import ShapeRange, TensorRTConfigError
-from rules.tensorrt.runner import TensorRTRunner, torch_dtype_for
-from rules.torch_tensorrt import TORCH_TRT
+from navbuild_rules.tensorrt import ORT_CUDA, ORT_TRT, TRT, build, config, loader
+from navbuild_rules.tensorrt.config import ShapeRange, TensorRTConfigError
+from navbuild_rules.tensorrt.runner import TensorRTRunner, torch_dtype_for
+from navbuild_rules.torch_tensorrt import TORCH_TRT
 from tests.rules._ctx import image_samples, make_ctx, tiny_model
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None

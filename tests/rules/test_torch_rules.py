@@ -197,7 +197,7 @@ def test_identical_bytes_in_a_fresh_process_with_another_hash_seed(tricky, layer
 
 
 def test_renumbering_keeps_parameters_keywords_attributes_and_strings() -> None:
-    from rules.torch.torchscript_code import renumber_locals
+    from navbuild_rules.torch.torchscript_code import renumber_locals
 
     block = ("class Layer(Module):\n"
              "  conv1 : __torch__.Conv2d\n"
@@ -297,7 +297,7 @@ def test_runner_reports_a_missing_artifact(examples, tmp_path: Path) -> None:
 
 
 def test_importing_the_rules_imports_no_framework() -> None:
-    code = ("import sys, rules.torch, rules.onnx; "
+    code = ("import sys, navbuild_rules.torch, navbuild_rules.onnx; "
             "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'numpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert done.stdout.strip() == "[]"
