@@ -73,7 +73,7 @@ def _child_env() -> dict[str, str]:
     import navbuild
     import navbuild_rules
 
-    roots = [str(Path(module.__file__).resolve().parents[1]) for module in (rules, navbuild)]
+    roots = [str(Path(module.__file__).resolve().parents[1]) for module in (navbuild_rules, navbuild)]
     path = [*dict.fromkeys(roots), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(path)}
 
