@@ -32,7 +32,6 @@ STATUS_STYLE = {"built": "green", "cached": "cyan", "remote": "blue", "imported"
                 "failed": "bold red"}
 FOLD_CACHED_ABOVE = 50  # rows; past this, cached rows are counted, not rendered (-v renders them)
 REASON_WIDTH = 60  # characters of a reason in the table; the failure lines below give more
-UP_TO_DATE = (CACHED, IMPORTED, SKIPPED)  # labels of a run that changed nothing
 
 
 def first_clause(reason: str | None, limit: int = REASON_WIDTH) -> str:
@@ -169,8 +168,10 @@ def _where(path: str | None) -> str:
 
 
 def is_no_op(records: dict[str, Record]) -> bool:
-    """Nothing was built, restored, imported anew or failed: every target current or skipped."""
-    return bool(records) and all(r.label in UP_TO_DATE and not r.blocked_by and r.started_at is None
+    """Nothing was built, restored, imported anew or failed: every target current or skipped. A
+    target still imported (not proven) keeps the table: its line says where it came from and the
+    command that proves it."""
+    return bool(records) and all(r.label in (CACHED, SKIPPED) and not r.blocked_by and r.started_at is None
                                  for r in records.values())
 
 
@@ -179,8 +180,7 @@ def no_op_line(records: dict[str, Record]) -> str:
     common first."""
     skipped = [r for r in records.values() if r.status == SKIPPED]
     current = len(records) - len(skipped)
-    imported = sum(r.label == IMPORTED for r in records.values())
-    line = f"{current} targets up to date" + (f" ({imported} imported, not proven)" if imported else "")
+    line = f"{current} targets up to date"
     if skipped:
         reasons = Counter(_root_reason(r.reason) for r in skipped).most_common()
         said = [reason if len(reasons) == 1 else f"{reason} ({count})" for reason, count in reasons[:2]]
@@ -213,12 +213,23 @@ def print_summary(console: Any, session: Session, records: dict[str, Record], wa
     folded = len(data) - len(listed) - sum(row["status"] == NOT_RUN for row in data)
     if folded:
         console.print(f"{folded} cached targets not listed (-v lists every target)", highlight=False)
-    for line in not_run_lines(records):
+    for line in [*not_run_lines(records), *unproven_lines(records)]:
         console.print(line, highlight=False, markup=False)
     for row in data:
         if row["status"] == FAILED:
             _print_failure(console, session, row)
     console.print(footer(session, records, wall), highlight=False)
+
+
+def unproven_lines(records: dict[str, Record]) -> list[str]:
+    """Targets held from a package nobody trusted signed, per package: where they came from and the
+    command that proves them (the table's note keeps only its first clause)."""
+    by_package: dict[str, list[str]] = {}
+    for name, record in records.items():
+        if record.label == IMPORTED and "not proven" in (record.reason or ""):
+            by_package.setdefault(str(record.metadata.get("imported")), []).append(name)
+    return [f"imported: from {package}; not proven: `navbuild verify {' '.join(names)}` rebuilds "
+            f"{'it' if len(names) == 1 else 'them'} here" for package, names in by_package.items()]
 
 
 def _fitted_table(console: Any, listed: list[dict[str, Any]]) -> Any:

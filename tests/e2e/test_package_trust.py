@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tomllib
 import warnings
 import zipfile
@@ -148,7 +149,10 @@ def test_an_imported_artifact_is_marked_until_this_project_rebuilds_it(traced, t
     capsys.readouterr()
     assert cli(other, *TARGETS) == 0  # a later build: imported, not this project's "cached"
     out = capsys.readouterr().out
-    assert "imported: from all.nav" in out and "not proven: `navbuild verify cnn:onnx`" in " ".join(out.split())
+    # the table's line says imported; one line per package says from where and how to prove them
+    proven_by = re.search(r"imported: from all\.nav \(package \w+\); not proven: `navbuild verify ([^`]+)` "
+                          r"rebuilds them here", " ".join(out.split()))
+    assert proven_by and sorted(proven_by.group(1).split()) == sorted(TARGETS), out
     assert cli(other, "status", "cnn:onnx") == 0
     assert "imported" in capsys.readouterr().out
     assert cli(other, "package", "-o", str(tmp_path / "again.nav")) == 2
