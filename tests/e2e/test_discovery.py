@@ -89,11 +89,13 @@ EXPORTS = ["mlp:torchscript-trace", "mlp:onnx"]
 MLP_CODE = {"mlp:reference", *EXPORTS, *(f"{name}.check" for name in EXPORTS)}  # what runs the model's code
 
 
-def make_project(root: Path) -> Project:
-    (root / "helpers").mkdir(parents=True)
-    (root / "helpers" / "scale.py").write_text("SCALE = 1.0\n")
-    (root / "helpers" / "layers.py").write_text(LAYERS)
-    for name, text in (("model.py", MODEL), ("other.py", OTHER), ("samples.py", SAMPLES),
+def make_project(root: Path, package: str = "helpers") -> Project:
+    """The project, its helper package named ``package`` (a name a user's project may well use)."""
+    (root / package).mkdir(parents=True)
+    (root / package / "scale.py").write_text("SCALE = 1.0\n")
+    (root / package / "layers.py").write_text(LAYERS.replace("from helpers", f"from {package}"))
+    model = MODEL.replace("from helpers", f"from {package}")
+    for name, text in (("model.py", model), ("other.py", OTHER), ("samples.py", SAMPLES),
                        ("navbuild.toml", CONFIG)):
         (root / name).write_text(text)
     return Project(root)
