@@ -72,6 +72,25 @@ def test_the_libraries_the_code_imports_are_found_by_distribution_not_the_standa
     assert found.tools == ("numpy",)  # json is the standard library's
 
 
+def test_a_library_installed_into_a_folder_of_its_own_is_found_by_distribution(tmp_path, monkeypatch):
+    """``pip install --target DIR`` on PYTHONPATH: outside site-packages, a library all the same (its
+    .dist-info beside it), so its version enters the key, as site-packages' libraries do."""
+    site = tmp_path / "site"
+    (site / "vendorlib").mkdir(parents=True)
+    (site / "vendorlib" / "__init__.py").write_text("SIZE = 2\n")
+    info = site / "vendorlib-3.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vendorlib\nVersion: 3.1\n")
+    (info / "RECORD").write_text("vendorlib/__init__.py,,\nvendorlib-3.1.dist-info/METADATA,,\n")
+    monkeypatch.syspath_prepend(str(site))
+    root = project(tmp_path, "vendored")
+    (root / "model.py").write_text("import vendorlib\n\n\ndef build():\n    return vendorlib.SIZE\n")
+    found = record(root, "model.py:build")
+    assert found.tools == ("vendorlib",) and found.sources == ("model.py",)
+    assert discovery.in_library(str(site / "vendorlib" / "__init__.py"))
+    assert not discovery.in_library(str(root / "model.py"))
+
+
 def test_a_data_file_read_is_found_and_a_file_the_build_wrote_is_not(tmp_path):
     root = project(tmp_path, "files")
     assert "data/table.txt" in record(root, "model.py:read_data").sources

@@ -6,8 +6,8 @@ decides its outputs and writes the digest into the model's generated entry file 
 - code: the source of the class of every submodule and of its user-defined base classes; of the
   functions and classes their methods name as globals (followed recursively), and of the user
   modules they name (the whole file's digest); closures' values; forward hooks. Code from
-  installed packages (site-packages, or any folder a distribution was installed into, editable
-  installs excepted) counts by distribution and version instead of by text.
+  installed packages (``discovery.in_library``: site-packages, or any folder a distribution was
+  installed into; editable installs excepted) counts by distribution and version instead of by text.
 - attributes: every attribute of every submodule that is not torch's bookkeeping: numbers,
   strings, tuples, lists, dicts, enums, dtypes, plain tensors (by content), objects with a
   ``to_dict`` (Hugging Face configs) or a ``__dict__`` (followed a few levels deep).
@@ -28,7 +28,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from navbuild.engine.discovery import distributions_of, in_library
+from navbuild.engine.discovery import in_library
 from navbuild.hashing import digest_file, digest_value
 from navbuild.lazy import lazy_import
 
@@ -259,40 +259,9 @@ def _module_library_version(module_name: str) -> str | None:
     file = getattr(module, "__file__", None)
     if not file:
         return None
-    if in_library(file):
-        return f"{top}=={_version_of(top)}"
-    # installed elsewhere (pip --target, a PYTHONPATH folder): its distribution's record says so
-    installed = _installed_elsewhere(top, Path(file).resolve())
-    return f"{top}=={installed}" if installed else None
-
-
-def _installed_elsewhere(top: str, file: Path) -> str | None:
-    """The version of the distribution that installed ``file``, if one did and not as an editable
-    install: an editable install is code being written (hashed by its text), and a folder that only
-    shares a distribution's name is not that distribution."""
-    from importlib import metadata
-
-    for name in distributions_of(top):
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        if _editable(dist):
-            return None
-        installed_at = Path(str(dist.locate_file(top))).resolve()
-        if file == installed_at.with_suffix(".py") or file.is_relative_to(installed_at):
-            return dist.version
-    return None
-
-
-def _editable(dist: Any) -> bool:
-    import json
-
-    try:
-        direct_url = json.loads(dist.read_text("direct_url.json") or "{}")
-    except ValueError:
-        return False
-    return bool(direct_url.get("dir_info", {}).get("editable"))
+    if not in_library(file):  # the user's own code (an editable install's too): known by its text
+        return None
+    return f"{top}=={_version_of(top)}"
 
 
 def _version_of(top: str) -> str:

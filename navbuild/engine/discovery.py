@@ -38,7 +38,7 @@ import site
 import sys
 import sysconfig
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -133,8 +133,38 @@ def library_roots() -> tuple[str, ...]:
 
 
 def in_library(path: str) -> bool:
+    """A file of the standard library or of an installed distribution: under site-packages, or in a
+    folder a distribution was installed into (``pip install --target``, a ``PYTHONPATH`` folder),
+    where its ``.dist-info`` lies beside it. An editable install's code is not: its ``.dist-info``
+    lies in site-packages, away from the code being written."""
     resolved = os.path.realpath(path)
-    return any(resolved.startswith(root + os.sep) for root in library_roots())
+    if any(resolved.startswith(root + os.sep) for root in library_roots()):
+        return True
+    for entry in filter(None, sys.path):
+        folder = os.path.realpath(entry)
+        if resolved.startswith(folder + os.sep):
+            top = resolved[len(folder) + 1:].split(os.sep)[0].split(".")[0]
+            if top in _installed_beside(folder):
+                return True
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_beside(folder: str) -> frozenset[str]:
+    """The top-level modules that the distributions installed in ``folder`` (their ``.dist-info``
+    there) provide."""
+    tops: set[str] = set()
+    for info in Path(folder).glob("*.dist-info"):
+        with contextlib.suppress(OSError):
+            listed = info / "top_level.txt"
+            if listed.is_file():
+                tops.update(line.strip() for line in listed.read_text().splitlines() if line.strip())
+                continue
+            for row in (info / "RECORD").read_text().splitlines():  # a wheel without top_level.txt
+                first = row.split(",", 1)[0].split("/", 1)[0]
+                if first and not first.endswith((".dist-info", ".data")) and first != "..":
+                    tops.add(first.split(".")[0])
+    return frozenset(tops)
 
 
 @functools.lru_cache(maxsize=None)

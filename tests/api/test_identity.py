@@ -161,35 +161,39 @@ class Scaled(torch.nn.Module):
 '''
 
 
-def install_fake_library(folder: Path, editable: bool) -> None:
-    """``fakelib`` 1.2 installed into ``folder`` the way ``pip install --target`` leaves it."""
-    (folder / "fakelib").mkdir()
-    (folder / "fakelib" / "__init__.py").write_text(FAKE_LIBRARY)
-    info = folder / "fakelib-1.2.dist-info"
-    info.mkdir()
+def install_fake_library(folder: Path, editable: bool) -> list[Path]:
+    """``fakelib`` 1.2 installed the way ``pip install --target`` leaves it (its code beside its
+    .dist-info), or as an editable install does (the code in a source tree, the .dist-info with its
+    direct_url.json elsewhere); returns the folders to put on the path."""
+    code, site = (folder / "src", folder / "site") if editable else (folder, folder)
+    (code / "fakelib").mkdir(parents=True)
+    (code / "fakelib" / "__init__.py").write_text(FAKE_LIBRARY)
+    info = site / "fakelib-1.2.dist-info"
+    info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakelib\nVersion: 1.2\n")
     (info / "top_level.txt").write_text("fakelib\n")
-    (info / "RECORD").write_text("fakelib/__init__.py,,\n")
+    (info / "RECORD").write_text("fakelib/__init__.py,,\n" if not editable else "__editable__.fakelib.pth,,\n")
     if editable:
-        (info / "direct_url.json").write_text('{"url": "file:///src/fakelib", "dir_info": {"editable": true}}')
+        (info / "direct_url.json").write_text(f'{{"url": "file://{code}", "dir_info": {{"editable": true}}}}')
+    return sorted({code, site})
 
 
-def fake_library_identity(folder: Path) -> dict:
+def fake_library_identity(folder: Path, paths: list[Path]) -> dict:
     return run_python("""
         import json
         import fakelib
         from navbuild.api.identity import describe, model_identity
         model = fakelib.Scaled()
         print(json.dumps({"identity": model_identity(model), "code": describe(model)["code"]["fakelib.Scaled"][0]}))
-        """, folder, folder)
+        """, folder, *paths)
 
 
 @pytest.mark.parametrize("editable", [False, True], ids=["installed", "editable"])
 def test_a_library_installed_outside_site_packages_counts_by_version(tmp_path, editable):
     """diffusers installed with ``pip install --target`` read its per-process session id into the
     identity: a worker never recognised the model it was sent (seen on the GPU machine)."""
-    install_fake_library(tmp_path, editable)
-    first, second = fake_library_identity(tmp_path), fake_library_identity(tmp_path)
+    paths = install_fake_library(tmp_path, editable)
+    first, second = fake_library_identity(tmp_path, paths), fake_library_identity(tmp_path, paths)
     if editable:
         assert first["code"] == "source"  # code being written counts by its text
     else:
